@@ -1,0 +1,44 @@
+"""Celery settings: JSON only, late acks for everything that may reach Stripe, routing from the registry."""
+
+from kombu import Exchange, Queue
+
+from registry import OPERATIONS, QUEUES
+from settings import get_settings
+
+_settings = get_settings()
+
+broker_url = _settings.broker_url
+result_backend = _settings.result_backend
+broker_connection_retry_on_startup = True
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+timezone = "UTC"
+enable_utc = True
+
+task_queues = [Queue(name, Exchange(name, type="direct"), routing_key=name, durable=True) for name in QUEUES]
+task_default_queue = "payments"
+task_routes = {op.task_name: {"queue": op.queue, "routing_key": op.queue} for op in OPERATIONS.values()}
+
+# A task is acknowledged only once it has finished; a worker lost mid-task gives it back to the broker.
+task_acks_late = True
+task_reject_on_worker_lost = True
+# One message at a time per execution slot: a slow Stripe call never sits on messages others could run.
+worker_prefetch_multiplier = 1
+# The platform gateway gives up after REST_TIMEOUT; past twice that a task is stuck, not slow.
+task_soft_time_limit = max(30, 2 * _settings.rest_timeout_ms // 1000)
+task_time_limit = task_soft_time_limit + 30
+
+# RabbitMQ confirms each publish, so a door knows the request is durably queued.
+broker_transport_options = {
+    "confirm_publish": True,
+    # Redis as broker: redeliver an unacked task only after it could have finished.
+    "visibility_timeout": task_time_limit * 4,
+}
+result_expires = 3600  # results carry client secrets in transit; the doors fetch them within REST_TIMEOUT
+result_extended = False
+task_track_started = False
+worker_send_task_events = False
+worker_hijack_root_logger = False

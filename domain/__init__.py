@@ -1,0 +1,1 @@
+"""Plain domain functions: every decision about money, testable without Celery."""

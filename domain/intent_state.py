@@ -1,0 +1,60 @@
+"""Stripe's state machines for intents and refunds: which moves are forward, which are stale."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models import PaymentIntent
+
+# Where each PaymentIntent status may go next (Stripe's lifecycle); terminal ones go nowhere.
+INTENT_TRANSITIONS = {
+    "requires_payment_method": {"requires_confirmation", "requires_action", "processing", "requires_capture", "succeeded", "canceled"},
+    "requires_confirmation": {"requires_payment_method", "requires_action", "processing", "requires_capture", "succeeded", "canceled"},
+    "requires_action": {"requires_payment_method", "processing", "requires_capture", "succeeded", "canceled"},
+    "processing": {"requires_payment_method", "requires_capture", "succeeded", "canceled"},
+    "requires_capture": {"succeeded", "canceled"},
+    "succeeded": set(),
+    "canceled": set(),
+}
+
+# A refund may still fail after it succeeded (the bank returns it); failed and canceled are final.
+REFUND_TRANSITIONS = {
+    "pending": {"requires_action", "succeeded", "failed", "canceled"},
+    "requires_action": {"pending", "succeeded", "failed", "canceled"},
+    "succeeded": {"failed"},
+    "failed": set(),
+    "canceled": set(),
+}
+
+
+def intent_may_move(current: str, new: str) -> bool:
+    return new == current or new in INTENT_TRANSITIONS.get(current, set())
+
+
+def refund_may_move(current: str, new: str) -> bool:
+    return new == current or new in REFUND_TRANSITIONS.get(current, set())
+
+
+def stripe_error_summary(error: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The part of Stripe's `last_payment_error` the caller may see (no payment method object)."""
+    if not error:
+        return None
+    return {
+        "code": error.get("code"),
+        "declineCode": error.get("decline_code"),
+        "message": error.get("message"),
+        "type": error.get("type"),
+    }
+
+
+def apply_stripe_intent(intent: PaymentIntent, stripe_intent: dict[str, Any]) -> bool:
+    """Copy Stripe's view of the intent onto our row; True when a payload field changed."""
+    before = intent.to_payload()
+    intent.stripe_payment_intent_id = stripe_intent["id"]
+    intent.status = stripe_intent["status"]
+    intent.amount_capturable = stripe_intent.get("amount_capturable") or 0
+    intent.amount_received = stripe_intent.get("amount_received") or 0
+    intent.last_payment_error = stripe_error_summary(stripe_intent.get("last_payment_error"))
+    after = intent.to_payload()
+    before.pop("updatedAt"), after.pop("updatedAt")
+    return before != after

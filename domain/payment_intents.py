@@ -1,0 +1,136 @@
+"""create-payment-intent, get-payment-intent, get-ztracking-payment-intent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import stripe_client
+from domain import idempotency
+from domain.context import OperationContext
+from domain.customers import ensure_stripe_customer
+from domain.errors import OperationError, not_found
+from domain.intent_state import apply_stripe_intent
+from domain.schemas import CreatePaymentIntentInput, GetPaymentIntentInput
+from domain.webhooks import apply_unmatched_events
+from models import PaymentIntent, PaymentMethod, ZtrackingPaymentIntent, write_transaction
+from models.payment_intents import save_with_history
+
+OPERATION = "create-payment-intent"
+
+
+def _vaulted_method(inp: CreatePaymentIntentInput) -> PaymentMethod | None:
+    """The method to charge: the one named, else (to confirm) the customer's default."""
+    active = PaymentMethod.select().where(
+        PaymentMethod.customer_id == inp.customer_id, PaymentMethod.deleted_at.is_null()
+    )
+    if inp.payment_method_id:
+        method = active.where(PaymentMethod.id == inp.payment_method_id).first()
+        if method is None:
+            raise OperationError(
+                "not_found",
+                "No payment method with this id is vaulted for this customer.",
+                {"paymentMethodId": inp.payment_method_id},
+            )
+        return method
+    if inp.confirm:
+        method = active.where(PaymentMethod.is_default == True).first()  # noqa: E712 (peewee expression)
+        if method is None:
+            raise OperationError(
+                "validation_error",
+                "confirm needs a paymentMethodId or a default payment method for the customer.",
+                {"fields": [{"field": "paymentMethodId", "message": "required to confirm", "type": "missing"}]},
+            )
+        return method
+    return None
+
+
+def _with_client_secret(payload: dict[str, Any], stripe_intent: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "clientSecret": stripe_intent.get("client_secret")}
+
+
+def _replay(stored: dict[str, Any]) -> dict[str, Any]:
+    """A replay answers the first result; the client secret is fetched again, never stored."""
+    stripe_intent = stripe_client.retrieve_payment_intent(stored["stripePaymentIntentId"])
+    return _with_client_secret(stored, stripe_intent)
+
+
+def create_payment_intent(ctx: OperationContext, inp: CreatePaymentIntentInput) -> dict[str, Any]:
+    """Create (and optionally confirm) a Stripe PaymentIntent once per idempotency key."""
+
+    def execute(claim: idempotency.Claim) -> dict[str, Any]:
+        existing = PaymentIntent.get_or_none(PaymentIntent.id == claim.resource_id)
+        if existing is not None:
+            # Stored by an attempt that died before answering: answer from it.
+            return _replay(existing.to_payload())
+        customer = ensure_stripe_customer(inp.customer_id)
+        method = _vaulted_method(inp)
+        params: dict[str, Any] = {
+            "amount": inp.amount,
+            "currency": inp.currency,
+            "customer": customer.stripe_customer_id,
+            "capture_method": inp.capture_method,
+            "payment_method_types": ["card"],
+            "confirm": inp.confirm,
+            "metadata": {
+                **inp.metadata,
+                "vy_payment_intent_id": claim.resource_id,
+                "vy_customer_id": inp.customer_id,
+                "vy_trace_id": claim.trace_id,
+            },
+        }
+        if inp.description is not None:
+            params["description"] = inp.description
+        if method is not None:
+            params["payment_method"] = method.stripe_payment_method_id
+        intent = PaymentIntent(
+            id=claim.resource_id,
+            customer_id=inp.customer_id,
+            stripe_customer_id=customer.stripe_customer_id,
+            amount=inp.amount,
+            currency=inp.currency,
+            capture_method=inp.capture_method,
+            payment_method_id=method.id if method else None,
+            description=inp.description,
+            metadata=inp.metadata,
+        )
+        key = idempotency.stripe_key(OPERATION, claim.scoped_key, "create")
+        try:
+            stripe_intent = stripe_client.create_payment_intent(params, idempotency_key=key)
+        except OperationError as exc:
+            declined = stripe_client.card_error_payment_intent(exc)
+            if exc.code != "card_declined" or declined is None:
+                raise
+            apply_stripe_intent(intent, declined)
+            exc.details["paymentIntentId"] = intent.id
+            with write_transaction():
+                save_with_history(intent, cause=f"{OPERATION}:declined", create=True)
+                idempotency.complete(claim, {"error": exc.to_error()})
+            raise
+        apply_stripe_intent(intent, stripe_intent)
+        with write_transaction():
+            save_with_history(intent, cause=OPERATION, create=True)
+            idempotency.complete(claim, {"response": intent.to_payload()})
+        apply_unmatched_events(intent.stripe_payment_intent_id)
+        return _with_client_secret(intent.to_payload(), stripe_intent)
+
+    return idempotency.execute_once(ctx, OPERATION, inp.canonical(), "payment_intent", execute, _replay)
+
+
+def get_payment_intent(ctx: OperationContext, inp: GetPaymentIntentInput) -> dict[str, Any]:
+    intent = PaymentIntent.get_or_none(PaymentIntent.id == inp.payment_intent_id)
+    if intent is None:
+        raise not_found("payment intent", inp.payment_intent_id)
+    return intent.to_payload()
+
+
+def get_payment_intent_history(ctx: OperationContext, inp: GetPaymentIntentInput) -> list[dict[str, Any]]:
+    """Every snapshot of the intent, oldest first; an unknown intent is `not_found`, never `[]`."""
+    rows = (
+        ZtrackingPaymentIntent.select()
+        .where(ZtrackingPaymentIntent.payment_intent_id == inp.payment_intent_id)
+        .order_by(ZtrackingPaymentIntent.ztracking_version)
+    )
+    history = [row.to_payload() for row in rows]
+    if not history:
+        raise not_found("payment intent", inp.payment_intent_id)
+    return history

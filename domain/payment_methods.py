@@ -1,0 +1,139 @@
+"""create-payment-method, list-payment-methods, delete-payment-method: the customer's card vault."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import stripe_client
+from domain import idempotency
+from domain.context import OperationContext
+from domain.customers import ensure_stripe_customer, lock_customer
+from domain.errors import OperationError, not_found
+from domain.schemas import CreatePaymentMethodInput, DeletePaymentMethodInput, ListPaymentMethodsInput
+from models import PaymentMethod, utcnow, write_transaction
+
+CREATE = "create-payment-method"
+DELETE = "delete-payment-method"
+
+
+def _active(customer_id: str) -> Any:
+    return PaymentMethod.select().where(PaymentMethod.customer_id == customer_id, PaymentMethod.deleted_at.is_null())
+
+
+def _same_card(customer_id: str, fingerprint: str | None, stripe_payment_method_id: str) -> PaymentMethod | None:
+    """A method already vaulted for this customer: the same Stripe object, or the same card."""
+    query = _active(customer_id)
+    if fingerprint:
+        query = query.where(
+            (PaymentMethod.card_fingerprint == fingerprint)
+            | (PaymentMethod.stripe_payment_method_id == stripe_payment_method_id)
+        )
+    else:
+        query = query.where(PaymentMethod.stripe_payment_method_id == stripe_payment_method_id)
+    return query.order_by(PaymentMethod.id).first()
+
+
+def _make_default(method: PaymentMethod) -> None:
+    PaymentMethod.update(is_default=False).where(
+        PaymentMethod.customer_id == method.customer_id, PaymentMethod.id != method.id
+    ).execute()
+    method.is_default = True
+    method.save()
+
+
+def create_payment_method(ctx: OperationContext, inp: CreatePaymentMethodInput) -> dict[str, Any]:
+    """Vault a `pm_…` made by Stripe.js: attach it to the customer's Stripe Customer, keep only card facts."""
+
+    def execute(claim: idempotency.Claim) -> dict[str, Any]:
+        if PaymentMethod.get_or_none(
+            PaymentMethod.stripe_payment_method_id == inp.stripe_payment_method_id,
+            PaymentMethod.deleted_at.is_null(False),
+        ):
+            raise OperationError("invalid_state", "This payment method was deleted; vault a new one.")
+        customer = ensure_stripe_customer(inp.customer_id)
+        stripe_method = stripe_client.retrieve_payment_method(inp.stripe_payment_method_id)
+        owner = stripe_method.get("customer")
+        if owner and owner != customer.stripe_customer_id:
+            raise OperationError("invalid_state", "This payment method belongs to another customer.")
+        card = stripe_method.get("card") or {}
+        fingerprint = card.get("fingerprint")
+        duplicate = _same_card(inp.customer_id, fingerprint, inp.stripe_payment_method_id)
+        if duplicate is None and owner is None:
+            stripe_client.attach_payment_method(
+                inp.stripe_payment_method_id,
+                customer.stripe_customer_id,
+                idempotency_key=idempotency.stripe_key(CREATE, claim.scoped_key, "attach"),
+            )
+        chosen_stripe_id = duplicate.stripe_payment_method_id if duplicate else inp.stripe_payment_method_id
+        if inp.set_as_default:
+            stripe_client.set_default_payment_method(
+                customer.stripe_customer_id,
+                chosen_stripe_id,
+                idempotency_key=idempotency.stripe_key(CREATE, claim.scoped_key, "default"),
+            )
+        with write_transaction():
+            lock_customer(inp.customer_id)
+            # Checked again under the customer's lock: a concurrent vault of the same card may have won.
+            method = _same_card(inp.customer_id, fingerprint, inp.stripe_payment_method_id)
+            if method is None:
+                method = PaymentMethod.create(
+                    id=claim.resource_id,
+                    customer_id=inp.customer_id,
+                    stripe_payment_method_id=inp.stripe_payment_method_id,
+                    type=stripe_method.get("type") or "card",
+                    card_brand=card.get("brand"),
+                    card_last4=card.get("last4"),
+                    card_exp_month=card.get("exp_month"),
+                    card_exp_year=card.get("exp_year"),
+                    card_fingerprint=fingerprint,
+                )
+            if inp.set_as_default:
+                _make_default(method)
+            payload = method.to_payload()
+            idempotency.complete(claim, {"response": payload})
+        return payload
+
+    return idempotency.execute_once(ctx, CREATE, inp.canonical(), "payment_method", execute)
+
+
+def list_payment_methods(ctx: OperationContext, inp: ListPaymentMethodsInput) -> dict[str, Any]:
+    """Newest first; `startingAfter` is the last id of the previous page (ids sort by creation)."""
+    query = _active(inp.customer_id)
+    if inp.starting_after:
+        cursor = PaymentMethod.get_or_none(
+            PaymentMethod.id == inp.starting_after, PaymentMethod.customer_id == inp.customer_id
+        )
+        if cursor is None:
+            raise OperationError(
+                "validation_error",
+                "startingAfter is not a payment method of this customer.",
+                {"fields": [{"field": "startingAfter", "message": "unknown cursor", "type": "value_error"}]},
+            )
+        query = query.where(PaymentMethod.id < inp.starting_after)
+    rows = list(query.order_by(PaymentMethod.id.desc()).limit(inp.limit + 1))
+    return {"data": [row.to_payload() for row in rows[: inp.limit]], "hasMore": len(rows) > inp.limit}
+
+
+def delete_payment_method(ctx: OperationContext, inp: DeletePaymentMethodInput) -> dict[str, Any]:
+    """Detach in Stripe, then soft-delete here (history and intents keep pointing at it)."""
+
+    def execute(claim: idempotency.Claim) -> dict[str, Any]:
+        method = PaymentMethod.get_or_none(PaymentMethod.id == inp.payment_method_id, PaymentMethod.deleted_at.is_null())
+        if method is None:
+            raise not_found("payment method", inp.payment_method_id)
+        try:
+            stripe_client.detach_payment_method(
+                method.stripe_payment_method_id,
+                idempotency_key=idempotency.stripe_key(DELETE, claim.scoped_key, "detach"),
+            )
+        except OperationError as exc:
+            # Already detached or gone at Stripe: the vault entry still goes.
+            if exc.code not in ("not_found", "validation_error"):
+                raise
+        payload = {"id": method.id, "deleted": True}
+        with write_transaction():
+            PaymentMethod.update(deleted_at=utcnow(), is_default=False).where(PaymentMethod.id == method.id).execute()
+            idempotency.complete(claim, {"response": payload})
+        return payload
+
+    return idempotency.execute_once(ctx, DELETE, inp.canonical(), "payment_method", execute)

@@ -1,0 +1,132 @@
+"""create-refund and get-refund: never more back than was captured, also under concurrency."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import stripe_client
+from domain import idempotency
+from domain.context import OperationContext
+from domain.errors import OperationError, not_found
+from domain.intent_state import refund_may_move
+from domain.schemas import CreateRefundInput, GetRefundInput
+from models import PaymentIntent, Refund, utcnow, write_transaction
+from models.base import for_update
+from models.payment_intents import save_with_history
+from models.refunds import HOLDING_STATUSES
+
+OPERATION = "create-refund"
+
+
+def lock_intent(payment_intent_id: str) -> PaymentIntent | None:
+    """The intent under a row lock: refunds of one intent are decided one at a time."""
+    return for_update(PaymentIntent.select().where(PaymentIntent.id == payment_intent_id)).first()
+
+
+def refundable_amount(intent: PaymentIntent) -> int:
+    """What is left to refund: received minus every refund not failed or canceled (pending ones hold theirs)."""
+    return intent.amount_received - intent.amount_refunded
+
+
+def _reserve(claim: idempotency.Claim, inp: CreateRefundInput) -> Refund:
+    """Decide and hold the refund's amount before Stripe is called."""
+    with write_transaction():
+        intent = lock_intent(inp.payment_intent_id)
+        if intent is None:
+            raise not_found("payment intent", inp.payment_intent_id)
+        if intent.amount_received <= 0:
+            raise OperationError(
+                "invalid_state",
+                f"Only a captured payment can be refunded; this one is {intent.status}.",
+                {"status": intent.status},
+            )
+        refundable = refundable_amount(intent)
+        amount = inp.amount if inp.amount is not None else refundable
+        if amount <= 0 or amount > refundable:
+            raise OperationError(
+                "refund_exceeds_amount",
+                "The refund is larger than what is left to refund.",
+                {"requested": amount, "refundable": refundable, "currency": intent.currency},
+            )
+        refund = Refund.create(
+            id=claim.resource_id,
+            payment_intent_id=intent.id,
+            amount=amount,
+            currency=intent.currency,
+            status="pending",
+            reason=inp.reason,
+            metadata=inp.metadata,
+        )
+        intent.amount_refunded += amount
+        save_with_history(intent, cause=f"{OPERATION}:{refund.id}")
+        return refund
+
+
+def apply_refund_status(
+    refund: Refund, status: str, failure_reason: str | None, cause: str, stripe_refund_id: str | None = None
+) -> bool:
+    """Move a refund forward and keep the intent's refunded total in step; call inside a transaction."""
+    if not refund_may_move(refund.status, status):
+        return False
+    intent = lock_intent(refund.payment_intent_id)
+    was_holding = refund.status in HOLDING_STATUSES
+    refund.status = status
+    refund.failure_reason = failure_reason if status in ("failed", "canceled") else refund.failure_reason
+    if stripe_refund_id:
+        refund.stripe_refund_id = stripe_refund_id
+    refund.updated_at = utcnow()
+    refund.save()
+    if intent is not None and was_holding and status not in HOLDING_STATUSES:
+        # The money did not go back: it is refundable again.
+        intent.amount_refunded -= refund.amount
+        save_with_history(intent, cause=cause)
+    return True
+
+
+def create_refund(ctx: OperationContext, inp: CreateRefundInput) -> dict[str, Any]:
+    """Refund all or part of a captured payment, once per idempotency key."""
+
+    def execute(claim: idempotency.Claim) -> dict[str, Any]:
+        refund = Refund.get_or_none(Refund.id == claim.resource_id) or _reserve(claim, inp)
+        if refund.stripe_refund_id and refund.status != "pending":
+            return refund.to_payload()
+        intent = PaymentIntent.get_by_id(refund.payment_intent_id)
+        params: dict[str, Any] = {
+            "payment_intent": intent.stripe_payment_intent_id,
+            "amount": refund.amount,
+            "metadata": {**(refund.metadata or {}), "vy_refund_id": refund.id, "vy_trace_id": claim.trace_id},
+        }
+        if refund.reason:
+            params["reason"] = refund.reason
+        key = idempotency.stripe_key(OPERATION, claim.scoped_key, "refund")
+        try:
+            stripe_refund = stripe_client.create_refund(params, idempotency_key=key)
+        except OperationError as exc:
+            # Stripe said no for good: release the held amount, and answer with Stripe's reason.
+            with write_transaction():
+                refund = for_update(Refund.select().where(Refund.id == refund.id)).get()
+                apply_refund_status(refund, "failed", exc.message[:255], cause=f"{OPERATION}:{refund.id}:failed")
+                exc.details["refundId"] = refund.id
+                idempotency.complete(claim, {"error": exc.to_error()})
+            raise
+        with write_transaction():
+            refund = for_update(Refund.select().where(Refund.id == refund.id)).get()
+            refund.stripe_refund_id = stripe_refund["id"]
+            refund.save()
+            apply_refund_status(
+                refund,
+                stripe_refund.get("status") or "pending",
+                stripe_refund.get("failure_reason"),
+                cause=f"{OPERATION}:{refund.id}:{stripe_refund.get('status')}",
+            )
+            idempotency.complete(claim, {"response": refund.to_payload()})
+        return refund.to_payload()
+
+    return idempotency.execute_once(ctx, OPERATION, inp.canonical(), "refund", execute)
+
+
+def get_refund(ctx: OperationContext, inp: GetRefundInput) -> dict[str, Any]:
+    refund = Refund.get_or_none(Refund.id == inp.refund_id)
+    if refund is None:
+        raise not_found("refund", inp.refund_id)
+    return refund.to_payload()

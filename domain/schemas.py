@@ -1,0 +1,147 @@
+"""Input schemas of the nine operations (camelCase, unknown fields refused), shared by both doors."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from domain import currencies
+from domain.errors import OperationError
+
+MAX_METADATA_KEYS = 47  # Stripe allows 50; the service adds its own three (vy_*)
+RESERVED_METADATA_PREFIX = "vy_"
+MAX_AMOUNT = 99_999_999  # Stripe's eight-digit ceiling in minor units
+MAX_WEBHOOK_PAYLOAD = 1024 * 1024
+
+# Our ids and Stripe's: letters, digits, underscore; anything else cannot name a record.
+ObjectId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,64}$")]
+# The platform's customer id is opaque: printable, no control characters.
+PlatformId = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
+StripePaymentMethodId = Annotated[str, StringConstraints(pattern=r"^pm_[A-Za-z0-9_]{1,250}$")]
+Amount = Annotated[int, Field(ge=1, le=MAX_AMOUNT)]
+
+
+def _check_currency(value: str) -> str:
+    code = value.lower()
+    if code not in currencies.SUPPORTED:
+        raise ValueError(f"{value!r} is not an ISO 4217 currency Stripe charges in")
+    return code
+
+
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$"), AfterValidator(_check_currency)]
+
+
+def _check_metadata(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > MAX_METADATA_KEYS:
+        raise ValueError(f"at most {MAX_METADATA_KEYS} keys")
+    for key, item in value.items():
+        if not 1 <= len(key) <= 40 or "[" in key or "]" in key:
+            raise ValueError(f"key {key[:40]!r}: 1 to 40 characters, without square brackets")
+        if key.startswith(RESERVED_METADATA_PREFIX):
+            raise ValueError(f"key {key!r}: the prefix {RESERVED_METADATA_PREFIX!r} is reserved")
+        if len(item) > 500:
+            raise ValueError(f"value of {key!r}: at most 500 characters")
+    return value
+
+
+Metadata = Annotated[dict[str, str], AfterValidator(_check_metadata)]
+
+
+class OperationInput(BaseModel):
+    """Strict: no coercion of "10" to 10 or of 1 to True; unknown fields are an error."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, alias_generator=to_camel, frozen=True)
+
+    def canonical(self) -> dict[str, Any]:
+        """The request with defaults filled, as the idempotency fingerprint sees it."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class CreatePaymentIntentInput(OperationInput):
+    customer_id: PlatformId
+    amount: Amount
+    currency: Currency
+    payment_method_id: ObjectId | None = None
+    confirm: bool = False
+    capture_method: Literal["automatic", "manual"] = "automatic"
+    description: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _amount_at_least_minimum(self) -> CreatePaymentIntentInput:
+        minimum = currencies.minimum_charge(self.currency)
+        if self.amount < minimum:
+            raise ValueError(f"amount must be at least {minimum} {self.currency} minor units")
+        return self
+
+
+class GetPaymentIntentInput(OperationInput):
+    payment_intent_id: ObjectId
+
+
+class CreateRefundInput(OperationInput):
+    payment_intent_id: ObjectId
+    amount: Amount | None = None
+    reason: Literal["duplicate", "fraudulent", "requested_by_customer"] | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class GetRefundInput(OperationInput):
+    refund_id: ObjectId
+
+
+class ProcessStripeWebhookInput(OperationInput):
+    payload: Annotated[str, StringConstraints(min_length=1, max_length=MAX_WEBHOOK_PAYLOAD)]
+    signature: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+
+class CreatePaymentMethodInput(OperationInput):
+    customer_id: PlatformId
+    stripe_payment_method_id: StripePaymentMethodId
+    set_as_default: bool = False
+
+
+class ListPaymentMethodsInput(OperationInput):
+    customer_id: PlatformId
+    limit: Annotated[int, Field(ge=1, le=100)] = 10
+    starting_after: ObjectId | None = None
+
+
+class DeletePaymentMethodInput(OperationInput):
+    payment_method_id: ObjectId
+
+
+T = TypeVar("T", bound=OperationInput)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(body)"
+
+
+def validation_error(exc: ValidationError) -> OperationError:
+    """Pydantic's findings as DESIGN.md's `validation_error`, one entry per field, no input echoed."""
+    fields = [
+        {"field": _location(err["loc"]), "message": err["msg"], "type": err["type"]}
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+    return OperationError("validation_error", "The request is not valid.", {"fields": fields})
+
+
+def parse_input(schema: type[T], data: Any) -> T:
+    """Validate a payload; bad input raises OperationError('validation_error')."""
+    if not isinstance(data, dict):
+        raise OperationError("validation_error", "The request must be a JSON object.")
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc) from None

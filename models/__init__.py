@@ -1,0 +1,38 @@
+"""Peewee models, the database binding, migrations and the seed."""
+
+from models.base import bind_database, database, unit_of_work, utcnow, write_transaction
+from models.currencies import Currency
+from models.customers import Customer
+from models.idempotency import IdempotencyRecord
+from models.payment_intents import PaymentIntent, ZtrackingPaymentIntent
+from models.payment_methods import PaymentMethod
+from models.refunds import Refund
+from models.webhook_events import WebhookEvent
+
+ALL_MODELS = [
+    Currency,
+    Customer,
+    PaymentIntent,
+    ZtrackingPaymentIntent,
+    Refund,
+    PaymentMethod,
+    WebhookEvent,
+    IdempotencyRecord,
+]
+
+__all__ = [
+    "ALL_MODELS",
+    "Currency",
+    "Customer",
+    "IdempotencyRecord",
+    "PaymentIntent",
+    "PaymentMethod",
+    "Refund",
+    "WebhookEvent",
+    "ZtrackingPaymentIntent",
+    "bind_database",
+    "database",
+    "unit_of_work",
+    "utcnow",
+    "write_transaction",
+]

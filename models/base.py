@@ -1,0 +1,141 @@
+"""The database binding: one DatabaseProxy, bound at process start from settings."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from peewee import (
+    BigIntegerField,
+    Database,
+    DatabaseProxy,
+    DateTimeField,
+    Model,
+    ModelSelect,
+    SqliteDatabase,
+    TextField,
+)
+from playhouse.pool import PooledMySQLDatabase
+
+from settings import Settings
+
+database = DatabaseProxy()
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC with microseconds: every stored time is UTC."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """ISO 8601 in UTC with a `Z`, as the payloads carry times."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class UTCDateTimeField(DateTimeField):
+    """DATETIME(6): history ordering needs sub-second precision on MySQL/TiDB."""
+
+    field_type = "DATETIME(6)"
+
+
+class MoneyField(BigIntegerField):
+    """An amount in the currency's minor unit (integer cents), as Stripe."""
+
+
+class JSONField(TextField):
+    """JSON in a TEXT column, portable across SQLite, MariaDB and TiDB."""
+
+    def db_value(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+    def python_value(self, value: str | None) -> Any:
+        if value is None:
+            return None
+        return json.loads(value)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+def make_database(settings: Settings) -> Database:
+    """SQLite for the zero-setup run; pooled MySQL protocol (TiDB, MariaDB) otherwise."""
+    if settings.uses_sqlite:
+        os.makedirs(os.path.dirname(os.path.abspath(settings.sqlite_path)), exist_ok=True)
+        return SqliteDatabase(
+            settings.sqlite_path,
+            pragmas={"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 30000, "synchronous": "normal"},
+            timeout=30,
+        )
+    return PooledMySQLDatabase(
+        settings.tidb_database,
+        max_connections=settings.db_pool_size,
+        stale_timeout=300,  # recycle before TiDB's / MariaDB's idle cut-off
+        timeout=30,  # wait this long for a free pooled connection
+        **mysql_connect_params(settings),
+    )
+
+
+def mysql_connect_params(settings: Settings) -> dict[str, Any]:
+    """pymysql arguments, with TLS that verifies both certificate and host name when enabled."""
+    params: dict[str, Any] = {
+        "host": settings.tidb_host,
+        "port": settings.tidb_port,
+        "user": settings.tidb_user,
+        "password": settings.tidb_password,
+        "charset": "utf8mb4",
+        "connect_timeout": 10,
+        "read_timeout": 60,
+        "write_timeout": 60,
+        "autocommit": True,
+    }
+    if settings.tidb_enable_ssl:
+        params["ssl_verify_cert"] = True
+        params["ssl_verify_identity"] = True
+        # Without a CA path the system trust store verifies (TiDB Cloud's CA is public).
+        params["ssl_ca"] = settings.tidb_ca_path or None
+    return params
+
+
+def bind_database(settings: Settings) -> Database:
+    """Bind the proxy once per process (web, worker, relay, CLI, tests)."""
+    db = make_database(settings)
+    database.initialize(db)
+    return db
+
+
+@contextlib.contextmanager
+def unit_of_work() -> Iterator[None]:
+    """A connection for one unit of work (task, request, batch), returned to the pool after it."""
+    db = database.obj
+    opened = db.connect(reuse_if_open=True)
+    try:
+        yield
+    finally:
+        if opened and not db.in_transaction():
+            db.close()
+
+
+def write_transaction() -> Any:
+    """A transaction that takes SQLite's write lock up front (it has no row locks)."""
+    db = database.obj
+    if isinstance(db, SqliteDatabase):
+        return db.atomic("IMMEDIATE")
+    return db.atomic()
+
+
+def for_update(query: ModelSelect) -> ModelSelect:
+    """`SELECT … FOR UPDATE` where the database has row locks; SQLite serialises writers instead."""
+    if isinstance(database.obj, SqliteDatabase):
+        return query
+    return query.for_update()

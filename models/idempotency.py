@@ -1,0 +1,22 @@
+"""Idempotency records: one per (scoped) key, with Stripe's replay semantics."""
+
+from peewee import CharField, IntegerField
+
+from models.base import BaseModel, JSONField, UTCDateTimeField, utcnow
+
+
+class IdempotencyRecord(BaseModel):
+    # sha256 of the scoped key, so any caller key fits one fixed-width unique index.
+    key_hash = CharField(max_length=64, unique=True)
+    operation = CharField(max_length=64)
+    fingerprint = CharField(max_length=64)  # sha256 of the operation and its canonical request
+    state = CharField(max_length=16)  # in_flight | completed | retryable
+    owner = CharField(max_length=255)  # the Celery task id executing it; a redelivery has the same id
+    resource_id = CharField(max_length=40)  # our id for what it creates, fixed before Stripe is called
+    trace_id = CharField(max_length=128)  # the first attempt's: Stripe parameters must not differ on retry
+    outcome = JSONField(null=True)  # the stored response or error, never a client secret
+    attempts = IntegerField(default=1)
+    locked_until = UTCDateTimeField()
+    expires_at = UTCDateTimeField(index=True)
+    created_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)

@@ -1,0 +1,103 @@
+"""Payment intents and their append-only history (`ztracking_payment_intent`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from peewee import BigIntegerField, CharField, IntegerField, TextField
+
+from models.base import BaseModel, JSONField, MoneyField, UTCDateTimeField, iso, utcnow
+
+
+class PaymentIntentColumns(BaseModel):
+    """The columns a payment intent and each of its history snapshots share."""
+
+    customer_id = CharField(max_length=255, index=True)
+    stripe_customer_id = CharField(max_length=255, null=True)
+    stripe_payment_intent_id = CharField(max_length=255, null=True)
+    amount = MoneyField()
+    amount_capturable = MoneyField(default=0)
+    amount_received = MoneyField(default=0)
+    amount_refunded = MoneyField(default=0)  # pending + succeeded refunds, like Stripe's charge.amount_refunded
+    currency = CharField(max_length=3)
+    status = CharField(max_length=32)
+    capture_method = CharField(max_length=16)
+    payment_method_id = CharField(max_length=40, null=True)
+    description = TextField(null=True)
+    metadata = JSONField(default=dict)
+    last_payment_error = JSONField(null=True)
+    created_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+
+class PaymentIntent(PaymentIntentColumns):
+    id = CharField(primary_key=True, max_length=40)
+    stripe_payment_intent_id = CharField(max_length=255, null=True, unique=True)
+    ztracking_version = IntegerField(default=0)
+    # `created` of the newest Stripe event applied: an older event is stale.
+    last_event_created = BigIntegerField(null=True)
+
+    def to_payload(self) -> dict[str, Any]:
+        """The PaymentIntent of DESIGN.md §Payloads (without `clientSecret`, never stored)."""
+        return intent_payload(self)
+
+
+class ZtrackingPaymentIntent(PaymentIntentColumns):
+    """A full snapshot of a payment intent at each change: the platform's history convention."""
+
+    payment_intent_id = CharField(max_length=40)
+    ztracking_version = IntegerField()
+    version_date = UTCDateTimeField(default=utcnow)
+    cause = CharField(max_length=255)
+
+    class Meta:
+        indexes = ((("payment_intent_id", "ztracking_version"), True),)
+
+    def to_payload(self) -> dict[str, Any]:
+        payload = intent_payload(self, intent_id=self.payment_intent_id)
+        payload.update(
+            ztrackingVersion=self.ztracking_version,
+            versionDate=iso(self.version_date),
+            cause=self.cause,
+        )
+        return payload
+
+
+SNAPSHOT_FIELDS = [name for name in PaymentIntentColumns._meta.fields if name != "id"]
+
+
+def intent_payload(row: PaymentIntentColumns, intent_id: str | None = None) -> dict[str, Any]:
+    return {
+        "id": intent_id or row.id,
+        "customerId": row.customer_id,
+        "amount": row.amount,
+        "amountCapturable": row.amount_capturable,
+        "amountReceived": row.amount_received,
+        "amountRefunded": row.amount_refunded,
+        "currency": row.currency,
+        "status": row.status,
+        "captureMethod": row.capture_method,
+        "paymentMethodId": row.payment_method_id,
+        "description": row.description,
+        "metadata": row.metadata or {},
+        "lastPaymentError": row.last_payment_error,
+        "stripePaymentIntentId": row.stripe_payment_intent_id,
+        "createdAt": iso(row.created_at),
+        "updatedAt": iso(row.updated_at),
+    }
+
+
+def save_with_history(intent: PaymentIntent, cause: str, *, create: bool = False) -> ZtrackingPaymentIntent:
+    """Persist a change and append exactly one ztracking snapshot of it; call inside a transaction."""
+    now = utcnow()
+    intent.updated_at = now
+    intent.ztracking_version += 1
+    intent.save(force_insert=create)
+    snapshot = {name: getattr(intent, name) for name in SNAPSHOT_FIELDS}
+    return ZtrackingPaymentIntent.create(
+        payment_intent_id=intent.id,
+        ztracking_version=intent.ztracking_version,
+        version_date=now,
+        cause=cause[:255],
+        **snapshot,
+    )

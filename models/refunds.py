@@ -1,0 +1,44 @@
+"""Refunds of a payment intent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from peewee import BigIntegerField, CharField
+
+from models.base import BaseModel, JSONField, MoneyField, UTCDateTimeField, iso, utcnow
+
+# A refund in these states holds its amount against the intent's refundable balance.
+HOLDING_STATUSES = ("pending", "requires_action", "succeeded")
+
+
+class Refund(BaseModel):
+    id = CharField(primary_key=True, max_length=40)
+    payment_intent_id = CharField(max_length=40, index=True)
+    stripe_refund_id = CharField(max_length=255, null=True, unique=True)
+    amount = MoneyField()
+    currency = CharField(max_length=3)
+    status = CharField(max_length=32)
+    reason = CharField(max_length=32, null=True)
+    failure_reason = CharField(max_length=255, null=True)
+    metadata = JSONField(default=dict)
+    # `created` of the newest Stripe event applied to this refund.
+    last_event_created = BigIntegerField(null=True)
+    created_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+    def to_payload(self) -> dict[str, Any]:
+        """The Refund of DESIGN.md §Payloads."""
+        return {
+            "id": self.id,
+            "paymentIntentId": self.payment_intent_id,
+            "amount": self.amount,
+            "currency": self.currency,
+            "status": self.status,
+            "reason": self.reason,
+            "failureReason": self.failure_reason,
+            "metadata": self.metadata or {},
+            "stripeRefundId": self.stripe_refund_id,
+            "createdAt": iso(self.created_at),
+            "updatedAt": iso(self.updated_at),
+        }

@@ -1,0 +1,139 @@
+"""The one module that reads configuration (environment, then `.env`) through python-decouple."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from decouple import AutoConfig, Csv
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+
+# The platform logger's scale (DESIGN.md §Settings).
+LOG_LEVELS = {
+    "None": -1,
+    "ProdStandard": 1,
+    "DebugLight": 3,
+    "DebugMedium": 10,
+    "DebugHeavy": 101,
+    "DebugSuperHeavy": 1001,
+    "DebugEverything": 99999,
+}
+
+
+def _log_level(value: str) -> int:
+    """Accept either the platform's level name or its number."""
+    value = value.strip()
+    if value in LOG_LEVELS:
+        return LOG_LEVELS[value]
+    return int(value)
+
+
+def _bool(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the service; built only by `load_settings`."""
+
+    app_port: int
+    node_env: str
+    kafka_broker: str
+    kafka_group: str
+    log_stream_level: int
+    sentry_dsn: str
+    stripe_secret_key: str
+    stripe_webhook_secret: str
+    stripe_api_base: str
+    stripe_timeout_s: float
+    tidb_host: str
+    tidb_port: int
+    tidb_user: str
+    tidb_password: str
+    tidb_database: str
+    tidb_enable_ssl: bool
+    tidb_ca_path: str
+    db_pool_size: int
+    sqlite_path: str
+    auto_seed: bool
+    celery_broker_url: str
+    celery_result_backend: str
+    api_keys: tuple[str, ...]
+    rest_timeout_ms: int
+    idempotency_ttl_s: int
+    task_max_retries: int
+    payments_concurrency: int
+
+    @property
+    def uses_sqlite(self) -> bool:
+        """The zero-setup database stands in while TIDB_HOST is empty."""
+        return not self.tidb_host
+
+    @property
+    def broker_url(self) -> str:
+        # Empty means the zero-setup local Redis that `make run` starts.
+        return self.celery_broker_url or "redis://127.0.0.1:6379/0"
+
+    @property
+    def result_backend(self) -> str:
+        if self.celery_result_backend:
+            return self.celery_result_backend
+        # A Redis broker doubles as the result store; AMQP needs one named.
+        return self.broker_url if self.broker_url.startswith("redis") else "rpc://"
+
+    @property
+    def stripe_api_key(self) -> str:
+        # A syntactically valid test key for the zero-setup localstripe.
+        return self.stripe_secret_key or "sk_test_local_stand_in"
+
+
+def load_settings() -> Settings:
+    """Read every setting from the environment, then `.env` in the working directory or the project."""
+    search = os.getcwd() if Path(os.getcwd(), ".env").exists() else str(PROJECT_ROOT)
+    config = AutoConfig(search_path=search)
+    return Settings(
+        app_port=config("APP_PORT", default=8080, cast=int),
+        node_env=config("NODE_ENV", default="production"),
+        kafka_broker=config("KAFKA_BROKER", default=""),
+        kafka_group=config("KAFKA_GROUP", default="vy-finance-payments"),
+        log_stream_level=config("LOG_STREAM_LEVEL", default="1", cast=_log_level),
+        sentry_dsn=config("SENTRY_DNS", default=""),
+        stripe_secret_key=config("STRIPE_SECRET_KEY", default=""),
+        stripe_webhook_secret=config("STRIPE_WEBHOOK_SECRET", default=""),
+        stripe_api_base=config("STRIPE_API_BASE", default="https://api.stripe.com"),
+        stripe_timeout_s=config("STRIPE_TIMEOUT_S", default=20.0, cast=float),
+        tidb_host=config("TIDB_HOST", default=""),
+        tidb_port=config("TIDB_PORT", default=4000, cast=int),
+        tidb_user=config("TIDB_USER", default="root"),
+        tidb_password=config("TIDB_PASSWORD", default=""),
+        tidb_database=config("TIDB_DATABASE", default="payments"),
+        tidb_enable_ssl=config("TIDB_ENABLE_SSL", default="false", cast=_bool),
+        tidb_ca_path=config("TIDB_CA_PATH", default=""),
+        db_pool_size=config("DB_POOL_SIZE", default=32, cast=int),
+        sqlite_path=config("SQLITE_PATH", default=str(PROJECT_ROOT / "var" / "payments.sqlite3")),
+        auto_seed=config("AUTO_SEED", default="false", cast=_bool),
+        celery_broker_url=config("CELERY_BROKER_URL", default=""),
+        celery_result_backend=config("CELERY_RESULT_BACKEND", default=""),
+        api_keys=tuple(k for k in config("API_KEYS", default="", cast=Csv()) if k),
+        rest_timeout_ms=config("REST_TIMEOUT", default=45000, cast=int),
+        idempotency_ttl_s=config("IDEMPOTENCY_TTL_S", default=86400, cast=int),
+        task_max_retries=config("TASK_MAX_RETRIES", default=5, cast=int),
+        payments_concurrency=config("PAYMENTS_CONCURRENCY", default=64, cast=int),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return load_settings()
+
+
+def reload_settings() -> Settings:
+    """Forget the cached settings (tests change the environment between runs)."""
+    get_settings.cache_clear()
+    return get_settings()

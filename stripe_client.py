@@ -1,0 +1,139 @@
+"""The one place that talks to Stripe: base URL and key from settings, errors mapped to the domain's."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import stripe
+
+from domain.errors import OperationError, TransientError
+from settings import get_settings
+
+_lock = threading.Lock()
+_client: stripe.StripeClient | None = None
+
+
+def client() -> stripe.StripeClient:
+    """One StripeClient per process (its HTTP sessions are per thread), pointed at STRIPE_API_BASE."""
+    global _client
+    if _client is None:
+        with _lock:
+            if _client is None:
+                settings = get_settings()
+                _client = stripe.StripeClient(
+                    settings.stripe_api_key,
+                    base_addresses={"api": settings.stripe_api_base},
+                    # Retries belong to the Celery task, which keeps the same idempotency key.
+                    max_network_retries=0,
+                    http_client=stripe.RequestsClient(timeout=settings.stripe_timeout_s),
+                )
+    return _client
+
+
+def reset_client() -> None:
+    """Forget the client (tests change STRIPE_API_BASE)."""
+    global _client
+    with _lock:
+        _client = None
+
+
+def translate(exc: stripe.StripeError) -> Exception:
+    """Stripe's failure as ours: transient ones are retried, the rest are answers."""
+    status = exc.http_status or 0
+    if isinstance(exc, stripe.CardError):
+        err = exc.error
+        details = {"declineCode": getattr(err, "decline_code", None), "stripeCode": exc.code}
+        return OperationError("card_declined", exc.user_message or "The card was declined.", details)
+    if isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError)):
+        return TransientError(f"Stripe unreachable or rate-limited ({type(exc).__name__})", code="stripe_error")
+    if isinstance(exc, stripe.IdempotencyError):
+        # Our derived key reached Stripe with other parameters: never retried, looked into.
+        return OperationError("stripe_error", "Stripe refused a conflicting idempotent request.", {"stripeCode": exc.code})
+    if status == 409 or status >= 500:
+        return TransientError(f"Stripe answered {status}", code="stripe_error")
+    if isinstance(exc, stripe.InvalidRequestError) and status == 404:
+        return OperationError("not_found", "Stripe has no such object.", {"param": exc.param})
+    if isinstance(exc, stripe.InvalidRequestError):
+        return OperationError(
+            "validation_error",
+            exc.user_message or "Stripe refused the request.",
+            {"param": exc.param, "stripeCode": exc.code},
+        )
+    # 401/403: our key is wrong or lacks rights — the caller cannot fix it.
+    return OperationError("stripe_error", "Stripe refused the service's credentials.", {"stripeStatus": status})
+
+
+def _call(method: Any, *args: Any, params: dict[str, Any] | None = None, idempotency_key: str | None = None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if idempotency_key is not None:
+        options["idempotency_key"] = idempotency_key
+    try:
+        result = method(*args, params=params or {}, options=options)
+    except stripe.StripeError as exc:
+        raise translate(exc) from exc
+    return result.to_dict()
+
+
+def card_error_payment_intent(exc: BaseException) -> dict[str, Any] | None:
+    """The PaymentIntent Stripe attaches to a decline on confirm, if any."""
+    cause = exc.__cause__
+    if isinstance(cause, stripe.CardError) and cause.json_body:
+        intent = cause.json_body.get("error", {}).get("payment_intent")
+        if isinstance(intent, dict):
+            return intent
+    return None
+
+
+def create_customer(platform_customer_id: str, *, idempotency_key: str) -> dict[str, Any]:
+    params = {"metadata": {"vy_customer_id": platform_customer_id}}
+    return _call(client().v1.customers.create, params=params, idempotency_key=idempotency_key)
+
+
+def set_default_payment_method(stripe_customer_id: str, stripe_payment_method_id: str, *, idempotency_key: str) -> dict[str, Any]:
+    params = {"invoice_settings": {"default_payment_method": stripe_payment_method_id}}
+    return _call(client().v1.customers.update, stripe_customer_id, params=params, idempotency_key=idempotency_key)
+
+
+def create_payment_intent(params: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+    return _call(client().v1.payment_intents.create, params=params, idempotency_key=idempotency_key)
+
+
+def retrieve_payment_intent(stripe_payment_intent_id: str) -> dict[str, Any]:
+    return _call(client().v1.payment_intents.retrieve, stripe_payment_intent_id)
+
+
+def create_refund(params: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
+    return _call(client().v1.refunds.create, params=params, idempotency_key=idempotency_key)
+
+
+def retrieve_payment_method(stripe_payment_method_id: str) -> dict[str, Any]:
+    return _call(client().v1.payment_methods.retrieve, stripe_payment_method_id)
+
+
+def attach_payment_method(stripe_payment_method_id: str, stripe_customer_id: str, *, idempotency_key: str) -> dict[str, Any]:
+    params = {"customer": stripe_customer_id}
+    return _call(client().v1.payment_methods.attach, stripe_payment_method_id, params=params, idempotency_key=idempotency_key)
+
+
+def detach_payment_method(stripe_payment_method_id: str, *, idempotency_key: str) -> dict[str, Any]:
+    return _call(client().v1.payment_methods.detach, stripe_payment_method_id, idempotency_key=idempotency_key)
+
+
+def verify_webhook(payload: str, signature: str, *, tolerance_s: int = 300) -> dict[str, Any]:
+    """Check the `Stripe-Signature` over the raw payload; raise OperationError('invalid_signature')."""
+    secret = get_settings().stripe_webhook_secret
+    if not secret:
+        raise OperationError("invalid_signature", "No webhook secret is configured; events cannot be verified.")
+    try:
+        stripe.WebhookSignature.verify_header(payload, signature, secret, tolerance=tolerance_s)
+    except stripe.SignatureVerificationError:
+        raise OperationError("invalid_signature", "The Stripe-Signature header does not match the payload.") from None
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        raise OperationError("validation_error", "The webhook payload is not JSON.") from None
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
+        raise OperationError("validation_error", "The webhook payload is not a Stripe event.")
+    return event

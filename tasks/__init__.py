@@ -1,0 +1,1 @@
+"""The Celery app and one task per operation of the registry."""

@@ -1,0 +1,43 @@
+"""The Celery application: `celery -A tasks.app worker -Q <queues>`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from celery.signals import setup_logging, worker_init, worker_process_init
+
+from logging_setup import configure_logging
+from settings import get_settings
+
+app = Celery("vy-finance-payments")
+app.config_from_object("celeryconfig")
+
+
+@setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    # Our JSON, scrubbed handler instead of Celery's own.
+    configure_logging(get_settings(), "worker")
+
+
+@worker_init.connect
+def _prepare_worker(**_: Any) -> None:
+    """Bind the database and bring the schema up to date before the worker takes tasks."""
+    from models import bind_database
+    from models.schema import prepare_database
+
+    settings = get_settings()
+    bind_database(settings)
+    prepare_database(settings.auto_seed)
+
+
+@worker_process_init.connect
+def _bind_child(**_: Any) -> None:
+    # A prefork child binds its own pool: connections are never shared across fork.
+    from models import bind_database
+
+    bind_database(get_settings())
+
+
+# Register the operation tasks with the app.
+import tasks.operations  # noqa: E402,F401

@@ -1,0 +1,87 @@
+"""The base Task every operation runs in: unit of work, trace context, retry rules, envelope."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from typing import Any
+
+import celery
+from peewee import InterfaceError, OperationalError
+
+from domain.context import OperationContext
+from domain.errors import OperationError, TransientError
+from domain.schemas import parse_input
+from logging_setup import log_context, reset_log_context
+from models import unit_of_work
+from registry import Operation
+from settings import get_settings
+
+log = logging.getLogger("tasks")
+
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 20.0
+
+
+def backoff_with_jitter(retries: int) -> float:
+    """Exponential backoff with full jitter: retries of many tasks do not arrive together."""
+    return random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2**retries)))
+
+
+class OperationTask(celery.Task):
+    """Runs one registry operation: validate, call the domain function, answer an envelope.
+
+    The envelope is the Kafka contract's: `{"response": …}` or `{"error": {code, message, status, details}}`.
+    Bad input and expected failures are answers; only transient failures are retried.
+    """
+
+    abstract = True
+    operation: Operation
+    acks_late = True
+    reject_on_worker_lost = True
+
+    def run(self, payload: Any, meta: dict[str, Any] | None = None) -> dict[str, Any]:  # type: ignore[override]
+        meta = meta or {}
+        trace_id = str(meta.get("traceId") or uuid.uuid4())
+        task_id = self.request.id or str(uuid.uuid4())
+        ctx = OperationContext(
+            trace_id=trace_id,
+            scoped_key=str(meta.get("idempotencyKey") or f"task:{task_id}"),
+            owner=task_id,
+            final_attempt=self.request.retries >= self.max_retries,
+        )
+        tokens = log_context(trace_id=trace_id, operation=self.operation.name, door=meta.get("door"))
+        started = time.monotonic()
+        try:
+            envelope = self._execute(ctx, payload)
+        finally:
+            reset_log_context(tokens)
+        outcome = envelope["error"]["code"] if "error" in envelope else "ok"
+        log.info("operation finished: %s in %.0f ms", outcome, (time.monotonic() - started) * 1000)
+        return envelope
+
+    def _execute(self, ctx: OperationContext, payload: Any) -> dict[str, Any]:
+        try:
+            inp = parse_input(self.operation.schema, payload)
+            with unit_of_work():
+                return {"response": self.operation.resolve_handler()(ctx, inp)}
+        except OperationError as exc:
+            return {"error": exc.to_error()}
+        except (TransientError, OperationalError, InterfaceError) as exc:
+            if not ctx.final_attempt:
+                log.warning("transient failure, retrying: %s", type(exc).__name__)
+                raise self.retry(countdown=backoff_with_jitter(self.request.retries), exc=exc) from None
+            code = exc.code if isinstance(exc, TransientError) else "service_unavailable"
+            log.error("transient failure, retries exhausted: %s", type(exc).__name__)
+            return {"error": OperationError(code, "A dependency is unavailable; retry with the same key.").to_error()}
+        except celery.exceptions.SoftTimeLimitExceeded:
+            return {"error": OperationError("timeout", "The operation took too long; retry with the same key.").to_error()}
+        except Exception:
+            log.exception("operation failed unexpectedly")
+            return {"error": OperationError("internal_error", "Internal error.").to_error()}
+
+
+def max_retries() -> int:
+    return get_settings().task_max_retries
