@@ -114,7 +114,7 @@ def load_settings() -> Settings:
         tidb_database=config("TIDB_DATABASE", default="payments"),
         tidb_enable_ssl=config("TIDB_ENABLE_SSL", default="false", cast=_bool),
         tidb_ca_path=config("TIDB_CA_PATH", default=""),
-        db_pool_size=config("DB_POOL_SIZE", default=32, cast=int),
+        db_pool_size=config("DB_POOL_SIZE", default=64, cast=int),
         sqlite_path=config("SQLITE_PATH", default=str(PROJECT_ROOT / "var" / "payments.sqlite3")),
         auto_seed=config("AUTO_SEED", default="false", cast=_bool),
         celery_broker_url=config("CELERY_BROKER_URL", default=""),

@@ -50,7 +50,9 @@ def translate(exc: stripe.StripeError) -> Exception:
         return TransientError(f"Stripe unreachable or rate-limited ({type(exc).__name__})", code="stripe_error")
     if isinstance(exc, stripe.IdempotencyError):
         # Our derived key reached Stripe with other parameters: never retried, looked into.
-        return OperationError("stripe_error", "Stripe refused a conflicting idempotent request.", {"stripeCode": exc.code})
+        return OperationError(
+            "stripe_error", "Stripe refused a conflicting idempotent request.", {"stripeCode": exc.code}
+        )
     if status == 409 or status >= 500:
         return TransientError(f"Stripe answered {status}", code="stripe_error")
     if isinstance(exc, stripe.InvalidRequestError) and status == 404:
@@ -65,7 +67,9 @@ def translate(exc: stripe.StripeError) -> Exception:
     return OperationError("stripe_error", "Stripe refused the service's credentials.", {"stripeStatus": status})
 
 
-def _call(method: Any, *args: Any, params: dict[str, Any] | None = None, idempotency_key: str | None = None) -> dict[str, Any]:
+def _call(
+    method: Any, *args: Any, params: dict[str, Any] | None = None, idempotency_key: str | None = None
+) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if idempotency_key is not None:
         options["idempotency_key"] = idempotency_key
@@ -91,7 +95,9 @@ def create_customer(platform_customer_id: str, *, idempotency_key: str) -> dict[
     return _call(client().v1.customers.create, params=params, idempotency_key=idempotency_key)
 
 
-def set_default_payment_method(stripe_customer_id: str, stripe_payment_method_id: str, *, idempotency_key: str) -> dict[str, Any]:
+def set_default_payment_method(
+    stripe_customer_id: str, stripe_payment_method_id: str, *, idempotency_key: str
+) -> dict[str, Any]:
     params = {"invoice_settings": {"default_payment_method": stripe_payment_method_id}}
     return _call(client().v1.customers.update, stripe_customer_id, params=params, idempotency_key=idempotency_key)
 
@@ -112,9 +118,13 @@ def retrieve_payment_method(stripe_payment_method_id: str) -> dict[str, Any]:
     return _call(client().v1.payment_methods.retrieve, stripe_payment_method_id)
 
 
-def attach_payment_method(stripe_payment_method_id: str, stripe_customer_id: str, *, idempotency_key: str) -> dict[str, Any]:
+def attach_payment_method(
+    stripe_payment_method_id: str, stripe_customer_id: str, *, idempotency_key: str
+) -> dict[str, Any]:
     params = {"customer": stripe_customer_id}
-    return _call(client().v1.payment_methods.attach, stripe_payment_method_id, params=params, idempotency_key=idempotency_key)
+    return _call(
+        client().v1.payment_methods.attach, stripe_payment_method_id, params=params, idempotency_key=idempotency_key
+    )
 
 
 def detach_payment_method(stripe_payment_method_id: str, *, idempotency_key: str) -> dict[str, Any]:

@@ -97,7 +97,9 @@ def claim(
                 {"operation": record.operation},
             )
         if record.state == "completed":
-            return Claim(record.id, record.resource_id, scoped_key, record.trace_id, resumed=True, replay=record.outcome)
+            return Claim(
+                record.id, record.resource_id, scoped_key, record.trace_id, resumed=True, replay=record.outcome
+            )
         if record.state == "in_flight" and record.owner != owner and record.locked_until > now:
             raise OperationError(
                 "idempotency_key_in_use",

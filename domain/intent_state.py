@@ -8,8 +8,22 @@ from models import PaymentIntent
 
 # Where each PaymentIntent status may go next (Stripe's lifecycle); terminal ones go nowhere.
 INTENT_TRANSITIONS = {
-    "requires_payment_method": {"requires_confirmation", "requires_action", "processing", "requires_capture", "succeeded", "canceled"},
-    "requires_confirmation": {"requires_payment_method", "requires_action", "processing", "requires_capture", "succeeded", "canceled"},
+    "requires_payment_method": {
+        "requires_confirmation",
+        "requires_action",
+        "processing",
+        "requires_capture",
+        "succeeded",
+        "canceled",
+    },
+    "requires_confirmation": {
+        "requires_payment_method",
+        "requires_action",
+        "processing",
+        "requires_capture",
+        "succeeded",
+        "canceled",
+    },
     "requires_action": {"requires_payment_method", "processing", "requires_capture", "succeeded", "canceled"},
     "processing": {"requires_payment_method", "requires_capture", "succeeded", "canceled"},
     "requires_capture": {"succeeded", "canceled"},

@@ -118,7 +118,9 @@ def delete_payment_method(ctx: OperationContext, inp: DeletePaymentMethodInput) 
     """Detach in Stripe, then soft-delete here (history and intents keep pointing at it)."""
 
     def execute(claim: idempotency.Claim) -> dict[str, Any]:
-        method = PaymentMethod.get_or_none(PaymentMethod.id == inp.payment_method_id, PaymentMethod.deleted_at.is_null())
+        method = PaymentMethod.get_or_none(
+            PaymentMethod.id == inp.payment_method_id, PaymentMethod.deleted_at.is_null()
+        )
         if method is None:
             raise not_found("payment method", inp.payment_method_id)
         try:

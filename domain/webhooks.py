@@ -9,8 +9,8 @@ from peewee import IntegrityError
 
 import stripe_client
 from domain.context import OperationContext
-from domain.intent_state import apply_stripe_intent, intent_may_move
 from domain.ids import new_id
+from domain.intent_state import apply_stripe_intent, intent_may_move
 from domain.refunds import apply_refund_status, lock_intent
 from domain.schemas import ProcessStripeWebhookInput
 from models import PaymentIntent, Refund, WebhookEvent, utcnow, write_transaction

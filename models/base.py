@@ -97,7 +97,6 @@ def mysql_connect_params(settings: Settings) -> dict[str, Any]:
         "connect_timeout": 10,
         "read_timeout": 60,
         "write_timeout": 60,
-        "autocommit": True,
     }
     if settings.tidb_enable_ssl:
         params["ssl_verify_cert"] = True

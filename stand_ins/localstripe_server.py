@@ -89,7 +89,7 @@ def use_store(path: str | None) -> None:
     if path:
         try:
             with open(path, "rb") as handle:
-                resources.store.update(pickle.load(handle))
+                resources.store.update(pickle.load(handle))  # noqa: S301 (our own store file)
         except FileNotFoundError:
             pass
 

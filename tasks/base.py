@@ -77,7 +77,9 @@ class OperationTask(celery.Task):
             log.error("transient failure, retries exhausted: %s", type(exc).__name__)
             return {"error": OperationError(code, "A dependency is unavailable; retry with the same key.").to_error()}
         except celery.exceptions.SoftTimeLimitExceeded:
-            return {"error": OperationError("timeout", "The operation took too long; retry with the same key.").to_error()}
+            return {
+                "error": OperationError("timeout", "The operation took too long; retry with the same key.").to_error()
+            }
         except Exception:
             log.exception("operation failed unexpectedly")
             return {"error": OperationError("internal_error", "Internal error.").to_error()}

@@ -1,0 +1,33 @@
+"""Call domain functions directly, as a task would, without Celery."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from domain import payment_intents, payment_methods, refunds, schemas, webhooks
+from domain.context import OperationContext
+
+FUNCTIONS = {
+    "create-payment-intent": (payment_intents.create_payment_intent, schemas.CreatePaymentIntentInput),
+    "get-payment-intent": (payment_intents.get_payment_intent, schemas.GetPaymentIntentInput),
+    "get-ztracking-payment-intent": (payment_intents.get_payment_intent_history, schemas.GetPaymentIntentInput),
+    "create-refund": (refunds.create_refund, schemas.CreateRefundInput),
+    "get-refund": (refunds.get_refund, schemas.GetRefundInput),
+    "process-stripe-webhook": (webhooks.process_stripe_webhook, schemas.ProcessStripeWebhookInput),
+    "create-payment-method": (payment_methods.create_payment_method, schemas.CreatePaymentMethodInput),
+    "list-payment-methods": (payment_methods.list_payment_methods, schemas.ListPaymentMethodsInput),
+    "delete-payment-method": (payment_methods.delete_payment_method, schemas.DeletePaymentMethodInput),
+}
+
+
+def context(key: str | None = None, owner: str | None = None, final_attempt: bool = True) -> OperationContext:
+    key = key or f"test:{uuid.uuid4()}"
+    return OperationContext(
+        trace_id="trace-test", scoped_key=key, owner=owner or f"owner-{uuid.uuid4()}", final_attempt=final_attempt
+    )
+
+
+def call(operation: str, payload: dict[str, Any], ctx: OperationContext | None = None) -> Any:
+    function, schema = FUNCTIONS[operation]
+    return function(ctx or context(), schemas.parse_input(schema, payload))

@@ -1,0 +1,205 @@
+"""The domain functions, called directly, on MariaDB (TiDB's protocol) and on SQLite (zero-setup)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from domain.errors import OperationError
+from models import IdempotencyRecord, PaymentIntent, Refund, WebhookEvent, ZtrackingPaymentIntent
+from tests.conftest import WEBHOOK_SECRET, make_card
+from tests.domain.helpers import call, context
+from tests.support.webhooks import sign
+
+pytestmark = pytest.mark.integration
+
+
+def paid_intent(stripe_api, amount: int = 5000) -> dict:
+    customer_id = f"dom-{uuid.uuid4().hex[:10]}"
+    call(
+        "create-payment-method",
+        {"customerId": customer_id, "stripePaymentMethodId": make_card(stripe_api), "setAsDefault": True},
+    )
+    return call(
+        "create-payment-intent", {"customerId": customer_id, "amount": amount, "currency": "usd", "confirm": True}
+    )
+
+
+def event(event_type: str, obj: dict, created: int | None = None) -> dict:
+    payload = json.dumps(
+        {
+            "id": f"evt_{uuid.uuid4().hex}",
+            "object": "event",
+            "type": event_type,
+            "created": created or int(time.time()),
+            "data": {"object": obj},
+        }
+    )
+    return {"payload": payload, "signature": sign(payload, WEBHOOK_SECRET)}
+
+
+def test_create_confirm_refund_and_history(domain_db, stripe_api):
+    intent = paid_intent(stripe_api, 5000)
+    assert intent["status"] == "succeeded"
+    refund = call("create-refund", {"paymentIntentId": intent["id"], "amount": 2000})
+    assert (refund["status"], refund["amount"]) == ("succeeded", 2000)
+    with pytest.raises(OperationError) as exceeded:
+        call("create-refund", {"paymentIntentId": intent["id"], "amount": 3001})
+    assert exceeded.value.code == "refund_exceeds_amount"
+    assert exceeded.value.details["refundable"] == 3000
+    history = call("get-ztracking-payment-intent", {"paymentIntentId": intent["id"]})
+    assert [h["amountRefunded"] for h in history] == [0, 2000]
+    assert ZtrackingPaymentIntent.select().where(ZtrackingPaymentIntent.payment_intent_id == intent["id"]).count() == 2
+
+
+def test_a_refund_refused_by_stripe_releases_its_amount(domain_db, stripe_api, monkeypatch):
+    import stripe_client
+
+    intent = paid_intent(stripe_api, 1000)
+
+    def refuse(params, *, idempotency_key):
+        raise OperationError("validation_error", "Charge already refunded.")
+
+    monkeypatch.setattr(stripe_client, "create_refund", refuse)
+    with pytest.raises(OperationError):
+        call("create-refund", {"paymentIntentId": intent["id"]})
+    failed = Refund.get(Refund.payment_intent_id == intent["id"])
+    assert failed.status == "failed" and failed.failure_reason == "Charge already refunded."
+    assert PaymentIntent.get_by_id(intent["id"]).amount_refunded == 0
+    monkeypatch.undo()
+    assert call("create-refund", {"paymentIntentId": intent["id"]})["amount"] == 1000
+
+
+def test_replay_answers_the_stored_result_with_a_fresh_client_secret(domain_db, stripe_api):
+    ctx = context()
+    payload = {"customerId": f"dom-{uuid.uuid4().hex[:8]}", "amount": 600, "currency": "gbp"}
+    first = call("create-payment-intent", payload, ctx)
+    replay = call("create-payment-intent", payload, context(key=ctx.scoped_key))
+    assert replay == first
+    record = IdempotencyRecord.get(IdempotencyRecord.resource_id == first["id"])
+    assert "clientSecret" not in json.dumps(record.outcome)
+
+
+def test_a_redelivered_task_resumes_its_own_claim_instead_of_being_refused(domain_db, stripe_api):
+    from domain import idempotency
+
+    ctx = context(owner="task-1")
+    payload = {"customerId": f"dom-{uuid.uuid4().hex[:8]}", "amount": 700, "currency": "usd"}
+    # The first delivery claimed the key and died before Stripe answered.
+    idempotency.claim(
+        "create-payment-intent",
+        ctx.scoped_key,
+        {
+            "customerId": payload["customerId"],
+            "amount": 700,
+            "currency": "usd",
+            "paymentMethodId": None,
+            "confirm": False,
+            "captureMethod": "automatic",
+            "description": None,
+            "metadata": {},
+        },
+        "task-1",
+        "payment_intent",
+        3600,
+        "trace",
+    )
+    with pytest.raises(OperationError) as other:
+        call("create-payment-intent", payload, context(key=ctx.scoped_key, owner="another-task"))
+    assert other.value.code == "idempotency_key_in_use"
+    resumed = call("create-payment-intent", payload, ctx)
+    assert resumed["status"] == "requires_payment_method"
+    assert PaymentIntent.select().where(PaymentIntent.customer_id == payload["customerId"]).count() == 1
+
+
+def test_vault_the_same_card_twice_returns_the_first(domain_db, stripe_api):
+    customer_id = f"dom-{uuid.uuid4().hex[:8]}"
+    first = call("create-payment-method", {"customerId": customer_id, "stripePaymentMethodId": make_card(stripe_api)})
+    second = call("create-payment-method", {"customerId": customer_id, "stripePaymentMethodId": make_card(stripe_api)})
+    assert second["id"] == first["id"]
+    listed = call("list-payment-methods", {"customerId": customer_id})
+    assert [m["id"] for m in listed["data"]] == [first["id"]] and listed["hasMore"] is False
+    assert call("delete-payment-method", {"paymentMethodId": first["id"]}) == {"id": first["id"], "deleted": True}
+    assert call("list-payment-methods", {"customerId": customer_id})["data"] == []
+
+
+def test_webhook_applies_once_ignores_stale_and_never_moves_back(domain_db, stripe_api):
+    intent = call("create-payment-intent", {"customerId": "dom-wh", "amount": 900, "currency": "usd"})
+    stripe_id = intent["stripePaymentIntentId"]
+    now = int(time.time())
+    processing = event("payment_intent.processing", {"id": stripe_id, "status": "processing", "amount": 900}, now)
+    assert call("process-stripe-webhook", processing)["duplicate"] is False
+    assert call("process-stripe-webhook", processing)["duplicate"] is True
+    succeeded = event(
+        "payment_intent.succeeded",
+        {"id": stripe_id, "status": "succeeded", "amount_received": 900, "client_secret": "pi_x_secret_y"},
+        now + 1,
+    )
+    call("process-stripe-webhook", succeeded)
+    late = event("payment_intent.requires_action", {"id": stripe_id, "status": "requires_action"}, now + 2)
+    call("process-stripe-webhook", late)
+    assert call("get-payment-intent", {"paymentIntentId": intent["id"]})["status"] == "succeeded"
+    statuses = {e.type: e.status for e in WebhookEvent.select().where(WebhookEvent.object_id == stripe_id)}
+    assert statuses == {
+        "payment_intent.processing": "processed",
+        "payment_intent.succeeded": "processed",
+        "payment_intent.requires_action": "stale",
+    }
+    assert all("pi_x_secret_y" not in e.payload for e in WebhookEvent.select())
+    causes = [h["cause"] for h in call("get-ztracking-payment-intent", {"paymentIntentId": intent["id"]})]
+    assert causes == [
+        "create-payment-intent",
+        json.loads(processing["payload"])["id"],
+        json.loads(succeeded["payload"])["id"],
+    ]
+
+
+def test_a_refund_failing_later_makes_its_amount_refundable_again(domain_db, stripe_api):
+    intent = paid_intent(stripe_api, 2000)
+    refund = call("create-refund", {"paymentIntentId": intent["id"], "amount": 500})
+    failed = event(
+        "refund.failed", {"id": refund["stripeRefundId"], "status": "failed", "failure_reason": "lost_or_stolen_card"}
+    )
+    call("process-stripe-webhook", failed)
+    assert call("get-refund", {"refundId": refund["id"]})["status"] == "failed"
+    assert call("get-payment-intent", {"paymentIntentId": intent["id"]})["amountRefunded"] == 0
+
+
+def test_a_refund_made_in_the_dashboard_is_adopted_and_counted(domain_db, stripe_api):
+    intent = paid_intent(stripe_api, 2000)
+    outside = event(
+        "refund.created",
+        {
+            "id": f"re_{uuid.uuid4().hex[:14]}",
+            "status": "succeeded",
+            "amount": 1500,
+            "currency": "usd",
+            "payment_intent": intent["stripePaymentIntentId"],
+        },
+    )
+    call("process-stripe-webhook", outside)
+    with pytest.raises(OperationError) as exceeded:
+        call("create-refund", {"paymentIntentId": intent["id"], "amount": 501})
+    assert exceeded.value.code == "refund_exceeds_amount"
+
+
+def test_an_event_that_outruns_its_intent_is_applied_once_the_intent_is_stored(domain_db, stripe_api, monkeypatch):
+    import stripe_client
+
+    real_create = stripe_client.create_payment_intent
+    early: dict = {}
+
+    def create_then_deliver_event_first(params, *, idempotency_key):
+        created = real_create(params, idempotency_key=idempotency_key)
+        early["event"] = event("payment_intent.canceled", {"id": created["id"], "status": "canceled"})
+        call("process-stripe-webhook", early["event"])
+        return created
+
+    monkeypatch.setattr(stripe_client, "create_payment_intent", create_then_deliver_event_first)
+    intent = call("create-payment-intent", {"customerId": "dom-early", "amount": 100, "currency": "usd"})
+    stored = WebhookEvent.get_by_id(json.loads(early["event"]["payload"])["id"])
+    assert stored.status == "processed"
+    assert call("get-payment-intent", {"paymentIntentId": intent["id"]})["status"] == "canceled"

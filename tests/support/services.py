@@ -1,0 +1,140 @@
+"""Start and stop the real services an integration test needs: no mocks here."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pymysql
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if predicate():
+                return
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not ready within {timeout} s")
+
+
+def run_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def create_mariadb_database(name: str) -> None:
+    conn = pymysql.connect(**MARIADB)
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    conn.close()
+
+
+def drop_mariadb_database(name: str) -> None:
+    conn = pymysql.connect(**MARIADB)
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    conn.close()
+
+
+def create_rabbit_vhost(name: str) -> str:
+    """A vhost of our own, so that concurrent runs on one machine never take each other's tasks."""
+    try:
+        subprocess.run(["rabbitmqctl", "-q", "add_vhost", name], check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            ["rabbitmqctl", "-q", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        return name
+    except (OSError, subprocess.SubprocessError):
+        return ""  # the default vhost still works for a lone run
+
+
+def delete_rabbit_vhost(name: str) -> None:
+    if name:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], capture_output=True, timeout=60, check=False)
+
+
+@contextlib.contextmanager
+def localstripe(port: int, log_path: Path) -> Iterator[str]:
+    """The localstripe stand-in (stand_ins/localstripe_server.py) on `port`, memory only."""
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "stand_ins.localstripe_server", "--port", str(port)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: requests.get(f"{base}/v1/customers", auth=("sk_test_probe", ""), timeout=1).ok,
+            30,
+            "localstripe",
+        )
+        yield base
+    finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def start_worker(
+    env: dict[str, str], log_path: Path, queues: str, name: str, concurrency: int = 50
+) -> subprocess.Popen:
+    """A real Celery worker process on the real broker, as the Procfile runs it (gevent pool)."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [
+                PYTHON,
+                "-m",
+                "celery",
+                "-A",
+                "tasks.app",
+                "worker",
+                "-Q",
+                queues,
+                "-P",
+                "gevent",
+                "-c",
+                str(concurrency),
+                "-n",
+                f"{name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "DEBUG",
+            ],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )

@@ -1,0 +1,144 @@
+"""Retry rules: transient failures are retried with the same idempotency key; answers are never retried."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+import settings
+import stripe_client
+from domain.errors import OperationError, TransientError
+from tasks.base import backoff_with_jitter
+from tests.support.scripted_stripe import scripted_stripe
+
+pytestmark = pytest.mark.integration
+
+INTENT = {
+    "id": "pi_scripted",
+    "object": "payment_intent",
+    "status": "requires_payment_method",
+    "amount": 100,
+    "amount_received": 0,
+    "amount_capturable": 0,
+    "client_secret": "pi_scripted_secret_x",
+    "currency": "usd",
+}
+
+
+def error(status_type: str, **extra) -> dict:
+    return {"error": {"type": status_type, "message": "scripted", **extra}}
+
+
+@pytest.fixture()
+def stripe_at(monkeypatch):
+    """Point the service's Stripe client at a scripted server for one test."""
+
+    def point(base: str) -> None:
+        monkeypatch.setenv("STRIPE_API_BASE", base)
+        settings.reload_settings()
+        stripe_client.reset_client()
+
+    yield point
+    monkeypatch.undo()
+    settings.reload_settings()
+    stripe_client.reset_client()
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (500, error("api_error"), TransientError),
+        (503, error("api_error"), TransientError),
+        (429, error("rate_limit_error"), TransientError),
+        (409, error("invalid_request_error", code="lock_timeout"), TransientError),
+        (400, error("idempotency_error"), "stripe_error"),
+        (402, error("card_error", code="card_declined", decline_code="insufficient_funds"), "card_declined"),
+        (400, error("invalid_request_error", param="amount", code="amount_too_small"), "validation_error"),
+        (404, error("invalid_request_error", code="resource_missing"), "not_found"),
+        (401, error("invalid_request_error"), "stripe_error"),
+    ],
+)
+def test_stripe_answers_map_to_transient_or_to_an_error_code(stripe_at, status, body, expected):
+    with scripted_stripe([(status, body)]) as (base, seen):
+        stripe_at(base)
+        with pytest.raises((TransientError, OperationError)) as raised:
+            stripe_client.create_payment_intent({"amount": 100, "currency": "usd"}, idempotency_key="k")
+    if expected is TransientError:
+        assert isinstance(raised.value, TransientError)
+    else:
+        assert isinstance(raised.value, OperationError) and raised.value.code == expected
+    assert len(seen) == 1  # the SDK itself does not retry: the task does, with the same key
+
+
+def test_an_unreachable_stripe_is_transient(stripe_at):
+    stripe_at("http://127.0.0.1:9")  # nothing listens on the discard port
+    with pytest.raises(TransientError):
+        stripe_client.retrieve_payment_intent("pi_x")
+
+
+def run_task(operation: str, payload: dict, key: str):
+    from tasks.operations import TASKS
+
+    return TASKS[operation].apply(args=[payload, {"idempotencyKey": key}]).get()
+
+
+def test_a_transient_outage_is_retried_with_the_same_stripe_key_until_it_passes(domain_db, stripe_at):
+    answers = [(500, error("api_error")), (429, error("rate_limit_error")), (200, INTENT)]
+    with scripted_stripe(answers) as (base, seen):
+        stripe_at(base)
+        from models import Customer
+
+        Customer.create(
+            id=f"vycus_{uuid.uuid4().hex[:10]}", platform_customer_id="retry-cust", stripe_customer_id="cus_x"
+        )
+        envelope = run_task(
+            "create-payment-intent",
+            {"customerId": "retry-cust", "amount": 100, "currency": "usd"},
+            key=f"retry-{uuid.uuid4()}",
+        )
+    assert envelope["response"]["status"] == "requires_payment_method"
+    posts = [r for r in seen if r["path"] == "/v1/payment_intents"]
+    assert len(posts) == 3
+    assert len({r["idempotency_key"] for r in posts}) == 1 and posts[0]["idempotency_key"].startswith("vy-")
+
+
+def test_a_decline_is_answered_not_retried(domain_db, stripe_at):
+    declined = error("card_error", code="card_declined", payment_intent={**INTENT, "id": "pi_declined"})
+    with scripted_stripe([(402, declined)]) as (base, seen):
+        stripe_at(base)
+        from models import Customer
+
+        Customer.create(
+            id=f"vycus_{uuid.uuid4().hex[:10]}", platform_customer_id="decl-cust", stripe_customer_id="cus_y"
+        )
+        envelope = run_task(
+            "create-payment-intent",
+            {"customerId": "decl-cust", "amount": 100, "currency": "usd"},
+            key=f"decl-{uuid.uuid4()}",
+        )
+    assert envelope["error"]["code"] == "card_declined"
+    assert len(seen) == 1
+
+
+def test_retries_are_bounded_and_the_key_is_given_back(domain_db, stripe_at):
+    from models import Customer, IdempotencyRecord
+
+    key = f"down-{uuid.uuid4()}"
+    with scripted_stripe([(503, error("api_error"))]) as (base, seen):
+        stripe_at(base)
+        Customer.create(
+            id=f"vycus_{uuid.uuid4().hex[:10]}", platform_customer_id="down-cust", stripe_customer_id="cus_z"
+        )
+        envelope = run_task("create-payment-intent", {"customerId": "down-cust", "amount": 100, "currency": "usd"}, key)
+    assert envelope["error"]["code"] == "stripe_error"
+    assert len(seen) == settings.get_settings().task_max_retries + 1
+    from domain.idempotency import key_hash
+
+    assert IdempotencyRecord.get(IdempotencyRecord.key_hash == key_hash(key)).state == "retryable"
+
+
+def test_backoff_grows_exponentially_and_is_capped():
+    assert all(0 <= backoff_with_jitter(0) <= 0.5 for _ in range(50))
+    assert max(backoff_with_jitter(3) for _ in range(200)) > 2.0
+    assert all(backoff_with_jitter(20) <= 20.0 for _ in range(50))

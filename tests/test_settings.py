@@ -1,0 +1,96 @@
+"""Settings come from the environment through python-decouple, in one module."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import settings as settings_module
+from models.base import make_database, mysql_connect_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def env_example_names() -> set[str]:
+    return {
+        line.split("=", 1)[0]
+        for line in (ROOT / ".env-example").read_text().splitlines()
+        if re.match(r"^[A-Z_]+=", line)
+    }
+
+
+def settings_names() -> set[str]:
+    return set(re.findall(r'config\(\s*"([A-Z_]+)"', (ROOT / "settings.py").read_text()))
+
+
+def test_env_example_lists_exactly_the_variables_settings_reads():
+    assert env_example_names() == settings_names()
+
+
+def test_env_example_defaults_are_safe_no_real_secrets():
+    text = (ROOT / ".env-example").read_text()
+    assert not re.search(r"sk_live_|rk_live_|whsec_[A-Za-z0-9]{20,}", text)
+
+
+def test_no_module_but_settings_reads_the_environment():
+    offenders = []
+    for path in ROOT.rglob("*.py"):
+        if any(part in {".venv", "tests", "bench"} for part in path.parts) or path.name == "settings.py":
+            continue
+        if re.search(r"os\.environ|os\.getenv|decouple", path.read_text()):
+            offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
+
+
+def test_platform_names_are_read(monkeypatch):
+    monkeypatch.setenv("APP_PORT", "9123")
+    monkeypatch.setenv("LOG_STREAM_LEVEL", "DebugMedium")
+    monkeypatch.setenv("API_KEYS", "a, b,,c")
+    monkeypatch.setenv("REST_TIMEOUT", "1500")
+    loaded = settings_module.load_settings()
+    assert (loaded.app_port, loaded.log_stream_level, loaded.api_keys, loaded.rest_timeout_ms) == (
+        9123,
+        10,
+        ("a", "b", "c"),
+        1500,
+    )
+
+
+def test_numeric_log_level_is_accepted(monkeypatch):
+    monkeypatch.setenv("LOG_STREAM_LEVEL", "-1")
+    assert settings_module.load_settings().log_stream_level == -1
+
+
+def test_sqlite_stands_in_when_tidb_host_is_empty(monkeypatch, tmp_path):
+    monkeypatch.setenv("TIDB_HOST", "")
+    monkeypatch.setenv("SQLITE_PATH", str(tmp_path / "x.sqlite3"))
+    loaded = settings_module.load_settings()
+    assert loaded.uses_sqlite
+    assert type(make_database(loaded)).__name__ == "SqliteDatabase"
+
+
+def test_tidb_gets_a_pool_and_tls_that_verifies_certificate_and_host(monkeypatch):
+    monkeypatch.setenv("TIDB_HOST", "gateway.tidb.example")
+    monkeypatch.setenv("TIDB_ENABLE_SSL", "true")
+    monkeypatch.setenv("TIDB_CA_PATH", "/etc/ssl/tidb-ca.pem")
+    loaded = settings_module.load_settings()
+    params = mysql_connect_params(loaded)
+    assert params["ssl_verify_cert"] is True and params["ssl_verify_identity"] is True
+    assert params["ssl_ca"] == "/etc/ssl/tidb-ca.pem"
+    db = make_database(loaded)
+    assert type(db).__name__ == "PooledMySQLDatabase"
+
+
+def test_tls_is_off_unless_enabled(monkeypatch):
+    monkeypatch.setenv("TIDB_HOST", "127.0.0.1")
+    monkeypatch.setenv("TIDB_ENABLE_SSL", "false")
+    assert "ssl_verify_cert" not in mysql_connect_params(settings_module.load_settings())
+
+
+@pytest.mark.parametrize(("broker", "backend"), [("redis://r:6379/0", "redis://r:6379/0"), ("amqp://g@h//", "rpc://")])
+def test_results_default_to_the_broker_when_redis_else_rpc(monkeypatch, broker, backend):
+    monkeypatch.setenv("CELERY_BROKER_URL", broker)
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", "")
+    assert settings_module.load_settings().result_backend == backend
