@@ -18,6 +18,7 @@ from logging_setup import log_context, reset_log_context
 from models import unit_of_work
 from registry import Operation
 from settings import get_settings
+from tasks import replies
 
 log = logging.getLogger("tasks")
 
@@ -56,11 +57,25 @@ class OperationTask(celery.Task):
         started = time.monotonic()
         try:
             envelope = self._execute(ctx, payload)
+            if self._should_wait_for_first_attempt(envelope, meta, ctx):
+                # Kafka has no caller to retry a 409: wait for the first attempt, then replay its result.
+                raise self.retry(countdown=backoff_with_jitter(self.request.retries) + 0.2)
+            try:
+                replies.deliver(envelope, {**meta, "traceId": trace_id})
+            except Exception as exc:
+                # An accepted request must end in a reply: try again (the outcome replays) until it goes out.
+                log.warning("reply not delivered, retrying: %s", type(exc).__name__)
+                raise self.retry(countdown=backoff_with_jitter(min(self.request.retries, 5)), max_retries=None) from exc
         finally:
             reset_log_context(tokens)
         outcome = envelope["error"]["code"] if "error" in envelope else "ok"
         log.info("operation finished: %s in %.0f ms", outcome, (time.monotonic() - started) * 1000)
         return envelope
+
+    @staticmethod
+    def _should_wait_for_first_attempt(envelope: dict[str, Any], meta: dict[str, Any], ctx: OperationContext) -> bool:
+        in_use = envelope.get("error", {}).get("code") == "idempotency_key_in_use"
+        return in_use and bool(meta.get("waitInFlight")) and not ctx.final_attempt
 
     def _execute(self, ctx: OperationContext, payload: Any) -> dict[str, Any]:
         try:
