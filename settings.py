@@ -37,6 +37,17 @@ def _bool(value: str | bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _librdkafka_options(config: AutoConfig, prefix: str) -> dict[str, str]:
+    """librdkafka options from variables named prefix + option, dots as underscores (`..._FETCH_WAIT_MAX_MS`)."""
+    repository = getattr(getattr(config, "config", None), "repository", None)
+    names = set(os.environ) | set(getattr(repository, "data", {}))
+    return {
+        name[len(prefix) :].lower().replace("_", "."): config(name)
+        for name in sorted(names)
+        if name.startswith(prefix) and len(name) > len(prefix)
+    }
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of the service; built only by `load_settings`."""
@@ -68,6 +79,14 @@ class Settings:
     idempotency_ttl_s: int
     task_max_retries: int
     payments_concurrency: int
+    kafka_topic_partitions: int
+    kafka_topic_replication: int
+    kafka_consume_batch: int
+    kafka_delivery_timeout_s: float
+    # librdkafka options from KAFKA_OPT_* (every client), KAFKA_CONSUMER_OPT_* and KAFKA_PRODUCER_OPT_*.
+    kafka_options: dict[str, str]
+    kafka_consumer_options: dict[str, str]
+    kafka_producer_options: dict[str, str]
 
     @property
     def uses_sqlite(self) -> bool:
@@ -124,6 +143,13 @@ def load_settings() -> Settings:
         idempotency_ttl_s=config("IDEMPOTENCY_TTL_S", default=86400, cast=int),
         task_max_retries=config("TASK_MAX_RETRIES", default=5, cast=int),
         payments_concurrency=config("PAYMENTS_CONCURRENCY", default=64, cast=int),
+        kafka_topic_partitions=config("KAFKA_TOPIC_PARTITIONS", default=3, cast=int),
+        kafka_topic_replication=config("KAFKA_TOPIC_REPLICATION", default=-1, cast=int),
+        kafka_consume_batch=config("KAFKA_CONSUME_BATCH", default=100, cast=int),
+        kafka_delivery_timeout_s=config("KAFKA_DELIVERY_TIMEOUT_S", default=10.0, cast=float),
+        kafka_options=_librdkafka_options(config, "KAFKA_OPT_"),
+        kafka_consumer_options=_librdkafka_options(config, "KAFKA_CONSUMER_OPT_"),
+        kafka_producer_options=_librdkafka_options(config, "KAFKA_PRODUCER_OPT_"),
     )
 
 
