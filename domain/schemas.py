@@ -38,7 +38,13 @@ def _check_currency(value: str) -> str:
     return code
 
 
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$"), AfterValidator(_check_currency)]
+Currency = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z]{3}$"),
+    AfterValidator(_check_currency),
+    # Documented as the list Stripe charges in, either case.
+    Field(json_schema_extra={"enum": sorted(currencies.SUPPORTED | {c.upper() for c in currencies.SUPPORTED})}),
+]
 
 
 def _check_metadata(value: dict[str, str]) -> dict[str, str]:
@@ -68,6 +74,10 @@ class OperationInput(BaseModel):
 
 
 class CreatePaymentIntentInput(OperationInput):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"customerId": "customer-42", "amount": 2500, "currency": "usd"}]}
+    )
+
     customer_id: PlatformId
     amount: Amount
     currency: Currency

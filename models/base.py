@@ -138,3 +138,10 @@ def for_update(query: ModelSelect) -> ModelSelect:
     if isinstance(database.obj, SqliteDatabase):
         return query
     return query.for_update()
+
+
+def database_ready() -> bool:
+    """`SELECT 1` on a fresh unit of work: what /readyz asks of the database."""
+    with unit_of_work():
+        database.obj.execute_sql("SELECT 1").fetchone()
+    return True

@@ -41,3 +41,15 @@ def _bind_child(**_: Any) -> None:
 
 # Register the operation tasks with the app.
 import tasks.operations  # noqa: E402,F401
+
+
+def broker_ready(timeout_s: float = 2.0) -> bool:
+    """The Celery broker accepts a connection."""
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=timeout_s)
+    return True
+
+
+def workers_ready(timeout_s: float = 1.0) -> bool:
+    """At least one worker answers a ping."""
+    return bool(app.control.ping(timeout=timeout_s))

@@ -138,3 +138,15 @@ def start_worker(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+def start_api(env: dict[str, str], log_path: Path, port: int) -> subprocess.Popen:
+    """The REST door under gunicorn with gevent workers, exactly as the Procfile runs it."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [str(Path(PYTHON).parent / "gunicorn"), "-c", "gunicorn.conf.py", "api:create_app()"],
+            cwd=ROOT,
+            env={**os.environ, **env, "APP_PORT": str(port)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )

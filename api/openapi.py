@@ -1,0 +1,278 @@
+"""The OpenAPI 3.1 document, generated from the registry and the same pydantic schemas the doors validate with."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any, Literal
+
+from openapi_pydantic.util import PydanticSchema, construct_open_api_with_schema_class
+from openapi_pydantic.v3.v3_1 import OpenAPI
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from registry import OPERATIONS, Operation
+
+
+class Out(BaseModel):
+    """What the service answers: exactly these fields, no others."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PaymentError(Out):
+    code: str | None
+    declineCode: str | None
+    message: str | None
+    type: str | None
+
+
+class PaymentIntent(Out):
+    id: str
+    customerId: str
+    amount: int
+    amountCapturable: int
+    amountReceived: int
+    amountRefunded: int
+    currency: str
+    status: str
+    captureMethod: Literal["automatic", "manual"]
+    paymentMethodId: str | None
+    description: str | None
+    metadata: dict[str, str]
+    lastPaymentError: PaymentError | None
+    stripePaymentIntentId: str | None
+    createdAt: str
+    updatedAt: str
+
+
+class CreatedPaymentIntent(PaymentIntent):
+    clientSecret: str | None
+
+
+class PaymentIntentSnapshot(PaymentIntent):
+    ztrackingVersion: int
+    versionDate: str
+    cause: str
+
+
+class Refund(Out):
+    id: str
+    paymentIntentId: str
+    amount: int
+    currency: str
+    status: str
+    reason: str | None
+    failureReason: str | None
+    metadata: dict[str, str]
+    stripeRefundId: str | None
+    createdAt: str
+    updatedAt: str
+
+
+class Card(Out):
+    brand: str | None
+    last4: str | None
+    expMonth: int | None
+    expYear: int | None
+    fingerprint: str | None
+
+
+class PaymentMethod(Out):
+    id: str
+    customerId: str
+    type: str
+    card: Card | None
+    isDefault: bool
+    stripePaymentMethodId: str
+    createdAt: str
+
+
+class PaymentMethodPage(Out):
+    data: list[PaymentMethod]
+    hasMore: bool
+
+
+class Deleted(Out):
+    id: str
+    deleted: Literal[True]
+
+
+class WebhookReceipt(Out):
+    eventId: str
+    type: str
+    duplicate: bool
+
+
+class ErrorDetail(Out):
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorBody(Out):
+    error: ErrorDetail
+    traceId: str | None
+
+
+RESPONSES: dict[str, Any] = {
+    "create-payment-intent": CreatedPaymentIntent,
+    "get-payment-intent": PaymentIntent,
+    "get-ztracking-payment-intent": list[PaymentIntentSnapshot],
+    "create-refund": Refund,
+    "get-refund": Refund,
+    "process-stripe-webhook": WebhookReceipt,
+    "create-payment-method": PaymentMethod,
+    "list-payment-methods": PaymentMethodPage,
+    "delete-payment-method": Deleted,
+}
+
+# Which error statuses each operation can answer, beyond those every route can.
+ERRORS: dict[str, tuple[int, ...]] = {
+    "create-payment-intent": (402, 404, 409, 422, 502),
+    "create-refund": (404, 409, 422, 502),
+    "create-payment-method": (402, 404, 409, 422, 502),
+    "delete-payment-method": (404, 409, 422, 502),
+    "get-payment-intent": (404,),
+    "get-ztracking-payment-intent": (404,),
+    "get-refund": (404,),
+    "list-payment-methods": (),
+    "process-stripe-webhook": (),
+}
+COMMON_ERRORS = (400, 413, 500, 503, 504)
+PUBLIC = {"process-stripe-webhook"}
+
+
+def openapi_path(flask_path: str) -> str:
+    """`/refunds/<refund_id>` → `/refunds/{refundId}`."""
+    return re.sub(r"<(?:\w+:)?(\w+)>", lambda m: "{" + to_camel(m.group(1)) + "}", flask_path)
+
+
+def path_params(operation: Operation) -> list[str]:
+    return [to_camel(name) for name in re.findall(r"<(?:\w+:)?(\w+)>", operation.path)]
+
+
+def _schema_of(model: type[BaseModel], field: str) -> dict[str, Any]:
+    return model.model_json_schema(by_alias=True)["properties"][field]
+
+
+def _parameters(operation: Operation) -> list[dict[str, Any]]:
+    params = [
+        {"name": name, "in": "path", "required": True, "schema": _schema_of(operation.schema, name)}
+        for name in path_params(operation)
+    ]
+    if operation.method == "GET":
+        required = set(operation.schema.model_json_schema(by_alias=True).get("required", []))
+        for name in operation.schema.model_json_schema(by_alias=True)["properties"]:
+            if name not in path_params(operation):
+                params.append(
+                    {
+                        "name": name,
+                        "in": "query",
+                        "required": name in required,
+                        "schema": _schema_of(operation.schema, name),
+                    }
+                )
+    if operation.mutating:
+        params.append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                "description": "Same key and body replays the first result (24 h).",
+            }
+        )
+    if operation.name == "process-stripe-webhook":
+        params.append({"name": "Stripe-Signature", "in": "header", "required": True, "schema": {"type": "string"}})
+    params.append(
+        {
+            "name": "X-Trace-Id",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,128}$"},
+        }
+    )
+    return params
+
+
+def _response_schema(model: Any) -> Any:
+    if getattr(model, "__origin__", None) is list:
+        return {"type": "array", "minItems": 1, "items": PydanticSchema(schema_class=model.__args__[0])}
+    return PydanticSchema(schema_class=model)
+
+
+def _operation(operation: Operation) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        str(operation.success_status): {
+            "description": "Success",
+            "content": {"application/json": {"schema": _response_schema(RESPONSES[operation.name])}},
+        }
+    }
+    statuses = set(ERRORS[operation.name]) | set(COMMON_ERRORS) | ({401} if operation.name not in PUBLIC else set())
+    for status in sorted(statuses):
+        responses[str(status)] = {
+            "description": "Error",
+            "content": {"application/json": {"schema": PydanticSchema(schema_class=ErrorBody)}},
+        }
+    spec: dict[str, Any] = {
+        "operationId": operation.name,
+        "summary": operation.name.replace("-", " ").capitalize(),
+        "description": f"Kafka topic `{operation.name}`, replies on `{operation.response_topic}`.",
+        "tags": [operation.path.strip("/").split("/")[0]],
+        "parameters": _parameters(operation),
+        "responses": responses,
+    }
+    if operation.name in PUBLIC:
+        spec["security"] = []
+        spec["requestBody"] = {
+            "required": True,
+            "description": "The event exactly as Stripe sent it; its signature covers these bytes.",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    elif operation.method == "POST":
+        spec["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": PydanticSchema(schema_class=operation.schema)}},
+        }
+    return spec
+
+
+def _system_paths() -> dict[str, Any]:
+    plain = {"description": "Status", "content": {"application/json": {"schema": {"type": "object"}}}}
+    return {
+        "/healthz": {
+            "get": {"operationId": "healthz", "summary": "Alive", "security": [], "responses": {"200": plain}}
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Database, broker and a worker answer",
+                "security": [],
+                "responses": {"200": plain, "503": plain},
+            }
+        },
+    }
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    """The whole document as JSON-ready data."""
+    paths: dict[str, Any] = _system_paths()
+    for operation in OPERATIONS.values():
+        paths.setdefault(openapi_path(operation.path), {})[operation.method.lower()] = _operation(operation)
+    document = OpenAPI.model_validate(
+        {
+            "openapi": "3.1.0",
+            "info": {
+                "title": "vy-finance-payments",
+                "version": "1.0.0",
+                "description": "Payments over Stripe. Every operation is also a Kafka topic with the same payload.",
+            },
+            "paths": paths,
+            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+            "security": [{"bearer": []}],
+        }
+    )
+    document = construct_open_api_with_schema_class(document)
+    return document.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=True)

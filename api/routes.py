@@ -1,0 +1,124 @@
+"""One blueprint per resource; each route reads its input, calls `run_operation`, shapes the output."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, request
+from pydantic.alias_generators import to_camel
+
+from api.dispatch import run_operation
+from api.errors import error_response, from_envelope_error
+from domain.errors import OperationError
+from domain.schemas import parse_input
+from registry import OPERATIONS, Operation
+
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, as Stripe accepts
+
+
+def _int_fields(operation: Operation) -> set[str]:
+    schema = operation.schema.model_json_schema(by_alias=True)["properties"]
+    return {name for name, spec in schema.items() if spec.get("type") == "integer"}
+
+
+def _query_payload(operation: Operation) -> dict[str, Any]:
+    """Query parameters as the schema's fields; integers parsed, repeats refused."""
+    payload: dict[str, Any] = {}
+    ints = _int_fields(operation)
+    for name in request.args:
+        values = request.args.getlist(name)
+        if len(values) > 1:
+            raise OperationError("validation_error", f"Query parameter {name!r} is given more than once.")
+        value: Any = values[0]
+        if name in ints and re.fullmatch(r"-?\d{1,12}", value):
+            value = int(value)
+        payload[name] = value
+    return payload
+
+
+def _json_body() -> dict[str, Any]:
+    if not request.is_json:
+        raise OperationError("validation_error", "The body must be JSON (Content-Type: application/json).")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise OperationError("validation_error", "The body must be a JSON object.")
+    return body
+
+
+def read_input(operation: Operation, path_params: dict[str, str]) -> dict[str, Any]:
+    if operation.method == "POST":
+        if request.args:
+            raise OperationError("validation_error", "This route takes no query parameters.")
+        payload = _json_body()
+    else:
+        payload = _query_payload(operation)
+    payload.update({to_camel(name): value for name, value in path_params.items()})
+    return payload
+
+
+def idempotency_keys(operation: Operation) -> tuple[str | None, str | None]:
+    """(the caller's key, the scoped key the task uses); the server makes one when the caller did not."""
+    if not operation.mutating:
+        return None, None
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        key = f"auto-{uuid.uuid4()}"
+    elif not IDEMPOTENCY_KEY.fullmatch(key):
+        raise OperationError("validation_error", "Idempotency-Key must be 1 to 255 printable ASCII characters.")
+    return key, f"rest:{g.caller_key_id}:{key}"
+
+
+def respond(operation: Operation, envelope: dict[str, Any], caller_key: str | None) -> Response:
+    if "error" in envelope:
+        response = from_envelope_error(envelope["error"])
+    else:
+        response = jsonify(envelope["response"])
+        response.status_code = operation.success_status
+    if caller_key:
+        response.headers["Idempotency-Key"] = caller_key
+    return response
+
+
+def operation_view(operation: Operation) -> Callable[..., Response]:
+    def view(**path_params: str) -> Response:
+        payload = read_input(operation, path_params)
+        parse_input(operation.schema, payload)  # refuse bad input here, before anything is queued
+        caller_key, scoped_key = idempotency_keys(operation)
+        envelope = run_operation(
+            operation, payload, trace_id=g.trace_id, idempotency_key=scoped_key, caller_key=caller_key
+        )
+        return respond(operation, envelope, caller_key)
+
+    view.__name__ = operation.name.replace("-", "_")
+    return view
+
+
+def stripe_webhook() -> Response:
+    """Stripe's raw bytes and signature go to the task untouched; 2xx once the event is stored."""
+    operation = OPERATIONS["process-stripe-webhook"]
+    signature = request.headers.get("Stripe-Signature")
+    raw = request.get_data(cache=False)
+    try:
+        payload = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        payload = None
+    if not signature or not payload:
+        return error_response("invalid_signature", "A signed Stripe event is required.")
+    envelope = run_operation(
+        operation, {"payload": payload, "signature": signature}, trace_id=g.trace_id, idempotency_key=None
+    )
+    return respond(operation, envelope, None)
+
+
+def resource_blueprints() -> list[Blueprint]:
+    """Blueprints built from the registry: adding an operation there adds its route here."""
+    blueprints: dict[str, Blueprint] = {}
+    for operation in OPERATIONS.values():
+        resource = operation.path.strip("/").split("/")[0]
+        blueprint = blueprints.setdefault(resource, Blueprint(resource.replace("-", "_"), __name__))
+        view = stripe_webhook if operation.name == "process-stripe-webhook" else operation_view(operation)
+        blueprint.add_url_rule(operation.path, endpoint=operation.name, view_func=view, methods=[operation.method])
+    return list(blueprints.values())

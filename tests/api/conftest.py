@@ -1,0 +1,55 @@
+"""The REST door under a real WSGI server (gunicorn, gevent), in front of the real worker."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import API_KEY, LOG_DIR
+from tests.support import services
+
+
+@contextlib.contextmanager
+def running_api(log_name: str, **env: str) -> Iterator[str]:
+    port = services.free_port()
+    proc = services.start_api(env, LOG_DIR / log_name, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        services.wait_until(lambda: requests.get(f"{base}/healthz", timeout=1).ok, 60, "gunicorn")
+        yield base
+    finally:
+        services.stop(proc)
+
+
+@pytest.fixture(scope="session")
+def api_url(worker: Path) -> Iterator[str]:
+    with running_api("api.log") as base:
+        yield base
+
+
+class Client(requests.Session):
+    """requests against the API with the test's bearer key."""
+
+    def __init__(self, base: str, key: str | None = API_KEY) -> None:
+        super().__init__()
+        self.base = base
+        if key:
+            self.headers["Authorization"] = f"Bearer {key}"
+
+    def request(self, method: str, url: str, *args, **kwargs) -> requests.Response:  # type: ignore[override]
+        kwargs.setdefault("timeout", 90)
+        return super().request(method, self.base + url, *args, **kwargs)
+
+
+@pytest.fixture()
+def client(api_url: str) -> Client:
+    return Client(api_url)
+
+
+@pytest.fixture()
+def anonymous(api_url: str) -> Client:
+    return Client(api_url, key=None)
