@@ -79,6 +79,7 @@ class Settings:
     idempotency_ttl_s: int
     task_max_retries: int
     payments_concurrency: int
+    metrics_port: int
     kafka_topic_partitions: int
     kafka_topic_replication: int
     kafka_consume_batch: int
@@ -143,6 +144,7 @@ def load_settings() -> Settings:
         idempotency_ttl_s=config("IDEMPOTENCY_TTL_S", default=86400, cast=int),
         task_max_retries=config("TASK_MAX_RETRIES", default=5, cast=int),
         payments_concurrency=config("PAYMENTS_CONCURRENCY", default=64, cast=int),
+        metrics_port=config("METRICS_PORT", default=0, cast=int),
         kafka_topic_partitions=config("KAFKA_TOPIC_PARTITIONS", default=3, cast=int),
         kafka_topic_replication=config("KAFKA_TOPIC_REPLICATION", default=-1, cast=int),
         kafka_consume_batch=config("KAFKA_CONSUME_BATCH", default=100, cast=int),

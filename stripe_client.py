@@ -9,6 +9,7 @@ from typing import Any
 import stripe
 
 from domain.errors import OperationError, TransientError
+from observability.metrics import STRIPE_CALLS
 from settings import get_settings
 
 _lock = threading.Lock()
@@ -73,10 +74,14 @@ def _call(
     options: dict[str, Any] = {}
     if idempotency_key is not None:
         options["idempotency_key"] = idempotency_key
+    call = getattr(method, "__qualname__", "stripe")
     try:
         result = method(*args, params=params or {}, options=options)
     except stripe.StripeError as exc:
-        raise translate(exc) from exc
+        translated = translate(exc)
+        STRIPE_CALLS.labels(call, getattr(translated, "code", "error")).inc()
+        raise translated from exc
+    STRIPE_CALLS.labels(call, "ok").inc()
     return result.to_dict()
 
 

@@ -15,8 +15,14 @@ from api.system import docs, system
 from settings import Settings, get_settings
 
 MAX_BODY = 1024 * 1024
-PUBLIC_ENDPOINTS = {"webhooks.process-stripe-webhook", "system.healthz", "system.readyz", "system.openapi_json"}
-PUBLIC_BLUEPRINTS = ("docs.", "metrics.")
+PUBLIC_ENDPOINTS = {
+    "webhooks.process-stripe-webhook",
+    "system.healthz",
+    "system.readyz",
+    "system.openapi_json",
+    "system.metrics",
+}
+PUBLIC_BLUEPRINTS = ("docs.",)
 TRACE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -24,6 +30,7 @@ def create_app(settings: Settings | None = None, config: dict[str, Any] | None =
     """Build the app from settings; tests pass their own."""
     from logging_setup import configure_logging
     from models import bind_database
+    from observability.sentry import init_sentry
 
     settings = settings or get_settings()
     app = Flask(__name__, static_folder=None)
@@ -31,6 +38,7 @@ def create_app(settings: Settings | None = None, config: dict[str, Any] | None =
     app.config.update(config or {})
     app.json.sort_keys = False  # type: ignore[attr-defined]
     configure_logging(settings, "web")
+    init_sentry(settings, "web")
     bind_database(settings)
     register_error_handlers(app)
 

@@ -65,15 +65,5 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        log.exception("unhandled error in the REST door")
-        report_to_sentry(exc)
+        log.exception("unhandled error in the REST door")  # Sentry's logging integration reports it
         return error_response("internal_error", "Internal error.", status=500)
-
-
-def report_to_sentry(exc: BaseException) -> None:
-    """Sentry gets the exception when it is configured (its client scrubs secrets before sending)."""
-    try:
-        import sentry_sdk
-    except ImportError:
-        return
-    sentry_sdk.capture_exception(exc)

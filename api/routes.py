@@ -14,6 +14,7 @@ from api.dispatch import run_operation
 from api.errors import error_response, from_envelope_error
 from domain.errors import OperationError
 from domain.schemas import parse_input
+from observability import metrics
 from registry import OPERATIONS, Operation
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, as Stripe accepts
@@ -87,9 +88,10 @@ def operation_view(operation: Operation) -> Callable[..., Response]:
         payload = read_input(operation, path_params)
         parse_input(operation.schema, payload)  # refuse bad input here, before anything is queued
         caller_key, scoped_key = idempotency_keys(operation)
-        envelope = run_operation(
-            operation, payload, trace_id=g.trace_id, idempotency_key=scoped_key, caller_key=caller_key
-        )
+        with metrics.track(operation.name, "rest", "door"):
+            envelope = run_operation(
+                operation, payload, trace_id=g.trace_id, idempotency_key=scoped_key, caller_key=caller_key
+            )
         return respond(operation, envelope, caller_key)
 
     view.__name__ = operation.name.replace("-", "_")
@@ -107,9 +109,10 @@ def stripe_webhook() -> Response:
         payload = None
     if not signature or not payload:
         return error_response("invalid_signature", "A signed Stripe event is required.")
-    envelope = run_operation(
-        operation, {"payload": payload, "signature": signature}, trace_id=g.trace_id, idempotency_key=None
-    )
+    with metrics.track(operation.name, "rest", "door"):
+        envelope = run_operation(
+            operation, {"payload": payload, "signature": signature}, trace_id=g.trace_id, idempotency_key=None
+        )
     return respond(operation, envelope, None)
 
 

@@ -40,6 +40,15 @@ def readyz() -> Response:
     return response
 
 
+@system.get("/metrics")
+def metrics() -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from observability.metrics import api_registry
+
+    return Response(generate_latest(api_registry()), mimetype=CONTENT_TYPE_LATEST)
+
+
 @system.get("/openapi.json")
 def openapi_json() -> Response:
     return jsonify(openapi_document())

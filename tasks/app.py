@@ -25,10 +25,14 @@ def _prepare_worker(**_: Any) -> None:
     """Bind the database and bring the schema up to date before the worker takes tasks."""
     from models import bind_database
     from models.schema import prepare_database
+    from observability.metrics import serve_metrics
+    from observability.sentry import init_sentry
 
     settings = get_settings()
+    init_sentry(settings, "worker")
     bind_database(settings)
     prepare_database(settings.auto_seed)
+    serve_metrics(settings.metrics_port)
 
 
 @worker_process_init.connect

@@ -16,6 +16,7 @@ from domain.errors import OperationError, TransientError
 from domain.schemas import parse_input
 from logging_setup import log_context, reset_log_context
 from models import unit_of_work
+from observability import metrics
 from registry import Operation
 from settings import get_settings
 from tasks import replies
@@ -53,10 +54,12 @@ class OperationTask(celery.Task):
             owner=task_id,
             final_attempt=self.request.retries >= self.max_retries,
         )
-        tokens = log_context(trace_id=trace_id, operation=self.operation.name, door=meta.get("door"))
+        door = str(meta.get("door") or "unknown")
+        tokens = log_context(trace_id=trace_id, operation=self.operation.name, door=door)
         started = time.monotonic()
         try:
-            envelope = self._execute(ctx, payload)
+            with metrics.track(self.operation.name, door, "task"):
+                envelope = self._execute(ctx, payload)
             if self._should_wait_for_first_attempt(envelope, meta, ctx):
                 # Kafka has no caller to retry a 409: wait for the first attempt, then replay its result.
                 raise self.retry(countdown=backoff_with_jitter(self.request.retries) + 0.2)
@@ -69,6 +72,7 @@ class OperationTask(celery.Task):
         finally:
             reset_log_context(tokens)
         outcome = envelope["error"]["code"] if "error" in envelope else "ok"
+        metrics.OPERATIONS.labels(self.operation.name, door, outcome).inc()
         log.info("operation finished: %s in %.0f ms", outcome, (time.monotonic() - started) * 1000)
         return envelope
 

@@ -19,6 +19,7 @@ RUN = services.run_id()
 DB_NAME = f"vyp_test_{RUN}"
 VHOST = f"vyp_test_{RUN}"
 LOCALSTRIPE_PORT = services.free_port()
+WORKER_METRICS_PORT = services.free_port()
 # Secrets the service must never write anywhere; the scans look for these exact strings.
 STRIPE_KEY = f"sk_test_vyp{RUN}key"
 WEBHOOK_SECRET = f"whsec_vyp{RUN}secret"
@@ -122,7 +123,9 @@ def worker(localstripe_url: str, mariadb: Any) -> Iterator[Path]:
     from tasks.app import app
 
     log_path = LOG_DIR / "worker.log"
-    proc = services.start_worker({}, log_path, "payments,payment-methods,webhooks,reads", f"test-{RUN}")
+    proc = services.start_worker(
+        {"METRICS_PORT": str(WORKER_METRICS_PORT)}, log_path, "payments,payment-methods,webhooks,reads", f"test-{RUN}"
+    )
     try:
         services.wait_until(lambda: proc.poll() is None and app.control.ping(timeout=1.0), 60, "celery worker")
         yield log_path

@@ -1,0 +1,1 @@
+"""Sentry and Prometheus metrics for every process (logging lives in logging_setup.py)."""

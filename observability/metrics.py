@@ -1,0 +1,95 @@
+"""Prometheus metrics: per operation and door, counters and latency; queue depth and in-flight gauges."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+
+# Stripe takes hundreds of milliseconds; buckets reach past REST_TIMEOUT.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2.5, 5, 10, 30, 60)
+
+OPERATIONS = Counter(
+    "payments_operations_total",
+    "Operations finished, by outcome (ok or an error code).",
+    ["operation", "door", "outcome"],
+)
+OPERATION_SECONDS = Histogram(
+    "payments_operation_seconds",
+    "Time to finish an operation, as seen where it is measured.",
+    ["operation", "door", "stage"],
+    buckets=LATENCY_BUCKETS,
+)
+IN_FLIGHT = Gauge(
+    "payments_in_flight",
+    "Operations started and not finished.",
+    ["operation", "door", "stage"],
+    multiprocess_mode="livesum",
+)
+STRIPE_CALLS = Counter("payments_stripe_calls_total", "Calls to Stripe, by outcome.", ["call", "outcome"])
+
+
+class QueueDepthCollector(Collector):
+    """Messages waiting in each Celery queue, read from the broker at scrape time."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from registry import QUEUES
+        from tasks.app import app
+
+        family = GaugeMetricFamily("payments_queue_depth", "Tasks waiting in a Celery queue.", labels=["queue"])
+        try:
+            with app.connection_for_read() as conn:
+                channel = conn.default_channel
+                for queue in QUEUES:
+                    family.add_metric([queue], channel.queue_declare(queue=queue, passive=True).message_count)
+        except Exception as exc:  # a scrape must not fail because the broker is away
+            log.warning("queue depth unavailable: %s", type(exc).__name__)
+            return
+        yield family
+
+
+def api_registry() -> CollectorRegistry:
+    """The web's registry: gunicorn workers' metrics merged (multiprocess mode), plus queue depth."""
+    registry = CollectorRegistry()
+    try:
+        # prometheus_client finds the directory gunicorn.conf.py gave it (PROMETHEUS_MULTIPROC_DIR).
+        MultiProcessCollector(registry)
+    except ValueError:
+        registry = REGISTRY  # one process (tests, the Flask dev server): its own metrics are all there is
+    registry.register(QueueDepthCollector())
+    return registry
+
+
+def serve_metrics(port: int) -> bool:
+    """A metrics port for a worker or relay process; 0 means none."""
+    if port <= 0:
+        return False
+    start_http_server(port, addr="0.0.0.0")  # noqa: S104 (scraped from outside the container)
+    return True
+
+
+def track(operation: str, door: str, stage: str) -> Any:
+    """Context manager: in-flight gauge and latency histogram for one operation."""
+    return _Tracked(operation, door, stage)
+
+
+class _Tracked:
+    def __init__(self, operation: str, door: str, stage: str) -> None:
+        self.labels = (operation, door, stage)
+
+    def __enter__(self) -> _Tracked:
+        IN_FLIGHT.labels(*self.labels).inc()
+        self.timer = OPERATION_SECONDS.labels(*self.labels).time()
+        self.timer.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.timer.__exit__(*exc)
+        IN_FLIGHT.labels(*self.labels).dec()
