@@ -150,3 +150,19 @@ def apply_unmatched_events(stripe_object_id: str | None) -> int:
             WebhookEvent.update(status=status, processed_at=utcnow()).where(WebhookEvent.id == stored.id).execute()
             applied += status == "processed"
     return applied
+
+
+def replay_event(event_id: str) -> str:
+    """Apply a stored event again (operators, after a fix); state rules make a repeat harmless."""
+    from domain.errors import not_found
+
+    stored = WebhookEvent.get_or_none(WebhookEvent.id == event_id)
+    if stored is None:
+        raise not_found("webhook event", event_id)
+    with write_transaction():
+        event = json.loads(stored.payload)
+        status = apply_event(stored.id, stored.type, stored.event_created, _object_of(event))
+        WebhookEvent.update(status=status, processed_at=utcnow(), error=None).where(
+            WebhookEvent.id == event_id
+        ).execute()
+    return status

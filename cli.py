@@ -1,0 +1,136 @@
+"""`payments`: the operator's command — schema, webhook replay, intent history, readiness."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+
+import click
+
+from settings import get_settings
+
+
+def _bind() -> None:
+    from models import bind_database
+
+    bind_database(get_settings())
+
+
+@click.group(help="Operate vy-finance-payments. Settings come from the environment and .env, as for the service.")
+def main() -> None:
+    from logging_setup import configure_logging
+
+    configure_logging(get_settings(), "cli")
+
+
+@main.command(help="Apply pending schema migrations (idempotent); with --seed, also fill reference data.")
+@click.option("--seed/--no-seed", default=False, help="Fill the currency reference table too.")
+def migrate(seed: bool) -> None:
+    from models.schema import migrate as run_migrations
+    from models.schema import seed as run_seed
+
+    _bind()
+    applied = run_migrations()
+    click.echo(f"migrations applied: {', '.join(applied) if applied else 'none (schema is current)'}")
+    if seed:
+        click.echo(f"currencies seeded: {run_seed()}")
+
+
+@main.command(help="Show a payment intent's history (every ztracking snapshot, oldest first).")
+@click.argument("payment_intent_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshots as JSON.")
+def history(payment_intent_id: str, as_json: bool) -> None:
+    from domain.context import OperationContext
+    from domain.errors import OperationError
+    from domain.payment_intents import get_payment_intent_history
+    from domain.schemas import GetPaymentIntentInput, parse_input
+    from models import unit_of_work
+
+    _bind()
+    ctx = OperationContext(trace_id="cli", scoped_key="cli", owner="cli")
+    try:
+        with unit_of_work():
+            rows = get_payment_intent_history(
+                ctx, parse_input(GetPaymentIntentInput, {"paymentIntentId": payment_intent_id})
+            )
+    except OperationError as exc:
+        click.echo(f"{exc.code}: {exc.message}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'version':>7}  {'date (UTC)':<24}  {'status':<24}  {'received':>9}  {'refunded':>9}  cause")
+    for row in rows:
+        click.echo(
+            f"{row['ztrackingVersion']:>7}  {row['versionDate']:<24}  {row['status']:<24}  "
+            f"{row['amountReceived']:>9}  {row['amountRefunded']:>9}  {row['cause']}"
+        )
+
+
+@main.group(help="Stored Stripe webhook events.")
+def webhooks() -> None:
+    pass
+
+
+@webhooks.command("replay", help="Apply a stored event again (safe: a stale or repeated event changes nothing).")
+@click.argument("event_id")
+def replay(event_id: str) -> None:
+    from domain.errors import OperationError
+    from domain.webhooks import replay_event
+    from models import unit_of_work
+
+    _bind()
+    try:
+        with unit_of_work():
+            status = replay_event(event_id)
+    except OperationError as exc:
+        click.echo(f"{exc.code}: {exc.message}", err=True)
+        sys.exit(1)
+    click.echo(f"{event_id}: {status}")
+
+
+def _checks() -> dict[str, Callable[[], object]]:
+    from models.base import database_ready
+    from tasks.app import broker_ready, workers_ready
+
+    def stripe_ready() -> bool:
+        import stripe_client
+
+        stripe_client.client().v1.balance.retrieve()
+        return True
+
+    def kafka_ready() -> bool:
+        from confluent_kafka.admin import AdminClient
+
+        from kafka_relay.config import common_config
+
+        AdminClient(common_config(get_settings())).list_topics(timeout=5)
+        return True
+
+    return {
+        "database": database_ready,
+        "broker": broker_ready,
+        "worker": workers_ready,
+        "stripe": stripe_ready,
+        "kafka": kafka_ready,
+    }
+
+
+@main.command(help="Check every dependency: database, Celery broker, a worker, Stripe, Kafka. Exit 1 if any fails.")
+def check() -> None:
+    _bind()
+    failed = 0
+    for name, probe in _checks().items():
+        try:
+            ok = bool(probe())
+            detail = "" if ok else "no answer"
+        except Exception as exc:  # each failure is reported, none stops the others
+            ok, detail = False, f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
+        failed += not ok
+        click.echo(f"{name:<9} {'ok' if ok else 'FAILED'}  {detail}".rstrip())
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

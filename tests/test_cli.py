@@ -1,0 +1,92 @@
+"""The operator's `payments` command: clear output and exit codes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+
+import pytest
+from click.testing import CliRunner
+
+import settings
+from cli import main
+from tests.conftest import WEBHOOK_SECRET
+from tests.domain.helpers import call
+from tests.support.webhooks import sign
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def run(mariadb, localstripe_url):
+    saved = logging.getLogger().handlers[:], logging.getLogger().level
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(main, list(args), catch_exceptions=False)
+
+    yield invoke
+    logging.getLogger().handlers[:], level = saved
+    logging.getLogger().setLevel(level)
+
+
+def test_help_explains_every_command(run):
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("migrate", "history", "webhooks", "check"):
+        assert command in result.output
+
+
+def test_migrate_is_idempotent(run):
+    result = run("migrate", "--seed")
+    assert result.exit_code == 0
+    assert "none (schema is current)" in result.output and "currencies seeded" in result.output
+
+
+def test_history_prints_every_snapshot_and_unknown_is_exit_1(run, mariadb):
+    intent = call(
+        "create-payment-intent", {"customerId": f"cli-{uuid.uuid4().hex[:6]}", "amount": 500, "currency": "usd"}
+    )
+    result = run("history", intent["id"])
+    assert result.exit_code == 0 and "create-payment-intent" in result.output
+    as_json = run("history", intent["id"], "--json")
+    assert json.loads(as_json.stdout)[0]["ztrackingVersion"] == 1
+    missing = run("history", "vypi_unknown")
+    assert missing.exit_code == 1 and "not_found" in missing.output
+
+
+def test_webhook_replay_applies_a_stored_event_again_harmlessly(run, mariadb):
+    intent = call(
+        "create-payment-intent", {"customerId": f"cli-{uuid.uuid4().hex[:6]}", "amount": 500, "currency": "usd"}
+    )
+    event_id = f"evt_{uuid.uuid4().hex}"
+    payload = json.dumps(
+        {
+            "id": event_id,
+            "type": "payment_intent.canceled",
+            "created": int(time.time()),
+            "data": {"object": {"id": intent["stripePaymentIntentId"], "status": "canceled"}},
+        }
+    )
+    call("process-stripe-webhook", {"payload": payload, "signature": sign(payload, WEBHOOK_SECRET)})
+    result = run("webhooks", "replay", event_id)
+    assert result.exit_code == 0 and f"{event_id}: processed" in result.output
+    history = call("get-ztracking-payment-intent", {"paymentIntentId": intent["id"]})
+    assert [h["status"] for h in history] == ["requires_payment_method", "canceled"]  # the replay changed nothing
+    assert run("webhooks", "replay", "evt_unknown").exit_code == 1
+
+
+def test_check_reports_each_dependency_and_fails_when_one_is_down(run, worker, monkeypatch):
+    monkeypatch.setenv("KAFKA_BROKER", "127.0.0.1:9")  # nothing listens there
+    settings.reload_settings()
+    try:
+        result = run("check")
+    finally:
+        monkeypatch.undo()
+        settings.reload_settings()
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
+    assert all(" ok" in lines[name] for name in ("database", "broker", "worker", "stripe")), result.output
+    assert "FAILED" in lines["kafka"]
+    assert result.exit_code == 1
