@@ -82,6 +82,7 @@ class ReplyProducer:
         """Queue a record; while librdkafka's queue is full, serve delivery reports until `deadline`."""
         delivery = Delivery(record)
         extra = {} if record.partition is None else {"partition": record.partition}
+        queue_was_full = False
         while True:
             try:
                 self._producer.produce(
@@ -94,6 +95,9 @@ class ReplyProducer:
                 )
                 return delivery
             except BufferError:
+                if not queue_was_full:
+                    queue_was_full = True
+                    log.debug("producer queue full: serving delivery reports to make room")
                 if time.monotonic() >= deadline:
                     delivery(KafkaError(KafkaError._QUEUE_FULL))
                     return delivery

@@ -1,0 +1,65 @@
+"""Poison input: an error reply when it has a key, a copy on `<topic>-dlq`, and the relay goes on."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+TOPIC = "create-payment-intent"
+GOOD = {"customerId": "kcust-poison", "amount": 1000, "currency": "usd"}
+
+# kind: (message key, message value, the reason the dead-letter copy carries)
+POISON = {
+    "value_not_json": ("key", b'{"customerId": "c", amount: 1', "invalid_json"),
+    "value_empty": ("key", b"", "invalid_json"),
+    "value_not_an_object": ("key", b'["customerId", "c"]', "not_object"),
+    "field_of_the_wrong_type": ("key", b'{"customerId": "c", "amount": "1000", "currency": "usd"}', "validation_error"),
+    "unknown_field": ("key", b'{"customerId": "c", "amount": 1000, "currency": "usd", "x": 1}', "validation_error"),
+    "trace_id_not_a_string": (
+        "key",
+        b'{"customerId": "c", "amount": 1000, "currency": "usd", "traceId": 7}',
+        "validation_error",
+    ),
+    "key_not_utf8": (b"\xff\xfe-" + uuid.uuid4().bytes, json.dumps(GOOD).encode(), "invalid_key"),
+    "no_key": (None, json.dumps({**GOOD, "traceId": "marker"}).encode(), "missing_key"),
+}
+
+
+def dead_letters(collector, value: bytes) -> list:
+    return [r for r in collector.received(topic=f"{TOPIC}-dlq") if r.value == value]
+
+
+@pytest.mark.parametrize("kind", list(POISON))
+def test_poison_gets_an_error_reply_and_a_dead_letter_copy_between_answered_requests(gateway, relay, kind):
+    key, value, reason = POISON[kind]
+    if key == "key":
+        key = f"poison-{uuid.uuid4()}"
+    if value and b"marker" in value:
+        value = value.replace(b"marker", str(uuid.uuid4()).encode())  # makes the keyless copy findable
+    # One partition, so the good requests are read just before and just after the poison.
+    before = gateway.send(TOPIC, {**GOOD, "amount": 1001}, partition=0)
+    gateway.send(TOPIC, key=key, value=value, partition=0, headers=[("origin", b"test")])
+    after = gateway.send(TOPIC, {**GOOD, "amount": 1002}, partition=0)
+    gateway.flush()
+
+    assert gateway.reply(TOPIC, before)["response"]["amount"] == 1001
+    assert gateway.reply(TOPIC, after)["response"]["amount"] == 1002
+    gateway.collector.wait(lambda: dead_letters(gateway.collector, value), 30, "dead-letter copy")
+    [copy] = dead_letters(gateway.collector, value)
+    assert copy.key == (key.encode() if isinstance(key, str) else key)
+    assert copy.headers["dlq-reason"] == reason.encode()
+    assert copy.headers["origin"] == b"test"
+    assert copy.headers["kafka_dlt-original-topic"] == TOPIC.encode()
+    assert json.loads(copy.headers["dlq-error"])["code"] == "validation_error"
+    if key is None:
+        assert not [r for r in gateway.collector.received(topic=f"{TOPIC}-response") if r.key is None]
+        return
+    raw_key = key.encode() if isinstance(key, str) else key
+    reply = gateway.collector.wait_for_key(raw_key, f"{TOPIC}-response", 30).json()
+    assert reply["error"]["code"] == "validation_error" and reply["error"]["status"] == 400
+    assert reply["traceId"] == copy.headers["traceId"].decode()
+    assert relay.running
