@@ -81,3 +81,11 @@ def relay(relay_process: kafka.RelayProcess, worker: Any) -> kafka.RelayProcess:
     if not relay_process.running:
         relay_process.start()
     return relay_process
+
+
+@pytest.fixture()
+def own_relay(relay_process: kafka.RelayProcess, worker, kafka_broker) -> Iterator[kafka.RelayProcess]:
+    """The relay, stopped so that the test starts it its own way; stopped again afterwards."""
+    relay_process.stop()
+    yield relay_process
+    relay_process.stop()

@@ -7,6 +7,8 @@ import uuid
 
 import pytest
 
+from tests.support import services
+
 pytestmark = pytest.mark.integration
 
 
@@ -60,3 +62,16 @@ def test_a_nestjs_poison_request_is_refused_on_its_reply_topic(gateway, relay):
     correlation_id = nest_send(gateway, "get-payment-intent", b"not json")
     [reply] = nest_reply(gateway.collector, "get-payment-intent", correlation_id)
     assert json.loads(reply.headers["kafka_nest-err"])["code"] == "validation_error"
+
+
+def test_a_nestjs_reply_partition_that_does_not_exist_is_logged_and_not_retried_forever(gateway, relay, worker):
+    payload = b'{"paymentIntentId": "vypi_nowhere"}'
+    correlation_id = nest_send(gateway, "get-payment-intent", payload, reply_partition=99)
+    services.wait_until(lambda: "can never be delivered" in worker.read_text(errors="replace"), 30, "worker log")
+    assert not [
+        r
+        for r in gateway.collector.received(topic="get-payment-intent.reply")
+        if r.headers.get("kafka_correlationId") == correlation_id.encode()
+    ]
+    # The worker goes on answering.
+    assert gateway.request("get-payment-intent", {"paymentIntentId": "vypi_nowhere"})["error"]["code"] == "not_found"

@@ -56,7 +56,8 @@ def tansu(port: int, log_path: Path) -> Iterator[str]:
         services.wait_until(lambda: proc.poll() is None and admin.list_topics(timeout=1) is not None, 30, "tansu")
         yield address
     finally:
-        services.stop(proc)
+        # Memory only, nothing to lose; a graceful stop would wait 5 s for clients still connected.
+        services.stop(proc, signal.SIGKILL)
 
 
 class RelayProcess:
@@ -183,9 +184,24 @@ class Collector:
                     raise TimeoutError(f"{what} not received within {timeout} s")
                 self._changed.wait(min(left, 0.5))
 
+    def answered(self, keys, topic: str) -> list[str]:
+        """Those of `keys` that have a message on `topic`."""
+        with self._changed:
+            return [key for key in keys if any(r.topic == topic for r in self._by_key.get(key.encode(), []))]
+
     def wait_for_key(self, key: bytes, topic: str, timeout: float) -> Received:
         self.wait(lambda: any(r.topic == topic for r in self._by_key.get(key, [])), timeout, f"{topic} {key!r}")
         return self.received(key, topic)[0]
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """A group's committed offsets of one topic, read without joining the group."""
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        found = reader.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return {tp.partition: tp.offset for tp in found}
+    finally:
+        reader.close()
 
 
 class Gateway:
