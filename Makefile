@@ -2,11 +2,11 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat requirements*.txt pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: run test lint install clean
+.PHONY: run demo test lint install clean bench
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-local.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
@@ -22,7 +22,11 @@ test: $(STAMP) lint
 	$(PY) -m pytest
 
 run: $(STAMP)
-	$(VENV)/bin/honcho start -f Procfile
+	$(PY) -m stand_ins.run
+
+demo: $(STAMP)
+	$(PY) -m stand_ins.demo
+
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -27,6 +27,9 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 # One message at a time per execution slot: a slow Stripe call never sits on messages others could run.
 worker_prefetch_multiplier = 1
+# Greenlets of a Stripe-queue worker (the Procfile's reads worker sets its own with -c).
+worker_concurrency = _settings.payments_concurrency
+
 # The platform gateway gives up after REST_TIMEOUT; past twice that a task is stuck, not slow.
 task_soft_time_limit = max(30, 2 * _settings.rest_timeout_ms // 1000)
 task_time_limit = task_soft_time_limit + 30

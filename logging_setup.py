@@ -100,6 +100,11 @@ def configure_logging(settings: Settings, process: str) -> None:
     root.setLevel(platform_to_python_level(settings.log_stream_level))
     # The Stripe SDK logs request and response bodies at debug: never let them through.
     logging.getLogger("stripe").setLevel(logging.WARNING)
+    # Celery logs every task's arguments and result (payment payloads) at info: only from DebugHeavy on.
+    verbose = settings.log_stream_level >= 101
+    for name in ("celery.app.trace", "celery.worker.strategy"):
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
+
 
 
 def log_context(**values: Any) -> list[tuple[contextvars.ContextVar[Any], contextvars.Token[Any]]]:

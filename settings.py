@@ -80,6 +80,9 @@ class Settings:
     task_max_retries: int
     payments_concurrency: int
     metrics_port: int
+    local_redis_port: int
+    local_kafka_port: int
+    local_stripe_port: int
     kafka_topic_partitions: int
     kafka_topic_replication: int
     kafka_consume_batch: int
@@ -145,6 +148,10 @@ def load_settings() -> Settings:
         task_max_retries=config("TASK_MAX_RETRIES", default=5, cast=int),
         payments_concurrency=config("PAYMENTS_CONCURRENCY", default=64, cast=int),
         metrics_port=config("METRICS_PORT", default=0, cast=int),
+        local_redis_port=config("LOCAL_REDIS_PORT", default=6391, cast=int),
+        local_kafka_port=config("LOCAL_KAFKA_PORT", default=9092, cast=int),
+        local_stripe_port=config("LOCAL_STRIPE_PORT", default=8420, cast=int),
+
         kafka_topic_partitions=config("KAFKA_TOPIC_PARTITIONS", default=3, cast=int),
         kafka_topic_replication=config("KAFKA_TOPIC_REPLICATION", default=-1, cast=int),
         kafka_consume_batch=config("KAFKA_CONSUME_BATCH", default=100, cast=int),

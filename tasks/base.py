@@ -69,12 +69,13 @@ class OperationTask(celery.Task):
                 # An accepted request must end in a reply: try again (the outcome replays) until it goes out.
                 log.warning("reply not delivered, retrying: %s", type(exc).__name__)
                 raise self.retry(countdown=backoff_with_jitter(min(self.request.retries, 5)), max_retries=None) from exc
+            outcome = envelope["error"]["code"] if "error" in envelope else "ok"
+            metrics.OPERATIONS.labels(self.operation.name, door, outcome).inc()
+            log.info("operation finished: %s in %.0f ms", outcome, (time.monotonic() - started) * 1000)
         finally:
             reset_log_context(tokens)
-        outcome = envelope["error"]["code"] if "error" in envelope else "ok"
-        metrics.OPERATIONS.labels(self.operation.name, door, outcome).inc()
-        log.info("operation finished: %s in %.0f ms", outcome, (time.monotonic() - started) * 1000)
         return envelope
+
 
     @staticmethod
     def _should_wait_for_first_attempt(envelope: dict[str, Any], meta: dict[str, Any], ctx: OperationContext) -> bool:

@@ -150,3 +150,9 @@ def start_api(env: dict[str, str], log_path: Path, port: int) -> subprocess.Pope
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0

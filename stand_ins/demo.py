@@ -1,0 +1,139 @@
+"""`make demo`: use the running service as a user would — over REST, then over Kafka like the platform's gateway.
+
+Vault a test card, create and confirm a payment intent, refund part of it, show its history.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import requests
+from confluent_kafka import Consumer, Producer
+
+from settings import PROJECT_ROOT, get_settings
+from stand_ins.local import Endpoints, endpoints
+
+
+def test_card(ends: Endpoints) -> str:
+    """What Stripe.js does in a browser: a `pm_…` for a test card (the service never sees the number)."""
+    if not ends.stripe_is_local:
+        return "pm_card_visa"  # Stripe's own test-mode payment method
+    card = {
+        "type": "card",
+        "card[number]": "4242424242424242",
+        "card[exp_month]": "12",
+        "card[exp_year]": "2034",
+        "card[cvc]": "123",
+    }
+    response = requests.post(f"{ends.stripe_api}/v1/payment_methods", data=card, auth=(ends.stripe_key, ""), timeout=10)
+    response.raise_for_status()
+    return response.json()["id"]
+
+
+def rest(ends: Endpoints) -> Callable[[str, dict[str, Any]], Any]:
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {ends.api_key}"
+    routes = {
+        "create-payment-method": ("POST", "/payment-methods"),
+        "create-payment-intent": ("POST", "/payment-intents"),
+        "create-refund": ("POST", "/refunds"),
+        "get-ztracking-payment-intent": ("GET", "/payment-intents/{paymentIntentId}/history"),
+    }
+
+    def send(operation: str, payload: dict[str, Any]) -> Any:
+        method, path = routes[operation]
+        url = ends.api + path.format(**payload)
+        body = None if method == "GET" else payload
+        response = session.request(method, url, json=body, headers={"Idempotency-Key": str(uuid.uuid4())}, timeout=60)
+        if response.status_code >= 400:
+            raise SystemExit(f"{operation} failed: {response.status_code} {response.text}")
+        return response.json()
+
+    return send
+
+
+def kafka(ends: Endpoints) -> Callable[[str, dict[str, Any]], Any]:
+    producer = Producer({"bootstrap.servers": ends.kafka})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": ends.kafka,
+            "group.id": f"demo-gateway-{uuid.uuid4()}",
+            "auto.offset.reset": "latest",
+            "session.timeout.ms": 6000,
+            "fetch.wait.max.ms": 10,
+        }
+    )
+    topics = ["create-payment-method", "create-payment-intent", "create-refund", "get-ztracking-payment-intent"]
+    consumer.subscribe([f"{topic}-response" for topic in topics])
+    deadline = time.monotonic() + 30
+    while not consumer.assignment() and time.monotonic() < deadline:
+        consumer.poll(0.2)  # join the group before sending, so no reply is missed
+
+    def send(operation: str, payload: dict[str, Any]) -> Any:
+        key = str(uuid.uuid4())
+        value = json.dumps({**payload, "traceId": f"demo-{key[:8]}"})
+        producer.produce(operation, key=key, value=value)
+        producer.flush(10)
+        until = time.monotonic() + 60
+        while time.monotonic() < until:
+            message = consumer.poll(0.5)
+            if message is None or message.error():
+                continue
+            reply = json.loads(message.value())
+            if reply.get("kafkaResponseKey") == key:
+                if "error" in reply:
+                    raise SystemExit(f"{operation} failed: {reply['error']}")
+                return reply["response"]
+        raise SystemExit(f"{operation}: no reply on {operation}-response within 60 s")
+
+    return send
+
+
+def walk(door: str, send: Callable[[str, dict[str, Any]], Any], ends: Endpoints) -> None:
+    customer = f"demo-{door.lower()}-{uuid.uuid4().hex[:6]}"
+    print(f"\n== {door}: customer {customer}")
+    method = send(
+        "create-payment-method",
+        {"customerId": customer, "stripePaymentMethodId": test_card(ends), "setAsDefault": True},
+    )
+    card = method["card"]
+    print(
+        f"vaulted      {method['id']}  {card['brand']} •••• {card['last4']}  exp {card['expMonth']}/{card['expYear']}"
+    )
+    intent = send(
+        "create-payment-intent",
+        {"customerId": customer, "amount": 4200, "currency": "eur", "confirm": True, "description": "demo order"},
+    )
+    print(f"paid         {intent['id']}  {intent['amount'] / 100:.2f} {intent['currency'].upper()}  {intent['status']}")
+    refund = send("create-refund", {"paymentIntentId": intent["id"], "amount": 1000, "reason": "requested_by_customer"})
+    print(f"refunded     {refund['id']}  {refund['amount'] / 100:.2f} {refund['currency'].upper()}  {refund['status']}")
+    history = send("get-ztracking-payment-intent", {"paymentIntentId": intent["id"]})
+    print("history")
+    for row in history:
+        print(
+            f"  v{row['ztrackingVersion']}  {row['versionDate']}  {row['status']:<10}"
+            f"  received {row['amountReceived']:>5}  refunded {row['amountRefunded']:>5}  ({row['cause']})"
+
+        )
+
+
+def main() -> int:
+    ends = endpoints(get_settings(), PROJECT_ROOT / "var")
+    try:
+        requests.get(f"{ends.api}/readyz", timeout=5).raise_for_status()
+    except requests.RequestException:
+        print(f"The service is not ready at {ends.api}: start it with `make run` first.", file=sys.stderr)
+        return 1
+    walk("REST", rest(ends), ends)
+    walk("Kafka", kafka(ends), ends)
+    print("\ndemo finished: both doors answered every step")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

