@@ -15,8 +15,6 @@ from settings import Settings
 log = logging.getLogger("kafka_relay")
 librdkafka_log = logging.getLogger("kafka_relay.librdkafka")
 
-# KAFKA_BROKER empty: the zero-setup local broker.
-LOCAL_BROKER = "127.0.0.1:9092"
 CLIENT_ID = "vy-finance-payments"
 
 
@@ -28,7 +26,9 @@ def dlq_topic(topic: str) -> str:
 def common_config(settings: Settings) -> dict[str, Any]:
     """What every client of the door shares: brokers, client id, and every KAFKA_OPT_* option."""
     return {
-        "bootstrap.servers": settings.kafka_broker or LOCAL_BROKER,
+        # KAFKA_BROKER empty: the zero-setup local broker (`make run` starts it on LOCAL_KAFKA_PORT).
+        "bootstrap.servers": settings.kafka_broker or f"127.0.0.1:{settings.local_kafka_port}",
+
         "client.id": CLIENT_ID,
         **settings.kafka_options,
     }

@@ -95,3 +95,18 @@ def test_results_default_to_the_broker_when_redis_else_rpc(monkeypatch, broker, 
     monkeypatch.setenv("CELERY_BROKER_URL", broker)
     monkeypatch.setenv("CELERY_RESULT_BACKEND", "")
     assert settings_module.load_settings().result_backend == backend
+
+
+def readme_configuration() -> dict[str, str]:
+    """The README's configuration table: variable → default."""
+    rows = re.findall(r"^\| `([A-Z_]+)` \| ([^|]+) \|", (ROOT / "README.md").read_text(), flags=re.M)
+    return {name: "" if default.strip() == "*(empty)*" else default.strip().strip("`") for name, default in rows}
+
+
+def env_example_defaults() -> dict[str, str]:
+    lines = (ROOT / ".env-example").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if re.match(r"^[A-Z_]+=", line))
+
+
+def test_readme_configuration_table_matches_env_example():
+    assert readme_configuration() == env_example_defaults()
