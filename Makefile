@@ -30,3 +30,7 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
+
+.PHONY: bench
+bench: $(STAMP)
+	$(PY) -m bench

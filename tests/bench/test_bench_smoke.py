@@ -1,0 +1,36 @@
+"""The benchmark's smoke mode runs in the suite, so the harness cannot rot; no timing is asserted here."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pymysql
+import pytest
+
+from bench.workloads import WORKLOADS
+from tests.support.services import MARIADB
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_smoke_run_answers_every_workload_and_baseline_then_drops_its_database(tmp_path):
+    env = {**os.environ, "VYP_BENCH_LOG_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=150
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert f"smoke: {len(WORKLOADS)} workloads answered" in result.stdout
+    for name in WORKLOADS:
+        assert re.search(rf"^\s+{re.escape(name)}\s+4/s", result.stderr, re.M), f"{name} did not run"
+    database = re.search(r"database (vyp_bench_\w+)", result.stderr).group(1)
+    conn = pymysql.connect(**MARIADB)
+    with conn.cursor() as cur:
+        cur.execute("SHOW DATABASES LIKE %s", (database,))
+        assert cur.fetchall() == (), "the run's database was left behind"
+    conn.close()
