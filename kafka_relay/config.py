@@ -28,7 +28,6 @@ def common_config(settings: Settings) -> dict[str, Any]:
     return {
         # KAFKA_BROKER empty: the zero-setup local broker (`make run` starts it on LOCAL_KAFKA_PORT).
         "bootstrap.servers": settings.kafka_broker or f"127.0.0.1:{settings.local_kafka_port}",
-
         "client.id": CLIENT_ID,
         **settings.kafka_options,
     }

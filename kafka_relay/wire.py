@@ -70,7 +70,7 @@ class PoisonMessage(Exception):
 
     def __init__(self, reason: str, error: OperationError, trace_id: str, reply: dict[str, Any] | None) -> None:
         super().__init__(f"{reason}: {error.message}")
-        self.reason = reason  # missing_key, invalid_key, invalid_json, not_object, validation_error
+        self.reason = reason  # missing_key, invalid_key, invalid_json, not_object, validation_error, unreadable
         self.error = error
         self.trace_id = trace_id
         self.reply = reply  # where the error reply goes; None without a key
@@ -133,19 +133,30 @@ def _invalid(message: str, fields: list[dict[str, str]] | None = None) -> Operat
 def decode_request(message: Message) -> Request:
     """The request a consumed message carries; raises PoisonMessage for anything the contract refuses."""
     topic = message.topic()
-    headers = _headers(message)
     raw_key = message.key()
     key = _text(raw_key)
-    reply = reply_destination(topic, key, headers)
+    reply = reply_destination(topic, key, _headers(message))
     if raw_key and key is None and reply is None:
         # A key that is not text still names the caller: answer under the same bytes.
         reply = {"topic": OPERATIONS[topic].response_topic, "key": raw_key.decode("utf-8", "replace"), "headers": {}}
+    try:
+        return _decode(message, raw_key, key, reply)
+    except PoisonMessage:
+        raise
+    except Exception as exc:
+        # Whatever else a message can do to the parser, it is bad input: the relay answers it and goes on.
+        unreadable = _invalid("The message could not be read.")
+        raise PoisonMessage("unreadable", unreadable, str(uuid.uuid4()), reply) from exc
 
+
+def _decode(message: Message, raw_key: bytes | None, key: str | None, reply: dict[str, Any] | None) -> Request:
+    topic = message.topic()
     data: Any = None
     problem: tuple[str, OperationError] | None = None
     try:
         data = json.loads(message.value() or b"")
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: nesting deeper than the interpreter's stack, the cheapest poison there is.
         problem = ("invalid_json", _invalid("The message value is not JSON."))
     trace_id, trace_ok = _trace_id(data)
 

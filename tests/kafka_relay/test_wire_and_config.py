@@ -62,6 +62,7 @@ def test_a_valid_request_carries_its_trace_id_and_kafka_idempotency_key_into_the
         (b"{", b"k", "invalid_json"),
         (None, b"k", "invalid_json"),
         (b"\xff", b"k", "invalid_json"),
+        (b"[" * 100_000 + b"]" * 100_000, b"k", "invalid_json"),
         (b"[1]", b"k", "not_object"),
         (b'"refundId"', b"k", "not_object"),
         (b'{"refundId": 5}', b"k", "validation_error"),
