@@ -34,3 +34,8 @@ clean:
 .PHONY: bench
 bench: $(STAMP)
 	$(PY) -m bench
+
+# Reliability drills (issue 7), full sizes; `make test` runs their fast subset.
+.PHONY: drills
+drills: $(STAMP)
+	DRILLS_FULL=1 $(PY) -m pytest tests/drills -s
