@@ -20,6 +20,7 @@ from kafka_relay import wire
 from kafka_relay.config import consumer_config, ensure_topics, librdkafka_log, producer_config
 from kafka_relay.producer import Delivery, ReplyProducer
 from logging_setup import log_context, reset_log_context
+from observability import metrics
 from registry import OPERATIONS
 from settings import Settings
 from tasks.operations import TASKS
@@ -139,7 +140,8 @@ class Relay:
         try:
             # RabbitMQ confirms the publish (confirm_publish): once this returns the request is durably queued.
             # The reply goes over Kafka: no result is stored, and the relay subscribes to none.
-            TASKS[request.operation].apply_async(args=[request.payload, request.meta], ignore_result=True)
+            with metrics.track(request.operation, "kafka", "door"):
+                TASKS[request.operation].apply_async(args=[request.payload, request.meta], ignore_result=True)
             log.debug("request %s[%d]@%d handed over", message.topic(), message.partition(), message.offset())
             return []
         except Exception as exc:
@@ -165,6 +167,7 @@ class Relay:
                 envelope = {"error": poison.error.to_error()}
                 records.append(wire.reply_record(envelope, poison.reply, poison.trace_id, raw_key=message.key()))
             deliveries = [self.producer.produce(record, deadline) for record in records]
+            metrics.OPERATIONS.labels(message.topic(), "kafka", poison.error.code).inc()
             if any(d.done and d.failed for d in deliveries):
                 raise HandOverFailed
             return deliveries
@@ -189,10 +192,14 @@ class Relay:
 def main() -> None:
     """`python -m kafka_relay`: run the relay until SIGTERM or SIGINT."""
     from logging_setup import configure_logging
+    from observability.metrics import serve_metrics
+    from observability.sentry import init_sentry
     from settings import get_settings
 
     settings = get_settings()
     configure_logging(settings, "relay")
+    init_sentry(settings, "relay")
+    serve_metrics(settings.metrics_port)
     log_context(door="kafka")
     relay = Relay(settings)
     signal.signal(signal.SIGTERM, relay.request_stop)

@@ -19,6 +19,7 @@ from tests.conftest import LOG_DIR, RUN
 from tests.support import kafka, services
 
 TANSU_PORT = services.free_port()
+RELAY_METRICS_PORT = services.free_port()
 PARTITIONS = 2
 # Where a NestJS ClientKafka listens for the answers to its create-payment-intent and get-payment-intent sends.
 NEST_REPLY_TOPICS = ["create-payment-intent.reply", "get-payment-intent.reply"]
@@ -86,7 +87,7 @@ def relay_process(kafka_broker: str) -> Iterator[kafka.RelayProcess]:
 def relay(relay_process: kafka.RelayProcess, worker: Any) -> kafka.RelayProcess:
     """The relay, running with the suite's settings (started once, restarted after a test stopped it)."""
     if not relay_process.running:
-        relay_process.start()
+        relay_process.start({"METRICS_PORT": str(RELAY_METRICS_PORT)})
     return relay_process
 
 

@@ -6,6 +6,9 @@ import json
 import uuid
 
 import pytest
+import requests
+
+from tests.kafka_relay.conftest import RELAY_METRICS_PORT
 
 pytestmark = pytest.mark.integration
 
@@ -63,3 +66,17 @@ def test_poison_gets_an_error_reply_and_a_dead_letter_copy_between_answered_requ
     assert reply["error"]["code"] == "validation_error" and reply["error"]["status"] == 400
     assert reply["traceId"] == copy.headers["traceId"].decode()
     assert relay.running
+
+
+def poison_count() -> float:
+    text = requests.get(f"http://127.0.0.1:{RELAY_METRICS_PORT}/metrics", timeout=10).text
+    prefix = f'payments_operations_total{{door="kafka",operation="{TOPIC}",outcome="validation_error"}} '
+    return sum(float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def test_poison_answered_by_the_relay_is_counted_in_its_metrics(gateway, relay):
+    before = poison_count()
+    key = gateway.send(TOPIC, key=f"poison-{uuid.uuid4()}", value=b"nope")
+    gateway.flush()
+    gateway.collector.wait_for_key(key.encode(), f"{TOPIC}-response", 30)
+    assert poison_count() == before + 1
