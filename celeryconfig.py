@@ -6,6 +6,8 @@ from registry import OPERATIONS, QUEUES
 from settings import get_settings
 
 _settings = get_settings()
+PERIODIC = ("payments.janitor", "payments.sweep-stripe-events")
+
 
 broker_url = _settings.broker_url
 result_backend = _settings.result_backend
@@ -21,6 +23,15 @@ enable_utc = True
 task_queues = [Queue(name, Exchange(name, type="direct"), routing_key=name, durable=True) for name in QUEUES]
 task_default_queue = "payments"
 task_routes = {op.task_name: {"queue": op.queue, "routing_key": op.queue} for op in OPERATIONS.values()}
+# The periodic tasks call Stripe: they run beside the payments.
+task_routes.update({name: {"queue": "payments", "routing_key": "payments"} for name in PERIODIC})
+
+# Celery beat (Procfile `beat`): one scheduler per deployment.
+beat_schedule = {
+    "janitor": {"task": "payments.janitor", "schedule": 60.0},
+    "sweep-stripe-events": {"task": "payments.sweep-stripe-events", "schedule": 300.0},
+}
+
 
 # A task is acknowledged only once it has finished; a worker lost mid-task gives it back to the broker.
 task_acks_late = True

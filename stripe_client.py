@@ -152,3 +152,34 @@ def verify_webhook(payload: str, signature: str, *, tolerance_s: int = 300) -> d
     if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
         raise OperationError("validation_error", "The webhook payload is not a Stripe event.")
     return event
+
+
+def _list_all(method: Any, params: dict[str, Any], limit: int = 1000) -> list[dict[str, Any]]:
+    """Every object of a Stripe list (bounded), following `has_more`/`starting_after`."""
+    found: list[dict[str, Any]] = []
+    params = {**params, "limit": 100}
+    while len(found) < limit:
+        page = _call(method, params=params)
+        found.extend(page["data"])
+        if not page.get("has_more") or not page["data"]:
+            break
+        params["starting_after"] = page["data"][-1]["id"]
+    return found[:limit]
+
+
+def list_payment_intents(stripe_customer_id: str) -> list[dict[str, Any]]:
+    return _list_all(client().v1.payment_intents.list, {"customer": stripe_customer_id})
+
+
+def list_refunds(stripe_payment_intent_id: str) -> list[dict[str, Any]]:
+    return _list_all(client().v1.refunds.list, {"payment_intent": stripe_payment_intent_id})
+
+
+def retrieve_refund(stripe_refund_id: str) -> dict[str, Any]:
+    return _call(client().v1.refunds.retrieve, stripe_refund_id)
+
+
+def list_events(created_after: int, limit: int = 10_000) -> list[dict[str, Any]]:
+    """Stripe's events created after a time, oldest first (Stripe keeps them 30 days)."""
+    events = _list_all(client().v1.events.list, {"created": {"gt": created_after}}, limit=limit)
+    return sorted(events, key=lambda event: (event.get("created") or 0, event["id"]))

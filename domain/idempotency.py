@@ -36,9 +36,9 @@ def fingerprint(operation: str, canonical_request: dict[str, Any]) -> str:
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
-def stripe_key(operation: str, scoped_key: str, step: str) -> str:
-    """The Idempotency-Key sent to Stripe: derived, so a retry of the operation repeats it exactly."""
-    return f"vy-{operation}-{key_hash(scoped_key)[:40]}-{step}"
+def stripe_key(operation: str, digest: str, step: str) -> str:
+    """The Idempotency-Key sent to Stripe: derived from the key's hash, so any retry repeats it exactly."""
+    return f"vy-{operation}-{digest[:40]}-{step}"
 
 
 @dataclass(frozen=True)
@@ -47,10 +47,18 @@ class Claim:
 
     record_id: int
     resource_id: str  # our id for what the operation creates, fixed at first claim
-    scoped_key: str
+    key_hash: str
     trace_id: str  # the first attempt's trace id, reused in every Stripe parameter
     resumed: bool  # a previous attempt may have reached Stripe already
     replay: dict[str, Any] | None = None  # set instead when the outcome is already stored
+
+    def stripe_key(self, operation: str, step: str) -> str:
+        return stripe_key(operation, self.key_hash, step)
+
+    @classmethod
+    def of(cls, record: IdempotencyRecord) -> Claim:
+        """The claim a record stands for (the janitor resumes work from it)."""
+        return cls(record.id, record.resource_id, record.key_hash, record.trace_id, resumed=True)
 
 
 def claim(
@@ -72,6 +80,7 @@ def claim(
                 key_hash=digest,
                 operation=operation,
                 fingerprint=request_fp,
+                request=canonical_request,
                 state="in_flight",
                 owner=owner,
                 resource_id=new_id(resource_kind),
@@ -79,14 +88,15 @@ def claim(
                 locked_until=now + LEASE,
                 expires_at=now + dt.timedelta(seconds=ttl_s),
             )
-        return Claim(record.id, record.resource_id, scoped_key, record.trace_id, resumed=False)
+        return Claim(record.id, record.resource_id, digest, record.trace_id, resumed=False)
     except IntegrityError:
         pass
     with write_transaction():
         record = for_update(IdempotencyRecord.select().where(IdempotencyRecord.key_hash == digest)).get()
         if record.expires_at <= now:
             # Past Stripe's 24 h window the key starts afresh, as at Stripe.
-            record.fingerprint, record.operation = request_fp, operation
+            record.fingerprint, record.operation, record.request = request_fp, operation, canonical_request
+
             record.state, record.outcome, record.attempts = "retryable", None, 0
             record.resource_id, record.trace_id = new_id(resource_kind), trace_id[:128]
             record.expires_at = now + dt.timedelta(seconds=ttl_s)
@@ -97,9 +107,7 @@ def claim(
                 {"operation": record.operation},
             )
         if record.state == "completed":
-            return Claim(
-                record.id, record.resource_id, scoped_key, record.trace_id, resumed=True, replay=record.outcome
-            )
+            return Claim(record.id, record.resource_id, digest, record.trace_id, resumed=True, replay=record.outcome)
         if record.state == "in_flight" and record.owner != owner and record.locked_until > now:
             raise OperationError(
                 "idempotency_key_in_use",
@@ -111,7 +119,7 @@ def claim(
         record.attempts += 1
         record.updated_at = now
         record.save()
-        return Claim(record.id, record.resource_id, scoped_key, record.trace_id, resumed=True)
+        return Claim(record.id, record.resource_id, digest, record.trace_id, resumed=True)
 
 
 def complete(claim_: Claim, outcome: dict[str, Any]) -> None:

@@ -54,66 +54,78 @@ def _replay(stored: dict[str, Any]) -> dict[str, Any]:
     return _with_client_secret(stored, stripe_intent)
 
 
+def execute_create(
+    claim: idempotency.Claim,
+    inp: CreatePaymentIntentInput,
+    cause: str = OPERATION,
+    found_at_stripe: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Create the intent for a claim: at Stripe with the claim's derived key, then the row and its history.
+
+    `found_at_stripe` is the PaymentIntent the janitor found at Stripe for an abandoned claim: stored, not created.
+    """
+    existing = PaymentIntent.get_or_none(PaymentIntent.id == claim.resource_id)
+    if existing is not None:
+        # Stored by an attempt that died before answering: answer from it.
+        return _replay(existing.to_payload())
+    customer = ensure_stripe_customer(inp.customer_id)
+    method = _vaulted_method(inp)
+    params: dict[str, Any] = {
+        "amount": inp.amount,
+        "currency": inp.currency,
+        "customer": customer.stripe_customer_id,
+        "capture_method": inp.capture_method,
+        "payment_method_types": ["card"],
+        "confirm": inp.confirm,
+        "metadata": {
+            **inp.metadata,
+            "vy_payment_intent_id": claim.resource_id,
+            "vy_customer_id": inp.customer_id,
+            "vy_trace_id": claim.trace_id,
+        },
+    }
+    if inp.description is not None:
+        params["description"] = inp.description
+    if method is not None:
+        params["payment_method"] = method.stripe_payment_method_id
+    intent = PaymentIntent(
+        id=claim.resource_id,
+        customer_id=inp.customer_id,
+        stripe_customer_id=customer.stripe_customer_id,
+        amount=inp.amount,
+        currency=inp.currency,
+        capture_method=inp.capture_method,
+        payment_method_id=method.id if method else None,
+        description=inp.description,
+        metadata=inp.metadata,
+    )
+    key = claim.stripe_key(OPERATION, "create")
+    try:
+        stripe_intent = found_at_stripe or stripe_client.create_payment_intent(params, idempotency_key=key)
+
+    except OperationError as exc:
+        declined = stripe_client.card_error_payment_intent(exc)
+        if exc.code != "card_declined" or declined is None:
+            raise
+        apply_stripe_intent(intent, declined)
+        exc.details["paymentIntentId"] = intent.id
+        with write_transaction():
+            save_with_history(intent, cause=f"{cause}:declined", create=True)
+            idempotency.complete(claim, {"error": exc.to_error()})
+        raise
+    apply_stripe_intent(intent, stripe_intent)
+    with write_transaction():
+        save_with_history(intent, cause=cause, create=True)
+        idempotency.complete(claim, {"response": intent.to_payload()})
+    apply_unmatched_events(intent.stripe_payment_intent_id)
+    return _with_client_secret(intent.to_payload(), stripe_intent)
+
+
 def create_payment_intent(ctx: OperationContext, inp: CreatePaymentIntentInput) -> dict[str, Any]:
     """Create (and optionally confirm) a Stripe PaymentIntent once per idempotency key."""
-
-    def execute(claim: idempotency.Claim) -> dict[str, Any]:
-        existing = PaymentIntent.get_or_none(PaymentIntent.id == claim.resource_id)
-        if existing is not None:
-            # Stored by an attempt that died before answering: answer from it.
-            return _replay(existing.to_payload())
-        customer = ensure_stripe_customer(inp.customer_id)
-        method = _vaulted_method(inp)
-        params: dict[str, Any] = {
-            "amount": inp.amount,
-            "currency": inp.currency,
-            "customer": customer.stripe_customer_id,
-            "capture_method": inp.capture_method,
-            "payment_method_types": ["card"],
-            "confirm": inp.confirm,
-            "metadata": {
-                **inp.metadata,
-                "vy_payment_intent_id": claim.resource_id,
-                "vy_customer_id": inp.customer_id,
-                "vy_trace_id": claim.trace_id,
-            },
-        }
-        if inp.description is not None:
-            params["description"] = inp.description
-        if method is not None:
-            params["payment_method"] = method.stripe_payment_method_id
-        intent = PaymentIntent(
-            id=claim.resource_id,
-            customer_id=inp.customer_id,
-            stripe_customer_id=customer.stripe_customer_id,
-            amount=inp.amount,
-            currency=inp.currency,
-            capture_method=inp.capture_method,
-            payment_method_id=method.id if method else None,
-            description=inp.description,
-            metadata=inp.metadata,
-        )
-        key = idempotency.stripe_key(OPERATION, claim.scoped_key, "create")
-        try:
-            stripe_intent = stripe_client.create_payment_intent(params, idempotency_key=key)
-        except OperationError as exc:
-            declined = stripe_client.card_error_payment_intent(exc)
-            if exc.code != "card_declined" or declined is None:
-                raise
-            apply_stripe_intent(intent, declined)
-            exc.details["paymentIntentId"] = intent.id
-            with write_transaction():
-                save_with_history(intent, cause=f"{OPERATION}:declined", create=True)
-                idempotency.complete(claim, {"error": exc.to_error()})
-            raise
-        apply_stripe_intent(intent, stripe_intent)
-        with write_transaction():
-            save_with_history(intent, cause=OPERATION, create=True)
-            idempotency.complete(claim, {"response": intent.to_payload()})
-        apply_unmatched_events(intent.stripe_payment_intent_id)
-        return _with_client_secret(intent.to_payload(), stripe_intent)
-
-    return idempotency.execute_once(ctx, OPERATION, inp.canonical(), "payment_intent", execute, _replay)
+    return idempotency.execute_once(
+        ctx, OPERATION, inp.canonical(), "payment_intent", lambda claim: execute_create(claim, inp), _replay
+    )
 
 
 def get_payment_intent(ctx: OperationContext, inp: GetPaymentIntentInput) -> dict[str, Any]:

@@ -62,14 +62,14 @@ def create_payment_method(ctx: OperationContext, inp: CreatePaymentMethodInput) 
             stripe_client.attach_payment_method(
                 inp.stripe_payment_method_id,
                 customer.stripe_customer_id,
-                idempotency_key=idempotency.stripe_key(CREATE, claim.scoped_key, "attach"),
+                idempotency_key=claim.stripe_key(CREATE, "attach"),
             )
         chosen_stripe_id = duplicate.stripe_payment_method_id if duplicate else inp.stripe_payment_method_id
         if inp.set_as_default:
             stripe_client.set_default_payment_method(
                 customer.stripe_customer_id,
                 chosen_stripe_id,
-                idempotency_key=idempotency.stripe_key(CREATE, claim.scoped_key, "default"),
+                idempotency_key=claim.stripe_key(CREATE, "default"),
             )
         with write_transaction():
             lock_customer(inp.customer_id)
@@ -126,7 +126,7 @@ def delete_payment_method(ctx: OperationContext, inp: DeletePaymentMethodInput) 
         try:
             stripe_client.detach_payment_method(
                 method.stripe_payment_method_id,
-                idempotency_key=idempotency.stripe_key(DELETE, claim.scoped_key, "detach"),
+                idempotency_key=claim.stripe_key(DELETE, "detach"),
             )
         except OperationError as exc:
             # Already detached or gone at Stripe: the vault entry still goes.

@@ -83,44 +83,55 @@ def apply_refund_status(
     return True
 
 
+def send_refund(
+    claim: idempotency.Claim, refund: Refund, cause: str = OPERATION, found_at_stripe: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Ask Stripe for a reserved refund with the claim's derived key, then record Stripe's answer.
+
+    `found_at_stripe` is the refund the janitor found at Stripe for an abandoned claim: recorded, not sent.
+    """
+    if refund.stripe_refund_id and refund.status != "pending":
+        return refund.to_payload()
+    intent = PaymentIntent.get_by_id(refund.payment_intent_id)
+    params: dict[str, Any] = {
+        "payment_intent": intent.stripe_payment_intent_id,
+        "amount": refund.amount,
+        "metadata": {**(refund.metadata or {}), "vy_refund_id": refund.id, "vy_trace_id": claim.trace_id},
+    }
+    if refund.reason:
+        params["reason"] = refund.reason
+    try:
+        stripe_refund = found_at_stripe or stripe_client.create_refund(
+            params, idempotency_key=claim.stripe_key(OPERATION, "refund")
+        )
+    except OperationError as exc:
+        # Stripe said no for good: release the held amount, and answer with Stripe's reason.
+        with write_transaction():
+            refund = for_update(Refund.select().where(Refund.id == refund.id)).get()
+            apply_refund_status(refund, "failed", exc.message[:255], cause=f"{cause}:{refund.id}:failed")
+            exc.details["refundId"] = refund.id
+            idempotency.complete(claim, {"error": exc.to_error()})
+        raise
+    with write_transaction():
+        refund = for_update(Refund.select().where(Refund.id == refund.id)).get()
+        refund.stripe_refund_id = stripe_refund["id"]
+        refund.save()
+        apply_refund_status(
+            refund,
+            stripe_refund.get("status") or "pending",
+            stripe_refund.get("failure_reason"),
+            cause=f"{cause}:{refund.id}:{stripe_refund.get('status')}",
+        )
+        idempotency.complete(claim, {"response": refund.to_payload()})
+    return refund.to_payload()
+
+
 def create_refund(ctx: OperationContext, inp: CreateRefundInput) -> dict[str, Any]:
     """Refund all or part of a captured payment, once per idempotency key."""
 
     def execute(claim: idempotency.Claim) -> dict[str, Any]:
         refund = Refund.get_or_none(Refund.id == claim.resource_id) or _reserve(claim, inp)
-        if refund.stripe_refund_id and refund.status != "pending":
-            return refund.to_payload()
-        intent = PaymentIntent.get_by_id(refund.payment_intent_id)
-        params: dict[str, Any] = {
-            "payment_intent": intent.stripe_payment_intent_id,
-            "amount": refund.amount,
-            "metadata": {**(refund.metadata or {}), "vy_refund_id": refund.id, "vy_trace_id": claim.trace_id},
-        }
-        if refund.reason:
-            params["reason"] = refund.reason
-        key = idempotency.stripe_key(OPERATION, claim.scoped_key, "refund")
-        try:
-            stripe_refund = stripe_client.create_refund(params, idempotency_key=key)
-        except OperationError as exc:
-            # Stripe said no for good: release the held amount, and answer with Stripe's reason.
-            with write_transaction():
-                refund = for_update(Refund.select().where(Refund.id == refund.id)).get()
-                apply_refund_status(refund, "failed", exc.message[:255], cause=f"{OPERATION}:{refund.id}:failed")
-                exc.details["refundId"] = refund.id
-                idempotency.complete(claim, {"error": exc.to_error()})
-            raise
-        with write_transaction():
-            refund = for_update(Refund.select().where(Refund.id == refund.id)).get()
-            refund.stripe_refund_id = stripe_refund["id"]
-            refund.save()
-            apply_refund_status(
-                refund,
-                stripe_refund.get("status") or "pending",
-                stripe_refund.get("failure_reason"),
-                cause=f"{OPERATION}:{refund.id}:{stripe_refund.get('status')}",
-            )
-            idempotency.complete(claim, {"response": refund.to_payload()})
-        return refund.to_payload()
+        return send_refund(claim, refund)
 
     return idempotency.execute_once(ctx, OPERATION, inp.canonical(), "refund", execute)
 

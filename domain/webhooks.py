@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from peewee import IntegrityError
@@ -19,6 +20,8 @@ from models.payment_intents import save_with_history
 from models.refunds import HOLDING_STATUSES
 
 TOLERANCE_S = 300
+# The sweeper looks back this far each run: well past Stripe's first webhook retries.
+SWEEP_WINDOW_S = 3600
 SECRET_KEYS = frozenset({"client_secret"})
 REFUND_EVENTS = frozenset({"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"})
 
@@ -108,9 +111,8 @@ def _object_of(event: dict[str, Any]) -> dict[str, Any]:
     return obj if isinstance(obj, dict) else {}
 
 
-def process_stripe_webhook(ctx: OperationContext, inp: ProcessStripeWebhookInput) -> dict[str, Any]:
-    """Verify the signature (300 s tolerance), store the event once, apply it in the same transaction."""
-    event = stripe_client.verify_webhook(inp.payload, inp.signature, tolerance_s=TOLERANCE_S)
+def ingest_event(event: dict[str, Any]) -> bool:
+    """Store a verified event once and apply it in the same transaction; False when it was already stored."""
     event_id, event_type = event["id"], event["type"]
     created = int(event.get("created") or 0)
     obj = _object_of(event)
@@ -129,8 +131,25 @@ def process_stripe_webhook(ctx: OperationContext, inp: ProcessStripeWebhookInput
     except IntegrityError:
         if WebhookEvent.get_or_none(WebhookEvent.id == event_id) is None:
             raise
-        return {"eventId": event_id, "type": event_type, "duplicate": True}
-    return {"eventId": event_id, "type": event_type, "duplicate": False}
+        return False
+    return True
+
+
+def process_stripe_webhook(ctx: OperationContext, inp: ProcessStripeWebhookInput) -> dict[str, Any]:
+    """Verify the signature (300 s tolerance), store the event once, apply it in the same transaction."""
+    event = stripe_client.verify_webhook(inp.payload, inp.signature, tolerance_s=TOLERANCE_S)
+    stored = ingest_event(event)
+    return {"eventId": event["id"], "type": event["type"], "duplicate": not stored}
+
+
+def sweep_events(window_s: int = SWEEP_WINDOW_S, now: int | None = None) -> int:
+    """Fetch Stripe's events of the last `window_s` and ingest those no webhook brought; returns how many."""
+    since = int(now if now is not None else time.time()) - window_s
+    recovered = 0
+    for event in stripe_client.list_events(since):
+        if WebhookEvent.get_or_none(WebhookEvent.id == event["id"]) is None and ingest_event(event):
+            recovered += 1
+    return recovered
 
 
 def apply_unmatched_events(stripe_object_id: str | None) -> int:

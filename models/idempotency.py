@@ -15,6 +15,8 @@ class IdempotencyRecord(BaseModel):
     resource_id = CharField(max_length=40)  # our id for what it creates, fixed before Stripe is called
     trace_id = CharField(max_length=128)  # the first attempt's: Stripe parameters must not differ on retry
     outcome = JSONField(null=True)  # the stored response or error, never a client secret
+    request = JSONField(null=True)  # the canonical request, so the janitor can finish an abandoned one
+
     attempts = IntegerField(default=1)
     locked_until = UTCDateTimeField()
     expires_at = UTCDateTimeField(index=True)

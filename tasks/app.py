@@ -43,10 +43,6 @@ def _bind_child(**_: Any) -> None:
     bind_database(get_settings())
 
 
-# Register the operation tasks with the app.
-import tasks.operations  # noqa: E402,F401
-
-
 def broker_ready(timeout_s: float = 2.0) -> bool:
     """The Celery broker accepts a connection."""
     with app.connection_for_write() as conn:
@@ -57,3 +53,8 @@ def broker_ready(timeout_s: float = 2.0) -> bool:
 def workers_ready(timeout_s: float = 1.0) -> bool:
     """At least one worker answers a ping."""
     return bool(app.control.ping(timeout=timeout_s))
+
+
+# Register the operation tasks and the periodic ones with the app (they import `app` from here).
+import tasks.maintenance  # noqa: E402
+import tasks.operations  # noqa: E402,F401

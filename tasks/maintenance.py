@@ -1,0 +1,45 @@
+"""Periodic work run by Celery beat (Procfile `beat`): the janitor and the webhook sweeper."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from logging_setup import log_context, reset_log_context
+from models import unit_of_work
+from tasks.app import app
+
+log = logging.getLogger("tasks.maintenance")
+
+JANITOR = "payments.janitor"
+SWEEPER = "payments.sweep-stripe-events"
+
+
+@app.task(name=JANITOR, acks_late=True, ignore_result=True)
+def run_janitor() -> dict[str, Any]:
+    """Resolve operations whose outcome is unknown (domain/janitor.py)."""
+    from domain import janitor
+
+    tokens = log_context(operation="janitor", door="beat")
+    try:
+        with unit_of_work():
+            counts = janitor.run()
+        log.info("janitor pass: %s", counts)
+        return counts
+    finally:
+        reset_log_context(tokens)
+
+
+@app.task(name=SWEEPER, acks_late=True, ignore_result=True)
+def sweep_stripe_events() -> int:
+    """Ingest Stripe events that no webhook delivered (domain/webhooks.py sweep_events)."""
+    from domain.webhooks import sweep_events
+
+    tokens = log_context(operation="sweep-stripe-events", door="beat")
+    try:
+        with unit_of_work():
+            recovered = sweep_events()
+        log.info("sweeper pass: %d events recovered", recovered)
+        return recovered
+    finally:
+        reset_log_context(tokens)
