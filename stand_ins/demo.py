@@ -118,7 +118,6 @@ def walk(door: str, send: Callable[[str, dict[str, Any]], Any], ends: Endpoints)
         print(
             f"  v{row['ztrackingVersion']}  {row['versionDate']}  {row['status']:<10}"
             f"  received {row['amountReceived']:>5}  refunded {row['amountRefunded']:>5}  ({row['cause']})"
-
         )
 
 

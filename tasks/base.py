@@ -76,7 +76,6 @@ class OperationTask(celery.Task):
             reset_log_context(tokens)
         return envelope
 
-
     @staticmethod
     def _should_wait_for_first_attempt(envelope: dict[str, Any], meta: dict[str, Any], ctx: OperationContext) -> bool:
         in_use = envelope.get("error", {}).get("code") == "idempotency_key_in_use"
