@@ -90,7 +90,32 @@ def replay(event_id: str) -> None:
     click.echo(f"{event_id}: {status}")
 
 
+@webhooks.command("sweep", help="Fetch Stripe's events of the last HOURS and ingest those no webhook delivered.")
+@click.option("--hours", default=1.0, show_default=True, help="How far back to look (Stripe keeps events 30 days).")
+def sweep(hours: float) -> None:
+    from domain.webhooks import sweep_events
+    from models import unit_of_work
+
+    _bind()
+    with unit_of_work():
+        recovered = sweep_events(window_s=int(hours * 3600))
+    click.echo(f"events recovered: {recovered}")
+
+
+@main.command(help="Run one janitor pass now: finish operations whose outcome is unknown (beat runs it every minute).")
+def janitor() -> None:
+    from domain import janitor as janitor_module
+    from models import unit_of_work
+
+    _bind()
+    with unit_of_work():
+        counts = janitor_module.run()
+    for outcome, count in counts.items():
+        click.echo(f"{outcome}: {count}")
+
+
 def _checks() -> dict[str, Callable[[], object]]:
+
     from models.base import database_ready
     from tasks.app import broker_ready, workers_ready
 

@@ -90,3 +90,10 @@ def test_check_reports_each_dependency_and_fails_when_one_is_down(run, worker, m
     assert all(" ok" in lines[name] for name in ("database", "broker", "worker", "stripe")), result.output
     assert "FAILED" in lines["kafka"]
     assert result.exit_code == 1
+
+
+def test_janitor_and_sweep_commands_run_a_pass(run):
+    result = run("janitor")
+    assert result.exit_code == 0 and "reconciled refunds:" in result.output
+    swept = run("webhooks", "sweep", "--hours", "0.01")
+    assert swept.exit_code == 0 and "events recovered:" in swept.output
