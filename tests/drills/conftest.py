@@ -1,0 +1,264 @@
+"""Fixtures of the reliability drills: the drills' own stack of the service, and the evidence drill 11 scans.
+
+The drills' stack runs over the machine's shared MariaDB, RabbitMQ and Redis (a database and a vhost of its own),
+its own localstripe behind a Stripe-like proxy (idempotency and faults on cue), its own Tansu behind a TCP proxy
+(a broker "restart"), and a fake Sentry endpoint that every drill process reports to. Drills that restart a server
+start a private one (tests/support/private_servers.py). `DRILLS_FULL=1` (make drills) runs full sizes; without it
+the fast subset of `make test` runs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import stripe
+
+from tests.conftest import LOG_DIR, RUN
+from tests.drills.stack import Stack, StackConfig
+from tests.support import kafka, services
+from tests.support.fake_sentry import FakeSentry, fake_sentry
+from tests.support.stripe_proxy import StripeProxy, stripe_proxy
+from tests.support.tcp_proxy import TcpProxy
+
+FULL = bool(os.environ.get("DRILLS_FULL"))
+DRILL_LOG_DIR = LOG_DIR / "drills"
+DRILL_DB = f"vyp_drill_{RUN}"
+DRILL_VHOST = f"vyp_drill_{RUN}"
+DRILL_RESULTS = "redis://127.0.0.1:6379/3"
+# The drills' secrets: drill 11 looks for these exact strings everywhere the drills wrote.
+STRIPE_KEY = f"sk_test_drill{RUN}key"
+WEBHOOK_SECRET = f"whsec_drill{RUN}secret"
+API_KEY = f"vyp-drill-key-{RUN}"
+OTHER_API_KEY = f"vyp-drill-other-{RUN}"
+TEST_CARDS = {"4242424242424242": "314", "5555555555554444": "2718", "4000000000000341": "1618"}
+KAFKA_PARTITIONS = 2
+
+
+def size(fast: int, full: int) -> int:
+    """A drill's size: `full` under DRILLS_FULL=1 (make drills), else `fast` (make test)."""
+    return full if FULL else fast
+
+
+@dataclass
+class Evidence:
+    """What drill 11 scans after every drill: logs, databases, Sentry, and the secrets to look for."""
+
+    log_dirs: list[Path] = field(default_factory=lambda: [LOG_DIR])
+    databases: list[dict[str, Any]] = field(default_factory=list)  # pymysql connect params with database
+    dumps: list[Path] = field(default_factory=list)  # tables of private servers, dumped before they went
+    client_secrets: set[str] = field(default_factory=set)
+    secrets: set[str] = field(default_factory=lambda: {STRIPE_KEY, WEBHOOK_SECRET, API_KEY, OTHER_API_KEY})
+    cards: dict[str, str] = field(default_factory=lambda: dict(TEST_CARDS))
+    sentry: FakeSentry | None = None
+
+
+EVIDENCE = Evidence()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "drill_last: runs after every other test (drill 11 scans what they wrote)")
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    last = [item for item in items if item.get_closest_marker("drill_last")]
+    if last:
+        items[:] = [item for item in items if not item.get_closest_marker("drill_last")] + last
+
+
+def dump_tables(params: dict[str, Any]) -> str:
+    """Every row of every table of one database, as text."""
+    import pymysql
+
+    conn = pymysql.connect(**params)
+    chunks = []
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW TABLES")
+            for (table,) in cur.fetchall():
+                cur.execute(f"SELECT * FROM `{table}`")
+                for row in cur.fetchall():
+                    chunks.append(f"{table}: " + " | ".join(str(v) for v in row))
+    finally:
+        conn.close()
+    return "\n".join(chunks)
+
+
+@pytest.fixture(scope="session")
+def drill_log_dir() -> Path:
+    DRILL_LOG_DIR.mkdir(parents=True, exist_ok=True)
+    return DRILL_LOG_DIR
+
+
+@pytest.fixture(scope="session")
+def sentry() -> Iterator[FakeSentry]:
+    with fake_sentry() as fake:
+        EVIDENCE.sentry = fake
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def drill_localstripe(drill_log_dir: Path) -> Iterator[str]:
+    """The drills' own localstripe: its objects are counted by the drills alone."""
+    port = services.free_port()
+    with services.localstripe(port, drill_log_dir / "localstripe.log") as base:
+        yield base
+
+
+@pytest.fixture(scope="session")
+def stripe_api(drill_localstripe: str) -> stripe.StripeClient:
+    """Stripe as the drills see it (straight to localstripe): makes pm_… as Stripe.js does, counts objects."""
+    return stripe.StripeClient(STRIPE_KEY, base_addresses={"api": drill_localstripe})
+
+
+@pytest.fixture(scope="session")
+def proxy(drill_localstripe: str) -> Iterator[StripeProxy]:
+    with stripe_proxy(drill_localstripe) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def drill_database() -> Iterator[str]:
+    services.create_mariadb_database(DRILL_DB)
+    EVIDENCE.databases.append({**services.MARIADB, "database": DRILL_DB})
+    yield DRILL_DB
+    services.drop_mariadb_database(DRILL_DB)
+
+
+@pytest.fixture(scope="session")
+def drill_vhost() -> Iterator[str]:
+    vhost = services.create_rabbit_vhost(DRILL_VHOST)
+    yield vhost
+    services.delete_rabbit_vhost(vhost)
+
+
+@dataclass
+class KafkaSetup:
+    address: str  # what clients bootstrap from (the proxy)
+    proxy: TcpProxy
+    collector: kafka.Collector
+    gateway: kafka.Gateway
+
+
+@pytest.fixture(scope="session")
+def drill_kafka(drill_log_dir: Path) -> Iterator[KafkaSetup]:
+    """Tansu behind a TCP proxy (advertised), with the door's topics; a collector reads every answer."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from kafka_relay.config import door_topics
+
+    upstream_port, port = services.free_port(), services.free_port()
+    tcp = TcpProxy(port, upstream_port)
+    tcp.start()
+    address = f"127.0.0.1:{port}"
+    log = open(drill_log_dir / "tansu.log", "ab")
+    proc = subprocess.Popen(
+        [
+            kafka.tansu_binary(),
+            "broker",
+            "--listener-url",
+            f"tcp://127.0.0.1:{upstream_port}",
+            "--advertised-listener-url",
+            f"tcp://{address}",
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    collector = None
+    try:
+        admin = AdminClient({"bootstrap.servers": address})
+        services.wait_until(lambda: proc.poll() is None and admin.list_topics(timeout=1) is not None, 30, "tansu")
+        futures = admin.create_topics([NewTopic(t, KAFKA_PARTITIONS) for t in door_topics()])
+        for future in futures.values():
+            future.result(10)
+        from registry import OPERATIONS
+
+        answers = [t for op in OPERATIONS.values() for t in (op.response_topic, f"{op.name}-dlq")]
+        collector = kafka.Collector(address, answers)
+        gateway = kafka.Gateway(address, collector)
+        yield KafkaSetup(address, tcp, collector, gateway)
+        gateway.producer.flush(5)
+        del gateway.producer  # librdkafka stops retrying the broker once its producer is gone
+    finally:
+        if collector is not None:
+            collector.close()
+        tcp.close()
+        services.stop(proc, 9)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def stack(
+    drill_log_dir: Path,
+    drill_database: str,
+    drill_vhost: str,
+    proxy: StripeProxy,
+    drill_kafka: KafkaSetup,
+    sentry: FakeSentry,
+) -> Iterator[Stack]:
+    """The drills' service: one worker on every queue, gunicorn, the relay — Stripe through the proxy."""
+    config = StackConfig(
+        name="drills",
+        log_dir=drill_log_dir,
+        db_name=drill_database,
+        broker_url=f"amqp://guest:guest@127.0.0.1:5672/{drill_vhost}",
+        result_backend=DRILL_RESULTS,
+        stripe_api_base=proxy.url,
+        stripe_key=STRIPE_KEY,
+        webhook_secret=WEBHOOK_SECRET,
+        api_keys=(API_KEY, OTHER_API_KEY),
+        kafka_broker=drill_kafka.address,
+        kafka_group=f"vyp-drills-{RUN}",
+        kafka_partitions=KAFKA_PARTITIONS,
+        sentry_dsn=sentry.dsn,
+        task_max_retries=3,
+        stripe_timeout_s=4.0,
+    )
+    running = Stack(config)
+    try:
+        running.start_worker(concurrency=60)
+        running.start_api()
+        running.wait_ready()
+        running.start_relay()
+        yield running
+    finally:
+        running.close()
+
+
+class Api(requests.Session):
+    """HTTP to a stack's API with a bearer key."""
+
+    def __init__(self, base: str, key: str | None = API_KEY) -> None:
+        super().__init__()
+        self.base = base
+        if key:
+            self.headers["Authorization"] = f"Bearer {key}"
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        kwargs.setdefault("timeout", 90)
+        return super().request(method, self.base + url, *args, **kwargs)
+
+
+@pytest.fixture()
+def api(stack: Stack) -> Api:
+    return Api(stack.api_url)
+
+
+def make_card(stripe_api: stripe.StripeClient, number: str = "4242424242424242") -> str:
+    """What Stripe.js does in the browser: the card goes to Stripe, the service gets a `pm_…`."""
+    method = stripe_api.v1.payment_methods.create(
+        params={
+            "type": "card",
+            "card": {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": TEST_CARDS.get(number, "123")},
+        }
+    )
+    return method.id
