@@ -11,6 +11,7 @@ import pytest
 import requests
 from openapi_spec_validator import validate
 
+from domain.schemas import CreatePaymentIntentInput
 from tests.api.conftest import Client, running_api
 from tests.conftest import API_KEY, WEBHOOK_SECRET, make_card
 
@@ -227,16 +228,9 @@ def test_a_key_still_in_flight_is_409(client, mariadb):
     key = f"busy-{uuid.uuid4()}"
     body = {"customerId": customer(), "amount": 900, "currency": "usd"}
     caller = hashlib.sha256(API_KEY.encode()).hexdigest()[:16]
-    canonical = {
-        "customerId": body["customerId"],
-        "amount": 900,
-        "currency": "usd",
-        "paymentMethodId": None,
-        "confirm": False,
-        "captureMethod": "automatic",
-        "description": None,
-        "metadata": {},
-    }
+    canonical = CreatePaymentIntentInput.model_validate(
+        {"customerId": body["customerId"], "amount": 900, "currency": "usd"}
+    ).canonical()
     # Another request with this key is running (its worker holds the claim).
     idempotency.claim(
         "create-payment-intent", f"rest:{caller}:{key}", canonical, "someone-else", "payment_intent", 3600, "trace"

@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from domain.errors import OperationError
+from domain.schemas import CreatePaymentIntentInput
 from models import IdempotencyRecord, PaymentIntent, Refund, WebhookEvent, ZtrackingPaymentIntent
 from tests.conftest import WEBHOOK_SECRET, make_card
 from tests.domain.helpers import call, context
@@ -92,16 +93,7 @@ def test_a_redelivered_task_resumes_its_own_claim_instead_of_being_refused(domai
     idempotency.claim(
         "create-payment-intent",
         ctx.scoped_key,
-        {
-            "customerId": payload["customerId"],
-            "amount": 700,
-            "currency": "usd",
-            "paymentMethodId": None,
-            "confirm": False,
-            "captureMethod": "automatic",
-            "description": None,
-            "metadata": {},
-        },
+        CreatePaymentIntentInput.model_validate(payload).canonical(),
         "task-1",
         "payment_intent",
         3600,

@@ -18,6 +18,7 @@ import settings
 import stripe_client
 from domain import idempotency, janitor
 from domain.errors import OperationError, TransientError
+from domain.schemas import CreatePaymentIntentInput
 from domain.webhooks import sweep_events
 from models import IdempotencyRecord, PaymentIntent, Refund, WebhookEvent, ZtrackingPaymentIntent
 from tests.conftest import LOG_DIR, STRIPE_KEY, make_card
@@ -158,16 +159,9 @@ def test_drill_7_past_24_hours_the_janitor_fetches_the_intent_from_stripe(at_str
 def test_drill_7_a_create_that_never_reached_stripe_is_answered_not_invented(at_stripe):
     customer_id = vaulted_customer(at_stripe)
     ctx = context(owner="worker-that-died")
-    canonical = {
-        "customerId": customer_id,
-        "amount": 900,
-        "currency": "usd",
-        "paymentMethodId": None,
-        "confirm": False,
-        "captureMethod": "automatic",
-        "description": None,
-        "metadata": {},
-    }
+    canonical = CreatePaymentIntentInput.model_validate(
+        {"customerId": customer_id, "amount": 900, "currency": "usd"}
+    ).canonical()
     claim = idempotency.claim(
         "create-payment-intent", ctx.scoped_key, canonical, ctx.owner, "payment_intent", 86400 * 2, "trace"
     )
