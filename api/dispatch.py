@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -37,3 +38,7 @@ def run_operation(
     finally:
         # Results can hold a client secret: delete it from the result store as soon as it is read.
         result.forget()
+        # Stop listening for it now, in this greenlet, rather than in a finaliser at shutdown.
+        with contextlib.suppress(Exception):
+            result.backend.remove_pending_result(result)
+
