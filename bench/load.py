@@ -266,7 +266,8 @@ class KafkaGateway:
 
     def _read(self) -> None:
         while not self.stopping:
-            for message in self.consumer.consume(1000, 0.05):
+            # consume() waits out its whole timeout unless the batch fills: short, so replies are seen at once.
+            for message in self.consumer.consume(1000, 0.005):
                 if message.error():
                     continue
                 now = time.monotonic()

@@ -122,7 +122,8 @@ class Processes:
     def spawn(self, name: str, argv: list[str], env: dict[str, str], cwd: Path | None = None) -> Group:
         assert name not in self.groups or not self.groups[name].running, f"{name} already running"
         log_path = self.log_dir / f"{name}.log"
-        with open(log_path, "ab") as log:
+        # A fresh log per start: readiness is read from it, never from an earlier process's lines.
+        with open(log_path, "wb") as log:
             popen = subprocess.Popen(
                 argv, cwd=cwd or self.root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
