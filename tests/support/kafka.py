@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -82,7 +83,7 @@ class RelayProcess:
             self.proc = subprocess.Popen(
                 [services.PYTHON, "-m", "kafka_relay"],
                 cwd=services.ROOT,
-                env={**services.os.environ, **self.env},
+                env={**os.environ, **self.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
