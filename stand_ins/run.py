@@ -45,8 +45,8 @@ def main() -> int:
             stand_ins.append(("tansu", local.start_tansu(settings.local_kafka_port, var)))
             _export("KAFKA_BROKER", f"127.0.0.1:{settings.local_kafka_port}")
             # Tansu holds joins ~session.timeout/2 and fetches ~fetch.wait.max/2: keep both short locally.
-            _export("KAFKA_OPT_SESSION_TIMEOUT_MS", "6000")
-            _export("KAFKA_OPT_FETCH_WAIT_MAX_MS", "10")
+            _export("KAFKA_CONSUMER_OPT_SESSION_TIMEOUT_MS", "6000")
+            _export("KAFKA_CONSUMER_OPT_FETCH_WAIT_MAX_MS", "10")
             notes.append(f"kafka      Tansu at 127.0.0.1:{settings.local_kafka_port} (in memory)")
         webhook_secret = settings.stripe_webhook_secret
         if not settings.stripe_secret_key:
