@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -115,7 +116,7 @@ class Run:
         )
         return env
 
-    def service_env(self, broker: str, kafka: str) -> dict[str, str]:
+    def service_env(self, broker: str, kafka: str, overrides: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
         if broker == "redis":
             broker_url = f"redis://127.0.0.1:6379/{self.redis_dbs[1]}"
         else:
@@ -133,6 +134,7 @@ class Run:
                 "RELAY_METRICS_PORT": str(free_port()),
                 **LOCAL_KAFKA,
                 **(SMOKE_KAFKA if self.o.smoke else {}),
+                **dict(overrides),
                 **self.o.env,
             }
         )
@@ -156,7 +158,7 @@ class Run:
             self.monitor.watch_group("fake-stripe", self.processes.groups["fake-stripe"])
             self.log(f"run {self.id}: database {self.database}, vhost {self.vhost}, redis dbs {self.redis_dbs}")
             self.seed()
-            for phase in phases(self.o.brokers, self.o.only):
+            for phase in phases(self.o.brokers, self.o.only, variants=not self.o.smoke):
                 self.run_phase(phase)
         return self.results
 
@@ -182,7 +184,7 @@ class Run:
                 group, tansu = start_tansu(self.processes, "tansu", clean_environment(self.o.root))
                 names.append("tansu")
                 self.monitor.watch_group("tansu", group)
-            env = self.service_env(phase.broker, tansu or "127.0.0.1:1")
+            env = self.service_env(phase.broker, tansu or "127.0.0.1:1", phase.env)
             endpoints = {"kafka": tansu or "", "rest": f"http://127.0.0.1:{env['APP_PORT']}"}
             waits: list[tuple[str, str]] = []  # (group name, log text that says it is ready)
             if phase.kind == "service":
@@ -290,12 +292,13 @@ class Run:
         return json.loads(out_path.read_text())
 
     def measure(self, workload: Workload, phase: Phase, endpoints: dict[str, str], service: list[str]) -> dict:
-        tag = workload.name if phase.broker == self.o.brokers[0] else f"{workload.name}@{phase.broker}"
+        tag = phase.tag(workload.name)
         if self.o.smoke:
             rates, step_s, stop = (SMOKE_RATE,), SMOKE_STEP_S, False
         else:
             rates, step_s, stop = self.o.rates.get(workload.name, workload.rates), self.o.step_s, True
-            warm = self.load_spec(workload, endpoints, (10,), 2, False)
+            # Warm at the first rate: pools and keep-alive connections grow here, not in the first measured step.
+            warm = self.load_spec(workload, endpoints, (min(rates[0], 100),), 3, False)
             warm["slo_p99_ms"] = 1e9
             self.run_load(warm, f"{tag}-warmup")
         self.monitor.reset_peaks()
@@ -324,6 +327,7 @@ class Run:
             "title": workload.title,
             "door": workload.door,
             "broker": phase.broker if phase.kind == "service" else None,
+            "env": dict(phase.env),
             "unit": workload.unit,
             "offered_per_s": best.get("rate"),
             "throughput_per_s": best.get("throughput_per_s", 0.0) if passed else 0.0,
@@ -366,7 +370,7 @@ class Run:
                         and "celery" not in " ".join(proc.cmdline()[:2]):
                     continue
                 out = self.run_dir / f"profile-{tag}-{name}-{proc.pid}.txt"
-                argv = [spy, "record", "-p", str(proc.pid), "-r", "200", "-f", "raw", "-o", str(out), "--nonblocking",
+                argv = [spy, "record", "-p", str(proc.pid), "-r", "50", "-f", "raw", "-o", str(out), "--nonblocking",
                         "-d", str(int(self.o.step_s * len(self.o.rates.get(tag, (1,)))) + 2)]
                 started.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                                 start_new_session=True))
@@ -385,15 +389,15 @@ def link_baselines(results: list[dict[str, Any]]) -> None:
     """ratio_to_baseline: each workload's sustained throughput over its baseline's, from the same run."""
     by_name = {r["name"]: r for r in results}
     for result in results:
-        base_name = WORKLOADS[result["name"].split("@")[0]].baseline
+        base_name = WORKLOADS[re.split(r"[@+]", result["name"])[0]].baseline
         base = by_name.get(base_name) if base_name else None
         if base and base["throughput_per_s"]:
             result["ratio_to_baseline"] = round(result["throughput_per_s"] / base["throughput_per_s"], 2)
-        if result["name"].split("@")[0] == "R2" and by_name.get("B-direct-kafka", {}).get("throughput_per_s"):
+        if re.split(r"[@+]", result["name"])[0] == "R2" and by_name.get("B-direct-kafka", {}).get("throughput_per_s"):
             result["ratio_to_direct_read"] = round(
                 result["throughput_per_s"] / by_name["B-direct-kafka"]["throughput_per_s"], 2
             )
-        if result["name"].split("@")[0] == "W2" and by_name.get("B-kafka-ceiling", {}).get("throughput_per_s"):
+        if re.split(r"[@+]", result["name"])[0] == "W2" and by_name.get("B-kafka-ceiling", {}).get("throughput_per_s"):
             result["ratio_to_kafka_ceiling"] = round(
                 result["throughput_per_s"] / by_name["B-kafka-ceiling"]["throughput_per_s"], 2
             )
@@ -472,8 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.monotonic() - started
         run.log(f"done in {elapsed:.0f} s")
         if options.smoke:
-            expected = [n if p.broker == options.brokers[0] else f"{n}@{p.broker}"
-                        for p in phases(options.brokers, options.only) for n in p.workloads]
+            expected = [p.tag(n) for p in phases(options.brokers, options.only, variants=False) for n in p.workloads]
             check_smoke(results, expected)
             print(f"smoke: {len(results)} workloads answered in {elapsed:.0f} s")
             return 0
