@@ -1,0 +1,201 @@
+"""Hypothesis strategies for drill 10: every operation's payload, valid, mutated and hostile, for both doors."""
+
+from __future__ import annotations
+
+import json
+import string
+from typing import Any
+
+from hypothesis import strategies as st
+
+from registry import OPERATIONS
+
+SQL_LOOKING = [
+    "' OR '1'='1",
+    "'; DROP TABLE payment_intent; --",
+    '" OR ""="',
+    "1; SELECT SLEEP(10)",
+    "x' UNION SELECT key_hash, outcome FROM idempotency_record --",
+    "vypi_1' OR 1=1 --",
+    "\\'; DELETE FROM refund WHERE '1'='1",
+    "%27%20OR%201%3D1",
+    "`; TRUNCATE ztracking_payment_intent; `",
+]
+SCRIPT_LOOKING = [
+    "<script>alert(document.cookie)</script>",
+    "<img src=x onerror=alert(1)>",
+    "javascript:alert(1)",
+    "{{7*7}}${7*7}<%= 7*7 %>",
+    "${jndi:ldap://127.0.0.1/a}",
+    "__proto__",
+    "constructor",
+    "../../../../etc/passwd",
+    "\u202eevil\u202c",
+    "\x00\x01\x1f\x7f",
+    "a\r\nX-Injected: 1",
+    "\ufeff\u200b\u2028\u2029",
+    "\U0001d54f\U0001f600\U0010ffff",
+]
+HOSTILE_STRINGS = SQL_LOOKING + SCRIPT_LOOKING + ["", " ", "null", "NaN", "-1", "0", "1e309", "true"]
+CURRENCIES = ["usd", "eur", "jpy", "gbp", "USD", "Eur", "xxx", "us", "usdd", "", "💵"]
+
+hostile_text = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(HOSTILE_STRINGS),
+    st.integers(0, 6).map(lambda n: "x" * (10**n // 2 + 1)),  # up to 500 001 characters
+    st.text(alphabet=string.printable, min_size=1, max_size=300),
+)
+ids = st.one_of(
+    st.from_regex(r"\A(vypi|vyre|vypm|pi|pm|re)_[A-Za-z0-9]{1,30}\Z"),
+    st.from_regex(r"\A[A-Za-z0-9_]{1,64}\Z"),
+    hostile_text,
+)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    hostile_text,
+)
+json_values = st.recursive(
+    scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=12,
+)
+amounts = st.one_of(
+    st.integers(1, 99_999_999), st.integers(-(2**64), 2**64), st.floats(allow_nan=False), st.text(max_size=5)
+)
+metadata = st.one_of(
+    st.dictionaries(st.text(min_size=1, max_size=40), st.text(max_size=500), max_size=5),
+    st.dictionaries(st.sampled_from([*HOSTILE_STRINGS, "vy_customer_id", "k[0]"]), hostile_text, max_size=3),
+    st.dictionaries(st.text(max_size=3), st.text(max_size=3), min_size=48, max_size=60),
+    json_values,
+)
+
+
+def field_strategies(customers: list[str], intents: list[str], methods: list[str]) -> dict[str, Any]:
+    """Plausible values for each field name, mixed with hostile ones; some known ids so work really runs."""
+    known_customers = st.sampled_from(customers) if customers else hostile_text
+    known_intents = st.sampled_from(intents) if intents else ids
+    return {
+        "customerId": st.one_of(known_customers, hostile_text, json_values),
+        "amount": amounts,
+        "currency": st.one_of(st.sampled_from(CURRENCIES), json_values),
+        "paymentMethodId": st.one_of(st.sampled_from(methods) if methods else ids, ids, st.none(), json_values),
+        "confirm": st.one_of(st.booleans(), json_values),
+        "captureMethod": st.one_of(st.sampled_from(["automatic", "manual", "AUTOMATIC", ""]), json_values),
+        "description": st.one_of(hostile_text, st.none(), json_values),
+        "metadata": metadata,
+        "paymentIntentId": st.one_of(known_intents, ids, json_values),
+        "reason": st.one_of(st.sampled_from(["duplicate", "fraudulent", "requested_by_customer", "x"]), json_values),
+        "refundId": st.one_of(ids, json_values),
+        "stripePaymentMethodId": st.one_of(st.from_regex(r"\Apm_[A-Za-z0-9]{1,24}\Z"), hostile_text, json_values),
+        "setAsDefault": st.one_of(st.booleans(), json_values),
+        "limit": st.one_of(st.integers(-5, 200), json_values),
+        "startingAfter": st.one_of(ids, st.none(), json_values),
+        "payload": st.one_of(hostile_text, json_values),
+        "signature": st.one_of(hostile_text, st.just("t=1,v1=00")),
+    }
+
+
+def payloads(operation: str, fields: dict[str, Any], valid: Any = None) -> st.SearchStrategy[Any]:
+    """A payload for `operation`: valid, its own fields mutated (each maybe dropped, extra ones), or any JSON."""
+    names = list(OPERATIONS[operation].schema.model_json_schema(by_alias=True)["properties"])
+
+    @st.composite
+    def build(draw: Any) -> Any:
+        chosen = {}
+        for name in names:
+            if draw(st.integers(0, 9)) > 0:  # a field is missing one time in ten
+                chosen[name] = draw(fields[name])
+        if draw(st.integers(0, 9)) == 0:
+            chosen.update(
+                draw(st.dictionaries(st.sampled_from([*HOSTILE_STRINGS, "traceId", "extra"]), json_values, max_size=2))
+            )
+        return chosen
+
+    if valid is None:
+        return st.one_of(build(), build(), build(), json_values)
+    return st.one_of(valid, valid, build(), build(), json_values)
+
+
+# Raw bodies no JSON encoder writes: not UTF-8, nested past any stack, lone surrogates, NaN, huge numbers.
+RAW_BODIES = [
+    b"\xff\xfe\x00{",
+    b'{"customerId": "\xc3\x28", "amount": 100, "currency": "usd"}',
+    b"[" * 100_000 + b"]" * 100_000,
+    b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+    b'{"customerId": "\\ud800", "amount": 100, "currency": "usd"}',
+    b'{"customerId": "c", "amount": NaN, "currency": "usd"}',
+    b'{"customerId": "c", "amount": 1e400, "currency": "usd"}',
+    b'{"customerId": "c", "amount": 100000000000000000000000000000000000000, "currency": "usd"}',
+    b'{"customerId": "c", "customerId": "d", "amount": 100, "currency": "usd"}',
+    b"\xef\xbb\xbf{}",
+    b"",
+    b"null",
+    b"x" * (2 * 1024 * 1024),
+    json.dumps({"customerId": "c", "amount": 100, "currency": "usd", "description": "é" * 600_000}).encode(),
+]
+raw_bodies = st.one_of(st.sampled_from(RAW_BODIES), st.binary(max_size=300))
+
+
+printable_hostile = st.one_of(
+    st.sampled_from([s for s in HOSTILE_STRINGS if s.strip() and not any(ord(c) < 32 or ord(c) == 127 for c in s)]),
+    st.text(
+        alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FFFF, exclude_categories=("Cs", "Cc")),
+        min_size=1,
+        max_size=60,
+    ),
+)
+valid_ids = st.from_regex(r"\A(vypi|vyre|vypm)_[A-Za-z0-9]{1,30}\Z")
+
+
+def valid_payloads(operation: str, customers: list[str], intents: list[str], methods: list[str]) -> Any:
+    """Payloads the schema accepts, with hostile-looking strings wherever a string may be anything."""
+    known_customer = st.sampled_from(customers) if customers else printable_hostile
+    known_intent = st.sampled_from(intents) if intents else valid_ids
+    small_metadata = st.dictionaries(
+        st.text(alphabet=string.ascii_letters, min_size=1, max_size=20),
+        printable_hostile.map(lambda s: s[:500]),
+        max_size=3,
+    )
+    by_operation = {
+        "create-payment-intent": st.fixed_dictionaries(
+            {
+                "customerId": st.one_of(known_customer, printable_hostile),
+                "amount": st.integers(100, 99_999_999),
+                "currency": st.sampled_from(["usd", "eur", "gbp", "USD"]),
+            },
+            optional={
+                "description": printable_hostile,
+                "metadata": small_metadata,
+                "captureMethod": st.sampled_from(["automatic", "manual"]),
+                "confirm": st.just(False),
+            },
+        ),
+        "get-payment-intent": st.fixed_dictionaries({"paymentIntentId": st.one_of(known_intent, valid_ids)}),
+        "get-ztracking-payment-intent": st.fixed_dictionaries({"paymentIntentId": st.one_of(known_intent, valid_ids)}),
+        "create-refund": st.fixed_dictionaries(
+            {"paymentIntentId": st.one_of(known_intent, valid_ids)},
+            optional={
+                "amount": st.integers(1, 500),
+                "reason": st.sampled_from(["duplicate", "fraudulent"]),
+                "metadata": small_metadata,
+            },
+        ),
+        "get-refund": st.fixed_dictionaries({"refundId": valid_ids}),
+        "process-stripe-webhook": st.fixed_dictionaries({"payload": printable_hostile, "signature": printable_hostile}),
+        "create-payment-method": st.fixed_dictionaries(
+            {
+                "customerId": st.one_of(known_customer, printable_hostile),
+                "stripePaymentMethodId": st.from_regex(r"\Apm_[A-Za-z0-9]{1,24}\Z"),
+            },
+            optional={"setAsDefault": st.booleans()},
+        ),
+        "list-payment-methods": st.fixed_dictionaries(
+            {"customerId": st.one_of(known_customer, printable_hostile)},
+            optional={"limit": st.integers(1, 100)},
+        ),
+        "delete-payment-method": st.fixed_dictionaries({"paymentMethodId": valid_ids}),
+    }
+    return by_operation[operation]
