@@ -1,7 +1,6 @@
 """Celery settings: JSON only, late acks for everything that may reach Stripe, routing from the registry."""
 
 import sys
-from pathlib import Path
 
 from kombu import Exchange, Queue
 
@@ -62,4 +61,4 @@ worker_hijack_root_logger = False
 # Workers only store results: one backend (one Redis pool) per process instead of one per greenlet, which
 # opened new Redis connections for every task. Not in the doors: there a shared result pubsub loses wake-ups
 # under gevent and answers stall for its 1 s poll (bench/RESULTS.md).
-result_backend_thread_safe = Path(sys.argv[0]).name == "celery" and "worker" in sys.argv
+result_backend_thread_safe = "celery" in sys.argv[0] and "worker" in sys.argv[1:]
