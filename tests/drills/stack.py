@@ -239,10 +239,15 @@ class Stack:
         if self._client_app is None:
             from celery import Celery
 
+            # CELERY_BROKER_URL / CELERY_RESULT_BACKEND in this process's environment (the suite's) would win over
+            # broker_url and result_backend: the write/read URLs and a backend given by URL are not overridden.
             app = Celery(f"drill-client-{self.config.name}", set_as_current=False)
+            app.backend_cls = self.config.result_backend
             app.config_from_object("celeryconfig")
             app.conf.update(
                 broker_url=self.config.broker_url,
+                broker_write_url=self.config.broker_url,
+                broker_read_url=self.config.broker_url,
                 result_backend=self.config.result_backend,
                 broker_connection_retry_on_startup=True,
                 broker_connection_timeout=5,
@@ -252,11 +257,14 @@ class Stack:
             self._client_app = app
         return self._client_app
 
-    def send(self, operation: str, payload: Any, meta: dict[str, Any]) -> Any:
+    def send(self, operation: str, payload: Any, meta: dict[str, Any], task_id: str | None = None) -> Any:
+        """Publish an operation's task as a door does (same name, queue and arguments); returns its AsyncResult."""
         from registry import OPERATIONS
 
         op = OPERATIONS[operation]
-        return self.celery().send_task(op.task_name, args=[payload, meta], queue=op.queue, routing_key=op.queue)
+        return self.celery().send_task(
+            op.task_name, args=[payload, meta], queue=op.queue, routing_key=op.queue, task_id=task_id
+        )
 
     def sql(self, query: str, args: tuple = ()) -> list[tuple]:
         conn = pymysql.connect(

@@ -28,7 +28,8 @@ class Fault:
     """What to do with one request: `kind` is one of
     status (answer `status` with `body` without forwarding), reset_before (close with RST, nothing forwarded),
     reset_after (forward, then RST: Stripe did it, the caller cannot know), timeout_after (forward, then hold
-    the answer `hold_s` and close), delay (hold `hold_s`, then forward and answer)."""
+    the answer `hold_s` and close), delay (hold `hold_s`, then forward and answer), slow (Stripe has the request —
+    a second one with its key meanwhile is a 409 — and takes `hold_s` to act on it)."""
 
     kind: str
     status: int = 0
@@ -109,7 +110,9 @@ class StripeProxy:
             self._session.value = requests.Session()
         return self._session.value
 
-    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes, bool]:
+    def forward(
+        self, method: str, path: str, headers: dict[str, str], body: bytes, hold_s: float = 0.0
+    ) -> tuple[int, bytes, bool]:
         """Forward with Stripe's idempotency; returns (status, body, replayed)."""
         key = headers.get("Idempotency-Key") if method == "POST" else None
         fingerprint = f"{method} {path} {body!r}"
@@ -142,6 +145,7 @@ class StripeProxy:
         for prefix, delay in list(self.delay_s.items()):
             if path.startswith(prefix):
                 time.sleep(delay)
+        time.sleep(hold_s)
         forward_headers = {
             k: v for k, v in headers.items() if k.lower() in ("authorization", "content-type", "stripe-version")
         }
@@ -200,7 +204,8 @@ def stripe_proxy(upstream: str) -> Iterator[StripeProxy]:
                 return
             if fault is not None and fault.kind == "delay":
                 time.sleep(fault.hold_s)
-            status, content, replayed = proxy.forward(method, path, headers, body)
+            hold_s = fault.hold_s if fault is not None and fault.kind == "slow" else 0.0
+            status, content, replayed = proxy.forward(method, path, headers, body, hold_s)
             seen.status, seen.replayed = status, replayed
             if fault is not None and fault.kind == RESET_AFTER:
                 self.close_connection = True
