@@ -32,8 +32,8 @@ def table(results: list[dict[str, Any]]) -> str:
     """The headline table: sustained figures at the highest step that met the p99 budget."""
     lines = [
         "| name | what | sustained /s | p50 ms | p95 ms | p99 ms (budget) | errors | broke at | "
-        "CPU ms/op (ours) | Tansu CPU ms/op | peak RSS MB | ratio to baseline |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |",
+        "CPU ms/op (ours) | Tansu CPU ms/op | peak RSS MB | DB conns | ratio to baseline |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
         broke = r.get("broke_at")
@@ -48,7 +48,7 @@ def table(results: list[dict[str, Any]]) -> str:
             f"| {r['name']} | {r['title']} | {_fmt(r['throughput_per_s'])} | {_fmt(r['p50_ms'])} | {_fmt(r['p95_ms'])} "
             f"| {_fmt(r['p99_ms'])} ({r['slo_p99_ms']:.0f}) | {r['errors']}/{r['sent']} | {broke_text} "
             f"| {r['cpu_s_per_op'] * 1000:.2f} | {_fmt((r['broker_cpu_s_per_op'] or 0) * 1000, 2)} "
-            f"| {_fmt(r['peak_rss_mb'])} | {ratio} |"
+            f"| {_fmt(r['peak_rss_mb'])} | {r.get('db_connections_peak', '-')} | {ratio} |"
         )
     return "\n".join(lines)
 

@@ -28,6 +28,7 @@ from bench import report
 from bench.stack import (
     PYTHON,
     ROOT,
+    DatabaseConnections,
     Monitor,
     Processes,
     clean_environment,
@@ -150,6 +151,9 @@ class Run:
             stack.callback(self.processes.stop_all)
             self.monitor.start()
             stack.callback(self.monitor.stop)
+            self.db_connections = DatabaseConnections(self.database)
+            self.db_connections.start()
+            stack.callback(self.db_connections.stop)
             for label, pids in shared_service_pids().items():
                 self.monitor.watch_pids(label, pids)
             self.stripe_base = start_fake_stripe(
@@ -296,12 +300,14 @@ class Run:
         if self.o.smoke:
             rates, step_s, stop = (SMOKE_RATE,), SMOKE_STEP_S, False
         else:
-            rates, step_s, stop = self.o.rates.get(workload.name, workload.rates), self.o.step_s, True
+            rates = self.o.rates.get(tag, self.o.rates.get(workload.name, workload.rates))
+            step_s, stop = self.o.step_s, True
             # Warm at the first rate: pools and keep-alive connections grow here, not in the first measured step.
             warm = self.load_spec(workload, endpoints, (min(rates[0], 100),), 3, False)
             warm["slo_p99_ms"] = 1e9
             self.run_load(warm, f"{tag}-warmup")
         self.monitor.reset_peaks()
+        self.db_connections.take_peak()
         self.log(f"{tag}: {workload.title}, rates {list(rates)}")
         profilers = self.start_profilers(tag, service) if self.o.profile else []
         try:
@@ -348,6 +354,7 @@ class Run:
             },
             "machine_cores_busy": round(cpu.get("machine", 0.0) / max(best.get("duration_s", 1), 1e-9), 2),
             "peak_rss_mb": max(service_peaks.values(), default=0.0),
+            "db_connections_peak": self.db_connections.take_peak(),
             "peak_rss_mb_by_process": peaks,
             "baseline": workload.baseline,
             "ratio_to_baseline": None,

@@ -356,5 +356,37 @@ class Monitor:
                 w.peak_rss.clear()
 
 
+class DatabaseConnections:
+    """Peak number of MariaDB connections to the run's database (how many the pools really hold), sampled."""
+
+    def __init__(self, database: str, interval: float = 0.25) -> None:
+        self.database = database
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-db-connections", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def take_peak(self) -> int:
+        peak, self.peak = self.peak, 0
+        return peak
+
+    def _run(self) -> None:
+        conn = pymysql.connect(**MARIADB, autocommit=True)
+        try:
+            while not self._stop.wait(self.interval):
+                with conn.cursor() as cur:
+                    cur.execute("SELECT COUNT(*) FROM information_schema.processlist WHERE db = %s", (self.database,))
+                    self.peak = max(self.peak, int(cur.fetchone()[0]))
+        finally:
+            conn.close()
+
+
 def run_id() -> str:
     return uuid.uuid4().hex[:8]
