@@ -47,7 +47,8 @@ def table(results: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {r['name']} | {r['title']} | {_fmt(r['throughput_per_s'])} | {_fmt(r['p50_ms'])} | {_fmt(r['p95_ms'])} "
             f"| {_fmt(r['p99_ms'])} ({r['slo_p99_ms']:.0f}) | {r['errors']}/{r['sent']} | {broke_text} "
-            f"| {r['cpu_s_per_op'] * 1000:.2f} | {_fmt((r['broker_cpu_s_per_op'] or 0) * 1000, 2)} "
+            f"| {r['cpu_s_per_op'] * 1000:.2f} "
+            f"| {'-' if r['broker_cpu_s_per_op'] is None else _fmt(r['broker_cpu_s_per_op'] * 1000, 2)} "
             f"| {_fmt(r['peak_rss_mb'])} | {r.get('db_connections_peak', '-')} | {ratio} |"
         )
     return "\n".join(lines)
@@ -103,8 +104,20 @@ def write(options: Any, results: list[dict[str, Any]], before: dict[str, str], a
     summary = [{**{k: r.get(k) for k in RESULT_FIELDS}, **{k: v for k, v in r.items() if k not in RESULT_FIELDS}}
                for r in results]
     payload = {"machine": before, "machine_after": after, "stripe_latency_ms": options.stripe_latency_ms,
-               "step_s": options.step_s, "env_overrides": options.env, "results": summary}
+               "step_s": options.step_s, "env_overrides": options.env, "notes": notes, "results": summary}
     (out_dir / "results.json").write_text(json.dumps(payload, indent=1) + "\n")
+    render(payload, out_dir)
+
+
+def rerender(out_dir: Path) -> None:
+    """RESULTS.md again from results.json (after FINDINGS.md changed), figures untouched."""
+    render(json.loads((out_dir / "results.json").read_text()), out_dir)
+
+
+def render(payload: dict[str, Any], out_dir: Path) -> None:
+    before, after, results = payload["machine"], payload["machine_after"], payload["results"]
+    notes = payload.get("notes", [])
+    latency_ms, step_s, env = payload["stripe_latency_ms"], payload["step_s"], payload["env_overrides"]
     findings = FINDINGS.read_text() if FINDINGS.exists() else ""
     text = f"""# Benchmark results (issue 6)
 
@@ -114,9 +127,9 @@ Findings, profiles and before/after comparisons follow the measured tables (from
 - Date: {before['date']}
 - Machine: `nproc` = {before['nproc']}, CPU {before['cpu']}, Python {before['python']}
 - Load before the run: `{before['uptime']}`; after: `{after['uptime']}`
-- Stripe stand-in latency: {options.stripe_latency_ms:.0f} ms per call;
-  steps of {options.step_s:.0f} s, open-loop arrivals
-- Environment overrides: {options.env or 'none (the defaults of settings.py and the Procfile)'}
+- Stripe stand-in latency: {latency_ms:.0f} ms per call;
+  steps of {step_s:.0f} s, open-loop arrivals
+- Environment overrides: {env or 'none (the defaults of settings.py and the Procfile)'}
 
 ```
 {before['free']}

@@ -74,6 +74,7 @@ class Options:
     root: Path = ROOT
     seed_intents: int = 5000
     seed_customers: int = 200
+    report_only: bool = False
 
 
 class Run:
@@ -413,7 +414,7 @@ def link_baselines(results: list[dict[str, Any]]) -> None:
 def machine_facts() -> dict[str, str]:
     def sh(*argv: str) -> str:
         try:
-            return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip()
+            return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.rstrip()
         except OSError:
             return "?"
 
@@ -441,6 +442,7 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--profile", action="store_true", help="py-spy every service process during each workload")
     parser.add_argument("--out", default=str(ROOT / "bench"), help="where RESULTS.md and results.json go")
     parser.add_argument("--root", default=str(ROOT), help="the service tree to run (a copy, for experiments)")
+    parser.add_argument("--report", action="store_true", help="only render RESULTS.md again from results.json")
     args = parser.parse_args(argv)
     return Options(
         smoke=args.smoke,
@@ -453,6 +455,7 @@ def parse_args(argv: list[str] | None) -> Options:
         profile=args.profile,
         out_dir=Path(args.out),
         root=Path(args.root).resolve(),
+        report_only=args.report,
     )
 
 
@@ -470,6 +473,9 @@ def check_smoke(results: list[dict[str, Any]], expected: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
+    if options.report_only:
+        report.rerender(options.out_dir)
+        return 0
     with tempfile.TemporaryDirectory(prefix="vyp-bench-") as tmp:
         run_dir = Path(os.environ.get("VYP_BENCH_LOG_DIR") or tmp)
         run_dir.mkdir(parents=True, exist_ok=True)
