@@ -118,6 +118,8 @@ class Stack:
         self.api_url = ""
         self.relay: RelayProcess | None = None
         self._client_app: Any = None
+        self._worker_args: dict[str, tuple[str, int, dict[str, str]]] = {}
+        self.worker_restarts = 0
         config.log_dir.mkdir(parents=True, exist_ok=True)
 
     # -- processes
@@ -164,7 +166,21 @@ class Stack:
             "--loglevel",
             "DEBUG",
         ]
+        self._worker_args[role] = (queues, concurrency, env)
         return self._spawn(role, argv, self.config.environment(**env))
+
+    def supervise_worker(self, role: str = "worker") -> bool:
+        """What a process supervisor does: start the worker again if it died; True if it had to."""
+        proc = self.procs.get(role)
+        if proc is not None and proc.poll() is None:
+            return False
+        self.stop(role)
+        queues, concurrency, env = self._worker_args[role]
+        self.start_worker(role, queues, concurrency, **env)
+        self.worker_restarts += 1
+        if self.api_url:
+            self.wait_ready()
+        return True
 
     def start_api(self, role: str = "api", **env: str) -> str:
         port = services.free_port()
