@@ -42,3 +42,18 @@ def report(drill: str, injected: str, **counts: int | float | str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as out:
         out.write(json.dumps(record, sort_keys=False, default=str) + "\n")
+
+
+def table(path: Path | None = None) -> str:
+    """The drills report as a Markdown table: drill, what was injected, what was counted (last run of each line)."""
+    path = path or report_path()
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = ["| drill | injected | counted |", "| --- | --- | --- |"]
+    for row in rows:
+        counted = ", ".join(f"{k}={_format_count(v)}" for k, v in row["counts"].items())
+        lines.append(f"| {row['drill']} | {row['injected']} | {counted} |".replace("\n", " "))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(table(Path(sys.argv[1]) if len(sys.argv) > 1 else None))

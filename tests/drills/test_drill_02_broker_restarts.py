@@ -61,7 +61,7 @@ def broker_stack(drill_log_dir, proxy, sentry) -> Iterator[tuple[Stack, PrivateR
             api_keys=(API_KEY, OTHER_API_KEY),
             sentry_dsn=sentry.dsn,
             task_max_retries=4,
-            rest_timeout_ms=15000,  # a door that lost its result subscription answers 504 sooner
+            rest_timeout_ms=8000,  # a door that lost its result subscription answers 504 sooner
             stripe_timeout_s=30.0,  # a slow Stripe is slow, not lost: no unknown outcomes here
         )
         stack = Stack(config)
@@ -179,12 +179,12 @@ def test_a_redis_restart_with_results_being_written_loses_nothing_and_charges_no
 )
 def test_a_second_delivery_of_a_running_task_never_answers_an_error_for_a_payment_that_succeeds(broker_stack, proxy):
     """What RabbitMQ does after a connection loss, played exactly: the same task (same id) delivered again while the
-    first delivery still waits on Stripe (15 s, longer than the copy's retries last, shorter than the timeout)."""
+    first delivery still waits on Stripe (10 s, longer than the copy's retries last, shorter than the timeout)."""
     stack = broker_stack[0]
     buyer = customer("d2dup")
     proxy.add_rule(
         lambda m, p, f: m == "POST" and p == "/v1/payment_intents" and f.get("metadata[vy_customer_id]") == [buyer],
-        [Fault("slow", hold_s=15.0)],
+        [Fault("slow", hold_s=10.0)],
     )
     task_id = str(uuid.uuid4())
     payload = {"customerId": buyer, "amount": 4100, "currency": "usd"}

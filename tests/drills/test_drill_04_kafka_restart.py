@@ -38,7 +38,7 @@ def test_a_kafka_broker_outage_while_the_relay_runs_ends_with_every_request_answ
     gateway, collector = drill_kafka.gateway, drill_kafka.collector
     if stack.relay is None or not stack.relay.running:
         stack.start_relay()
-    count = size(100, 500)
+    count = size(60, 500)
     customers = [f"d4-{uuid.uuid4().hex[:10]}" for _ in range(5)]
     topic, response_topic = "create-payment-intent", "create-payment-intent-response"
     keys: list[str] = []
@@ -68,7 +68,8 @@ def test_a_kafka_broker_outage_while_the_relay_runs_ends_with_every_request_answ
         gateway.flush()
         back_at = time.monotonic()
         try:
-            collector.wait(lambda: len(collector.answered(keys, response_topic)) == len(keys), 20, "every answer")
+            if not worker_crashed:
+                collector.wait(lambda: len(collector.answered(keys, response_topic)) == len(keys), 20, "every answer")
         except TimeoutError:
             pass
         answered_without_supervisor = len(collector.answered(keys, response_topic))

@@ -29,8 +29,8 @@ from tests.support.webhooks import sign
 
 pytestmark = pytest.mark.integration
 
-REST_INPUTS = size(500, 6000)
-KAFKA_INPUTS = size(300, 4400)
+REST_INPUTS = size(300, 6000)
+KAFKA_INPUTS = size(150, 4400)
 REST_BATCH = 20
 KAFKA_BATCH = 50
 ALLOWED_REST = {200, 201, 400, 401, 402, 404, 405, 409, 413, 422}
