@@ -138,7 +138,9 @@ Findings, profiles and before/after comparisons follow the measured tables (from
 ## Sustained throughput
 
 "Sustained" is the highest offered rate whose step met the workload's p99 budget with under 1 % errors and at
-least 90 % of the offered rate completed; "broke at" is the next step. CPU is the service's own processes (the
+least 90 % of the offered rate completed; "broke at" is the step that ended the ramp. A step that breaks is run once
+more before the ramp stops (the machine is shared: one burst of someone else's work should not end a ramp); both
+attempts are in "Every step". CPU is the service's own processes (the
 phase's: web, worker, reads, relay, or the baseline's process), summed, per successful operation.
 
 {table(results)}

@@ -277,7 +277,7 @@ class Run:
         spec_path = self.run_dir / f"load-{tag}.spec.json"
         out_path = self.run_dir / f"load-{tag}.out.json"
         spec_path.write_text(json.dumps(spec))
-        bound = len(spec["rates"]) * (spec["step_s"] + spec["timeout_s"] + 3 + spec["pause_s"]) + 60
+        bound = 2 * len(spec["rates"]) * (spec["step_s"] + spec["timeout_s"] + 3 + spec["pause_s"]) + 60
         with open(spec_path, "rb") as stdin, open(out_path, "wb") as stdout:
             proc = subprocess.Popen(
                 [PYTHON, "-m", "bench.load"], cwd=self.o.root, stdin=stdin, stdout=stdout, start_new_session=True
@@ -324,7 +324,8 @@ class Run:
             step["cpu_s"] = cpu
         passed = [s for s in steps if s["slo_met"]]
         best = passed[-1] if passed else (steps[0] if steps else {})
-        broke = next((s for s in steps if not s["slo_met"]), None)
+        # A broken step is run once more (load.py): the ramp ended at the last step if that one broke too.
+        broke = steps[-1] if steps and not steps[-1]["slo_met"] else None
         ops = max(1, best.get("ok", 0))
         cpu = best.get("cpu_s", {})
         peaks = self.monitor.peaks()
