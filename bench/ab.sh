@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Before/after of bench/proposals.patch: the same fixed-rate steps against HEAD and HEAD + the patch, each in a
+# Before/after of bench/proposals/*.patch: the same fixed-rate steps against HEAD and HEAD + the patch, each in a
 # copy of the tree under /tmp (the work tree is shared; nothing here touches it). Prints p50/p99 and CPU ms/op.
 # Usage: bench/ab.sh [--only W1,R1,H1] [--rates W1=50 …]   (defaults: W1 50/s, R1 100/s, H1 50/s, R2+consume1 100/s)
 set -euo pipefail
@@ -12,7 +12,9 @@ for variant in head patched; do
   mkdir -p "$base/$variant/tree"
   git archive HEAD | tar -x -C "$base/$variant/tree"
   ln -s "$PWD/.venv" "$base/$variant/tree/.venv"
-  if [ "$variant" = patched ]; then (cd "$base/$variant/tree" && patch -s -p1 < "$OLDPWD/bench/proposals.patch"); fi
+  if [ "$variant" = patched ]; then
+    for p in bench/proposals/*.patch; do (cd "$base/$variant/tree" && patch -s -p1 < "$OLDPWD/$p"); done
+  fi
 done
 for variant in head patched; do
   (cd "$base/$variant/tree" && VYP_BENCH_LOG_DIR="$base/$variant/logs" .venv/bin/python -m bench --brokers amqp \

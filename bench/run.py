@@ -34,6 +34,7 @@ from bench.stack import (
     clean_environment,
     free_port,
     mariadb_database,
+    patched_tree,
     procfile,
     rabbit_vhost,
     redis_databases,
@@ -164,8 +165,24 @@ class Run:
             self.log(f"run {self.id}: database {self.database}, vhost {self.vhost}, redis dbs {self.redis_dbs}")
             self.seed()
             for phase in phases(self.o.brokers, self.o.only, variants=not self.o.smoke):
+                if phase.patched and not self.prepare_patched_tree():
+                    continue
                 self.run_phase(phase)
         return self.results
+
+    def prepare_patched_tree(self) -> bool:
+        """The service tree plus bench/proposals/*.patch, made once per run (what was left out goes in the notes)."""
+        if getattr(self, "patched_root", None) is None:
+            patches = sorted((self.o.root / "bench" / "proposals").glob("*.patch"))
+            if not patches:
+                return False
+            self.patched_root, applied, left_out = patched_tree(self.o.root, patches, self.run_dir / "patched-tree")
+            self.notes.append(
+                f"The +proposals rows run this tree with {', '.join(applied) or 'no patch'} applied"
+                + (f"; left out (already made in the tree, or its lines changed): {', '.join(left_out)}" if left_out
+                   else "")
+            )
+        return True
 
     def seed(self) -> None:
         import settings
@@ -193,9 +210,10 @@ class Run:
             endpoints = {"kafka": tansu or "", "rest": f"http://127.0.0.1:{env['APP_PORT']}"}
             waits: list[tuple[str, str]] = []  # (group name, log text that says it is ready)
             if phase.kind == "service":
-                for name, command in procfile(self.o.root).items():
+                tree = self.patched_root if phase.patched else self.o.root
+                for name, command in procfile(tree).items():
                     if name in SERVICE_PROCESSES:
-                        self.processes.shell(name, command, env)
+                        self.processes.shell(name, command, env, tree)
                         names.append(name)
                 waits.append(("relay", "partitions assigned"))
             elif phase.kind == "sync-peer":

@@ -131,9 +131,9 @@ class Processes:
         self.groups[name] = group
         return group
 
-    def shell(self, name: str, command: str, env: dict[str, str]) -> Group:
+    def shell(self, name: str, command: str, env: dict[str, str], cwd: Path | None = None) -> Group:
         """A Procfile line, run by a shell as honcho runs it (its `${VAR:-default}` expanded there)."""
-        return self.spawn(name, ["/bin/sh", "-c", command], env)
+        return self.spawn(name, ["/bin/sh", "-c", command], env, cwd)
 
     def stop(self, *names: str) -> None:
         for name in names:
@@ -386,6 +386,29 @@ class DatabaseConnections:
                     self.peak = max(self.peak, int(cur.fetchone()[0]))
         finally:
             conn.close()
+
+
+def patched_tree(root: Path, patches: list[Path], destination: Path) -> tuple[Path, list[str], list[str]]:
+    """A copy of the service tree with each proposal's patch applied; (the tree, applied, left out).
+
+    The work tree moves under other engineers' hands: a patch that no longer applies whole (its change already
+    made there, or the lines edited meanwhile) is left out entirely, never half-applied.
+    """
+    import shutil
+
+    skip = (".venv", ".git", ".hypothesis", ".pytest_cache", ".ruff_cache", "var", "__pycache__")
+    shutil.copytree(root, destination, ignore=shutil.ignore_patterns(*skip))
+    (destination / ".venv").symlink_to(root / ".venv")
+    applied, left_out = [], []
+    for patch in patches:
+        argv = ["patch", "-p1", "--forward", "--silent", "-i", str(patch)]
+        check = subprocess.run([*argv, "--dry-run"], cwd=destination, capture_output=True, timeout=60)
+        if check.returncode == 0:
+            subprocess.run(argv, cwd=destination, capture_output=True, timeout=60, check=True)
+            applied.append(patch.stem)
+        else:
+            left_out.append(patch.stem)
+    return destination, applied, left_out
 
 
 def run_id() -> str:

@@ -64,6 +64,7 @@ class Phase:
     env: tuple[tuple[str, str], ...] = ()  # settings this phase changes from the defaults
     suffix: str = ""  # added to its results' names when it runs a variant
     default_broker: bool = True
+    patched: bool = False  # runs the tree with bench/proposals/*.patch applied
 
     def tag(self, workload: str) -> str:
         """The result's name: the workload, then what this phase changes (`R2+consume1`, `W1@redis`)."""
@@ -90,6 +91,10 @@ def phases(brokers: tuple[str, ...], only: set[str] | None, variants: bool = Tru
             planned.append(
                 Phase(f"service-{broker}-consume1", "service", ("W2", "R2", "R3"), broker, CONSUME_ONE, "+consume1")
             )
+            # The changes proposed for files the benchmark does not own (bench/FINDINGS.md), measured in this run.
+            planned.append(
+                Phase(f"service-{broker}-proposals", "service", names, broker, suffix="+proposals", patched=True)
+            )
     result = []
     for phase in planned:
         kept = tuple(
@@ -97,5 +102,5 @@ def phases(brokers: tuple[str, ...], only: set[str] | None, variants: bool = Tru
         )
         if kept:
             result.append(Phase(phase.name, phase.kind, kept, phase.broker, phase.env, phase.suffix,
-                                phase.default_broker))
+                                phase.default_broker, phase.patched))
     return result
