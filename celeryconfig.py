@@ -53,7 +53,9 @@ broker_transport_options = {
     # Redis as broker: redeliver an unacked task only after it could have finished.
     "visibility_timeout": task_time_limit * 4,
 }
-result_expires = 3600  # results carry client secrets in transit; the doors fetch them within REST_TIMEOUT
+# Results carry a client secret in transit: the REST door deletes each once read, and one it stopped waiting
+# for expires soon after the gateway would have given up.
+result_expires = max(60, 2 * _settings.rest_timeout_ms // 1000)
 result_extended = False
 task_track_started = False
 worker_send_task_events = False

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -50,31 +50,31 @@ def _librdkafka_options(config: AutoConfig, prefix: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting of the service; built only by `load_settings`."""
+    """Every setting of the service; built only by `load_settings`. Secrets stay out of its repr (Sentry, logs)."""
 
     app_port: int
     node_env: str
     kafka_broker: str
     kafka_group: str
     log_stream_level: int
-    sentry_dsn: str
-    stripe_secret_key: str
-    stripe_webhook_secret: str
+    sentry_dsn: str = field(repr=False)
+    stripe_secret_key: str = field(repr=False)
+    stripe_webhook_secret: str = field(repr=False)
     stripe_api_base: str
     stripe_timeout_s: float
     tidb_host: str
     tidb_port: int
     tidb_user: str
-    tidb_password: str
+    tidb_password: str = field(repr=False)
     tidb_database: str
     tidb_enable_ssl: bool
     tidb_ca_path: str
     db_pool_size: int
     sqlite_path: str
     auto_seed: bool
-    celery_broker_url: str
-    celery_result_backend: str
-    api_keys: tuple[str, ...]
+    celery_broker_url: str = field(repr=False)
+    celery_result_backend: str = field(repr=False)
+    api_keys: tuple[str, ...] = field(repr=False)
     rest_timeout_ms: int
     idempotency_ttl_s: int
     task_max_retries: int

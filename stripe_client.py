@@ -6,6 +6,8 @@ import json
 import threading
 from typing import Any
 
+import requests
+import requests.adapters
 import stripe
 
 from domain.errors import OperationError, TransientError
@@ -23,13 +25,22 @@ def client() -> stripe.StripeClient:
         with _lock:
             if _client is None:
                 settings = get_settings()
+                # One pool of kept-alive connections for every greenlet: the SDK's own session is per
+                # thread, which under gevent means a new TLS handshake for every task.
+                session = requests.Session()
+                adapter = requests.adapters.HTTPAdapter(
+                    pool_connections=4, pool_maxsize=max(10, settings.payments_concurrency), max_retries=0
+                )
+                session.mount("https://", adapter)
+                session.mount("http://", adapter)
                 _client = stripe.StripeClient(
                     settings.stripe_api_key,
                     base_addresses={"api": settings.stripe_api_base},
                     # Retries belong to the Celery task, which keeps the same idempotency key.
                     max_network_retries=0,
-                    http_client=stripe.RequestsClient(timeout=settings.stripe_timeout_s),
+                    http_client=stripe.RequestsClient(timeout=settings.stripe_timeout_s, session=session),
                 )
+
     return _client
 
 

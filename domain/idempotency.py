@@ -7,6 +7,7 @@ Same key + same request replays the stored outcome; same key + another request i
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -36,9 +37,10 @@ def fingerprint(operation: str, canonical_request: dict[str, Any]) -> str:
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
-def stripe_key(operation: str, digest: str, step: str) -> str:
-    """The Idempotency-Key sent to Stripe: derived from the key's hash, so any retry repeats it exactly."""
-    return f"vy-{operation}-{digest[:40]}-{step}"
+def stripe_key(operation: str, resource_id: str, step: str) -> str:
+    """The Idempotency-Key sent to Stripe: derived from the claim's own resource id, so every retry of this
+    request repeats it exactly, and a key reused after it expired here never meets the old one at Stripe."""
+    return f"vy-{operation}-{resource_id}-{step}"
 
 
 @dataclass(frozen=True)
@@ -49,16 +51,26 @@ class Claim:
     resource_id: str  # our id for what the operation creates, fixed at first claim
     key_hash: str
     trace_id: str  # the first attempt's trace id, reused in every Stripe parameter
+    owner: str  # who holds it: only the holder may complete or release it
     resumed: bool  # a previous attempt may have reached Stripe already
     replay: dict[str, Any] | None = None  # set instead when the outcome is already stored
+    stripe_params: dict[str, Any] | None = None  # what the first attempt sent to Stripe, to send again
 
     def stripe_key(self, operation: str, step: str) -> str:
-        return stripe_key(operation, self.key_hash, step)
+        return stripe_key(operation, self.resource_id, step)
 
     @classmethod
-    def of(cls, record: IdempotencyRecord) -> Claim:
-        """The claim a record stands for (the janitor resumes work from it)."""
-        return cls(record.id, record.resource_id, record.key_hash, record.trace_id, resumed=True)
+    def of(cls, record: IdempotencyRecord, owner: str) -> Claim:
+        """The claim a record stands for, held by `owner` (the janitor resumes work from it)."""
+        return cls(
+            record.id,
+            record.resource_id,
+            record.key_hash,
+            record.trace_id,
+            owner,
+            resumed=True,
+            stripe_params=record.stripe_params,
+        )
 
 
 def claim(
@@ -88,7 +100,7 @@ def claim(
                 locked_until=now + LEASE,
                 expires_at=now + dt.timedelta(seconds=ttl_s),
             )
-        return Claim(record.id, record.resource_id, digest, record.trace_id, resumed=False)
+        return Claim(record.id, record.resource_id, digest, record.trace_id, owner, resumed=False)
     except IntegrityError:
         pass
     with write_transaction():
@@ -96,10 +108,9 @@ def claim(
         if record.expires_at <= now:
             # Past Stripe's 24 h window the key starts afresh, as at Stripe.
             record.fingerprint, record.operation, record.request = request_fp, operation, canonical_request
-
-            record.state, record.outcome, record.attempts = "retryable", None, 0
+            record.state, record.outcome, record.attempts, record.stripe_params = "retryable", None, 0, None
             record.resource_id, record.trace_id = new_id(resource_kind), trace_id[:128]
-            record.expires_at = now + dt.timedelta(seconds=ttl_s)
+            record.created_at, record.expires_at = now, now + dt.timedelta(seconds=ttl_s)
         if record.fingerprint != request_fp:
             raise OperationError(
                 "idempotency_key_reused",
@@ -107,7 +118,9 @@ def claim(
                 {"operation": record.operation},
             )
         if record.state == "completed":
-            return Claim(record.id, record.resource_id, digest, record.trace_id, resumed=True, replay=record.outcome)
+            return Claim(
+                record.id, record.resource_id, digest, record.trace_id, owner, resumed=True, replay=record.outcome
+            )
         if record.state == "in_flight" and record.owner != owner and record.locked_until > now:
             raise OperationError(
                 "idempotency_key_in_use",
@@ -119,21 +132,44 @@ def claim(
         record.attempts += 1
         record.updated_at = now
         record.save()
-        return Claim(record.id, record.resource_id, digest, record.trace_id, resumed=True)
+        return Claim.of(record, owner)
 
 
-def complete(claim_: Claim, outcome: dict[str, Any]) -> None:
-    """Store the outcome (response or error) to replay; it must hold no client secret."""
-    IdempotencyRecord.update(state="completed", outcome=outcome, updated_at=utcnow()).where(
-        IdempotencyRecord.id == claim_.record_id
-    ).execute()
+def complete(claim_: Claim, outcome: dict[str, Any]) -> bool:
+    """Store the outcome (response or error) to replay; it must hold no client secret. Only the holder may."""
+    return bool(
+        IdempotencyRecord.update(state="completed", outcome=outcome, updated_at=utcnow())
+        .where(
+            IdempotencyRecord.id == claim_.record_id,
+            IdempotencyRecord.owner == claim_.owner,
+            IdempotencyRecord.state == "in_flight",
+        )
+        .execute()
+    )
 
 
-def release(claim_: Claim) -> None:
-    """Give the key back after a failure that never reached a stored result, so a retry can run."""
-    IdempotencyRecord.update(state="retryable", updated_at=utcnow()).where(
-        IdempotencyRecord.id == claim_.record_id
-    ).execute()
+def release(claim_: Claim) -> bool:
+    """Give the key back after a failure that never reached a stored result, so a retry can run.
+
+    Never undoes a stored outcome, and never takes the key from whoever took it over meanwhile.
+    """
+    return bool(
+        IdempotencyRecord.update(state="retryable", updated_at=utcnow())
+        .where(
+            IdempotencyRecord.id == claim_.record_id,
+            IdempotencyRecord.owner == claim_.owner,
+            IdempotencyRecord.state == "in_flight",
+        )
+        .execute()
+    )
+
+
+def remember_stripe_params(claim_: Claim, params: dict[str, Any]) -> Claim:
+    """Keep what is about to be sent to Stripe, so a retry sends exactly the same under the same key."""
+    IdempotencyRecord.update(stripe_params=params).where(IdempotencyRecord.id == claim_.record_id).execute()
+    # The first attempt sends what a retry will read back (same key order): byte for byte the same request.
+    return dataclasses.replace(claim_, stripe_params=json.loads(json.dumps(params, sort_keys=True)))
+
 
 
 def purge_expired(now: dt.datetime | None = None) -> int:

@@ -28,6 +28,7 @@ log = logging.getLogger("janitor")
 # Longer than a task can run with its retries: younger work may still be in progress.
 GRACE = dt.timedelta(minutes=10)
 STRIPE_IDEMPOTENCY_WINDOW = dt.timedelta(hours=24)
+PER_PASS = 200  # records resolved per pass: a backlog is worked off over passes, within the task's time limit
 
 
 def _abandoned(operation: str, now: dt.datetime, grace: dt.timedelta) -> list[IdempotencyRecord]:
@@ -42,18 +43,18 @@ def _abandoned(operation: str, now: dt.datetime, grace: dt.timedelta) -> list[Id
     )
 
 
-def _take_over(record: IdempotencyRecord, now: dt.datetime) -> bool:
+def _take_over(record: IdempotencyRecord, now: dt.datetime) -> idempotency.Claim | None:
     """Own the claim, unless a worker or another janitor moved it meanwhile."""
     owner = f"janitor:{uuid.uuid4()}"
     with write_transaction():
         current = for_update(IdempotencyRecord.select().where(IdempotencyRecord.id == record.id)).first()
         if current is None or current.state == "completed" or current.updated_at != record.updated_at:
-            return False
+            return None
         current.state, current.owner = "in_flight", owner
         current.locked_until = now + idempotency.LEASE
         current.updated_at = now
         current.save()
-    return True
+    return idempotency.Claim.of(current, owner)
 
 
 def _intent_at_stripe(record: IdempotencyRecord, inp: CreatePaymentIntentInput) -> dict[str, Any] | None:
@@ -68,10 +69,11 @@ def _intent_at_stripe(record: IdempotencyRecord, inp: CreatePaymentIntentInput) 
     return None
 
 
-def resolve_intent(record: IdempotencyRecord, now: dt.datetime) -> str:
+def resolve_intent(record: IdempotencyRecord, claim: idempotency.Claim, now: dt.datetime) -> str:
     """Finish one abandoned create-payment-intent; returns what was done."""
-    claim = idempotency.Claim.of(record)
-    if PaymentIntent.get_or_none(PaymentIntent.id == record.resource_id) is not None:
+    stored = PaymentIntent.get_or_none(PaymentIntent.id == record.resource_id)
+    if stored is not None:
+        idempotency.complete(claim, {"response": stored.to_payload()})
         return "already stored"
     if record.request is None:
         return "no request stored"  # claimed before requests were kept (migration 003)
@@ -101,13 +103,14 @@ def _refund_at_stripe(refund: Refund) -> dict[str, Any] | None:
     return None
 
 
-def resolve_refund(record: IdempotencyRecord, now: dt.datetime) -> str:
+def resolve_refund(record: IdempotencyRecord, claim: idempotency.Claim, now: dt.datetime) -> str:
     """Finish one abandoned create-refund whose amount is held but Stripe's answer never came."""
-    claim = idempotency.Claim.of(record)
     refund = Refund.get_or_none(Refund.id == record.resource_id)
     if refund is None:
-        # Nothing was reserved, so nothing reached Stripe: the caller may send it again.
-        idempotency.release(claim)
+        # Nothing was reserved, so nothing reached Stripe: forget the key, the caller may send it again.
+        IdempotencyRecord.delete().where(
+            IdempotencyRecord.id == record.id, IdempotencyRecord.owner == claim.owner
+        ).execute()
         return "nothing reserved"
     try:
         if now - record.created_at < STRIPE_IDEMPOTENCY_WINDOW:
@@ -130,36 +133,61 @@ def resolve_refund(record: IdempotencyRecord, now: dt.datetime) -> str:
 def reconcile_pending_refunds(now: dt.datetime, grace: dt.timedelta) -> int:
     """Ask Stripe about refunds it left `pending` (a webhook may never come); apply what it says."""
     moved = 0
-    waiting = Refund.select().where(
-        Refund.status.in_(("pending", "requires_action")),
-        Refund.stripe_refund_id.is_null(False),
-        Refund.updated_at < now - grace,
+    waiting = (
+        Refund.select()
+        .where(
+            Refund.status.in_(("pending", "requires_action")),
+            Refund.stripe_refund_id.is_null(False),
+            Refund.updated_at < now - grace,
+        )
+        .limit(PER_PASS)
     )
     for refund in waiting:
         found = stripe_client.retrieve_refund(refund.stripe_refund_id)
         with write_transaction():
             locked = for_update(Refund.select().where(Refund.id == refund.id)).get()
             status = found.get("status") or locked.status
+            if status == locked.status:
+                continue
             moved += apply_refund_status(
                 locked, status, found.get("failure_reason"), cause=f"janitor:reconciled:{refund.id}"
             )
     return moved
 
 
+def reapply_unmatched_events(now: dt.datetime, grace: dt.timedelta) -> int:
+    """Events stored before their intent existed, whose create has committed since (a race the create may lose)."""
+    from domain.webhooks import apply_unmatched_events
+    from models import WebhookEvent
+
+    waiting = (
+        WebhookEvent.select(WebhookEvent.object_id)
+        .where(WebhookEvent.status == "unmatched", WebhookEvent.received_at < now - grace)
+        .distinct()
+        .limit(PER_PASS)
+    )
+    return sum(apply_unmatched_events(row.object_id) for row in waiting)
+
+
 def run(grace: dt.timedelta = GRACE, now: dt.datetime | None = None) -> dict[str, int]:
-    """One janitor pass; returns counts by outcome. A transient failure leaves the claim for the next pass."""
+    """One janitor pass, bounded; returns counts by outcome. A failure leaves that claim for the next pass."""
     now = now or utcnow()
     counts: dict[str, int] = {}
     for operation, resolve in ((CREATE_INTENT, resolve_intent), (CREATE_REFUND, resolve_refund)):
-        for record in _abandoned(operation, now, grace):
-            if not _take_over(record, now):
+        for record in _abandoned(operation, now, grace)[:PER_PASS]:
+            claim = _take_over(record, now)
+            if claim is None:
                 continue
             try:
-                outcome = resolve(record, now)
-            except TransientError as exc:
-                idempotency.release(idempotency.Claim.of(record))
-                outcome = f"retry later ({exc.code})"
+                outcome = resolve(record, claim, now)
+            except Exception as exc:  # one broken record must not stop the others
+                idempotency.release(claim)
+                outcome = f"retry later ({getattr(exc, 'code', type(exc).__name__)})"
+                if not isinstance(exc, TransientError):
+                    log.exception("janitor could not resolve %s %s", operation, record.resource_id)
             log.info("janitor %s %s: %s", operation, record.resource_id, outcome)
             counts[outcome] = counts.get(outcome, 0) + 1
     counts["reconciled refunds"] = reconcile_pending_refunds(now, grace)
+    counts["early events applied"] = reapply_unmatched_events(now, dt.timedelta(minutes=1) if grace else grace)
+    counts["expired keys purged"] = idempotency.purge_expired(now)
     return counts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import stripe_client
@@ -16,6 +17,7 @@ from models import PaymentIntent, PaymentMethod, ZtrackingPaymentIntent, write_t
 from models.payment_intents import save_with_history
 
 OPERATION = "create-payment-intent"
+log = logging.getLogger(__name__)
 
 
 def _vaulted_method(inp: CreatePaymentIntentInput) -> PaymentMethod | None:
@@ -54,22 +56,12 @@ def _replay(stored: dict[str, Any]) -> dict[str, Any]:
     return _with_client_secret(stored, stripe_intent)
 
 
-def execute_create(
-    claim: idempotency.Claim,
-    inp: CreatePaymentIntentInput,
-    cause: str = OPERATION,
-    found_at_stripe: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Create the intent for a claim: at Stripe with the claim's derived key, then the row and its history.
-
-    `found_at_stripe` is the PaymentIntent the janitor found at Stripe for an abandoned claim: stored, not created.
-    """
-    existing = PaymentIntent.get_or_none(PaymentIntent.id == claim.resource_id)
-    if existing is not None:
-        # Stored by an attempt that died before answering: answer from it.
-        return _replay(existing.to_payload())
+def _stripe_request(claim: idempotency.Claim, inp: CreatePaymentIntentInput) -> idempotency.Claim:
+    """What to send to Stripe, decided once: a retry sends exactly the same (same key, same parameters)."""
+    if claim.stripe_params is not None:
+        return claim
+    method = _vaulted_method(inp)  # refused here, nothing has been created anywhere yet
     customer = ensure_stripe_customer(inp.customer_id)
-    method = _vaulted_method(inp)
     params: dict[str, Any] = {
         "amount": inp.amount,
         "currency": inp.currency,
@@ -88,21 +80,43 @@ def execute_create(
         params["description"] = inp.description
     if method is not None:
         params["payment_method"] = method.stripe_payment_method_id
+    return idempotency.remember_stripe_params(
+        claim, {"params": params, "paymentMethodId": method.id if method else None}
+    )
+
+
+def execute_create(
+    claim: idempotency.Claim,
+    inp: CreatePaymentIntentInput,
+    cause: str = OPERATION,
+    found_at_stripe: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Create the intent for a claim: at Stripe with the claim's derived key, then the row and its history.
+
+    `found_at_stripe` is the PaymentIntent the janitor found at Stripe for an abandoned claim: stored, not created.
+    """
+    existing = PaymentIntent.get_or_none(PaymentIntent.id == claim.resource_id)
+    if existing is not None:
+        # Stored by an attempt that died before answering: that is the answer.
+        idempotency.complete(claim, {"response": existing.to_payload()})
+        return _replay(existing.to_payload())
+    claim = _stripe_request(claim, inp)
+    params = claim.stripe_params["params"]
     intent = PaymentIntent(
         id=claim.resource_id,
         customer_id=inp.customer_id,
-        stripe_customer_id=customer.stripe_customer_id,
+        stripe_customer_id=params["customer"],
         amount=inp.amount,
         currency=inp.currency,
         capture_method=inp.capture_method,
-        payment_method_id=method.id if method else None,
+        payment_method_id=claim.stripe_params["paymentMethodId"],
         description=inp.description,
         metadata=inp.metadata,
     )
-    key = claim.stripe_key(OPERATION, "create")
     try:
-        stripe_intent = found_at_stripe or stripe_client.create_payment_intent(params, idempotency_key=key)
-
+        stripe_intent = found_at_stripe or stripe_client.create_payment_intent(
+            params, idempotency_key=claim.stripe_key(OPERATION, "create")
+        )
     except OperationError as exc:
         declined = stripe_client.card_error_payment_intent(exc)
         if exc.code != "card_declined" or declined is None:
@@ -112,13 +126,22 @@ def execute_create(
         with write_transaction():
             save_with_history(intent, cause=f"{cause}:declined", create=True)
             idempotency.complete(claim, {"error": exc.to_error()})
+        apply_unmatched_events_safely(intent.stripe_payment_intent_id)
         raise
     apply_stripe_intent(intent, stripe_intent)
     with write_transaction():
         save_with_history(intent, cause=cause, create=True)
         idempotency.complete(claim, {"response": intent.to_payload()})
-    apply_unmatched_events(intent.stripe_payment_intent_id)
+    apply_unmatched_events_safely(intent.stripe_payment_intent_id)
     return _with_client_secret(intent.to_payload(), stripe_intent)
+
+
+def apply_unmatched_events_safely(stripe_payment_intent_id: str | None) -> None:
+    """Events that outran the create; the stored result stands whatever happens here (the janitor retries)."""
+    try:
+        apply_unmatched_events(stripe_payment_intent_id)
+    except Exception:
+        log.warning("early events for %s left for the janitor", stripe_payment_intent_id, exc_info=True)
 
 
 def create_payment_intent(ctx: OperationContext, inp: CreatePaymentIntentInput) -> dict[str, Any]:

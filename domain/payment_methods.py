@@ -7,10 +7,11 @@ from typing import Any
 import stripe_client
 from domain import idempotency
 from domain.context import OperationContext
-from domain.customers import ensure_stripe_customer, lock_customer
+from domain.customers import ensure_stripe_customer, find_customer, lock_customer
 from domain.errors import OperationError, not_found
 from domain.schemas import CreatePaymentMethodInput, DeletePaymentMethodInput, ListPaymentMethodsInput
 from models import PaymentMethod, utcnow, write_transaction
+from models.base import for_update
 
 CREATE = "create-payment-method"
 DELETE = "delete-payment-method"
@@ -20,8 +21,13 @@ def _active(customer_id: str) -> Any:
     return PaymentMethod.select().where(PaymentMethod.customer_id == customer_id, PaymentMethod.deleted_at.is_null())
 
 
-def _same_card(customer_id: str, fingerprint: str | None, stripe_payment_method_id: str) -> PaymentMethod | None:
-    """A method already vaulted for this customer: the same Stripe object, or the same card."""
+def _same_card(
+    customer_id: str, fingerprint: str | None, stripe_payment_method_id: str, lock: bool = False
+) -> PaymentMethod | None:
+    """A method already vaulted for this customer: the same Stripe object, or the same card.
+
+    `lock`: a locking read, which sees what others committed while we waited (TiDB's plain reads may not).
+    """
     query = _active(customer_id)
     if fingerprint:
         query = query.where(
@@ -30,15 +36,20 @@ def _same_card(customer_id: str, fingerprint: str | None, stripe_payment_method_
         )
     else:
         query = query.where(PaymentMethod.stripe_payment_method_id == stripe_payment_method_id)
-    return query.order_by(PaymentMethod.id).first()
+    query = query.order_by(PaymentMethod.id)
+    return (for_update(query) if lock else query).first()
 
 
 def _make_default(method: PaymentMethod) -> None:
+    """The one default of the customer (call under the customer's lock)."""
     PaymentMethod.update(is_default=False).where(
         PaymentMethod.customer_id == method.customer_id, PaymentMethod.id != method.id
     ).execute()
+    # Only this column: never write back a row a concurrent delete has changed.
+    PaymentMethod.update(is_default=True).where(
+        PaymentMethod.id == method.id, PaymentMethod.deleted_at.is_null()
+    ).execute()
     method.is_default = True
-    method.save()
 
 
 def create_payment_method(ctx: OperationContext, inp: CreatePaymentMethodInput) -> dict[str, Any]:
@@ -50,11 +61,14 @@ def create_payment_method(ctx: OperationContext, inp: CreatePaymentMethodInput) 
             PaymentMethod.deleted_at.is_null(False),
         ):
             raise OperationError("invalid_state", "This payment method was deleted; vault a new one.")
-        customer = ensure_stripe_customer(inp.customer_id)
+        # Checked before anything is created: a refused request writes nothing, here or at Stripe.
         stripe_method = stripe_client.retrieve_payment_method(inp.stripe_payment_method_id)
         owner = stripe_method.get("customer")
-        if owner and owner != customer.stripe_customer_id:
+        known = find_customer(inp.customer_id)
+        if owner and (known is None or owner != known.stripe_customer_id):
             raise OperationError("invalid_state", "This payment method belongs to another customer.")
+        customer = ensure_stripe_customer(inp.customer_id)
+
         card = stripe_method.get("card") or {}
         fingerprint = card.get("fingerprint")
         duplicate = _same_card(inp.customer_id, fingerprint, inp.stripe_payment_method_id)
@@ -74,7 +88,7 @@ def create_payment_method(ctx: OperationContext, inp: CreatePaymentMethodInput) 
         with write_transaction():
             lock_customer(inp.customer_id)
             # Checked again under the customer's lock: a concurrent vault of the same card may have won.
-            method = _same_card(inp.customer_id, fingerprint, inp.stripe_payment_method_id)
+            method = _same_card(inp.customer_id, fingerprint, inp.stripe_payment_method_id, lock=True)
             if method is None:
                 method = PaymentMethod.create(
                     id=claim.resource_id,
@@ -134,6 +148,7 @@ def delete_payment_method(ctx: OperationContext, inp: DeletePaymentMethodInput) 
                 raise
         payload = {"id": method.id, "deleted": True}
         with write_transaction():
+            lock_customer(method.customer_id)  # one change to a customer's vault at a time
             PaymentMethod.update(deleted_at=utcnow(), is_default=False).where(PaymentMethod.id == method.id).execute()
             idempotency.complete(claim, {"response": payload})
         return payload

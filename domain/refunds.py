@@ -91,7 +91,10 @@ def send_refund(
     `found_at_stripe` is the refund the janitor found at Stripe for an abandoned claim: recorded, not sent.
     """
     if refund.stripe_refund_id and refund.status != "pending":
+        # Stripe's answer is already recorded (a webhook brought it): that is the outcome.
+        idempotency.complete(claim, {"response": refund.to_payload()})
         return refund.to_payload()
+
     intent = PaymentIntent.get_by_id(refund.payment_intent_id)
     params: dict[str, Any] = {
         "payment_intent": intent.stripe_payment_intent_id,

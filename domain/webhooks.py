@@ -54,6 +54,13 @@ def _apply_intent_event(event_id: str, created: int, obj: dict[str, Any]) -> str
 
 def _apply_refund_object(event_id: str, created: int, obj: dict[str, Any]) -> str:
     refund = for_update(Refund.select().where(Refund.stripe_refund_id == obj.get("id"))).first()
+    ours = (obj.get("metadata") or {}).get("vy_refund_id")
+    if refund is None and ours:
+        # Our own refund, whose Stripe answer has not been recorded yet (the event outran it).
+        refund = for_update(Refund.select().where(Refund.id == ours, Refund.stripe_refund_id.is_null())).first()
+        if refund is not None:
+            refund.stripe_refund_id = obj["id"]
+            refund.save()
     if refund is None:
         # A refund made outside the service (the Dashboard): adopt it, so the refundable balance stays true.
         intent = lock_intent_by_stripe_id(obj.get("payment_intent"))

@@ -95,7 +95,8 @@ def _text(value: bytes | None) -> str | None:
 def _reply_partition(value: bytes | None) -> int | None:
     text = _text(value)
     # NestJS sends the partition as a decimal string; anything else leaves the choice to the partitioner.
-    return int(text) if text and text.isdigit() else None
+    # isascii: "²".isdigit() is True, but int("²") raises, and that must not stop the relay.
+    return int(text) if text and text.isascii() and text.isdigit() and len(text) <= 9 else None
 
 
 def reply_destination(topic: str, key: str | None, headers: dict[str, bytes]) -> dict[str, Any] | None:
@@ -135,7 +136,10 @@ def decode_request(message: Message) -> Request:
     topic = message.topic()
     raw_key = message.key()
     key = _text(raw_key)
-    reply = reply_destination(topic, key, _headers(message))
+    try:
+        reply = reply_destination(topic, key, _headers(message))
+    except Exception:  # headers that cannot name a reply: treated as none (the key may still)
+        reply = None
     if raw_key and key is None and reply is None:
         # A key that is not text still names the caller: answer under the same bytes.
         reply = {"topic": OPERATIONS[topic].response_topic, "key": raw_key.decode("utf-8", "replace"), "headers": {}}

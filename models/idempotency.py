@@ -16,6 +16,7 @@ class IdempotencyRecord(BaseModel):
     trace_id = CharField(max_length=128)  # the first attempt's: Stripe parameters must not differ on retry
     outcome = JSONField(null=True)  # the stored response or error, never a client secret
     request = JSONField(null=True)  # the canonical request, so the janitor can finish an abandoned one
+    stripe_params = JSONField(null=True)  # what the first attempt sent to Stripe: a retry sends the same
 
     attempts = IntegerField(default=1)
     locked_until = UTCDateTimeField()

@@ -69,6 +69,7 @@ def init_sentry(settings: Settings, process: str, **options: Any) -> bool:
         environment=settings.node_env,
         server_name=process,
         max_request_body_size="never",  # request bodies may hold payment data
+        include_local_variables=False,  # frames hold keys, secrets and payloads
         event_scrubber=EventScrubber(denylist=DENYLIST, recursive=True),
         before_send=before_send,
         before_breadcrumb=before_breadcrumb,

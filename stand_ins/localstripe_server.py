@@ -18,9 +18,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import json
 import logging
 import pickle
 import socket
+import urllib.parse
 from collections import Counter
 from typing import Any
 
@@ -145,7 +147,10 @@ def stripe_like_middleware(honour_idempotency: bool) -> Any:
             response = await handler(request)
         else:
             scope = (request.headers.get("Authorization", ""), key)
-            digest = hashlib.sha256(request.path.encode() + b"\0" + await request.read()).hexdigest()
+            # Stripe compares parameters, not bytes: the same parameters in another order are the same request.
+            params = sorted(urllib.parse.parse_qsl((await request.read()).decode(), keep_blank_values=True))
+            digest = hashlib.sha256(json.dumps([request.path, params]).encode()).hexdigest()
+
             if scope in _idempotent:
                 stored = _idempotent[scope]
                 if stored is None:

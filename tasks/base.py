@@ -23,6 +23,8 @@ from tasks import replies
 
 log = logging.getLogger("tasks")
 
+# Celery's max_retries=None means "the task's default", not "no limit".
+UNBOUNDED = 10**9
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 20.0
 
@@ -60,15 +62,22 @@ class OperationTask(celery.Task):
         try:
             with metrics.track(self.operation.name, door, "task"):
                 envelope = self._execute(ctx, payload)
-            if self._should_wait_for_first_attempt(envelope, meta, ctx):
-                # Kafka has no caller to retry a 409: wait for the first attempt, then replay its result.
-                raise self.retry(countdown=backoff_with_jitter(self.request.retries) + 0.2)
+            if self._should_wait_for_first_attempt(envelope, meta):
+                # Kafka has no caller to retry a 409: wait (as long as the gateway would) for the first
+                # attempt, then replay its result.
+                waiting = {
+                    **meta,
+                    "waitUntil": meta.get("waitUntil") or time.time() + get_settings().rest_timeout_ms / 1000,
+                }
+                raise self.retry(args=[payload, waiting], countdown=random.uniform(0.5, 1.0), max_retries=UNBOUNDED)
             try:
                 replies.deliver(envelope, {**meta, "traceId": trace_id})
             except Exception as exc:
                 # An accepted request must end in a reply: try again (the outcome replays) until it goes out.
                 log.warning("reply not delivered, retrying: %s", type(exc).__name__)
-                raise self.retry(countdown=backoff_with_jitter(min(self.request.retries, 5)), max_retries=None) from exc
+                raise self.retry(
+                    countdown=backoff_with_jitter(min(self.request.retries, 5)), max_retries=UNBOUNDED
+                ) from exc
             outcome = envelope["error"]["code"] if "error" in envelope else "ok"
             metrics.OPERATIONS.labels(self.operation.name, door, outcome).inc()
             log.info("operation finished: %s in %.0f ms", outcome, (time.monotonic() - started) * 1000)
@@ -77,9 +86,10 @@ class OperationTask(celery.Task):
         return envelope
 
     @staticmethod
-    def _should_wait_for_first_attempt(envelope: dict[str, Any], meta: dict[str, Any], ctx: OperationContext) -> bool:
+    def _should_wait_for_first_attempt(envelope: dict[str, Any], meta: dict[str, Any]) -> bool:
         in_use = envelope.get("error", {}).get("code") == "idempotency_key_in_use"
-        return in_use and bool(meta.get("waitInFlight")) and not ctx.final_attempt
+        deadline = meta.get("waitUntil")
+        return in_use and bool(meta.get("waitInFlight")) and (deadline is None or time.time() < float(deadline))
 
     def _execute(self, ctx: OperationContext, payload: Any) -> dict[str, Any]:
         try:

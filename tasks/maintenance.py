@@ -15,7 +15,7 @@ JANITOR = "payments.janitor"
 SWEEPER = "payments.sweep-stripe-events"
 
 
-@app.task(name=JANITOR, acks_late=True, ignore_result=True)
+@app.task(name=JANITOR, acks_late=True, ignore_result=True, soft_time_limit=600, time_limit=660)
 def run_janitor() -> dict[str, Any]:
     """Resolve operations whose outcome is unknown (domain/janitor.py)."""
     from domain import janitor
@@ -30,7 +30,7 @@ def run_janitor() -> dict[str, Any]:
         reset_log_context(tokens)
 
 
-@app.task(name=SWEEPER, acks_late=True, ignore_result=True)
+@app.task(name=SWEEPER, acks_late=True, ignore_result=True, soft_time_limit=600, time_limit=660)
 def sweep_stripe_events() -> int:
     """Ingest Stripe events that no webhook delivered (domain/webhooks.py sweep_events)."""
     from domain.webhooks import sweep_events

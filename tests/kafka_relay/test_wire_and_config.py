@@ -119,3 +119,11 @@ def test_a_dead_letter_copy_keeps_the_message_and_says_why_and_where_from():
     headers = dict(record.headers)
     assert headers["origin"] == b"x" and headers["dlq-reason"] == b"invalid_json"
     assert (headers["kafka_dlt-original-partition"], headers["kafka_dlt-original-offset"]) == (b"1", b"41")
+
+
+def test_a_reply_partition_header_that_only_looks_numeric_does_not_stop_the_relay():
+    from kafka_relay import wire
+
+    assert wire._reply_partition("²".encode()) is None
+    assert wire._reply_partition(b"3") == 3
+    assert wire._reply_partition(b"99999999999999999999") is None
