@@ -362,6 +362,8 @@ async def ramp_steps(spec: dict[str, Any], run_step: Any) -> list[Step]:
         if not summary["slo_met"] and spec.get("stop_on_break", True):
             if spec.get("repeat_broken", True) and not repeated:
                 repeated = True
+                # Let the service work off what the broken step left queued before it is measured again.
+                await asyncio.sleep(spec.get("repeat_pause_s", 10.0))
                 continue
             break
         index, repeated = index + 1, False

@@ -314,8 +314,23 @@ class Run:
             raise RuntimeError(f"load generator for {tag} failed (exit {proc.returncode})")
         return json.loads(out_path.read_text())
 
+    def settle(self, service: list[str], bound_s: float = 120.0) -> float:
+        """Wait until the service is idle again: tasks a previous workload left queued (its callers gave up on
+        them, the workers did not) would otherwise run during the next one. Returns the seconds waited."""
+        started = time.monotonic()
+        while time.monotonic() - started < bound_s:
+            now = time.time()
+            time.sleep(1.0)
+            busy = sum(v for k, v in self.monitor.cpu_between(now, time.time()).items() if k in service)
+            if busy < 0.15:  # cores: what an idle stack spends on its own polling
+                break
+        return time.monotonic() - started
+
     def measure(self, workload: Workload, phase: Phase, endpoints: dict[str, str], service: list[str]) -> dict:
         tag = phase.tag(workload.name)
+        waited = self.settle(service)
+        if waited > 2:
+            self.notes.append(f"Before {tag}: waited {waited:.0f} s for the service to finish the previous backlog")
         if self.o.smoke:
             rates, step_s, stop = (SMOKE_RATE,), SMOKE_STEP_S, False
         else:
