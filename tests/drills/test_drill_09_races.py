@@ -32,7 +32,7 @@ CAPTURED = 10_000
     [
         pytest.param([500] * 50, id="50x500"),
         pytest.param(
-            [random.Random(9).randint(1, 1500) for _ in range(50)],
+            (lambda rng: [rng.randint(1, 1500) for _ in range(50)])(random.Random(9)),
             id="50-random",
             marks=[] if FULL else pytest.mark.skip(reason="full run only (make drills)"),
         ),

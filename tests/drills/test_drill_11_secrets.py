@@ -68,7 +68,7 @@ def test_no_card_cvc_client_secret_key_or_webhook_secret_in_any_log_table_or_sen
     service_logs, stand_in_logs = [], []
     for directory in EVIDENCE.log_dirs:
         for path in sorted(Path(directory).rglob("*")):
-            if path.is_file():
+            if path.is_file() and not path.name.startswith("tables-"):  # table dumps are scanned as tables
                 (stand_in_logs if path.name.startswith(STAND_IN_LOGS) else service_logs).append(path)
     log_findings = {}
     lines = 0
