@@ -162,7 +162,18 @@ def verify_webhook(payload: str, signature: str, *, tolerance_s: int = 300) -> d
         raise OperationError("validation_error", "The webhook payload is not JSON.") from None
     if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
         raise OperationError("validation_error", "The webhook payload is not a Stripe event.")
+    created, data = event.get("created", 0), event.get("data", {})
+    # Signed is not the same as well-formed: anything not shaped like Stripe's event is refused, not applied.
+    if (
+        not isinstance(created, int)
+        or isinstance(created, bool)
+        or not 0 <= created < 2**40
+        or not isinstance(data, dict)
+        or not isinstance(data.get("object", {}), dict)
+    ):
+        raise OperationError("validation_error", "The webhook payload is not a Stripe event.")
     return event
+
 
 
 def _list_all(method: Any, params: dict[str, Any], limit: int = 1000) -> list[dict[str, Any]]:

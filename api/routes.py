@@ -43,8 +43,12 @@ def _query_payload(operation: Operation) -> dict[str, Any]:
 def _json_body() -> dict[str, Any]:
     if not request.is_json:
         raise OperationError("validation_error", "The body must be JSON (Content-Type: application/json).")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nesting deeper than the parser's stack: bad input like any other
+        body = None
     if not isinstance(body, dict):
+
         raise OperationError("validation_error", "The body must be a JSON object.")
     return body
 
