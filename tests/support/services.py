@@ -45,7 +45,12 @@ def create_mariadb_database(name: str) -> None:
     conn = pymysql.connect(**MARIADB)
     with conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        # Several workers with gevent pools (64 connections each) outgrow MariaDB's default of 151.
+        cur.execute("SELECT @@GLOBAL.max_connections")
+        if cur.fetchone()[0] < 1000:
+            cur.execute("SET GLOBAL max_connections = 1000")
     conn.close()
+
 
 
 def drop_mariadb_database(name: str) -> None:
