@@ -106,6 +106,11 @@ def write(options: Any, results: list[dict[str, Any]], before: dict[str, str], a
     payload = {"machine": before, "machine_after": after, "stripe_latency_ms": options.stripe_latency_ms,
                "step_s": options.step_s, "env_overrides": options.env, "notes": notes, "results": summary}
     (out_dir / "results.json").write_text(json.dumps(payload, indent=1) + "\n")
+    # Every run is kept beside the latest, so that figures can be compared from run to run.
+    runs = out_dir / "runs"
+    runs.mkdir(exist_ok=True)
+    stamp = before["date"].replace(" UTC", "").replace(" ", "T").replace(":", "-")
+    (runs / f"{stamp}.json").write_text(json.dumps(payload, indent=1) + "\n")
     render(payload, out_dir)
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -505,7 +506,15 @@ def check_smoke(results: list[dict[str, Any]], expected: list[str]) -> None:
         assert result["cpu_s_per_op_by_process"], f"{result['name']}: no CPU sampled"
 
 
+def _stop_cleanly(signum: int, _frame: object) -> None:
+    # SystemExit unwinds every finally: the processes, database, vhost and Redis indexes of the run go with it.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    # A background start (nohup, CI) inherits SIGINT ignored; TERM would kill without cleanup: both unwind instead.
+    signal.signal(signal.SIGINT, _stop_cleanly)
+    signal.signal(signal.SIGTERM, _stop_cleanly)
     options = parse_args(argv)
     if options.report_only:
         report.rerender(options.out_dir)
