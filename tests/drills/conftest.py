@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
+import uuid
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +22,7 @@ from typing import Any
 import pytest
 import requests
 import stripe
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from tests.conftest import LOG_DIR, RUN
 from tests.drills.stack import Stack, StackConfig
@@ -146,6 +150,34 @@ class KafkaSetup:
     gateway: kafka.Gateway
 
 
+QUIET = 2  # librdkafka's syslog level: the drills' own clients say nothing of the outages the drills cause
+
+
+class QuietCollector(kafka.Collector):
+    """tests/support/kafka.py's Collector, with its consumer's librdkafka log lines off."""
+
+    def __init__(self, bootstrap: str, topics: list[str]) -> None:
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"collector-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "log_level": QUIET,
+                **kafka.FAST_CONSUMER,
+            }
+        )
+        metadata = self._consumer.list_topics(timeout=10)
+        self._consumer.assign(
+            [TopicPartition(t, p, OFFSET_BEGINNING) for t in topics for p in metadata.topics[t].partitions]
+        )
+        self._by_key = defaultdict(list)
+        self._all = []
+        self._changed = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="kafka-collector", daemon=True)
+        self._thread.start()
+
+
 @pytest.fixture(scope="session")
 def drill_kafka(drill_log_dir: Path) -> Iterator[KafkaSetup]:
     """Tansu behind a TCP proxy (advertised), with the door's topics; a collector reads every answer."""
@@ -183,8 +215,9 @@ def drill_kafka(drill_log_dir: Path) -> Iterator[KafkaSetup]:
         from registry import OPERATIONS
 
         answers = [t for op in OPERATIONS.values() for t in (op.response_topic, f"{op.name}-dlq")]
-        collector = kafka.Collector(address, answers)
+        collector = QuietCollector(address, answers)
         gateway = kafka.Gateway(address, collector)
+        gateway.producer = Producer({"bootstrap.servers": address, "linger.ms": 1, "log_level": QUIET})
         yield KafkaSetup(address, tcp, collector, gateway)
         gateway.producer.flush(5)
         del gateway.producer  # librdkafka stops retrying the broker once its producer is gone

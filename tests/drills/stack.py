@@ -92,6 +92,8 @@ class StackConfig:
             "REST_TIMEOUT": str(self.rest_timeout_ms),
             "TASK_MAX_RETRIES": str(self.task_max_retries),
             "SENTRY_DNS": self.sentry_dsn,
+            # The machine's MariaDB is shared: a drill process keeps to 30 connections (tasks queue for one).
+            "DB_POOL_SIZE": "30",
         }
         if self.kafka_broker:
             env.update(
@@ -184,7 +186,15 @@ class Stack:
 
     def start_api(self, role: str = "api", **env: str) -> str:
         port = services.free_port()
-        argv = [str(Path(services.PYTHON).parent / "gunicorn"), "-c", "gunicorn.conf.py", "api:create_app()"]
+        # As the Procfile runs it, but on 127.0.0.1 only (gunicorn.conf.py binds every interface).
+        argv = [
+            str(Path(services.PYTHON).parent / "gunicorn"),
+            "-c",
+            "gunicorn.conf.py",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "api:create_app()",
+        ]
         self._spawn(role, argv, self.config.environment(APP_PORT=str(port), **env))
         url = f"http://127.0.0.1:{port}"
         services.wait_until(lambda: requests.get(f"{url}/healthz", timeout=1).ok, 60, f"{role} of {self.config.name}")
