@@ -73,7 +73,7 @@ class TcpProxy:
                     if not data:
                         return
                     (b if sock is a else a).sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # cut() closed the sockets under us
             return
         finally:
             for sock in (a, b):
