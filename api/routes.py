@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Callable
@@ -20,9 +21,11 @@ from registry import OPERATIONS, Operation
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, as Stripe accepts
 
 
-def _int_fields(operation: Operation) -> set[str]:
+@functools.cache
+def _int_fields(operation: Operation) -> frozenset[str]:
+    """Integer fields of an operation's schema, worked out once (building the schema costs per request)."""
     schema = operation.schema.model_json_schema(by_alias=True)["properties"]
-    return {name for name, spec in schema.items() if spec.get("type") == "integer"}
+    return frozenset(name for name, spec in schema.items() if spec.get("type") == "integer")
 
 
 def _query_payload(operation: Operation) -> dict[str, Any]:
