@@ -78,7 +78,11 @@ class Relay:
         log.info("relay consuming %d topics as group %s", len(self.topics), self.settings.kafka_group)
         try:
             while not self.stopping:
-                messages = self.consumer.consume(self.settings.kafka_consume_batch, POLL_TIMEOUT_S)
+                # consume() waits out its timeout until the batch fills: wait for one, then take what is there.
+                first = self.consumer.poll(POLL_TIMEOUT_S)
+                messages = [first] if first is not None else []
+                if first is not None and self.settings.kafka_consume_batch > 1:
+                    messages += self.consumer.consume(self.settings.kafka_consume_batch - 1, 0)
                 if messages:
                     self.handle_batch(messages)
         finally:
