@@ -9,8 +9,10 @@ from typing import Any
 import requests
 import requests.adapters
 import stripe
+from playhouse.pool import PooledDatabase
 
 from domain.errors import OperationError, TransientError
+from models import database
 from observability.metrics import STRIPE_CALLS
 from settings import get_settings
 
@@ -86,6 +88,10 @@ def _call(
     if idempotency_key is not None:
         options["idempotency_key"] = idempotency_key
     call = getattr(method, "__qualname__", "stripe")
+    db = database.obj
+    if isinstance(db, PooledDatabase) and not db.in_transaction():
+        # A Stripe call takes hundreds of ms: the pooled connection serves other tasks meanwhile.
+        db.close()
     try:
         result = method(*args, params=params or {}, options=options)
     except stripe.StripeError as exc:
@@ -173,7 +179,6 @@ def verify_webhook(payload: str, signature: str, *, tolerance_s: int = 300) -> d
     ):
         raise OperationError("validation_error", "The webhook payload is not a Stripe event.")
     return event
-
 
 
 def _list_all(method: Any, params: dict[str, Any], limit: int = 1000) -> list[dict[str, Any]]:

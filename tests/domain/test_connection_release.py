@@ -1,0 +1,42 @@
+"""A Stripe call lasts hundreds of ms: outside a transaction the task lends its pooled connection back meanwhile."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import stripe
+
+import stripe_client
+from models import PaymentIntent, unit_of_work
+
+pytestmark = pytest.mark.integration
+
+
+def _watching(db: Any, seen: dict[str, Any]) -> Any:
+    def fake_stripe_method(*, params: dict[str, Any], options: dict[str, Any]) -> stripe.StripeObject:
+        seen["closed"], seen["in_use"] = db.is_closed(), len(db._in_use)
+        return stripe.StripeObject.construct_from({"id": "pi_fake"}, "sk_test_fake")
+
+    return fake_stripe_method
+
+
+def test_a_stripe_call_outside_a_transaction_gives_the_pooled_connection_back(mariadb):
+    seen: dict[str, Any] = {}
+    with unit_of_work():
+        PaymentIntent.select().count()
+        held = len(mariadb._in_use)
+        assert not mariadb.is_closed() and held >= 1
+        assert stripe_client._call(_watching(mariadb, seen), params={}) == {"id": "pi_fake"}
+        assert seen == {"closed": True, "in_use": held - 1}
+        PaymentIntent.select().count()  # the next query takes a pooled connection again by itself
+        assert not mariadb.is_closed()
+
+
+def test_a_stripe_call_inside_a_transaction_keeps_its_connection(mariadb):
+    seen: dict[str, Any] = {}
+    with unit_of_work(), mariadb.atomic():
+        PaymentIntent.select().count()
+        held = len(mariadb._in_use)
+        stripe_client._call(_watching(mariadb, seen), params={})
+        assert seen == {"closed": False, "in_use": held}
