@@ -98,6 +98,9 @@ def mysql_connect_params(settings: Settings) -> dict[str, Any]:
         "read_timeout": 60,
         "write_timeout": 60,
     }
+    if not settings.tidb_enable_ssl:
+        # PyMySQL otherwise builds a default TLS context per connection ("preferred" mode): ~18 ms CPU and ~0.85 MB.
+        params["ssl_disabled"] = True
     if settings.tidb_enable_ssl:
         params["ssl_verify_cert"] = True
         params["ssl_verify_identity"] = True

@@ -80,14 +80,18 @@ def test_tidb_gets_a_pool_and_tls_that_verifies_certificate_and_host(monkeypatch
     params = mysql_connect_params(loaded)
     assert params["ssl_verify_cert"] is True and params["ssl_verify_identity"] is True
     assert params["ssl_ca"] == "/etc/ssl/tidb-ca.pem"
+    assert "ssl_disabled" not in params
     db = make_database(loaded)
     assert type(db).__name__ == "PooledMySQLDatabase"
 
 
-def test_tls_is_off_unless_enabled(monkeypatch):
+def test_tls_is_off_unless_enabled_and_no_tls_context_is_built_when_off(monkeypatch):
     monkeypatch.setenv("TIDB_HOST", "127.0.0.1")
     monkeypatch.setenv("TIDB_ENABLE_SSL", "false")
-    assert "ssl_verify_cert" not in mysql_connect_params(settings_module.load_settings())
+    params = mysql_connect_params(settings_module.load_settings())
+    assert "ssl_verify_cert" not in params
+    # PyMySQL would otherwise build a default TLS context for every connection (bench/FINDINGS.md, P6).
+    assert params["ssl_disabled"] is True
 
 
 @pytest.mark.parametrize(("broker", "backend"), [("redis://r:6379/0", "redis://r:6379/0"), ("amqp://g@h//", "rpc://")])
