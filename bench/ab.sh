@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Before/after of bench/proposals/*.patch: the same fixed-rate steps against HEAD and HEAD + the patch, each in a
 # copy of the tree under /tmp (the work tree is shared; nothing here touches it). Prints p50/p99 and CPU ms/op.
-# Usage: bench/ab.sh [--only W1,R1,H1] [--rates W1=50 …]   (defaults: W1 50/s, R1 100/s, H1 50/s, R2+consume1 100/s)
+# Usage: bench/ab.sh [--only W1,R1,H1] [--rates W1=50 …]   (defaults: W1 50/s, R1 100/s, H1 50/s, R2 100/s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 args=("$@")
-[ ${#args[@]} -eq 0 ] && args=(--only W1,R1,H1,R2+consume1 --rates W1=50 --rates R1=100 --rates H1=50 --rates R2=100)
+[ ${#args[@]} -eq 0 ] && args=(--only W1,R1,H1,R2 --rates W1=50 --rates R1=100 --rates H1=50 --rates R2=100)
 base=$(mktemp -d /tmp/vyp-ab.XXXXXX)
 trap 'rm -rf "$base"' EXIT
 for variant in head patched; do

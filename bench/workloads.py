@@ -71,8 +71,8 @@ class Phase:
         return workload + self.suffix + ("" if self.default_broker else f"@{self.broker}")
 
 
-# The relay's consume(KAFKA_CONSUME_BATCH, 0.2 s) waits out its timeout until the batch fills: the Kafka
-# workloads run again with a batch of 1 to show what that costs (the fix is proposed in bench/FINDINGS.md).
+# The baselines' consumers take one message per poll (the relay's own loop no longer waits for a batch to fill:
+# bench/FINDINGS.md §4).
 CONSUME_ONE = (("KAFKA_CONSUME_BATCH", "1"),)
 
 
@@ -88,9 +88,6 @@ def phases(brokers: tuple[str, ...], only: set[str] | None, variants: bool = Tru
         names = ("W1", "W2", "R1", "R2", "R3", "H1") if index == 0 else ("W1", "R1", "H1")
         planned.append(Phase(f"service-{broker}", "service", names, broker, default_broker=index == 0))
         if index == 0 and variants:
-            planned.append(
-                Phase(f"service-{broker}-consume1", "service", ("W2", "R2", "R3"), broker, CONSUME_ONE, "+consume1")
-            )
             # The changes proposed for files the benchmark does not own (bench/FINDINGS.md), measured in this run.
             planned.append(
                 Phase(f"service-{broker}-proposals", "service", names, broker, suffix="+proposals", patched=True)
