@@ -146,7 +146,7 @@ def load_settings() -> Settings:
         rest_timeout_ms=config("REST_TIMEOUT", default=45000, cast=int),
         idempotency_ttl_s=config("IDEMPOTENCY_TTL_S", default=86400, cast=int),
         task_max_retries=config("TASK_MAX_RETRIES", default=5, cast=int),
-        payments_concurrency=config("PAYMENTS_CONCURRENCY", default=64, cast=int),
+        payments_concurrency=config("PAYMENTS_CONCURRENCY", default=128, cast=int),
         metrics_port=config("METRICS_PORT", default=0, cast=int),
         local_redis_port=config("LOCAL_REDIS_PORT", default=6391, cast=int),
         local_kafka_port=config("LOCAL_KAFKA_PORT", default=9092, cast=int),
