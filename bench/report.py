@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.workloads import WORKLOADS
+
 RESULT_FIELDS = (
     "name",
     "throughput_per_s",
@@ -68,6 +70,25 @@ def cpu_table(results: list[dict[str, Any]]) -> str:
         cells += [_fmt(r["other_cpu_s_per_op"].get(o, 0) * 1000, 2) for o in others]
         cells.append(_fmt(r["machine_cores_busy"], 2))
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def budget_table(results: list[dict[str, Any]], cores: int) -> str:
+    """Every process's CPU per operation, the machine's (ours, Tansu, stand-ins, MariaDB, RabbitMQ, Redis), summed:
+    how many operations per second this machine's cores could carry at best, and how many cores the target needs."""
+    lines = ["| name | target /s | sustained /s | machine CPU ms/op (all processes) | of which ours | "
+             f"CPU-bound ceiling on {cores} cores /s | cores the target needs |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        workload = WORKLOADS.get(r["name"].split("@")[0].split("+")[0])
+        target = r.get("target_per_s") or (workload.target_per_s if workload else None)
+        if not target or not r.get("cpu_s_per_op"):
+            continue
+        total = r["cpu_s_per_op"] + (r["broker_cpu_s_per_op"] or 0) + sum(r["other_cpu_s_per_op"].values())
+        lines.append(
+            f"| {r['name']} | {target:.0f} | {_fmt(r['throughput_per_s'])} | {total * 1000:.2f} "
+            f"| {r['cpu_s_per_op'] * 1000:.2f} | {cores / total:.0f} | {target * total:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -157,6 +178,14 @@ RabbitMQ and Redis (their CPU includes other users' work on this shared machine)
 core's busy time during the step divided by its length, whoever spent it (2.00 = both cores saturated).
 
 {cpu_table(results)}
+
+## CPU budget: what this machine can carry at best
+
+Each operation's CPU summed over every process that worked for it (the service, Tansu, the Stripe stand-in, the
+load generator, MariaDB, RabbitMQ, Redis), at the sustained step. No design can carry more operations per second
+than the cores divided by that sum; the last column is the cores the issue's target needs at this cost.
+
+{budget_table(results, int(before.get('nproc') or 2))}
 
 ## Every step
 

@@ -371,6 +371,7 @@ class Run:
             "broker": phase.broker if phase.kind == "service" else None,
             "env": dict(phase.env),
             "unit": workload.unit,
+            "target_per_s": workload.target_per_s,
             "offered_per_s": best.get("rate"),
             "throughput_per_s": best.get("throughput_per_s", 0.0) if passed else 0.0,
             "p50_ms": best.get("p50_ms"),

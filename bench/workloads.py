@@ -15,6 +15,7 @@ class Workload:
     rates: tuple[float, ...]  # arrivals per second, step by step
     baseline: str | None = None  # the baseline its ratio is taken to
     unit: str = "ops"
+    target_per_s: float | None = None  # issue 6's target for this machine, for the CPU budget table
 
     @property
     def is_baseline(self) -> bool:
@@ -30,17 +31,17 @@ WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
         Workload("W1", "create-payment-intent + confirm, REST", "rest", "create-payment-intent", 600, CREATE_RATES,
-                 "B-sync-peer", "creates"),
+                 "B-sync-peer", "creates", 250),
         Workload("W2", "create-payment-intent + confirm, Kafka", "kafka", "create-payment-intent", 600, CREATE_RATES,
-                 "B-sync-peer", "creates"),
+                 "B-sync-peer", "creates", 250),
         Workload("R1", "get-payment-intent, REST", "rest", "get-payment-intent", 50, READ_RATES, "B-direct-rest",
-                 "gets"),
+                 "gets", 1000),
         Workload("R2", "get-payment-intent, Kafka", "kafka", "get-payment-intent", 50, KAFKA_READ_RATES,
-                 "B-kafka-ceiling", "gets"),
+                 "B-kafka-ceiling", "gets", 600),
         Workload("R3", "get-ztracking-payment-intent, Kafka", "kafka", "get-ztracking-payment-intent", 50,
-                 KAFKA_READ_RATES, "B-kafka-ceiling", "gets"),
+                 KAFKA_READ_RATES, "B-kafka-ceiling", "gets", 600),
         Workload("H1", "Stripe webhook ingestion, REST (10 % duplicates)", "rest", "process-stripe-webhook", 1000,
-                 (50, 100, 150, 200, 300, 400, 500, 600), None, "events"),
+                 (50, 100, 150, 200, 300, 400, 500, 600), None, "events", 500),
         Workload("B-sync-peer", "baseline (a): synchronous Flask peer, create + confirm", "rest",
                  "create-payment-intent", 600, (5, 10, 15, 20, 25, 30), None, "creates"),
         Workload("B-direct-rest", "baseline (b): REST door reading in-process (no Celery hop)", "rest",
