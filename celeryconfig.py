@@ -38,6 +38,10 @@ beat_schedule = {
 # A task is acknowledged only once it has finished; a worker lost mid-task gives it back to the broker.
 task_acks_late = True
 task_reject_on_worker_lost = True
+# A late-acked task whose broker connection is lost can no longer be acked: RabbitMQ redelivers it. Stop this copy
+# (a gevent pool kills its greenlet) rather than run it beside the redelivery; the claim's execution lease keeps the
+# two apart anyway when the redelivery lands on another worker (domain/idempotency.py). Celery 6's default.
+worker_cancel_long_running_tasks_on_connection_loss = True
 # One message at a time per execution slot: a slow Stripe call never sits on messages others could run.
 worker_prefetch_multiplier = 1
 # Greenlets of a Stripe-queue worker (the Procfile's reads worker sets its own with -c).

@@ -67,6 +67,9 @@ def translate(exc: stripe.StripeError) -> Exception:
         return OperationError(
             "stripe_error", "Stripe refused a conflicting idempotent request.", {"stripeCode": exc.code}
         )
+    if status == 409 and getattr(exc.error, "code", None) == "idempotency_key_in_use":
+        # Stripe still runs a request with our key (another execution of this request): wait for it, never answer.
+        return TransientError("Stripe is still processing a request with this key", code="idempotency_key_in_use")
     if status == 409 or status >= 500:
         return TransientError(f"Stripe answered {status}", code="stripe_error")
     if isinstance(exc, stripe.InvalidRequestError) and status == 404:

@@ -2,29 +2,61 @@
 
 Same key + same request replays the stored outcome; same key + another request is
 `idempotency_key_reused`; a key whose first request is still running is
-`idempotency_key_in_use`. A Celery redelivery (same task id) resumes its own claim.
+`idempotency_key_in_use`. A Celery redelivery or retry (same task id) resumes its own claim, but only once no
+other execution of it is running: RabbitMQ redelivers an unacked task after a connection loss while the first
+delivery may still run, and two executions under one Stripe key race (Stripe answers the second 409). Each
+execution holds the claim with its own token and a short lease that a heartbeat renews while it runs; a second
+execution waits for the first (`ExecutionInProgress`) and replays its outcome, or takes over once the lease has
+lapsed (its worker died). Only the holding execution may store an outcome, give the key back or step down.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from peewee import IntegrityError
+from peewee import Expression, IntegrityError
 
 from domain.context import OperationContext
 from domain.errors import OperationError, TransientError
 from domain.ids import new_id
-from models import IdempotencyRecord, utcnow, write_transaction
+from models import IdempotencyRecord, database, utcnow, write_transaction
 from models.base import for_update
 
-# Long enough to cover a task's retries; past it, a lost claim may be taken over.
+log = logging.getLogger(__name__)
+
+# Long enough to cover a task's retries; past it, a lost claim may be taken over by another owner (or the janitor).
 LEASE = dt.timedelta(minutes=5)
+# How long a running execution holds the claim against its own redeliveries without a heartbeat: after a SIGKILL
+# the redelivered task resumes within this. Several heartbeats long, so a slow database does not lose it.
+EXECUTION_LEASE = dt.timedelta(seconds=15)
+HEARTBEAT_S = 4.0
+IN_USE = "idempotency_key_in_use"
+
+
+class ExecutionInProgress(TransientError):
+    """Another execution of this same request holds the claim (a redelivery of a task that still runs), or Stripe
+    is still busy with its key: wait for it, then run again to replay its outcome. Never an answer."""
+
+    def __init__(self, message: str = "Another execution of this request is in progress.") -> None:
+        super().__init__(message, code=IN_USE)
+
+
+class ClaimLost(ExecutionInProgress):
+    """This execution's lease lapsed and another execution took the claim over: its writes are rolled back, and
+    the holder's outcome is the answer."""
+
+    def __init__(self) -> None:
+        super().__init__("This execution's claim was taken over by another execution of the request.")
 
 
 def key_hash(scoped_key: str) -> str:
@@ -55,6 +87,7 @@ class Claim:
     resumed: bool  # a previous attempt may have reached Stripe already
     replay: dict[str, Any] | None = None  # set instead when the outcome is already stored
     stripe_params: dict[str, Any] | None = None  # what the first attempt sent to Stripe, to send again
+    execution: str | None = None  # this execution's token: the owner's other executions may not act on the claim
 
     def stripe_key(self, operation: str, step: str) -> str:
         return stripe_key(operation, self.resource_id, step)
@@ -70,6 +103,7 @@ class Claim:
             owner,
             resumed=True,
             stripe_params=record.stripe_params,
+            execution=record.execution_token,
         )
 
 
@@ -86,6 +120,7 @@ def claim(
     digest = key_hash(scoped_key)
     request_fp = fingerprint(operation, canonical_request)
     now = utcnow()
+    token = uuid.uuid4().hex  # this execution's, fresh on every delivery and retry of the task
     try:
         with write_transaction():
             record = IdempotencyRecord.create(
@@ -95,12 +130,14 @@ def claim(
                 request=canonical_request,
                 state="in_flight",
                 owner=owner,
+                execution_token=token,
+                execution_until=now + EXECUTION_LEASE,
                 resource_id=new_id(resource_kind),
                 trace_id=trace_id[:128],
                 locked_until=now + LEASE,
                 expires_at=now + dt.timedelta(seconds=ttl_s),
             )
-        return Claim(record.id, record.resource_id, digest, record.trace_id, owner, resumed=False)
+        return Claim(record.id, record.resource_id, digest, record.trace_id, owner, resumed=False, execution=token)
     except IntegrityError:
         pass
     with write_transaction():
@@ -121,13 +158,18 @@ def claim(
             return Claim(
                 record.id, record.resource_id, digest, record.trace_id, owner, resumed=True, replay=record.outcome
             )
-        if record.state == "in_flight" and record.owner != owner and record.locked_until > now:
+        running = record.state == "in_flight" and _execution_live(record, now)
+        if record.state == "in_flight" and record.owner != owner and (record.locked_until > now or running):
             raise OperationError(
                 "idempotency_key_in_use",
                 "A request with this idempotency key is still being processed; retry it shortly.",
             )
-        # Our own redelivery, a retry after a transient failure, or an abandoned claim.
+        if running:
+            # Our own task, delivered again while its first delivery still runs: never two at once.
+            raise ExecutionInProgress()
+        # Our own retry or redelivery whose execution ended or died, a released claim, or an abandoned one.
         record.state, record.owner = "in_flight", owner
+        record.execution_token, record.execution_until = token, now + EXECUTION_LEASE
         record.locked_until = now + LEASE
         record.attempts += 1
         record.updated_at = now
@@ -135,17 +177,47 @@ def claim(
         return Claim.of(record, owner)
 
 
+def _execution_live(record: IdempotencyRecord, now: dt.datetime) -> bool:
+    return record.execution_token is not None and record.execution_until is not None and record.execution_until > now
+
+
+def _this_execution(claim_: Claim) -> list[Expression]:
+    """The record as this execution left it: same record, same owner, same execution token."""
+    token = (
+        IdempotencyRecord.execution_token == claim_.execution
+        if claim_.execution is not None
+        else IdempotencyRecord.execution_token.is_null()  # a claim taken over from a record without one
+    )
+    return [IdempotencyRecord.id == claim_.record_id, IdempotencyRecord.owner == claim_.owner, token]
+
+
+def _held(claim_: Claim) -> list[Expression]:
+    """The claim is still this execution's: not completed, given back or taken over by another execution."""
+    return [*_this_execution(claim_), IdempotencyRecord.state == "in_flight"]
+
+
 def complete(claim_: Claim, outcome: dict[str, Any]) -> bool:
-    """Store the outcome (response or error) to replay; it must hold no client secret. Only the holder may."""
+    """Store the outcome (response or error) to replay; it must hold no client secret. Only the holder may.
+
+    The execution token stays on the record: it tells who stored the outcome.
+    """
     return bool(
         IdempotencyRecord.update(state="completed", outcome=outcome, updated_at=utcnow())
-        .where(
-            IdempotencyRecord.id == claim_.record_id,
-            IdempotencyRecord.owner == claim_.owner,
-            IdempotencyRecord.state == "in_flight",
-        )
+        .where(*_held(claim_))
         .execute()
     )
+
+
+def finish(claim_: Claim, outcome: dict[str, Any]) -> None:
+    """`complete` inside the transaction that writes the outcome's rows: a stale execution raises `ClaimLost`,
+    which rolls its rows back, so that only the holder's writes and answer stand."""
+    if not complete(claim_, outcome):
+        raise ClaimLost()
+
+
+def stored_by(claim_: Claim) -> bool:
+    """This execution stored the claim's outcome (so an error it raised is the answer, not a stale one)."""
+    return IdempotencyRecord.select().where(*_this_execution(claim_), IdempotencyRecord.state == "completed").exists()
 
 
 def release(claim_: Claim) -> bool:
@@ -154,22 +226,65 @@ def release(claim_: Claim) -> bool:
     Never undoes a stored outcome, and never takes the key from whoever took it over meanwhile.
     """
     return bool(
-        IdempotencyRecord.update(state="retryable", updated_at=utcnow())
-        .where(
-            IdempotencyRecord.id == claim_.record_id,
-            IdempotencyRecord.owner == claim_.owner,
-            IdempotencyRecord.state == "in_flight",
-        )
+        IdempotencyRecord.update(state="retryable", execution_token=None, execution_until=None, updated_at=utcnow())
+        .where(*_held(claim_))
         .execute()
     )
 
 
+def step_down(claim_: Claim) -> bool:
+    """This execution stops without an outcome (its task retries): the key stays the owner's, and the owner's
+    next execution takes it at once instead of waiting out the lease."""
+    return bool(
+        IdempotencyRecord.update(execution_token=None, execution_until=None, updated_at=utcnow())
+        .where(*_held(claim_))
+        .execute()
+    )
+
+
+def renew(claim_: Claim) -> bool:
+    """The heartbeat: this execution still runs. False once it no longer holds the claim."""
+    now = utcnow()
+    return bool(
+        IdempotencyRecord.update(execution_until=now + EXECUTION_LEASE, locked_until=now + LEASE)
+        .where(*_held(claim_))
+        .execute()
+    )
+
+
+@contextlib.contextmanager
+def heartbeat(claim_: Claim) -> Iterator[None]:
+    """Renew the execution's lease while the block runs (a Stripe call can outlast it); a greenlet under gevent."""
+    stop = threading.Event()
+    db = database.obj
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            try:
+                with db.connection_context():
+                    if not renew(claim_):
+                        return  # completed, given back or taken over: nothing left to keep alive
+            except Exception as exc:  # the next beat tries again; the lease outlasts a few missed ones
+                log.warning("claim heartbeat failed: %s", type(exc).__name__)
+
+    thread = threading.Thread(target=beat, name=f"claim-heartbeat-{claim_.record_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
 def remember_stripe_params(claim_: Claim, params: dict[str, Any]) -> Claim:
-    """Keep what is about to be sent to Stripe, so a retry sends exactly the same under the same key."""
-    IdempotencyRecord.update(stripe_params=params).where(IdempotencyRecord.id == claim_.record_id).execute()
+    """Keep what is about to be sent to Stripe, so a retry sends exactly the same under the same key.
+
+    Only the holder may: a stale execution stops here (`ClaimLost`) before it calls Stripe.
+    """
+    updated = IdempotencyRecord.update(stripe_params=params, updated_at=utcnow()).where(*_held(claim_)).execute()
+    if not updated:
+        raise ClaimLost()
     # The first attempt sends what a retry will read back (same key order): byte for byte the same request.
     return dataclasses.replace(claim_, stripe_params=json.loads(json.dumps(params, sort_keys=True)))
-
 
 
 def purge_expired(now: dt.datetime | None = None) -> int:
@@ -188,7 +303,9 @@ def execute_once(
     """Run `execute` once per key: it stores its success outcome with `complete` in its last transaction.
 
     Errors it raises are stored for replay; a transient failure on the last attempt, or a crash,
-    gives the key back so that a retry with the same key can finish the work.
+    gives the key back so that a retry with the same key can finish the work. Raises `ExecutionInProgress`
+    while another execution of the same request runs, and whenever this one lost the claim to another:
+    the caller waits and calls again, which replays the holder's outcome.
     """
     claimed = claim(
         operation, ctx.scoped_key, canonical_request, ctx.owner, resource_kind, ctx.idempotency_ttl_s, ctx.trace_id
@@ -200,14 +317,25 @@ def execute_once(
         response = claimed.replay["response"]
         return replay(response) if replay else response
     try:
-        return execute(claimed)
+        with heartbeat(claimed):
+            return execute(claimed)
     except OperationError as exc:
-        complete(claimed, {"error": exc.to_error()})
+        if not complete(claimed, {"error": exc.to_error()}) and not stored_by(claimed):
+            # Taken over meanwhile: the holder answers, perhaps with the success this one did not see.
+            raise ClaimLost() from exc
         raise
-    except TransientError:
-        if ctx.final_attempt:
+    except TransientError as exc:
+        if ctx.final_attempt and exc.code != IN_USE:
             release(claimed)
+        else:
+            # A retry follows (or, when Stripe is busy with our key, a wait): it resumes the claim at once.
+            step_down(claimed)
         raise
     except Exception:
         release(claimed)
+        raise
+    except BaseException:
+        # Killed (time limit, or a cancel after a broker connection loss): its redelivery need not wait the lease.
+        with contextlib.suppress(Exception):
+            step_down(claimed)
         raise

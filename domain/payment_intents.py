@@ -98,7 +98,7 @@ def execute_create(
     existing = PaymentIntent.get_or_none(PaymentIntent.id == claim.resource_id)
     if existing is not None:
         # Stored by an attempt that died before answering: that is the answer.
-        idempotency.complete(claim, {"response": existing.to_payload()})
+        idempotency.finish(claim, {"response": existing.to_payload()})
         return _replay(existing.to_payload())
     claim = _stripe_request(claim, inp)
     params = claim.stripe_params["params"]
@@ -125,13 +125,13 @@ def execute_create(
         exc.details["paymentIntentId"] = intent.id
         with write_transaction():
             save_with_history(intent, cause=f"{cause}:declined", create=True)
-            idempotency.complete(claim, {"error": exc.to_error()})
+            idempotency.finish(claim, {"error": exc.to_error()})
         apply_unmatched_events_safely(intent.stripe_payment_intent_id)
         raise
     apply_stripe_intent(intent, stripe_intent)
     with write_transaction():
         save_with_history(intent, cause=cause, create=True)
-        idempotency.complete(claim, {"response": intent.to_payload()})
+        idempotency.finish(claim, {"response": intent.to_payload()})
     apply_unmatched_events_safely(intent.stripe_payment_intent_id)
     return _with_client_secret(intent.to_payload(), stripe_intent)
 

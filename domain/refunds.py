@@ -34,6 +34,9 @@ def _reserve(claim: idempotency.Claim, inp: CreateRefundInput) -> Refund:
         intent = lock_intent(inp.payment_intent_id)
         if intent is None:
             raise not_found("payment intent", inp.payment_intent_id)
+        reserved = Refund.get_or_none(Refund.id == claim.resource_id)
+        if reserved is not None:
+            return reserved  # an execution of this request whose lease lapsed reserved it while we waited on the lock
         if intent.amount_received <= 0:
             raise OperationError(
                 "invalid_state",
@@ -92,7 +95,7 @@ def send_refund(
     """
     if refund.stripe_refund_id and refund.status != "pending":
         # Stripe's answer is already recorded (a webhook brought it): that is the outcome.
-        idempotency.complete(claim, {"response": refund.to_payload()})
+        idempotency.finish(claim, {"response": refund.to_payload()})
         return refund.to_payload()
 
     intent = PaymentIntent.get_by_id(refund.payment_intent_id)
@@ -113,7 +116,7 @@ def send_refund(
             refund = for_update(Refund.select().where(Refund.id == refund.id)).get()
             apply_refund_status(refund, "failed", exc.message[:255], cause=f"{cause}:{refund.id}:failed")
             exc.details["refundId"] = refund.id
-            idempotency.complete(claim, {"error": exc.to_error()})
+            idempotency.finish(claim, {"error": exc.to_error()})
         raise
     with write_transaction():
         refund = for_update(Refund.select().where(Refund.id == refund.id)).get()
@@ -125,7 +128,7 @@ def send_refund(
             stripe_refund.get("failure_reason"),
             cause=f"{cause}:{refund.id}:{stripe_refund.get('status')}",
         )
-        idempotency.complete(claim, {"response": refund.to_payload()})
+        idempotency.finish(claim, {"response": refund.to_payload()})
     return refund.to_payload()
 
 

@@ -12,6 +12,10 @@ class IdempotencyRecord(BaseModel):
     fingerprint = CharField(max_length=64)  # sha256 of the operation and its canonical request
     state = CharField(max_length=16)  # in_flight | completed | retryable
     owner = CharField(max_length=255)  # the Celery task id executing it; a redelivery has the same id
+    # The one execution running it now (a redelivery shares the owner, not this), live while its heartbeat renews
+    # execution_until; NULL between a task's retries, so the owner's next execution takes it at once.
+    execution_token = CharField(max_length=32, null=True)
+    execution_until = UTCDateTimeField(null=True)
     resource_id = CharField(max_length=40)  # our id for what it creates, fixed before Stripe is called
     trace_id = CharField(max_length=128)  # the first attempt's: Stripe parameters must not differ on retry
     outcome = JSONField(null=True)  # the stored response or error, never a client secret

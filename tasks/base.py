@@ -13,6 +13,7 @@ from peewee import InterfaceError, OperationalError
 
 from domain.context import OperationContext
 from domain.errors import OperationError, TransientError
+from domain.idempotency import IN_USE
 from domain.schemas import parse_input
 from logging_setup import log_context, reset_log_context
 from models import unit_of_work
@@ -27,6 +28,11 @@ log = logging.getLogger("tasks")
 UNBOUNDED = 10**9
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 20.0
+# How often a task polls while another execution of its request runs (its own redelivery, or Stripe still busy
+# with the key): waiting costs no retry.
+BUSY_PAUSE_S = (0.5, 1.0)
+# Deliveries spent waiting before answering "in use" (retry with the same key): far past any execution's time limit.
+MAX_BUSY_RETRIES = 10
 
 
 def backoff_with_jitter(retries: int) -> float:
@@ -50,18 +56,19 @@ class OperationTask(celery.Task):
         meta = meta or {}
         trace_id = str(meta.get("traceId") or uuid.uuid4())
         task_id = self.request.id or str(uuid.uuid4())
+        busy = int(meta.get("busyRetries") or 0)  # retries spent waiting for a sibling execution, not on failures
         ctx = OperationContext(
             trace_id=trace_id,
             scoped_key=str(meta.get("idempotencyKey") or f"task:{task_id}"),
             owner=task_id,
-            final_attempt=self.request.retries >= self.max_retries,
+            final_attempt=self.request.retries - busy >= self.max_retries,
         )
         door = str(meta.get("door") or "unknown")
         tokens = log_context(trace_id=trace_id, operation=self.operation.name, door=door)
         started = time.monotonic()
         try:
             with metrics.track(self.operation.name, door, "task"):
-                envelope = self._execute(ctx, payload)
+                envelope = self._execute_alone(ctx, payload, meta, busy, started + self._wait_budget_s())
             if self._should_wait_for_first_attempt(envelope, meta):
                 # Kafka has no caller to retry a 409: wait (as long as the gateway would) for the first
                 # attempt, then replay its result.
@@ -91,7 +98,42 @@ class OperationTask(celery.Task):
         deadline = meta.get("waitUntil")
         return in_use and bool(meta.get("waitInFlight")) and (deadline is None or time.time() < float(deadline))
 
-    def _execute(self, ctx: OperationContext, payload: Any) -> dict[str, Any]:
+    def _wait_budget_s(self) -> float:
+        """Half the soft time limit: what runs after the wait keeps the other half (and the hard limit's margin)
+        for its own Stripe call, so a waiting delivery is never killed with a failure stored for the task id."""
+        limit = self.soft_time_limit or self.app.conf.task_soft_time_limit or self.app.conf.task_time_limit or 60
+        return float(limit) / 2
+
+    def _execute_alone(
+        self, ctx: OperationContext, payload: Any, meta: dict[str, Any], busy: int, deadline: float
+    ) -> dict[str, Any]:
+        """`_execute`, waiting while another execution of the same request runs, then running again: that replays
+        its outcome, or takes the claim over if its lease lapsed. A redelivery of a running task shares its task id,
+        and so its result: it must answer what the first answers, never an error of its own."""
+        waited = False
+        while True:
+            try:
+                return self._execute(ctx, payload, busy)
+            except TransientError as exc:
+                if exc.code != IN_USE:
+                    raise
+                # Another execution holds the claim, or Stripe still runs our key: it will answer.
+                pause = random.uniform(*BUSY_PAUSE_S)
+                if not waited:
+                    log.info("another execution of this request is running: waiting for it")
+                    waited = True
+                if time.monotonic() + pause >= deadline:
+                    if busy >= MAX_BUSY_RETRIES:
+                        log.error("another execution of this request never finished: answering in use")
+                        still = OperationError(IN_USE, "Still being processed; retry with the same key.")
+                        return {"error": still.to_error()}
+                    # Past this delivery's time budget: go on waiting in a later one, without spending a retry.
+                    raise self.retry(
+                        args=[payload, {**meta, "busyRetries": busy + 1}], countdown=pause, max_retries=UNBOUNDED
+                    ) from None
+                time.sleep(pause)  # cooperative under gevent
+
+    def _execute(self, ctx: OperationContext, payload: Any, busy: int = 0) -> dict[str, Any]:
         try:
             inp = parse_input(self.operation.schema, payload)
             with unit_of_work():
@@ -99,9 +141,15 @@ class OperationTask(celery.Task):
         except OperationError as exc:
             return {"error": exc.to_error()}
         except (TransientError, OperationalError, InterfaceError) as exc:
+            if isinstance(exc, TransientError) and exc.code == IN_USE:
+                raise  # a sibling execution will answer: _execute_alone waits for it
             if not ctx.final_attempt:
                 log.warning("transient failure, retrying: %s", type(exc).__name__)
-                raise self.retry(countdown=backoff_with_jitter(self.request.retries), exc=exc) from None
+                raise self.retry(
+                    countdown=backoff_with_jitter(self.request.retries - busy),
+                    exc=exc,
+                    max_retries=self.max_retries + busy,
+                ) from None
             code = exc.code if isinstance(exc, TransientError) else "service_unavailable"
             log.error("transient failure, retries exhausted: %s", type(exc).__name__)
             return {"error": OperationError(code, "A dependency is unavailable; retry with the same key.").to_error()}

@@ -50,8 +50,11 @@ def test_a_key_in_flight_is_in_use_for_others_but_resumable_by_its_owner(domain_
     with pytest.raises(OperationError) as busy:
         take(key, owner="task-b")
     assert busy.value.code == "idempotency_key_in_use"
+    idempotency.step_down(first)  # the first execution ended without an outcome: its task retries
     resumed = take(key, owner="task-a")
     assert resumed.resumed and resumed.resource_id == first.resource_id
+    with pytest.raises(OperationError):
+        take(key, owner="task-b")  # still the owner's, between its retries
 
 
 def test_a_released_key_can_be_retried_and_keeps_its_resource_id(domain_db):

@@ -10,7 +10,7 @@ import pytest
 
 from domain.errors import OperationError
 from domain.schemas import CreatePaymentIntentInput
-from models import IdempotencyRecord, PaymentIntent, Refund, WebhookEvent, ZtrackingPaymentIntent
+from models import IdempotencyRecord, PaymentIntent, Refund, WebhookEvent, ZtrackingPaymentIntent, utcnow
 from tests.conftest import WEBHOOK_SECRET, make_card
 from tests.domain.helpers import call, context
 from tests.support.webhooks import sign
@@ -90,7 +90,7 @@ def test_a_redelivered_task_resumes_its_own_claim_instead_of_being_refused(domai
     ctx = context(owner="task-1")
     payload = {"customerId": f"dom-{uuid.uuid4().hex[:8]}", "amount": 700, "currency": "usd"}
     # The first delivery claimed the key and died before Stripe answered.
-    idempotency.claim(
+    first = idempotency.claim(
         "create-payment-intent",
         ctx.scoped_key,
         CreatePaymentIntentInput.model_validate(payload).canonical(),
@@ -102,6 +102,9 @@ def test_a_redelivered_task_resumes_its_own_claim_instead_of_being_refused(domai
     with pytest.raises(OperationError) as other:
         call("create-payment-intent", payload, context(key=ctx.scoped_key, owner="another-task"))
     assert other.value.code == "idempotency_key_in_use"
+    with pytest.raises(idempotency.ExecutionInProgress):
+        call("create-payment-intent", payload, ctx)  # until its lease runs out, it may still be running
+    IdempotencyRecord.update(execution_until=utcnow()).where(IdempotencyRecord.id == first.record_id).execute()
     resumed = call("create-payment-intent", payload, ctx)
     assert resumed["status"] == "requires_payment_method"
     assert PaymentIntent.select().where(PaymentIntent.customer_id == payload["customerId"]).count() == 1

@@ -169,19 +169,15 @@ def test_a_redis_restart_with_results_being_written_loses_nothing_and_charges_no
     run_restart_drill("redis", stack, redis, stripe_api, proxy, size(10, 40), down_for_s=3.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG domain/idempotency.py claim(): a redelivery of a task that is still running (RabbitMQ redelivers "
-    "unacked tasks after a connection loss; celery's worker_cancel_long_running_tasks_on_connection_loss is off) "
-    "has the same owner (task id), so it 'resumes its own claim' and runs concurrently; Stripe answers its "
-    "same-key call 409, the copy exhausts its retries and stores stripe_error (502) as the task's result while the "
-    "first execution succeeds",
-)
-def test_a_second_delivery_of_a_running_task_never_answers_an_error_for_a_payment_that_succeeds(broker_stack, proxy):
+def test_a_second_delivery_of_a_running_task_never_answers_an_error_for_a_payment_that_succeeds(
+    broker_stack, stripe_api, proxy
+):
     """What RabbitMQ does after a connection loss, played exactly: the same task (same id) delivered again while the
-    first delivery still waits on Stripe (10 s, longer than the copy's retries last, shorter than the timeout)."""
+    first delivery still waits on Stripe (10 s, longer than the copy's retries last, shorter than the timeout).
+    The copy waits for the first execution (the claim's execution lease) and answers its outcome, never its own."""
     stack = broker_stack[0]
     buyer = customer("d2dup")
+    seen_before = len(proxy.seen)
     proxy.add_rule(
         lambda m, p, f: m == "POST" and p == "/v1/payment_intents" and f.get("metadata[vy_customer_id]") == [buyer],
         [Fault("slow", hold_s=10.0)],
@@ -205,12 +201,27 @@ def test_a_second_delivery_of_a_running_task_never_answers_an_error_for_a_paymen
         proxy.clear()
     final = stack.celery().AsyncResult(task_id).get(timeout=30)
     rows = stack.sql("SELECT COUNT(*) FROM payment_intent WHERE customer_id = %s", (buyer,))[0][0]
+    at_stripe = stripe_intents(stripe_api, lambda m: m.get("vy_customer_id") == buyer)
+    creates = [
+        s
+        for s in proxy.seen[seen_before:]
+        if s.method == "POST"
+        and s.path == "/v1/payment_intents"
+        and s.form.get("metadata[vy_customer_id]", [""])[0] == buyer
+    ]
     report(
         "2",
         "the same task delivered twice while the first delivery waits on Stripe (a redelivery after a lost ack)",
         first_answer=answer.get("error", {}).get("code", "ok"),
         last_stored_answer=final.get("error", {}).get("code", "ok"),
+        stripe_create_calls=len(creates),
+        intents_at_stripe=len(at_stripe),
         intent_rows=rows,
     )
-    assert rows == 1
     assert "response" in answer, answer
+    assert answer["response"]["status"] == "requires_payment_method"
+    # The copy's stored result is the first one's envelope (a replay fetches the client secret again).
+    assert final == answer, final
+    assert rows == 1
+    assert [pi["id"] for pi in at_stripe] == [answer["response"]["stripePaymentIntentId"]]
+    assert len(creates) == 1  # the copy waited for the first execution: it never called Stripe beside it

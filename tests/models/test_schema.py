@@ -18,7 +18,13 @@ def test_migrations_apply_once_then_are_a_no_op_on_sqlite(tmp_path):
     from models.base import make_database
 
     db = make_database(settings)
-    assert migrate(db) == ["001_initial", "002_currency", "003_idempotency_request", "004_idempotency_stripe_params"]
+    assert migrate(db) == [
+        "001_initial",
+        "002_currency",
+        "003_idempotency_request",
+        "004_idempotency_stripe_params",
+        "005_idempotency_execution_lease",
+    ]
     assert migrate(db) == []
     assert pending_migrations(db) == []
 

@@ -52,6 +52,7 @@ def stripe_at(monkeypatch):
         (503, error("api_error"), TransientError),
         (429, error("rate_limit_error"), TransientError),
         (409, error("invalid_request_error", code="lock_timeout"), TransientError),
+        (409, error("invalid_request_error", code="idempotency_key_in_use"), TransientError),
         (400, error("idempotency_error"), "stripe_error"),
         (402, error("card_error", code="card_declined", decline_code="insufficient_funds"), "card_declined"),
         (400, error("invalid_request_error", param="amount", code="amount_too_small"), "validation_error"),
@@ -69,6 +70,22 @@ def test_stripe_answers_map_to_transient_or_to_an_error_code(stripe_at, status, 
     else:
         assert isinstance(raised.value, OperationError) and raised.value.code == expected
     assert len(seen) == 1  # the SDK itself does not retry: the task does, with the same key
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        # Stripe still runs a request with our key: another execution of this request, to wait for.
+        (409, error("invalid_request_error", code="idempotency_key_in_use"), "idempotency_key_in_use"),
+        (409, error("invalid_request_error", code="lock_timeout"), "stripe_error"),
+    ],
+)
+def test_stripe_busy_with_our_key_is_told_apart_from_other_conflicts(stripe_at, status, body, code):
+    with scripted_stripe([(status, body)]) as (base, _):
+        stripe_at(base)
+        with pytest.raises(TransientError) as raised:
+            stripe_client.create_payment_intent({"amount": 100, "currency": "usd"}, idempotency_key="k")
+    assert raised.value.code == code
 
 
 def test_an_unreachable_stripe_is_transient(stripe_at):
@@ -142,3 +159,58 @@ def test_backoff_grows_exponentially_and_is_capped():
     assert all(0 <= backoff_with_jitter(0) <= 0.5 for _ in range(50))
     assert max(backoff_with_jitter(3) for _ in range(200)) > 2.0
     assert all(backoff_with_jitter(20) <= 20.0 for _ in range(50))
+
+
+def test_stripe_busy_with_our_key_is_waited_for_without_spending_retries(domain_db, stripe_at, monkeypatch):
+    """Its sibling will succeed: more 409s than the task has retries still end in the payment, never stripe_error."""
+    import tasks.base
+
+    monkeypatch.setattr(tasks.base, "BUSY_PAUSE_S", (0.01, 0.02))
+    busy = settings.get_settings().task_max_retries + 2
+    in_use = error("invalid_request_error", code="idempotency_key_in_use")
+    intent = {**INTENT, "id": f"pi_busy_{uuid.uuid4().hex[:10]}"}
+    with scripted_stripe([(409, in_use)] * busy + [(200, intent)]) as (base, seen):
+        stripe_at(base)
+        from models import Customer
+
+        Customer.create(
+            id=f"vycus_{uuid.uuid4().hex[:10]}", platform_customer_id="busy-cust", stripe_customer_id="cus_b"
+        )
+        envelope = run_task(
+            "create-payment-intent",
+            {"customerId": "busy-cust", "amount": 100, "currency": "usd"},
+            key=f"busy-{uuid.uuid4()}",
+        )
+    assert envelope["response"]["status"] == "requires_payment_method", envelope
+    posts = [r for r in seen if r["path"] == "/v1/payment_intents"]
+    assert len(posts) == busy + 1 and len({r["idempotency_key"] for r in posts}) == 1
+
+
+def test_a_redelivery_of_a_running_task_waits_for_it_and_answers_its_outcome(domain_db):
+    """The same task id delivered again (RabbitMQ after a lost connection) while its first delivery still runs."""
+    import threading
+    import time
+
+    import models
+    from domain import idempotency
+    from domain.schemas import CreateRefundInput
+    from tasks.operations import TASKS
+
+    task_id, key = str(uuid.uuid4()), f"redelivered-{uuid.uuid4()}"
+    payload = {"paymentIntentId": f"vypi_{uuid.uuid4().hex[:10]}", "amount": 300}
+    canonical = CreateRefundInput.model_validate(payload).canonical()
+    first = idempotency.claim("create-refund", key, canonical, task_id, "refund", 3600, "trace")
+    outcome = {"id": first.resource_id, "amount": 300, "status": "succeeded"}
+
+    def first_delivery_finishes() -> None:
+        time.sleep(1.5)
+        with models.database.obj.connection_context():
+            idempotency.complete(first, {"response": outcome})
+
+    finisher = threading.Thread(target=first_delivery_finishes)
+    finisher.start()
+    began = time.monotonic()
+    envelope = TASKS["create-refund"].apply(args=[payload, {"idempotencyKey": key}], task_id=task_id).get()
+    finisher.join(10)
+    assert envelope == {"response": outcome}
+    assert time.monotonic() - began >= 1.0  # it waited for the first delivery instead of running beside it
