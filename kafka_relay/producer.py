@@ -1,7 +1,11 @@
 """The door's idempotent producer: one per process, produce with a delivery report, wait without blocking gevent.
 
-Waits poll librdkafka without blocking (`poll(0)`) and sleep 1 ms between polls: under Celery's gevent pool
-`time.sleep` is gevent's (monkey-patched), so the other greenlets of the worker run meanwhile.
+Every call into the librdkafka handle (produce, poll, flush) holds one lock, and only one poller per producer serves
+its delivery reports. The binding keeps the state of a call into a handle per OS thread: under Celery's gevent pool
+all greenlets share one thread, so two greenlets inside poll() at once (one parked in a callback that yielded)
+abort the worker (`CallState_get: Assertion cs != NULL failed`). The poller is a thread, which monkey patching
+makes a greenlet; waiters sleep on their Delivery's event (gevent's under monkey patching, so others run meanwhile).
+Callbacks never yield: they only set fields and events and queue log lines, written once the call is over.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,7 +26,11 @@ from settings import Settings
 
 log = logging.getLogger("kafka_relay")
 
-POLL_INTERVAL_S = 0.001
+POLL_INTERVAL_S = 0.001  # between polls while messages are outstanding
+IDLE_POLL_S = 1.0  # between polls with nothing outstanding: errors and log lines still get served
+POLL_FAILED_PAUSE_S = 0.1
+WAIT_SLICE_S = 1.0  # how often a waiter makes sure a poller is serving
+LOG_BACKLOG = 10_000  # queued log lines kept at most (the oldest go first) should writing them ever stall
 # Errors that no retry of the same record can cure; any other failure is worth sending again.
 UNDELIVERABLE = {
     KafkaError._UNKNOWN_PARTITION,
@@ -30,19 +39,29 @@ UNDELIVERABLE = {
     KafkaError.INVALID_RECORD,
 }
 
+LogLine = tuple[logging.Logger, int, str, tuple[Any, ...]]
+
 
 class Delivery:
     """The broker's answer for one produced record (its on_delivery callback)."""
 
-    __slots__ = ("done", "error", "record")
+    __slots__ = ("_answered", "done", "error", "record")
 
     def __init__(self, record: Record) -> None:
         self.record = record
         self.done = False
         self.error: KafkaError | None = None
+        # Looked up now, not at import: under `celery -P gevent` it is gevent's Event, and waiting on it yields.
+        self._answered = threading.Event()
 
     def __call__(self, error: KafkaError | None, _message: Message | None = None) -> None:
+        # Runs inside poll(): sets fields and wakes the waiter, nothing that could switch greenlets.
         self.error, self.done = error, True
+        self._answered.set()
+
+    def wait_until(self, deadline: float) -> bool:
+        """Block (yielding, under gevent) until the answer is in or `deadline` passes; True if it is in."""
+        return self.done or self._answered.wait(max(0.0, deadline - time.monotonic()))
 
     @property
     def acknowledged(self) -> bool:
@@ -59,40 +78,108 @@ class Delivery:
         return not self.acknowledged and not self.undeliverable
 
 
+class _QueuedLog:
+    """librdkafka's `logger`, called inside poll(): it queues each line, written once the call is over."""
+
+    __slots__ = ("_lines", "_logger")
+
+    def __init__(self, logger: logging.Logger, lines: deque[LogLine]) -> None:
+        self._logger, self._lines = logger, lines
+
+    def log(self, level: int, msg: str, *args: Any) -> None:
+        # deque.append never yields; a logging call could (a contended handler lock, Sentry's HTTP).
+        self._lines.append((self._logger, level, msg, args))
+
+
 class ReplyProducer:
-    """An idempotent producer whose sends are confirmed one by one, cooperatively."""
+    """An idempotent producer whose sends are confirmed one by one, cooperatively, by one poller."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.fatal_error: KafkaError | None = None
-        self._producer = Producer({**config, "error_cb": self._on_error}, logger=librdkafka_log)
+        # Held around every call into the handle: the binding's per-OS-thread call state allows one at a time.
+        self._lock = threading.Lock()
+        self._log_lines: deque[LogLine] = deque(maxlen=LOG_BACKLOG)
+        self._wake = threading.Event()
+        self._poller: threading.Thread | None = None
+        self._poller_guard = threading.Lock()  # starting the poller, and its leaving once retired
+        self._retired = False
+        self._closed = False
+        self._producer = Producer(
+            {**config, "error_cb": self._on_error}, logger=_QueuedLog(librdkafka_log, self._log_lines)
+        )
 
     def _on_error(self, error: KafkaError) -> None:
+        # Runs inside poll(): note the error, log it once the call is over.
         if error.fatal():
             # The idempotent producer cannot go on (e.g. its sequence was lost): the next send makes a new one.
             self.fatal_error = error
-            log.error("Kafka producer failed for good: %s", error.str())
+            self._log_lines.append((log, logging.ERROR, "Kafka producer failed for good: %s", (error.str(),)))
         else:
-            log.warning("Kafka producer: %s", error.str())
+            self._log_lines.append((log, logging.WARNING, "Kafka producer: %s", (error.str(),)))
 
-    def _pause(self) -> None:
-        self._producer.poll(0)
-        time.sleep(POLL_INTERVAL_S)
+    def _write_log_lines(self) -> None:
+        """Write what the callbacks queued, outside any call into librdkafka (writing may switch greenlets)."""
+        while self._log_lines:
+            try:
+                logger, level, msg, args = self._log_lines.popleft()
+            except IndexError:  # another writer took the last one
+                return
+            logger.log(level, msg, *args)
+
+    def _serve(self) -> int:
+        """Serve what librdkafka has for us (reports, errors, log lines); returns how many messages are left."""
+        with self._lock:
+            self._producer.poll(0)
+            outstanding = len(self._producer)
+        self._write_log_lines()
+        return outstanding
+
+    def _run_poller(self) -> None:
+        while not self._closed:
+            self._wake.clear()  # before serving: a kick from now on is seen by the wait below
+            try:
+                outstanding = self._serve()
+            except Exception:
+                log.exception("Kafka producer poll failed")
+                self._wake.wait(POLL_FAILED_PAUSE_S)
+                continue
+            if outstanding:
+                time.sleep(POLL_INTERVAL_S)
+            elif self._retired:
+                with self._poller_guard:
+                    if not self._wake.is_set():  # a late send on this producer kicked us: serve it first
+                        self._poller = None
+                        return
+            else:
+                self._wake.wait(IDLE_POLL_S)
+
+    def _kick(self) -> None:
+        """Have the poller serve now; start it if there is none (first use, or it left once retired)."""
+        self._wake.set()  # before the check: a retired poller seeing it stays (see _run_poller)
+        with self._poller_guard:
+            if self._closed or (self._poller is not None and self._poller.is_alive()):
+                return
+            # A thread, and so a greenlet of its own under gevent's monkey patching.
+            self._poller = threading.Thread(target=self._run_poller, name="kafka-reply-poller", daemon=True)
+            self._poller.start()
 
     def produce(self, record: Record, deadline: float) -> Delivery:
-        """Queue a record; while librdkafka's queue is full, serve delivery reports until `deadline`."""
+        """Queue a record; while librdkafka's queue is full, let the poller make room until `deadline`."""
         delivery = Delivery(record)
         extra = {} if record.partition is None else {"partition": record.partition}
         queue_was_full = False
         while True:
             try:
-                self._producer.produce(
-                    record.topic,
-                    value=record.value,
-                    key=record.key,
-                    headers=record.headers,
-                    on_delivery=delivery,
-                    **extra,
-                )
+                with self._lock:
+                    self._producer.produce(
+                        record.topic,
+                        value=record.value,
+                        key=record.key,
+                        headers=record.headers,
+                        on_delivery=delivery,
+                        **extra,
+                    )
+                self._kick()
                 return delivery
             except BufferError:
                 if not queue_was_full:
@@ -101,19 +188,22 @@ class ReplyProducer:
                 if time.monotonic() >= deadline:
                     delivery(KafkaError(KafkaError._QUEUE_FULL))
                     return delivery
-                self._pause()
+                self._kick()
+                time.sleep(POLL_INTERVAL_S)
             except KafkaException as exc:
                 delivery(exc.args[0])
                 return delivery
 
     def wait(self, deliveries: Iterable[Delivery], deadline: float) -> bool:
-        """Serve delivery reports until every one is in or `deadline` passes; True if all are in."""
+        """Wait until every report is in or `deadline` passes; True if all are in."""
         pending = [d for d in deliveries if not d.done]
-        while pending:
-            if time.monotonic() >= deadline:
-                return False
-            self._pause()
-            pending = [d for d in pending if not d.done]
+        if pending:
+            self._kick()
+        for delivery in pending:
+            while not delivery.wait_until(min(deadline, time.monotonic() + WAIT_SLICE_S)):
+                if time.monotonic() >= deadline:
+                    return all(d.done for d in pending)
+                self._kick()  # a poller killed meanwhile (an exception from a signal handler) is started again
         return True
 
     def deliver(self, record: Record, timeout_s: float) -> Delivery:
@@ -125,7 +215,24 @@ class ReplyProducer:
 
     def flush(self, timeout_s: float) -> int:
         """Deliver everything queued (blocking: for the relay's shutdown); returns how many are left."""
-        return self._producer.flush(timeout_s)
+        with self._lock:
+            left = self._producer.flush(timeout_s)
+        self._write_log_lines()
+        return left
+
+    def retire(self) -> None:
+        """This process has a new producer: keep serving this one's outstanding reports, then let it go."""
+        self._retired = True
+        self._kick()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop the poller (flush first to deliver what is queued); reports still due are never served."""
+        with self._poller_guard:
+            self._closed = True
+            poller = self._poller
+        self._wake.set()
+        if poller is not None and poller is not threading.current_thread():
+            poller.join(timeout_s)
 
 
 _lock = threading.Lock()
@@ -138,6 +245,9 @@ def shared_producer(settings: Settings) -> ReplyProducer:
     with _lock:
         producer = _shared.get(pid)
         if producer is None or producer.fatal_error is not None:
-            _shared.clear()
+            if producer is not None:
+                # Its own poller drains it and stops; the new one has its own handle, lock and poller.
+                producer.retire()
+            # A parent's entry stays: destroying a librdkafka handle copied by fork() may hang on its threads.
             producer = _shared[pid] = ReplyProducer(producer_config(settings))
         return producer

@@ -25,13 +25,6 @@ OUTAGE_S = 6.0
 MAX_OUTAGES = 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG kafka_relay/producer.py: the worker's shared reply producer is polled from many gevent greenlets "
-    "at once (ReplyProducer.wait -> poll(0) + gevent sleep); when the broker goes away its callbacks (error_cb, "
-    "logger) run Python code that yields to another greenlet polling the same producer, and librdkafka's binding "
-    "aborts the whole worker: `confluent_kafka.c: CallState_get: Assertion cs != NULL failed`",
-)
 def test_a_kafka_broker_outage_while_the_relay_runs_ends_with_every_request_answered_once(
     stack, drill_kafka, stripe_api
 ):
