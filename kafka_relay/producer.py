@@ -38,6 +38,17 @@ UNDELIVERABLE = {
     KafkaError.MSG_SIZE_TOO_LARGE,
     KafkaError.INVALID_RECORD,
 }
+# The broker no longer accepts this producer's id, epoch or sequence, and librdkafka does not always raise a fatal
+# error for it (Tansu answers PRODUCER_FENCED to every send after librdkafka bumped the epoch on a message
+# timeout): a delivery failing with one of these makes the producer be replaced, as a fatal error does.
+PRODUCER_STATE_LOST = {
+    KafkaError.PRODUCER_FENCED,
+    KafkaError.INVALID_PRODUCER_EPOCH,
+    KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+    KafkaError.UNKNOWN_PRODUCER_ID,
+    KafkaError.INVALID_PRODUCER_ID_MAPPING,
+    KafkaError._FENCED,
+}
 
 LogLine = tuple[logging.Logger, int, str, tuple[Any, ...]]
 
@@ -196,15 +207,26 @@ class ReplyProducer:
 
     def wait(self, deliveries: Iterable[Delivery], deadline: float) -> bool:
         """Wait until every report is in or `deadline` passes; True if all are in."""
-        pending = [d for d in deliveries if not d.done]
-        if pending:
-            self._kick()
-        for delivery in pending:
-            while not delivery.wait_until(min(deadline, time.monotonic() + WAIT_SLICE_S)):
-                if time.monotonic() >= deadline:
-                    return all(d.done for d in pending)
-                self._kick()  # a poller killed meanwhile (an exception from a signal handler) is started again
-        return True
+        deliveries = list(deliveries)
+        try:
+            pending = [d for d in deliveries if not d.done]
+            if pending:
+                self._kick()
+            for delivery in pending:
+                while not delivery.wait_until(min(deadline, time.monotonic() + WAIT_SLICE_S)):
+                    if time.monotonic() >= deadline:
+                        return all(d.done for d in pending)
+                    self._kick()  # a poller killed meanwhile (an exception from a signal handler) is started again
+            return True
+        finally:
+            self._note_lost_state(deliveries)
+
+    def _note_lost_state(self, deliveries: list[Delivery]) -> None:
+        errors = (d.error for d in deliveries if d.error is not None)
+        lost = next((e for e in errors if e.code() in PRODUCER_STATE_LOST), None)
+        if lost is not None and self.fatal_error is None:
+            self.fatal_error = lost
+            log.error("Kafka producer state lost (%s): a new producer takes over", lost.str())
 
     def deliver(self, record: Record, timeout_s: float) -> Delivery:
         """Produce one record and wait for the broker's acknowledgement, at most `timeout_s`."""

@@ -113,6 +113,10 @@ class Relay:
         deliveries = [d for state in progress.values() for _, ds in state.handled for d in ds]
         self.producer.wait(deliveries, time.monotonic() + self.settings.kafka_delivery_timeout_s)
         self._store_and_rewind(progress)
+        if self.producer.fatal_error is not None:
+            # A fenced or failed idempotent producer refuses every later send: the rewound messages need a new one.
+            self.producer.retire()
+            self.producer = ReplyProducer(producer_config(self.settings))
 
     def _store_and_rewind(self, progress: dict[tuple[str, int], PartitionProgress]) -> None:
         to_store, to_rewind = [], []

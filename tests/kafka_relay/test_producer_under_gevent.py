@@ -143,3 +143,23 @@ def test_a_retired_producer_serves_its_outstanding_reports_then_its_poller_stops
     assert producer.wait([delivery], time.monotonic() + 10)
     assert delivery.error.code() == KafkaError._MSG_TIMED_OUT
     services.wait_until(lambda: producer._poller is None, 10, "the retired producer's poller to stop")
+
+
+def test_a_fenced_producer_is_replaced_by_the_next_shared_producer_call(monkeypatch):
+    import kafka_relay.producer as producer_module
+    from settings import get_settings
+
+    monkeypatch.setattr(producer_module, "producer_config", lambda _settings: dict(NOWHERE))
+    monkeypatch.setattr(producer_module, "_shared", {})
+    first = producer_module.shared_producer(get_settings())
+    try:
+        assert producer_module.shared_producer(get_settings()) is first
+        fenced = producer_module.Delivery(Record(TOPIC, b"k", b"v"))
+        fenced(KafkaError(KafkaError.PRODUCER_FENCED))  # what Tansu answers once librdkafka bumped the epoch
+        first.wait([fenced], time.monotonic() + 1)
+        assert fenced.failed and first.fatal_error is not None
+        second = producer_module.shared_producer(get_settings())
+        assert second is not first and second.fatal_error is None
+        second.close()
+    finally:
+        first.close()
