@@ -38,10 +38,10 @@ beat_schedule = {
 # A task is acknowledged only once it has finished; a worker lost mid-task gives it back to the broker.
 task_acks_late = True
 task_reject_on_worker_lost = True
-# A late-acked task whose broker connection is lost can no longer be acked: RabbitMQ redelivers it. Stop this copy
-# (a gevent pool kills its greenlet) rather than run it beside the redelivery; the claim's execution lease keeps the
-# two apart anyway when the redelivery lands on another worker (domain/idempotency.py). Celery 6's default.
-worker_cancel_long_running_tasks_on_connection_loss = True
+# A late-acked task whose broker connection is lost can no longer be acked and RabbitMQ redelivers it; this copy
+# goes on and the claim's execution lease makes the redelivery wait and replay its outcome (domain/idempotency.py).
+# Not cancelled: killing a greenlet mid-read of a MySQL reply could leave a half-read connection for the pool.
+worker_cancel_long_running_tasks_on_connection_loss = False
 # One message at a time per execution slot: a slow Stripe call never sits on messages others could run.
 worker_prefetch_multiplier = 1
 # Greenlets of a Stripe-queue worker (the Procfile's reads worker sets its own with -c).

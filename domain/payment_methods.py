@@ -104,7 +104,7 @@ def create_payment_method(ctx: OperationContext, inp: CreatePaymentMethodInput) 
             if inp.set_as_default:
                 _make_default(method)
             payload = method.to_payload()
-            idempotency.complete(claim, {"response": payload})
+            idempotency.finish(claim, {"response": payload})
         return payload
 
     return idempotency.execute_once(ctx, CREATE, inp.canonical(), "payment_method", execute)
@@ -150,7 +150,7 @@ def delete_payment_method(ctx: OperationContext, inp: DeletePaymentMethodInput) 
         with write_transaction():
             lock_customer(method.customer_id)  # one change to a customer's vault at a time
             PaymentMethod.update(deleted_at=utcnow(), is_default=False).where(PaymentMethod.id == method.id).execute()
-            idempotency.complete(claim, {"response": payload})
+            idempotency.finish(claim, {"response": payload})
         return payload
 
     return idempotency.execute_once(ctx, DELETE, inp.canonical(), "payment_method", execute)
