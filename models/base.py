@@ -81,7 +81,9 @@ def make_database(settings: Settings) -> Database:
         settings.tidb_database,
         max_connections=settings.db_pool_size,
         stale_timeout=300,  # recycle before TiDB's / MariaDB's idle cut-off
-        timeout=30,  # wait this long for a free pooled connection
+        # Wait this long for a free pooled connection: less than a claim's execution lease (15 s), so a task
+        # starved of connections retries before a redelivery could think it dead.
+        timeout=10,
         **mysql_connect_params(settings),
     )
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import celery
 from peewee import InterfaceError, OperationalError
+from playhouse.pool import MaxConnectionsExceeded
 
 from domain.context import OperationContext
 from domain.errors import OperationError, TransientError
@@ -140,7 +141,9 @@ class OperationTask(celery.Task):
                 return {"response": self.operation.resolve_handler()(ctx, inp)}
         except OperationError as exc:
             return {"error": exc.to_error()}
-        except (TransientError, OperationalError, InterfaceError) as exc:
+        # A pool that stayed full (MaxConnectionsExceeded, a ValueError) is as transient as a database gone away:
+        # after a Stripe call it must end in a retry that replays Stripe under the same key, never in a 500.
+        except (TransientError, OperationalError, InterfaceError, MaxConnectionsExceeded) as exc:
             if isinstance(exc, TransientError) and exc.code == IN_USE:
                 raise  # a sibling execution will answer: _execute_alone waits for it
             if not ctx.final_attempt:

@@ -214,3 +214,40 @@ def test_a_redelivery_of_a_running_task_waits_for_it_and_answers_its_outcome(dom
     finisher.join(10)
     assert envelope == {"response": outcome}
     assert time.monotonic() - began >= 1.0  # it waited for the first delivery instead of running beside it
+
+
+def test_a_pool_left_full_after_stripe_answered_is_retried_under_the_same_key_not_answered_500(
+    domain_db, stripe_at, monkeypatch
+):
+    """The connection is lent back during the Stripe call; if none is free to write the outcome, the task retries
+    (the retry replays Stripe under the same key) instead of answering internal_error for a payment that exists."""
+    from playhouse.pool import MaxConnectionsExceeded
+
+    import domain.payment_intents as payment_intents
+    from models import Customer, PaymentIntent
+
+    real_write_transaction = payment_intents.write_transaction
+    starved = {"left": 1}
+
+    def write_transaction_once_starved():
+        if starved["left"]:
+            starved["left"] -= 1
+            raise MaxConnectionsExceeded("Exceeded maximum connections.")
+        return real_write_transaction()
+
+    monkeypatch.setattr(payment_intents, "write_transaction", write_transaction_once_starved)
+    intent = {**INTENT, "id": f"pi_pool_{uuid.uuid4().hex[:10]}"}
+    with scripted_stripe([(200, intent), (200, intent)]) as (base, seen):
+        stripe_at(base)
+        Customer.create(
+            id=f"vycus_{uuid.uuid4().hex[:10]}", platform_customer_id="pool-cust", stripe_customer_id="cus_p"
+        )
+        envelope = run_task(
+            "create-payment-intent",
+            {"customerId": "pool-cust", "amount": 100, "currency": "usd"},
+            f"pool-{uuid.uuid4()}",
+        )
+    assert envelope["response"]["stripePaymentIntentId"] == intent["id"], envelope
+    posts = [r for r in seen if r["path"] == "/v1/payment_intents"]
+    assert len(posts) == 2 and len({r["idempotency_key"] for r in posts}) == 1
+    assert PaymentIntent.select().where(PaymentIntent.stripe_payment_intent_id == intent["id"]).count() == 1
