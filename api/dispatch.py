@@ -140,9 +140,13 @@ def run_operation(
     if replies is None:
         return _via_result_backend(TASKS[operation.name], payload, meta, timeout_s, caller_key)
     deadline = time.monotonic() + timeout_s
-    replies.ready.wait(min(READY_WAIT_S, timeout_s))
+    if not replies.ready.wait(min(READY_WAIT_S, timeout_s)):
+        # Its answer could not reach this process: refuse before anything runs rather than charge and answer 504.
+        log.error("REST reply channel not subscribed (Redis unreachable); request not accepted")
+        raise OperationError("service_unavailable", "The service cannot accept requests right now.")
     request_id, waiter = replies.expect()
-    meta["reply"] = {"channel": replies.channel, "id": request_id}
+    # `until` (epoch seconds): how long the worker keeps trying to reach this process with the answer.
+    meta["reply"] = {"channel": replies.channel, "id": request_id, "until": time.time() + timeout_s}
     try:
         try:
             TASKS[operation.name].apply_async(args=[payload, meta], ignore_result=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import time
 from typing import Any
 
 import redis
@@ -38,10 +39,25 @@ def deliver(envelope: dict[str, Any], meta: dict[str, Any]) -> None:
     publish_reply(envelope, meta)
 
 
+REST_RETRY_PAUSE_S = (0.05, 1.0)
+
+
 def _publish_rest(envelope: dict[str, Any], reply: dict[str, Any]) -> None:
+    """Publish until the waiting web process has it (one subscriber received it) or its caller gave up."""
     body = json.dumps({"id": reply["id"], "envelope": envelope})
-    try:
-        _rest_client().publish(reply["channel"], body)
-    except redis.RedisError as exc:
-        # The caller is answered 504 with its key and replays the stored outcome; retrying here cannot reach it.
-        log.warning("REST reply not published (%s); the caller's retry replays it", type(exc).__name__)
+    until = float(reply.get("until") or 0)
+    pause = REST_RETRY_PAUSE_S[0]
+    while True:
+        try:
+            # Pub/sub keeps nothing: 0 receivers means the web process is between subscriptions (Redis restarted).
+            if _rest_client().publish(reply["channel"], body) > 0:
+                return
+            reason = "no subscriber"
+        except Exception as exc:  # a Redis outage, or a misconfigured URL: never a task retried forever
+            reason = type(exc).__name__
+        if time.time() + pause >= until:
+            # The caller has been answered 504 with its key; its retry replays the stored outcome.
+            log.warning("REST reply not delivered (%s); the caller's retry replays it", reason)
+            return
+        time.sleep(pause)  # cooperative under the worker's gevent pool
+        pause = min(REST_RETRY_PAUSE_S[1], pause * 2)

@@ -3,9 +3,14 @@ stored, and the subscriber survives losing its Redis connection."""
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+import uuid
+
 import redis
 
-from tests.api.conftest import Client
+from tests.api.conftest import Client, running_api
 from tests.api.test_rest_api import customer, vault
 from tests.support import services
 
@@ -50,3 +55,53 @@ def test_the_reply_subscriber_comes_back_after_redis_drops_its_connection(client
     response = client.post("/payment-intents", json={"customerId": customer_id, "amount": 900, "currency": "usd"})
     assert response.status_code == 201, response.text
     assert client.get(f"/payment-intents/{response.json()['id']}").status_code == 200
+
+
+def test_without_its_reply_channel_the_door_refuses_with_503_and_dispatches_nothing(mariadb):
+    from models import IdempotencyRecord
+
+    before = IdempotencyRecord.select().count()
+    # The web's Redis is unreachable: no answer could come back, so nothing may be charged.
+    with running_api("api-no-redis.log", CELERY_RESULT_BACKEND="redis://127.0.0.1:9/1") as base:
+        response = Client(base).post(
+            "/payment-intents", json={"customerId": customer(), "amount": 500, "currency": "usd"}
+        )
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "service_unavailable"
+        assert "Traceback" not in response.text
+    time.sleep(2.0)  # a task dispatched anyway would have claimed its key by now (the worker runs)
+    assert IdempotencyRecord.select().count() == before
+
+
+def test_a_worker_keeps_publishing_an_answer_until_the_web_process_is_subscribed_again():
+    from tasks import replies
+
+    channel = f"vyp-rest-replies:test:{uuid.uuid4().hex}"
+    conn = redis.Redis.from_url(REDIS_URL)
+    received: list[dict] = []
+
+    def subscribe_late() -> None:
+        time.sleep(0.5)  # the web process is between subscriptions (Redis restarted)
+        pubsub = conn.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(channel)
+        end = time.monotonic() + 10
+        while not received and time.monotonic() < end:
+            message = pubsub.get_message(timeout=0.5)
+            if message:
+                received.append(json.loads(message["data"]))
+        pubsub.close()
+
+    listener = threading.Thread(target=subscribe_late)
+    listener.start()
+    replies.deliver({"response": {"ok": True}}, {"reply": {"channel": channel, "id": "r1", "until": time.time() + 10}})
+    listener.join(15)
+    assert received == [{"id": "r1", "envelope": {"response": {"ok": True}}}]
+
+
+def test_an_answer_nobody_can_receive_is_given_up_at_the_callers_deadline_without_raising():
+    from tasks import replies
+
+    channel = f"vyp-rest-replies:test:{uuid.uuid4().hex}"
+    started = time.monotonic()
+    replies.deliver({"response": {}}, {"reply": {"channel": channel, "id": "r2", "until": time.time() + 1.0}})
+    assert time.monotonic() - started < 5.0
