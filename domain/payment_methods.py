@@ -78,7 +78,12 @@ def create_payment_method(ctx: OperationContext, inp: CreatePaymentMethodInput) 
                 customer.stripe_customer_id,
                 idempotency_key=claim.stripe_key(CREATE, "attach"),
             )
-        chosen_stripe_id = duplicate.stripe_payment_method_id if duplicate else inp.stripe_payment_method_id
+        # A retry (or a takeover) sends Stripe the default the first attempt chose, under the same key.
+        chosen_stripe_id = (claim.stripe_params or {}).get("defaultStripeId")
+        if chosen_stripe_id is None:
+            chosen_stripe_id = duplicate.stripe_payment_method_id if duplicate else inp.stripe_payment_method_id
+            if inp.set_as_default:
+                claim = idempotency.remember_stripe_params(claim, {"defaultStripeId": chosen_stripe_id})
         if inp.set_as_default:
             stripe_client.set_default_payment_method(
                 customer.stripe_customer_id,

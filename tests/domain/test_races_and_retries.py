@@ -146,3 +146,28 @@ def test_settings_never_show_their_secrets():
     text = repr(secret) + str(secret)
     for value in ("db-secret-x", "api-secret-x", "sk_test_secret_x", "whsec_secret_x"):
         assert value not in text
+
+
+def test_a_vault_retry_sends_stripe_the_default_the_first_attempt_chose(domain_db, stripe_api, monkeypatch):
+    """Between the attempts the same card is vaulted again: the retry still sends the first attempt's default, under
+    the same key (another value under that key would be Stripe's idempotency_error, answered as a failure)."""
+    customer_id = f"race-{uuid.uuid4().hex[:8]}"
+    sent: list[tuple] = []
+    real_set_default = stripe_client.set_default_payment_method
+
+    def time_out_once(customer, method, *, idempotency_key):
+        sent.append((customer, method, idempotency_key))
+        if len(sent) == 1:
+            raise TransientError("Stripe timed out", code="stripe_error")
+        return real_set_default(customer, method, idempotency_key=idempotency_key)
+
+    monkeypatch.setattr(stripe_client, "set_default_payment_method", time_out_once)
+    payload = {"customerId": customer_id, "stripePaymentMethodId": make_card(stripe_api), "setAsDefault": True}
+    ctx = context(final_attempt=False)
+    with pytest.raises(TransientError):
+        call("create-payment-method", payload, ctx)
+    monkeypatch.setattr(stripe_client, "set_default_payment_method", real_set_default)
+    vaulted(stripe_api, customer_id)  # the same card, another pm_…, vaulted meanwhile under another key
+    monkeypatch.setattr(stripe_client, "set_default_payment_method", time_out_once)
+    call("create-payment-method", payload, context(key=ctx.scoped_key, owner=ctx.owner))
+    assert len(sent) == 2 and sent[0] == sent[1]
