@@ -30,7 +30,7 @@ from domain.context import OperationContext
 from domain.errors import OperationError, TransientError
 from domain.ids import new_id
 from models import IdempotencyRecord, database, utcnow, write_transaction
-from models.base import for_update
+from models.base import discard_connection, for_update
 
 log = logging.getLogger(__name__)
 
@@ -337,5 +337,6 @@ def execute_once(
     except BaseException:
         # Killed (time limit, or a cancel after a broker connection loss): its redelivery need not wait the lease.
         with contextlib.suppress(Exception):
+            discard_connection()  # the kill may have landed mid-read: step down on a fresh connection
             step_down(claimed)
         raise

@@ -19,7 +19,7 @@ from peewee import (
     SqliteDatabase,
     TextField,
 )
-from playhouse.pool import PooledMySQLDatabase
+from playhouse.pool import PooledDatabase, PooledMySQLDatabase
 
 from settings import Settings
 
@@ -118,6 +118,19 @@ def bind_database(settings: Settings) -> Database:
     return db
 
 
+def discard_connection() -> None:
+    """Close this greenlet's connection for good, never back to the pool: a kill (a time limit's gevent.Timeout)
+    may have landed mid-read and left part of a reply on it for the next user to read as its own."""
+    db = database.obj
+    if db is None or db.is_closed():
+        return
+    with contextlib.suppress(Exception):
+        if isinstance(db, PooledDatabase):
+            db.manual_close()
+        else:
+            db.close()
+
+
 @contextlib.contextmanager
 def unit_of_work() -> Iterator[None]:
     """A connection for one unit of work (task, request, batch), returned to the pool after it."""
@@ -125,6 +138,10 @@ def unit_of_work() -> Iterator[None]:
     opened = db.connect(reuse_if_open=True)
     try:
         yield
+    except BaseException as exc:
+        if not isinstance(exc, Exception):
+            discard_connection()  # killed, not failed: the connection's state is unknown
+        raise
     finally:
         if opened and not db.in_transaction():
             db.close()

@@ -40,3 +40,28 @@ def test_a_stripe_call_inside_a_transaction_keeps_its_connection(mariadb):
         held = len(mariadb._in_use)
         stripe_client._call(_watching(mariadb, seen), params={})
         assert seen == {"closed": False, "in_use": held}
+
+
+class Killed(BaseException):
+    """What a time limit raises in a gevent greenlet (gevent.Timeout is a BaseException)."""
+
+
+def _pooled(db: Any) -> list[Any]:
+    return [conn for *_, conn in db._connections]
+
+
+def test_a_killed_unit_of_work_never_gives_its_connection_back_to_the_pool(mariadb):
+    with pytest.raises(Killed), unit_of_work():
+        PaymentIntent.select().count()
+        conn = mariadb.connection()
+        raise Killed()  # may have landed mid-read: what is left on the socket belongs to no one
+    assert mariadb.is_closed()
+    assert all(c is not conn for c in _pooled(mariadb)) and not conn.open
+
+
+def test_a_failed_unit_of_work_gives_its_healthy_connection_back_to_the_pool(mariadb):
+    with pytest.raises(ValueError), unit_of_work():
+        PaymentIntent.select().count()
+        conn = mariadb.connection()
+        raise ValueError("an ordinary failure: the connection itself is fine")
+    assert any(c is conn for c in _pooled(mariadb)) and conn.open
