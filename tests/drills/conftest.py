@@ -10,7 +10,6 @@ the fast subset of `make test` runs.
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 import uuid
 from collections import defaultdict
@@ -185,30 +184,8 @@ def drill_kafka(drill_log_dir: Path) -> Iterator[KafkaSetup]:
 
     from kafka_relay.config import door_topics
 
-    upstream_port, port = services.free_port(), services.free_port()
-    tcp = TcpProxy(port, upstream_port)
-    tcp.start()
-    address = f"127.0.0.1:{port}"
-    log = open(drill_log_dir / "tansu.log", "ab")
-    proc = subprocess.Popen(
-        [
-            kafka.tansu_binary(),
-            "broker",
-            "--listener-url",
-            f"tcp://127.0.0.1:{upstream_port}",
-            "--advertised-listener-url",
-            f"tcp://{address}",
-            "--storage-engine",
-            "memory://tansu/",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    collector = None
-    try:
-        admin = AdminClient({"bootstrap.servers": address})
-        services.wait_until(lambda: proc.poll() is None and admin.list_topics(timeout=1) is not None, 30, "tansu")
+    with kafka.tansu_behind_proxy(drill_log_dir / "tansu.log") as (address, tcp):
+        admin = AdminClient({"bootstrap.servers": address})  # kept alive until its futures are done
         futures = admin.create_topics([NewTopic(t, KAFKA_PARTITIONS) for t in door_topics()])
         for future in futures.values():
             future.result(10)
@@ -216,17 +193,14 @@ def drill_kafka(drill_log_dir: Path) -> Iterator[KafkaSetup]:
 
         answers = [t for op in OPERATIONS.values() for t in (op.response_topic, f"{op.name}-dlq")]
         collector = QuietCollector(address, answers)
-        gateway = kafka.Gateway(address, collector)
-        gateway.producer = Producer({"bootstrap.servers": address, "linger.ms": 1, "log_level": QUIET})
-        yield KafkaSetup(address, tcp, collector, gateway)
-        gateway.producer.flush(5)
-        del gateway.producer  # librdkafka stops retrying the broker once its producer is gone
-    finally:
-        if collector is not None:
+        try:
+            gateway = kafka.Gateway(address, collector)
+            gateway.producer = Producer({"bootstrap.servers": address, "linger.ms": 1, "log_level": QUIET})
+            yield KafkaSetup(address, tcp, collector, gateway)
+            gateway.producer.flush(5)
+            del gateway.producer  # librdkafka stops retrying the broker once its producer is gone
+        finally:
             collector.close()
-        tcp.close()
-        services.stop(proc, 9)
-        log.close()
 
 
 @pytest.fixture(scope="session")

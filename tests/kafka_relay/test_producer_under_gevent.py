@@ -21,9 +21,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from kafka_relay.producer import ReplyProducer
 from kafka_relay.wire import Record
-from stand_ins.local import tansu_binary
 from tests.conftest import LOG_DIR
-from tests.support import services
+from tests.support import kafka, services
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -42,33 +41,10 @@ SLACK_S = 0.5  # a waiter is woken at its deadline; the hub may be busy with the
 @pytest.fixture()
 def broker_behind_proxy() -> Iterator[tuple[str, TcpProxy]]:
     """A private memory-only Tansu, reached (and advertised) only through a TCP proxy that can cut it away."""
-    upstream_port, port = services.free_port(), services.free_port()
-    proxy = TcpProxy(port, upstream_port)
-    proxy.start()
-    address = f"127.0.0.1:{port}"
-    with open(LOG_DIR / "tansu-gevent-storm.log", "ab") as log:
-        proc = subprocess.Popen(
-            [
-                tansu_binary(),
-                "broker",
-                "--listener-url",
-                f"tcp://127.0.0.1:{upstream_port}",
-                "--advertised-listener-url",
-                f"tcp://{address}",
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    with kafka.tansu_behind_proxy(LOG_DIR / "tansu-gevent-storm.log") as (address, proxy):
         admin = AdminClient({"bootstrap.servers": address, "log_level": 2})
-        services.wait_until(lambda: proc.poll() is None and admin.list_topics(timeout=1) is not None, 30, "tansu")
         admin.create_topics([NewTopic(TOPIC, 2)])[TOPIC].result(10)
         yield address, proxy
-    finally:
-        proxy.close()
-        services.stop(proc, 9)
 
 
 def test_greenlets_sharing_the_reply_producer_survive_broker_outages_and_each_delivery_ends_by_its_deadline(

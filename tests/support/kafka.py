@@ -21,40 +21,53 @@ from confluent_kafka.admin import AdminClient
 
 from stand_ins.local import tansu_binary
 from tests.support import services
+from tests.support.tcp_proxy import TcpProxy
 
 # Tansu holds a group join for about half of session.timeout.ms and a fetch for about half of fetch.wait.max.ms.
 FAST_CONSUMER = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500", "fetch.wait.max.ms": "10"}
 
 
-
-
 @contextlib.contextmanager
-def tansu(port: int, log_path: Path) -> Iterator[str]:
-    """A memory-only Tansu broker on 127.0.0.1:`port`; yields its bootstrap address."""
-    address = f"127.0.0.1:{port}"
-    url = f"tcp://{address}"
+def tansu(port: int, log_path: Path, advertised: str | None = None) -> Iterator[str]:
+    """A memory-only Tansu broker on 127.0.0.1:`port`, telling clients to use `advertised` (default: itself);
+    yields the address clients use."""
+    address = advertised or f"127.0.0.1:{port}"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [
                 tansu_binary(),
                 "broker",
                 "--listener-url",
-                url,
+                f"tcp://127.0.0.1:{port}",
                 "--advertised-listener-url",
-                url,
+                f"tcp://{address}",
                 "--storage-engine",
                 "memory://tansu/",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
-        admin = AdminClient({"bootstrap.servers": address})
+        admin = AdminClient({"bootstrap.servers": address, "log_level": 2})
         services.wait_until(lambda: proc.poll() is None and admin.list_topics(timeout=1) is not None, 30, "tansu")
         yield address
     finally:
         # Memory only, nothing to lose; a graceful stop would wait 5 s for clients still connected.
         services.stop(proc, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def tansu_behind_proxy(log_path: Path) -> Iterator[tuple[str, TcpProxy]]:
+    """A private Tansu reached (and advertised) only through a TCP proxy that can cut it away from its clients."""
+    upstream_port, port = services.free_port(), services.free_port()
+    proxy = TcpProxy(port, upstream_port)
+    proxy.start()
+    try:
+        with tansu(upstream_port, log_path, advertised=f"127.0.0.1:{port}") as address:
+            yield address, proxy
+    finally:
+        proxy.close()
 
 
 class RelayProcess:
