@@ -116,8 +116,8 @@ def rest_replies() -> RestReplies | None:
     return replies
 
 
-def _broker_unavailable() -> OperationError:
-    log.error("Celery broker unavailable; request not accepted")
+def _unavailable(why: str) -> OperationError:
+    log.error("%s; request not accepted", why)
     return OperationError("service_unavailable", "The service cannot accept requests right now.")
 
 
@@ -142,8 +142,7 @@ def run_operation(
     deadline = time.monotonic() + timeout_s
     if not replies.ready.wait(min(READY_WAIT_S, timeout_s)):
         # Its answer could not reach this process: refuse before anything runs rather than charge and answer 504.
-        log.error("REST reply channel not subscribed (Redis unreachable); request not accepted")
-        raise OperationError("service_unavailable", "The service cannot accept requests right now.")
+        raise _unavailable("REST reply channel not subscribed (Redis unreachable)")
     request_id, waiter = replies.expect()
     # `until` (epoch seconds): how long the worker keeps trying to reach this process with the answer.
     meta["reply"] = {"channel": replies.channel, "id": request_id, "until": time.time() + timeout_s}
@@ -151,7 +150,7 @@ def run_operation(
         try:
             TASKS[operation.name].apply_async(args=[payload, meta], ignore_result=True)
         except BrokerUnavailable:
-            raise _broker_unavailable() from None
+            raise _unavailable("Celery broker unavailable") from None
         if waiter.event.wait(max(0.0, deadline - time.monotonic())) and waiter.envelope is not None:
             return waiter.envelope
         raise _timed_out(caller_key)
@@ -165,7 +164,7 @@ def _via_result_backend(
     try:
         result = task.apply_async(args=[payload, meta])
     except BrokerUnavailable:
-        raise _broker_unavailable() from None
+        raise _unavailable("Celery broker unavailable") from None
     try:
         return result.get(timeout=timeout_s, propagate=True)
     except ResultTimeout:

@@ -51,7 +51,6 @@ def _json_body() -> dict[str, Any]:
     except RecursionError:  # nesting deeper than the parser's stack: bad input like any other
         body = None
     if not isinstance(body, dict):
-
         raise OperationError("validation_error", "The body must be a JSON object.")
     return body
 

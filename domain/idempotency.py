@@ -196,16 +196,17 @@ def _held(claim_: Claim) -> list[Expression]:
     return [*_this_execution(claim_), IdempotencyRecord.state == "in_flight"]
 
 
+def _update_held(claim_: Claim, **values: Any) -> bool:
+    """Change the record only while this execution holds it; False once it no longer does."""
+    return bool(IdempotencyRecord.update(updated_at=utcnow(), **values).where(*_held(claim_)).execute())
+
+
 def complete(claim_: Claim, outcome: dict[str, Any]) -> bool:
     """Store the outcome (response or error) to replay; it must hold no client secret. Only the holder may.
 
     The execution token stays on the record: it tells who stored the outcome.
     """
-    return bool(
-        IdempotencyRecord.update(state="completed", outcome=outcome, updated_at=utcnow())
-        .where(*_held(claim_))
-        .execute()
-    )
+    return _update_held(claim_, state="completed", outcome=outcome)
 
 
 def finish(claim_: Claim, outcome: dict[str, Any]) -> None:
@@ -225,31 +226,19 @@ def release(claim_: Claim) -> bool:
 
     Never undoes a stored outcome, and never takes the key from whoever took it over meanwhile.
     """
-    return bool(
-        IdempotencyRecord.update(state="retryable", execution_token=None, execution_until=None, updated_at=utcnow())
-        .where(*_held(claim_))
-        .execute()
-    )
+    return _update_held(claim_, state="retryable", execution_token=None, execution_until=None)
 
 
 def step_down(claim_: Claim) -> bool:
     """This execution stops without an outcome (its task retries): the key stays the owner's, and the owner's
     next execution takes it at once instead of waiting out the lease."""
-    return bool(
-        IdempotencyRecord.update(execution_token=None, execution_until=None, updated_at=utcnow())
-        .where(*_held(claim_))
-        .execute()
-    )
+    return _update_held(claim_, execution_token=None, execution_until=None)
 
 
 def renew(claim_: Claim) -> bool:
     """The heartbeat: this execution still runs. False once it no longer holds the claim."""
     now = utcnow()
-    return bool(
-        IdempotencyRecord.update(execution_until=now + EXECUTION_LEASE, locked_until=now + LEASE)
-        .where(*_held(claim_))
-        .execute()
-    )
+    return _update_held(claim_, execution_until=now + EXECUTION_LEASE, locked_until=now + LEASE)
 
 
 @contextlib.contextmanager
@@ -280,8 +269,7 @@ def remember_stripe_params(claim_: Claim, params: dict[str, Any]) -> Claim:
 
     Only the holder may: a stale execution stops here (`ClaimLost`) before it calls Stripe.
     """
-    updated = IdempotencyRecord.update(stripe_params=params, updated_at=utcnow()).where(*_held(claim_)).execute()
-    if not updated:
+    if not _update_held(claim_, stripe_params=params):
         raise ClaimLost()
     # The first attempt sends what a retry will read back (same key order): byte for byte the same request.
     return dataclasses.replace(claim_, stripe_params=json.loads(json.dumps(params, sort_keys=True)))

@@ -103,7 +103,7 @@ def mysql_connect_params(settings: Settings) -> dict[str, Any]:
     if not settings.tidb_enable_ssl:
         # PyMySQL otherwise builds a default TLS context per connection ("preferred" mode): ~18 ms CPU and ~0.85 MB.
         params["ssl_disabled"] = True
-    if settings.tidb_enable_ssl:
+    else:
         params["ssl_verify_cert"] = True
         params["ssl_verify_identity"] = True
         # Without a CA path the system trust store verifies (TiDB Cloud's CA is public).
