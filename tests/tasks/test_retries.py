@@ -100,20 +100,21 @@ def run_task(operation: str, payload: dict, key: str):
     return TASKS[operation].apply(args=[payload, {"idempotencyKey": key}]).get()
 
 
+def create_for_new_customer(customer_id: str, key: str) -> dict:
+    """A customer known here (and at the scripted Stripe), then a 100 usd create for it through the task."""
+    from models import Customer
+
+    Customer.create(
+        id=f"vycus_{uuid.uuid4().hex[:10]}", platform_customer_id=customer_id, stripe_customer_id=f"cus_{customer_id}"
+    )
+    return run_task("create-payment-intent", {"customerId": customer_id, "amount": 100, "currency": "usd"}, key)
+
+
 def test_a_transient_outage_is_retried_with_the_same_stripe_key_until_it_passes(domain_db, stripe_at):
     answers = [(500, error("api_error")), (429, error("rate_limit_error")), (200, INTENT)]
     with scripted_stripe(answers) as (base, seen):
         stripe_at(base)
-        from models import Customer
-
-        Customer.create(
-            id=f"vycus_{uuid.uuid4().hex[:10]}", platform_customer_id="retry-cust", stripe_customer_id="cus_x"
-        )
-        envelope = run_task(
-            "create-payment-intent",
-            {"customerId": "retry-cust", "amount": 100, "currency": "usd"},
-            key=f"retry-{uuid.uuid4()}",
-        )
+        envelope = create_for_new_customer("retry-cust", f"retry-{uuid.uuid4()}")
     assert envelope["response"]["status"] == "requires_payment_method"
     posts = [r for r in seen if r["path"] == "/v1/payment_intents"]
     assert len(posts) == 3
@@ -124,30 +125,18 @@ def test_a_decline_is_answered_not_retried(domain_db, stripe_at):
     declined = error("card_error", code="card_declined", payment_intent={**INTENT, "id": "pi_declined"})
     with scripted_stripe([(402, declined)]) as (base, seen):
         stripe_at(base)
-        from models import Customer
-
-        Customer.create(
-            id=f"vycus_{uuid.uuid4().hex[:10]}", platform_customer_id="decl-cust", stripe_customer_id="cus_y"
-        )
-        envelope = run_task(
-            "create-payment-intent",
-            {"customerId": "decl-cust", "amount": 100, "currency": "usd"},
-            key=f"decl-{uuid.uuid4()}",
-        )
+        envelope = create_for_new_customer("decl-cust", f"decl-{uuid.uuid4()}")
     assert envelope["error"]["code"] == "card_declined"
     assert len(seen) == 1
 
 
 def test_retries_are_bounded_and_the_key_is_given_back(domain_db, stripe_at):
-    from models import Customer, IdempotencyRecord
+    from models import IdempotencyRecord
 
     key = f"down-{uuid.uuid4()}"
     with scripted_stripe([(503, error("api_error"))]) as (base, seen):
         stripe_at(base)
-        Customer.create(
-            id=f"vycus_{uuid.uuid4().hex[:10]}", platform_customer_id="down-cust", stripe_customer_id="cus_z"
-        )
-        envelope = run_task("create-payment-intent", {"customerId": "down-cust", "amount": 100, "currency": "usd"}, key)
+        envelope = create_for_new_customer("down-cust", key)
     assert envelope["error"]["code"] == "stripe_error"
     assert len(seen) == settings.get_settings().task_max_retries + 1
     from domain.idempotency import key_hash
@@ -171,16 +160,7 @@ def test_stripe_busy_with_our_key_is_waited_for_without_spending_retries(domain_
     intent = {**INTENT, "id": f"pi_busy_{uuid.uuid4().hex[:10]}"}
     with scripted_stripe([(409, in_use)] * busy + [(200, intent)]) as (base, seen):
         stripe_at(base)
-        from models import Customer
-
-        Customer.create(
-            id=f"vycus_{uuid.uuid4().hex[:10]}", platform_customer_id="busy-cust", stripe_customer_id="cus_b"
-        )
-        envelope = run_task(
-            "create-payment-intent",
-            {"customerId": "busy-cust", "amount": 100, "currency": "usd"},
-            key=f"busy-{uuid.uuid4()}",
-        )
+        envelope = create_for_new_customer("busy-cust", f"busy-{uuid.uuid4()}")
     assert envelope["response"]["status"] == "requires_payment_method", envelope
     posts = [r for r in seen if r["path"] == "/v1/payment_intents"]
     assert len(posts) == busy + 1 and len({r["idempotency_key"] for r in posts}) == 1
@@ -224,7 +204,7 @@ def test_a_pool_left_full_after_stripe_answered_is_retried_under_the_same_key_no
     from playhouse.pool import MaxConnectionsExceeded
 
     import domain.payment_intents as payment_intents
-    from models import Customer, PaymentIntent
+    from models import PaymentIntent
 
     real_write_transaction = payment_intents.write_transaction
     starved = {"left": 1}
@@ -239,14 +219,7 @@ def test_a_pool_left_full_after_stripe_answered_is_retried_under_the_same_key_no
     intent = {**INTENT, "id": f"pi_pool_{uuid.uuid4().hex[:10]}"}
     with scripted_stripe([(200, intent), (200, intent)]) as (base, seen):
         stripe_at(base)
-        Customer.create(
-            id=f"vycus_{uuid.uuid4().hex[:10]}", platform_customer_id="pool-cust", stripe_customer_id="cus_p"
-        )
-        envelope = run_task(
-            "create-payment-intent",
-            {"customerId": "pool-cust", "amount": 100, "currency": "usd"},
-            f"pool-{uuid.uuid4()}",
-        )
+        envelope = create_for_new_customer("pool-cust", f"pool-{uuid.uuid4()}")
     assert envelope["response"]["stripePaymentIntentId"] == intent["id"], envelope
     posts = [r for r in seen if r["path"] == "/v1/payment_intents"]
     assert len(posts) == 2 and len({r["idempotency_key"] for r in posts}) == 1
