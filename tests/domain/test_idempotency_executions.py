@@ -46,6 +46,10 @@ def record(claim: idempotency.Claim) -> IdempotencyRecord:
     return IdempotencyRecord.get_by_id(claim.record_id)
 
 
+def record_of(key: str) -> IdempotencyRecord:
+    return IdempotencyRecord.get(IdempotencyRecord.key_hash == idempotency.key_hash(key))
+
+
 def test_a_second_execution_of_the_same_task_waits_for_the_first_then_replays_its_outcome(domain_db):
     key = str(uuid.uuid4())
     first = take(key)
@@ -132,7 +136,7 @@ def test_a_retried_task_resumes_at_once_and_the_key_stays_its_own(domain_db):
 
     with pytest.raises(TransientError):
         run_once(key, fail, final_attempt=False)
-    stored = IdempotencyRecord.get(IdempotencyRecord.key_hash == idempotency.key_hash(key))
+    stored = record_of(key)
     assert stored.state == "in_flight" and stored.execution_token is None
     with pytest.raises(OperationError) as busy:
         take(key, owner="task-b")
@@ -148,7 +152,7 @@ def test_stripe_busy_with_our_key_never_gives_the_key_back_even_on_the_last_atte
 
     with pytest.raises(TransientError):
         run_once(key, busy, final_attempt=True)
-    stored = IdempotencyRecord.get(IdempotencyRecord.key_hash == idempotency.key_hash(key))
+    stored = record_of(key)
     assert stored.state == "in_flight" and stored.execution_token is None
 
 
@@ -163,7 +167,7 @@ def test_a_killed_execution_steps_down_so_its_redelivery_need_not_wait(domain_db
 
     with pytest.raises(Killed):
         run_once(key, killed)
-    stored = IdempotencyRecord.get(IdempotencyRecord.key_hash == idempotency.key_hash(key))
+    stored = record_of(key)
     assert stored.state == "in_flight" and stored.execution_token is None
     assert take(key).resumed
 
