@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -182,6 +183,21 @@ def good_reply(kind: str, status: int, body: bytes) -> tuple[bool, str | None]:
     return True, None
 
 
+async def arrivals(step: Step) -> AsyncIterator[Outcome]:
+    """Open-loop arrivals at the step's fixed rate: each request is due at its scheduled time, whether or not the
+    earlier ones were answered (latency counts from then), and is recorded in the step."""
+    start = time.monotonic()
+    step.wall_start = time.time()
+    for k in range(min(MAX_REQUESTS_PER_STEP, int(step.rate * step.duration_s))):
+        scheduled = start + k / step.rate
+        delay = scheduled - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        outcome = Outcome(scheduled)
+        step.outcomes.append(outcome)
+        yield outcome
+
+
 async def run_rest(spec: dict[str, Any], requests: Requests) -> list[Step]:
     import aiohttp
 
@@ -212,15 +228,7 @@ async def run_rest(spec: dict[str, Any], requests: Requests) -> list[Step]:
             nonlocal counter
             step = Step(rate, duration)
             tasks: list[asyncio.Task[None]] = []
-            n = min(MAX_REQUESTS_PER_STEP, int(rate * duration))
-            step.wall_start, start = time.time(), time.monotonic()
-            for k in range(n):
-                scheduled = start + k / rate
-                delay = scheduled - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                outcome = Outcome(scheduled)
-                step.outcomes.append(outcome)
+            async for outcome in arrivals(step):
                 tasks.append(asyncio.create_task(one(counter, outcome)))
                 counter += 1
             if tasks:
@@ -306,18 +314,11 @@ async def run_kafka(spec: dict[str, Any], requests: Requests) -> list[Step]:
     gateway = KafkaGateway(spec["bootstrap"], spec["topic"])
     steps: list[Step] = []
     counter = 0
+
     async def run_step(rate: float, duration: float) -> Step:
         nonlocal counter
         step = Step(rate, duration)
-        n = min(MAX_REQUESTS_PER_STEP, int(rate * duration))
-        step.wall_start, start = time.time(), time.monotonic()
-        for k in range(n):
-            scheduled = start + k / rate
-            delay = scheduled - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            outcome = Outcome(scheduled)
-            step.outcomes.append(outcome)
+        async for outcome in arrivals(step):
             gateway.send(requests.kafka(counter), outcome)
             counter += 1
         gateway.producer.flush(spec["timeout_s"])
