@@ -131,3 +131,20 @@ def stripe_intents(stripe_api: stripe.StripeClient, predicate: Callable[[dict], 
 def stripe_refunds_of(stripe_api: stripe.StripeClient, stripe_intent_id: str) -> list[dict]:
     listed = stripe_api.v1.refunds.list(params={"payment_intent": stripe_intent_id, "limit": 100}).auto_paging_iter()
     return [r.to_dict() for r in listed]
+
+
+def one_intent_per_key(replies: dict[str, list[dict]]) -> tuple[set[str], int]:
+    """Kafka answers per request key, all successes: the intents answered, and how many keys got more than one."""
+    ids, differing = set(), 0
+    for answers in replies.values():
+        assert all("response" in a for a in answers), answers[0]
+        differing += len({a["response"]["id"] for a in answers}) > 1
+        ids.add(answers[0]["response"]["id"])
+        remember_secrets(answers[0]["response"])
+    return ids, differing
+
+
+def intent_rows(sql: Callable[..., list[tuple]], customers: list[str]) -> int:
+    """Payment intents stored for these customers."""
+    marks = ",".join(["%s"] * len(customers))
+    return sql(f"SELECT COUNT(*) FROM payment_intent WHERE customer_id IN ({marks})", tuple(customers))[0][0]

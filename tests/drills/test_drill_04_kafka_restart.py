@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from tests.drills.conftest import size
-from tests.drills.helpers import invariant_violations, remember_secrets, stripe_intents
+from tests.drills.helpers import intent_rows, invariant_violations, one_intent_per_key, stripe_intents
 from tests.drills.report import report
 from tests.support import services
 
@@ -78,17 +78,9 @@ def test_a_kafka_broker_outage_while_the_relay_runs_ends_with_every_request_answ
     crash_lines = [line for line in stack.log_text().splitlines() if "Assertion" in line or "Fatal Python" in line]
 
     replies = {key: [r.json() for r in collector.received(key.encode(), response_topic)] for key in keys}
-    ids = set()
-    differing = 0
-    for answers in replies.values():
-        assert all("response" in a for a in answers), answers[0]
-        differing += len({a["response"]["id"] for a in answers}) > 1
-        ids.add(answers[0]["response"]["id"])
-        remember_secrets(answers[0]["response"])
+    ids, differing = one_intent_per_key(replies)
     at_stripe = stripe_intents(stripe_api, lambda m: m.get("vy_customer_id") in set(customers))
-    rows = stack.sql(
-        f"SELECT COUNT(*) FROM payment_intent WHERE customer_id IN ({','.join(['%s'] * 5)})", tuple(customers)
-    )[0][0]
+    rows = intent_rows(stack.sql, customers)
     report(
         "4",
         f"Kafka broker unreachable {OUTAGE_S:.0f} s x{outages} (every connection reset, connects refused) mid-stream",

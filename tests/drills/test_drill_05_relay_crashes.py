@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.drills.conftest import FULL, KAFKA_PARTITIONS, size
-from tests.drills.helpers import invariant_violations, stripe_intents
+from tests.drills.helpers import intent_rows, invariant_violations, one_intent_per_key, stripe_intents
 from tests.drills.report import report
 from tests.support import kafka, services
 
@@ -57,16 +57,10 @@ def test_a_relay_sigkilled_mid_batch_loses_no_request_and_creates_no_intent_twic
     collector.wait(lambda: len(collector.answered(keys, response_topic)) == count, 180, "an answer to every request")
     handed_over_all = handed_over_first + stack.relay.log_text().count("handed over")
 
-    ids, differing = set(), 0
-    for key in keys:
-        answers = [r.json() for r in collector.received(key.encode(), response_topic)]
-        assert all("response" in a for a in answers), answers[0]
-        differing += len({a["response"]["id"] for a in answers}) > 1
-        ids.add(answers[0]["response"]["id"])
+    replies = {key: [r.json() for r in collector.received(key.encode(), response_topic)] for key in keys}
+    ids, differing = one_intent_per_key(replies)
     at_stripe = stripe_intents(stripe_api, lambda m: m.get("vy_customer_id") in set(customers))
-    rows = stack.sql(
-        f"SELECT COUNT(*) FROM payment_intent WHERE customer_id IN ({','.join(['%s'] * 5)})", tuple(customers)
-    )[0][0]
+    rows = intent_rows(stack.sql, customers)
     report(
         "5a",
         f"relay SIGKILL after {handed_over_first} hand-overs of {count} requests, offsets uncommitted",
