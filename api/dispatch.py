@@ -58,28 +58,39 @@ class RestReplies:
 
     def _listen(self) -> None:
         backoff = RESUBSCRIBE_BACKOFF_S[0]
+        pubsub = None
         while True:
-            pubsub = self._client.pubsub()
             try:
-                pubsub.subscribe(self.channel)
-                while True:
-                    message = pubsub.get_message(timeout=LISTEN_TIMEOUT_S)
-                    if message is None:
-                        continue
-                    if message["type"] == "subscribe":
-                        self.ready.set()
-                        backoff = RESUBSCRIBE_BACKOFF_S[0]
-                    elif message["type"] == "message":
-                        self._hand_over(message["data"])
-            except Exception as exc:  # the subscriber must outlive any Redis failure
-                self.ready.clear()
-                # Replies published meanwhile are lost: their callers get 504 and replay with the same key.
-                log.warning("REST reply channel lost (%s); subscribing again", type(exc).__name__)
-                time.sleep(backoff)
+                if pubsub is None:
+                    pubsub = self._client.pubsub()
+                if not pubsub.channels:  # never subscribed yet: a first SUBSCRIBE that failed left it empty
+                    pubsub.subscribe(self.channel)
+                message = pubsub.get_message(timeout=LISTEN_TIMEOUT_S)
+                if message is None:
+                    continue
+                if message["type"] == "subscribe":
+                    self.ready.set()
+                    backoff = RESUBSCRIBE_BACKOFF_S[0]
+                elif message["type"] == "message":
+                    self._hand_over(message["data"])
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # redis-py has already reconnected this pubsub and subscribed it again (or will on the next read):
+                # keep reading it, since replacing it would leave that subscription unread and its replies lost.
+                self._lost(exc, backoff)
                 backoff = min(RESUBSCRIBE_BACKOFF_S[1], backoff * 2)
-            finally:
-                with contextlib.suppress(Exception):
-                    pubsub.close()
+            except Exception as exc:  # the subscriber must outlive any Redis failure
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        pubsub.close()  # before the pause, so no subscription is left that nobody reads
+                    pubsub = None
+                self._lost(exc, backoff)
+                backoff = min(RESUBSCRIBE_BACKOFF_S[1], backoff * 2)
+
+    def _lost(self, exc: Exception, pause: float) -> None:
+        self.ready.clear()
+        # A reply Redis had not written out before the drop is lost: its caller gets 504 and replays with its key.
+        log.warning("REST reply channel lost (%s); subscribing again", type(exc).__name__)
+        time.sleep(pause)
 
     def _hand_over(self, data: bytes) -> None:
         try:
