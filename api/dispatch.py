@@ -50,6 +50,7 @@ class RestReplies:
         self.channel = f"{CHANNEL_PREFIX}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.waiting: dict[str, _Waiter] = {}
         self.ready = threading.Event()
+        self._closed = threading.Event()
         # Named, so an operator (and the tests) can tell the reply subscribers among Redis's clients.
         self._client = redis.Redis.from_url(
             url, health_check_interval=10, socket_keepalive=True, client_name=CHANNEL_PREFIX
@@ -59,7 +60,7 @@ class RestReplies:
     def _listen(self) -> None:
         backoff = RESUBSCRIBE_BACKOFF_S[0]
         pubsub = None
-        while True:
+        while not self._closed.is_set():
             try:
                 if pubsub is None:
                     pubsub = self._client.pubsub()
@@ -86,11 +87,20 @@ class RestReplies:
                 self._lost(exc, backoff)
                 backoff = min(RESUBSCRIBE_BACKOFF_S[1], backoff * 2)
 
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                pubsub.close()
+
+    def close(self) -> None:
+        """Stop listening (within LISTEN_TIMEOUT_S); a web process keeps its channel for its lifetime."""
+        self._closed.set()
+        self.ready.clear()
+
     def _lost(self, exc: Exception, pause: float) -> None:
         self.ready.clear()
         # A reply Redis had not written out before the drop is lost: its caller gets 504 and replays with its key.
         log.warning("REST reply channel lost (%s); subscribing again", type(exc).__name__)
-        time.sleep(pause)
+        self._closed.wait(pause)
 
     def _hand_over(self, data: bytes) -> None:
         try:

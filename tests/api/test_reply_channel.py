@@ -114,49 +114,52 @@ def test_no_reply_a_subscriber_received_is_lost_when_its_connection_is_killed_or
 
     with PrivateRedis(tmp_path, "replies") as server:
         door = RestReplies(server.url)
-        assert door.ready.wait(10)
-        admin = redis.Redis.from_url(server.url)
-        publisher = redis.Redis.from_url(server.url)
-        accepted: list[tuple[str, threading.Event]] = []  # published with a receiver: the worker stops there
-        done = threading.Event()
-        # A reply still in Redis's output buffer when the connection dies is lost to pub/sub by nature (the caller
-        # gets 504 and replays with its key); drops here come between publishes, so only the door can lose one.
-        between_publishes = threading.Lock()
-
-        def publish_without_pause() -> None:
-            while not done.is_set():
-                request_id, waiter = door.expect()
-                body = json.dumps({"id": request_id, "envelope": {"response": {"n": len(accepted)}}})
-                try:
-                    with between_publishes:
-                        received = publisher.publish(door.channel, body)
-                except redis.ConnectionError:
-                    time.sleep(0.01)
-                    continue
-                if received > 0:
-                    accepted.append((request_id, waiter.event))
-
-        thread = threading.Thread(target=publish_without_pause)
-        thread.start()
         try:
-            for _ in range(8):  # the window right after a drop is where a reply used to vanish
-                time.sleep(0.25)
+            assert door.ready.wait(10)
+            admin = redis.Redis.from_url(server.url)
+            publisher = redis.Redis.from_url(server.url)
+            accepted: list[tuple[str, threading.Event]] = []  # published with a receiver: the worker stops there
+            done = threading.Event()
+            # A reply still in Redis's output buffer when the connection dies is lost to pub/sub by nature (the caller
+            # gets 504 and replays with its key); drops here come between publishes, so only the door can lose one.
+            between_publishes = threading.Lock()
+
+            def publish_without_pause() -> None:
+                while not done.is_set():
+                    request_id, waiter = door.expect()
+                    body = json.dumps({"id": request_id, "envelope": {"response": {"n": len(accepted)}}})
+                    try:
+                        with between_publishes:
+                            received = publisher.publish(door.channel, body)
+                    except redis.ConnectionError:
+                        time.sleep(0.01)
+                        continue
+                    if received > 0:
+                        accepted.append((request_id, waiter.event))
+
+            thread = threading.Thread(target=publish_without_pause)
+            thread.start()
+            try:
+                for _ in range(8):  # the window right after a drop is where a reply used to vanish
+                    time.sleep(0.25)
+                    with between_publishes:
+                        for c in admin.client_list():
+                            if c.get("name") == CHANNEL_PREFIX:
+                                admin.client_kill_filter(_id=c["id"])
                 with between_publishes:
-                    for c in admin.client_list():
-                        if c.get("name") == CHANNEL_PREFIX:
-                            admin.client_kill_filter(_id=c["id"])
-            with between_publishes:
-                server.restart(down_for_s=0.5)
-            services.wait_until(lambda: door.ready.is_set(), 15, "the reply channel subscribed after the restart")
-            time.sleep(0.5)
+                    server.restart(down_for_s=0.5)
+                services.wait_until(lambda: door.ready.is_set(), 15, "the reply channel subscribed after the restart")
+                time.sleep(0.5)
+            finally:
+                done.set()
+                thread.join(10)
+            assert len(accepted) > 100
+            deadline = time.monotonic() + 5
+            lost = [rid for rid, event in accepted if not event.wait(max(0.0, deadline - time.monotonic()))]
+            assert lost == [], f"{len(lost)} of {len(accepted)} replies with a receiver never reached their request"
+            # And a reply published now, after all of it, is received and handed over.
+            request_id, waiter = door.expect()
+            assert publisher.publish(door.channel, json.dumps({"id": request_id, "envelope": {"ok": True}})) == 1
+            assert waiter.event.wait(5) and waiter.envelope == {"ok": True}
         finally:
-            done.set()
-            thread.join(10)
-        assert len(accepted) > 100
-        deadline = time.monotonic() + 5
-        lost = [rid for rid, event in accepted if not event.wait(max(0.0, deadline - time.monotonic()))]
-        assert lost == [], f"{len(lost)} of {len(accepted)} replies with a receiver never reached their request"
-        # And a reply published now, after all of it, is received and handed over.
-        request_id, waiter = door.expect()
-        assert publisher.publish(door.channel, json.dumps({"id": request_id, "envelope": {"ok": True}})) == 1
-        assert waiter.event.wait(5) and waiter.envelope == {"ok": True}
+            door.close()  # its listener would otherwise retry the stopped server for the rest of the run
