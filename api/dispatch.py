@@ -59,11 +59,9 @@ class RestReplies:
 
     def _listen(self) -> None:
         backoff = RESUBSCRIBE_BACKOFF_S[0]
-        pubsub = None
+        pubsub = self._client.pubsub()  # connects on its first command
         while not self._closed.is_set():
             try:
-                if pubsub is None:
-                    pubsub = self._client.pubsub()
                 if not pubsub.channels:  # never subscribed yet: a first SUBSCRIBE that failed left it empty
                     pubsub.subscribe(self.channel)
                 message = pubsub.get_message(timeout=LISTEN_TIMEOUT_S)
@@ -74,22 +72,16 @@ class RestReplies:
                     backoff = RESUBSCRIBE_BACKOFF_S[0]
                 elif message["type"] == "message":
                     self._hand_over(message["data"])
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                # redis-py has already reconnected this pubsub and subscribed it again (or will on the next read):
-                # keep reading it, since replacing it would leave that subscription unread and its replies lost.
-                self._lost(exc, backoff)
-                backoff = min(RESUBSCRIBE_BACKOFF_S[1], backoff * 2)
             except Exception as exc:  # the subscriber must outlive any Redis failure
-                if pubsub is not None:
-                    with contextlib.suppress(Exception):
-                        pubsub.close()  # before the pause, so no subscription is left that nobody reads
-                    pubsub = None
+                # On a dropped connection redis-py has already reconnected this pubsub and subscribed it again (or
+                # will on the next read): keep reading it, since replacing it would leave that subscription unread
+                # and its replies lost. Anything else: a new pubsub, the old one closed before the pause.
+                if not isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+                    _close(pubsub)
+                    pubsub = self._client.pubsub()
                 self._lost(exc, backoff)
                 backoff = min(RESUBSCRIBE_BACKOFF_S[1], backoff * 2)
-
-        if pubsub is not None:
-            with contextlib.suppress(Exception):
-                pubsub.close()
+        _close(pubsub)
 
     def close(self) -> None:
         """Stop listening (within LISTEN_TIMEOUT_S); a web process keeps its channel for its lifetime."""
@@ -118,6 +110,11 @@ class RestReplies:
         request_id = uuid.uuid4().hex
         waiter = self.waiting[request_id] = _Waiter()
         return request_id, waiter
+
+
+def _close(pubsub: redis.client.PubSub) -> None:
+    with contextlib.suppress(Exception):
+        pubsub.close()
 
 
 _replies: dict[int, RestReplies] = {}

@@ -128,16 +128,22 @@ def test_an_error_the_holder_stored_itself_is_still_its_answer(domain_db):
     assert not isinstance(answered.value, TransientError) and answered.value.code == "card_declined"
 
 
-def test_a_retried_task_resumes_at_once_and_the_key_stays_its_own(domain_db):
-    key = str(uuid.uuid4())
+def stepped_down_after(key: str, error: TransientError, *, final_attempt: bool) -> IdempotencyRecord:
+    """Run an execution that fails with `error`; its record must still be the owner's, with no execution on it."""
 
     def fail(claim: idempotency.Claim) -> dict:
-        raise TransientError("Stripe answered 503", code="stripe_error")
+        raise error
 
     with pytest.raises(TransientError):
-        run_once(key, fail, final_attempt=False)
+        run_once(key, fail, final_attempt=final_attempt)
     stored = record_of(key)
     assert stored.state == "in_flight" and stored.execution_token is None
+    return stored
+
+
+def test_a_retried_task_resumes_at_once_and_the_key_stays_its_own(domain_db):
+    key = str(uuid.uuid4())
+    stored = stepped_down_after(key, TransientError("Stripe answered 503", code="stripe_error"), final_attempt=False)
     with pytest.raises(OperationError) as busy:
         take(key, owner="task-b")
     assert busy.value.code == "idempotency_key_in_use"
@@ -145,15 +151,8 @@ def test_a_retried_task_resumes_at_once_and_the_key_stays_its_own(domain_db):
 
 
 def test_stripe_busy_with_our_key_never_gives_the_key_back_even_on_the_last_attempt(domain_db):
-    key = str(uuid.uuid4())
-
-    def busy(claim: idempotency.Claim) -> dict:
-        raise TransientError("Stripe is still processing a request with this key", code="idempotency_key_in_use")
-
-    with pytest.raises(TransientError):
-        run_once(key, busy, final_attempt=True)
-    stored = record_of(key)
-    assert stored.state == "in_flight" and stored.execution_token is None
+    busy = TransientError("Stripe is still processing a request with this key", code="idempotency_key_in_use")
+    stepped_down_after(str(uuid.uuid4()), busy, final_attempt=True)
 
 
 def test_a_killed_execution_steps_down_so_its_redelivery_need_not_wait(domain_db):
