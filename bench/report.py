@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.workloads import WORKLOADS
-
 RESULT_FIELDS = (
     "name",
     "throughput_per_s",
@@ -80,8 +78,7 @@ def budget_table(results: list[dict[str, Any]], cores: int) -> str:
              f"CPU-bound ceiling on {cores} cores /s | cores the target needs |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
-        workload = WORKLOADS.get(r["name"].split("@")[0].split("+")[0])
-        target = r.get("target_per_s") or (workload.target_per_s if workload else None)
+        target = r.get("target_per_s")
         if not target or not r.get("cpu_s_per_op"):
             continue
         total = r["cpu_s_per_op"] + (r["broker_cpu_s_per_op"] or 0) + sum(r["other_cpu_s_per_op"].values())

@@ -200,8 +200,6 @@ def redis_databases(count: int, run: str) -> Iterator[list[int]]:
                 client.flushdb()
 
 
-
-
 def start_tansu(processes: Processes, name: str, env: dict[str, str]) -> tuple[Group, str]:
     """A memory-only Tansu broker on a free loopback port; returns it and its bootstrap address."""
     from confluent_kafka.admin import AdminClient

@@ -68,7 +68,7 @@ class Phase:
     patched: bool = False  # runs the tree with bench/proposals/*.patch applied
 
     def tag(self, workload: str) -> str:
-        """The result's name: the workload, then what this phase changes (`R2+consume1`, `W1@redis`)."""
+        """The result's name: the workload, then what this phase changes (`W1+proposals`, `W1@redis`)."""
         return workload + self.suffix + ("" if self.default_broker else f"@{self.broker}")
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
-from domain import payment_intents, payment_methods, refunds, schemas, webhooks
+from domain import idempotency, payment_intents, payment_methods, refunds, schemas, webhooks
 from domain.context import OperationContext
+from models import IdempotencyRecord, utcnow
 
 FUNCTIONS = {
     "create-payment-intent": (payment_intents.create_payment_intent, schemas.CreatePaymentIntentInput),
@@ -26,6 +28,25 @@ def context(key: str | None = None, owner: str | None = None, final_attempt: boo
     return OperationContext(
         trace_id="trace-test", scoped_key=key, owner=owner or f"owner-{uuid.uuid4()}", final_attempt=final_attempt
     )
+
+
+REQUEST = {"amount": 100, "currency": "usd"}
+
+
+def take(key: str, request: dict = REQUEST, owner: str = "task-a", ttl_s: int = 3600) -> idempotency.Claim:
+    """Claim `key` for a create-refund request, as a task would."""
+    return idempotency.claim("create-refund", key, request, owner, "refund", ttl_s, "trace")
+
+
+def lapse(record_id: int) -> None:
+    """What a SIGKILL leaves behind: nobody renews the execution's lease any more, and it runs out."""
+    IdempotencyRecord.update(execution_until=utcnow() - dt.timedelta(seconds=1)).where(
+        IdempotencyRecord.id == record_id
+    ).execute()
+
+
+class Killed(BaseException):
+    """What a time limit or a kill raises in a gevent greenlet (gevent.Timeout, GreenletExit are BaseExceptions)."""
 
 
 def call(operation: str, payload: dict[str, Any], ctx: OperationContext | None = None) -> Any:

@@ -9,6 +9,7 @@ import stripe
 
 import stripe_client
 from models import PaymentIntent, unit_of_work
+from tests.domain.helpers import Killed
 
 pytestmark = pytest.mark.integration
 
@@ -40,10 +41,6 @@ def test_a_stripe_call_inside_a_transaction_keeps_its_connection(mariadb):
         held = len(mariadb._in_use)
         stripe_client._call(_watching(mariadb, seen), params={})
         assert seen == {"closed": False, "in_use": held}
-
-
-class Killed(BaseException):
-    """What a time limit raises in a gevent greenlet (gevent.Timeout is a BaseException)."""
 
 
 def _pooled(db: Any) -> list[Any]:

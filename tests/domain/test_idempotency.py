@@ -10,14 +10,9 @@ import pytest
 from domain import idempotency
 from domain.errors import OperationError
 from models import IdempotencyRecord
+from tests.domain.helpers import REQUEST, take
 
 pytestmark = pytest.mark.integration
-
-REQUEST = {"amount": 100, "currency": "usd"}
-
-
-def take(key: str, request: dict = REQUEST, owner: str = "task-a", ttl_s: int = 3600) -> idempotency.Claim:
-    return idempotency.claim("create-refund", key, request, owner, "refund", ttl_s, "trace")
 
 
 def test_a_completed_key_replays_its_outcome(domain_db):

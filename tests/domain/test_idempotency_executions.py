@@ -13,33 +13,15 @@ import pytest
 
 import models
 from domain import idempotency
-from domain.context import OperationContext
 from domain.errors import OperationError, TransientError
-from models import Customer, IdempotencyRecord, utcnow, write_transaction
+from models import Customer, IdempotencyRecord, write_transaction
+from tests.domain.helpers import REQUEST, Killed, context, lapse, take
 
 pytestmark = pytest.mark.integration
 
-REQUEST = {"amount": 100, "currency": "usd"}
-OPERATION = "create-refund"
 
-
-def take(key: str, owner: str = "task-a") -> idempotency.Claim:
-    return idempotency.claim(OPERATION, key, REQUEST, owner, "refund", 3600, "trace")
-
-
-def lapse(claim: idempotency.Claim) -> None:
-    """What a SIGKILL leaves behind: nobody renews the execution's lease any more, and it runs out."""
-    IdempotencyRecord.update(execution_until=utcnow() - dt.timedelta(seconds=1)).where(
-        IdempotencyRecord.id == claim.record_id
-    ).execute()
-
-
-def ctx(key: str, owner: str = "task-a", final_attempt: bool = True) -> OperationContext:
-    return OperationContext(trace_id="trace", scoped_key=key, owner=owner, final_attempt=final_attempt)
-
-
-def run_once(key: str, execute, owner: str = "task-a", final_attempt: bool = True):
-    return idempotency.execute_once(ctx(key, owner, final_attempt), OPERATION, REQUEST, "refund", execute)
+def run_once(key: str, execute, final_attempt: bool = True):
+    return idempotency.execute_once(context(key, "task-a", final_attempt), "create-refund", REQUEST, "refund", execute)
 
 
 def record(claim: idempotency.Claim) -> IdempotencyRecord:
@@ -64,7 +46,7 @@ def test_a_second_execution_of_the_same_task_waits_for_the_first_then_replays_it
 def test_a_lapsed_lease_is_taken_over_and_the_stale_execution_can_no_longer_act(domain_db):
     key = str(uuid.uuid4())
     first = take(key)
-    lapse(first)
+    lapse(first.record_id)
     second = take(key)  # the redelivery after the first worker died
     assert second.resumed and second.resource_id == first.resource_id
     assert second.execution and second.execution != first.execution
@@ -88,7 +70,7 @@ def test_a_lapsed_lease_is_taken_over_and_the_stale_execution_can_no_longer_act(
 def test_a_stale_execution_s_rows_are_rolled_back_with_its_outcome(domain_db):
     key = str(uuid.uuid4())
     first = take(key)
-    lapse(first)
+    lapse(first.record_id)
     take(key)
     platform_id = f"stale-{uuid.uuid4().hex[:8]}"
     with pytest.raises(idempotency.ClaimLost), write_transaction():
@@ -104,7 +86,7 @@ def test_an_execution_that_lost_its_claim_answers_nothing_of_its_own(domain_db):
     taken_over: list[idempotency.Claim] = []
 
     def execute(claim: idempotency.Claim) -> dict:
-        lapse(claim)
+        lapse(claim.record_id)
         taken_over.append(take(key))
         raise OperationError("card_declined", "declined")
 
@@ -128,13 +110,13 @@ def test_an_error_the_holder_stored_itself_is_still_its_answer(domain_db):
     assert not isinstance(answered.value, TransientError) and answered.value.code == "card_declined"
 
 
-def stepped_down_after(key: str, error: TransientError, *, final_attempt: bool) -> IdempotencyRecord:
+def stepped_down_after(key: str, error: BaseException, *, final_attempt: bool = True) -> IdempotencyRecord:
     """Run an execution that fails with `error`; its record must still be the owner's, with no execution on it."""
 
     def fail(claim: idempotency.Claim) -> dict:
         raise error
 
-    with pytest.raises(TransientError):
+    with pytest.raises(type(error)):
         run_once(key, fail, final_attempt=final_attempt)
     stored = record_of(key)
     assert stored.state == "in_flight" and stored.execution_token is None
@@ -156,18 +138,8 @@ def test_stripe_busy_with_our_key_never_gives_the_key_back_even_on_the_last_atte
 
 
 def test_a_killed_execution_steps_down_so_its_redelivery_need_not_wait(domain_db):
-    class Killed(BaseException):  # what gevent raises in a greenlet it kills (GreenletExit, Timeout)
-        pass
-
     key = str(uuid.uuid4())
-
-    def killed(claim: idempotency.Claim) -> dict:
-        raise Killed()
-
-    with pytest.raises(Killed):
-        run_once(key, killed)
-    stored = record_of(key)
-    assert stored.state == "in_flight" and stored.execution_token is None
+    stepped_down_after(key, Killed())
     assert take(key).resumed
 
 

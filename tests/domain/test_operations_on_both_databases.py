@@ -10,9 +10,9 @@ import pytest
 
 from domain.errors import OperationError
 from domain.schemas import CreatePaymentIntentInput
-from models import IdempotencyRecord, PaymentIntent, Refund, WebhookEvent, ZtrackingPaymentIntent, utcnow
+from models import IdempotencyRecord, PaymentIntent, Refund, WebhookEvent, ZtrackingPaymentIntent
 from tests.conftest import WEBHOOK_SECRET, make_card
-from tests.domain.helpers import call, context
+from tests.domain.helpers import call, context, lapse
 from tests.support.webhooks import sign
 
 pytestmark = pytest.mark.integration
@@ -104,7 +104,7 @@ def test_a_redelivered_task_resumes_its_own_claim_instead_of_being_refused(domai
     assert other.value.code == "idempotency_key_in_use"
     with pytest.raises(idempotency.ExecutionInProgress):
         call("create-payment-intent", payload, ctx)  # until its lease runs out, it may still be running
-    IdempotencyRecord.update(execution_until=utcnow()).where(IdempotencyRecord.id == first.record_id).execute()
+    lapse(first.record_id)
     resumed = call("create-payment-intent", payload, ctx)
     assert resumed["status"] == "requires_payment_method"
     assert PaymentIntent.select().where(PaymentIntent.customer_id == payload["customerId"]).count() == 1

@@ -94,10 +94,10 @@ def test_an_unreachable_stripe_is_transient(stripe_at):
         stripe_client.retrieve_payment_intent("pi_x")
 
 
-def run_task(operation: str, payload: dict, key: str):
+def run_task(operation: str, payload: dict, key: str, task_id: str | None = None):
     from tasks.operations import TASKS
 
-    return TASKS[operation].apply(args=[payload, {"idempotencyKey": key}]).get()
+    return TASKS[operation].apply(args=[payload, {"idempotencyKey": key}], task_id=task_id).get()
 
 
 def create_for_new_customer(customer_id: str, key: str) -> dict:
@@ -174,7 +174,6 @@ def test_a_redelivery_of_a_running_task_waits_for_it_and_answers_its_outcome(dom
     import models
     from domain import idempotency
     from domain.schemas import CreateRefundInput
-    from tasks.operations import TASKS
 
     task_id, key = str(uuid.uuid4()), f"redelivered-{uuid.uuid4()}"
     payload = {"paymentIntentId": f"vypi_{uuid.uuid4().hex[:10]}", "amount": 300}
@@ -190,7 +189,7 @@ def test_a_redelivery_of_a_running_task_waits_for_it_and_answers_its_outcome(dom
     finisher = threading.Thread(target=first_delivery_finishes)
     finisher.start()
     began = time.monotonic()
-    envelope = TASKS["create-refund"].apply(args=[payload, {"idempotencyKey": key}], task_id=task_id).get()
+    envelope = run_task("create-refund", payload, key, task_id)
     finisher.join(10)
     assert envelope == {"response": outcome}
     assert time.monotonic() - began >= 1.0  # it waited for the first delivery instead of running beside it
