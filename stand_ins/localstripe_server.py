@@ -1,37 +1,78 @@
 """localstripe, made closer to Stripe where the service depends on it.
 
-`python -m stand_ins.localstripe_server --port 8420 [--store PATH]`
+`python -m stand_ins.localstripe_server --port 8420 [--store PATH] [--no-idempotency]`
 
-localstripe (a stateful fake Stripe) lacks a few things real Stripe has and this service uses:
-- PaymentIntent: `description`, `amount_received`, `amount_capturable`;
-- Refund: `reason`;
+localstripe (a stateful fake Stripe) differs from Stripe where this service reads it; `patch()` mends:
+- PaymentIntent: `description`, `amount_received`, `amount_capturable`, `cancellation_reason` (null); `latest_charge` is
+  the charge's id (expandable), no `charges` list; listing filters by `customer` and `created[gt|gte|lt|lte]`,
+  newest first;
+- Charge: `amount_captured`; no `refunds` list (gone since API version 2022-11-15, only expanded);
+- Refund: `reason`, `payment_intent` also for a refund made by charge; creating one sends `refund.created` and
+  `charge.refunded`; events carry the stripe SDK's pinned `api_version`; lists are newest first;
 - a decline on confirm answers `card_error` carrying the `payment_intent`, as Stripe does;
 - its store is pickled to a fixed /tmp path after every write: here a path of ours, or nothing.
-It ignores `Idempotency-Key`, like the original, unless started with `--idempotency` (then it keeps
-Stripe's semantics: replay, 400 `idempotency_error` on other parameters, 409 while the first runs).
-For fault drills, `POST /_config/delay` holds matching answers after the work is done (the call
-reached Stripe, the caller has no answer yet) and `GET /_config/requests` counts calls.
+`Idempotency-Key` is honoured as Stripe documents it (stand_ins/stripe_idempotency.py); `--no-idempotency`
+ignores keys like the original localstripe (`--idempotency` is accepted for old callers: it is the default).
+For fault drills: `POST /_config/delay` holds matching answers after the work is done (the call reached Stripe,
+the caller has no answer yet), `POST /_config/faults` makes Stripe act then answer 500 (`act_then_500`, saved
+under the key) or answer 500 without acting (`500_without_acting`), and `GET /_config/requests` counts calls.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import json
 import logging
 import pickle
 import socket
 import urllib.parse
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
+import stripe
 from aiohttp import web
 from localstripe import resources, server
 from localstripe.errors import UserError
 
+from stand_ins.stripe_idempotency import Answer, Execution, StripeIdempotency, endpoint_acted, stripe_error
+
 _original_intent_init = resources.PaymentIntent.__init__
 _original_refund_init = resources.Refund.__init__
+_original_charge_capture = resources.Charge._capture
+_original_event_init = resources.Event.__init__
+_export = resources.StripeObject._export
+_list_all = resources.StripeObject._api_list_all.__func__
+_original_refund_list = resources.Refund._api_list_all.__func__
+_original_event_list = resources.Event._api_list_all.__func__
+
+
+def _expands(expand: Any, field: str) -> bool:
+    """Whether `expand` asks for `field` (or a path below it)."""
+    return isinstance(expand, list) and any(p == field or str(p).startswith(field + ".") for p in expand)
+
+
+def _newest_first(listed: Any) -> Any:
+    # Stripe lists newest first; in one second, the later created first.
+    listed._list = sorted(reversed(listed._list), key=lambda obj: obj.created, reverse=True)
+    return listed
+
+
+def _created_filter(created: Any) -> Callable[[int], bool]:
+    """Stripe's `created` list filter: an exact time, or a dict of gt/gte/lt/lte."""
+    if created is None:
+        return lambda _: True
+    checks = {"gt": int.__gt__, "gte": int.__ge__, "lt": int.__lt__, "lte": int.__le__}
+    try:
+        if isinstance(created, str):
+            exact = int(created)
+            return lambda value: value == exact
+        if not isinstance(created, dict) or not created or not set(created) <= set(checks):
+            raise ValueError(created)
+        bounds = [(checks[op], int(bound)) for op, bound in created.items()]
+    except (TypeError, ValueError):
+        raise UserError(400, "Invalid created: give an integer or created[gt|gte|lt|lte]") from None
+    return lambda value: all(check(value, bound) for check, bound in bounds)
 
 
 def _intent_init(self: Any, description: str | None = None, **kwargs: Any) -> None:
@@ -50,11 +91,83 @@ def _amount_capturable(self: Any) -> int:
     return self.amount if self.status == "requires_capture" else 0
 
 
+def _cancellation_reason(self: Any) -> str | None:
+    return None  # the service never cancels; Stripe's value for a cancel without a reason
+
+
+def _intent_export(self: Any, expand: Any = None) -> dict[str, Any]:
+    exported = _export(self, expand=expand)
+    exported.pop("charges", None)  # gone since API version 2022-11-15
+    charge = exported.get("latest_charge")
+    if isinstance(charge, dict) and not _expands(expand, "latest_charge"):
+        exported["latest_charge"] = charge["id"]  # Stripe: an expandable id
+    return exported
+
+
+def _list_intents(
+    cls: Any,
+    url: str,
+    customer: str | None = None,
+    created: Any = None,
+    limit: Any = None,
+    starting_after: Any = None,
+    **kwargs: Any,
+) -> Any:
+    """Stripe lists a customer's PaymentIntents (`?customer=`, `created[gte]=`…), newest first."""
+    keep = _created_filter(created)
+    listed = _list_all(cls, url, limit=limit, starting_after=starting_after, **kwargs)
+    listed._list = [
+        intent for intent in listed._list if (customer is None or intent.customer == customer) and keep(intent.created)
+    ]
+    return _newest_first(listed)
+
+
+def _amount_captured(self: Any) -> int:
+    if not self.captured or self.status != "succeeded":
+        return 0
+    return getattr(self, "_amount_captured", None) or self.amount
+
+
+def _charge_capture(self: Any, amount: Any, on_success: Any = None) -> None:
+    _original_charge_capture(self, amount, on_success)
+    self._amount_captured = self.amount if amount is None else resources.try_convert_to_int(amount)
+
+
+def _charge_export(self: Any, expand: Any = None) -> dict[str, Any]:
+    exported = _export(self, expand=expand)
+    if not _expands(expand, "refunds"):
+        exported.pop("refunds", None)  # since API version 2022-11-15: only when expanded
+    return exported
+
+
 def _refund_init(self: Any, reason: str | None = None, **kwargs: Any) -> None:
     if reason not in (None, "duplicate", "fraudulent", "requested_by_customer"):
         raise UserError(400, "Invalid reason")
     _original_refund_init(self, **kwargs)
     self.reason = reason
+    if self.payment_intent is None:  # refunded by charge: Stripe still names the charge's intent
+        self.payment_intent = resources.Charge._api_retrieve(self.charge).payment_intent
+
+
+def _refund_create(cls: Any, **data: Any) -> Any:
+    refund = cls(**data)
+    # The events Stripe sends for a new refund today (charge.refunded without a refunds list).
+    resources.schedule_webhook(resources.Event("refund.created", refund))
+    resources.schedule_webhook(resources.Event("charge.refunded", resources.Charge._api_retrieve(refund.charge)))
+    return refund
+
+
+def _event_init(self: Any, type: str, data: Any) -> None:
+    _original_event_init(self, type, data)
+    self.api_version = stripe.api_version  # the version the service's SDK is pinned to, not localstripe's 2017
+
+
+def _list_events(cls: Any, url: str, **kwargs: Any) -> Any:
+    return _newest_first(_original_event_list(cls, url, **kwargs))
+
+
+def _list_refunds(cls: Any, url: str, **kwargs: Any) -> Any:
+    return _newest_first(_original_refund_list(cls, url, **kwargs))
 
 
 class CardError(UserError):
@@ -77,26 +190,33 @@ def _report_failure(self: Any) -> None:
     )
 
 
-def _list_intents(
-    cls: Any, url: str, customer: str | None = None, limit: Any = None, starting_after: Any = None, **kwargs: Any
-) -> Any:
-    """Stripe lists a customer's PaymentIntents (`?customer=`); localstripe only lists them all."""
-    listed = resources.StripeObject._api_list_all.__func__(
-        cls, url, limit=limit, starting_after=starting_after, **kwargs
-    )
-    if customer is not None:
-        listed._list = [intent for intent in listed._list if intent.customer == customer]
-    return listed
-
-
 def patch() -> None:
-    resources.PaymentIntent.__init__ = _intent_init
-    resources.PaymentIntent.amount_received = property(_amount_received)
-    resources.PaymentIntent.amount_capturable = property(_amount_capturable)
-    resources.PaymentIntent._report_failure = _report_failure
-    resources.PaymentIntent._api_list_all = classmethod(_list_intents)
+    """Make localstripe answer as Stripe does where the service reads it (idempotent: patches once)."""
+    if getattr(resources, "_vy_patched", False):
+        return
+    resources._vy_patched = True
+    intent = resources.PaymentIntent
+    intent.__init__ = _intent_init
+    intent.amount_received = property(_amount_received)
+    intent.amount_capturable = property(_amount_capturable)
+    intent.cancellation_reason = property(_cancellation_reason)
+    intent._export = _intent_export
+    intent._report_failure = _report_failure
+    intent._api_list_all = classmethod(_list_intents)
 
-    resources.Refund.__init__ = _refund_init
+    charge = resources.Charge
+    charge.amount_captured = property(_amount_captured)
+    charge._capture = _charge_capture
+    charge._export = _charge_export
+
+    refund = resources.Refund
+    refund.__init__ = _refund_init
+    refund._api_create = classmethod(_refund_create)
+    refund._api_list_all = classmethod(_list_refunds)
+
+    event = resources.Event
+    event.__init__ = _event_init
+    event._api_list_all = classmethod(_list_events)
 
 
 def use_store(path: str | None) -> None:
@@ -116,80 +236,111 @@ def use_store(path: str | None) -> None:
             pass
 
 
-_idempotent: dict[tuple[str, str], tuple[str, int, bytes] | None] = {}
+ACT_THEN_500 = "act_then_500"
+WITHOUT_ACTING = "500_without_acting"
+
+_idempotency = StripeIdempotency()
 _delays: list[dict[str, Any]] = []
+_faults: list[dict[str, Any]] = []
 _requests: Counter[str] = Counter()
 
 
-def _error(status: int, error: dict[str, Any]) -> web.Response:
-    return web.json_response({"error": error}, status=status)
+def _matches(rule: dict[str, Any], method: str, path: str) -> bool:
+    """Method and path prefix match; a rule with a `count` is used up after that many requests."""
+    if method != rule.get("method", method) or not path.startswith(rule["path_prefix"]):
+        return False
+    return rule.get("count") is None or rule["count"] > 0
+
+
+def _use(rule: dict[str, Any]) -> None:
+    if rule.get("count") is not None:
+        rule["count"] -= 1
 
 
 def _delay_for(request: web.Request) -> float:
     for rule in _delays:
-        if request.method == rule.get("method", request.method) and request.path.startswith(rule["path_prefix"]):
-            if rule.get("count") is not None:
-                if rule["count"] <= 0:
-                    continue
-                rule["count"] -= 1
+        if _matches(rule, request.method, request.path):
+            _use(rule)
             return float(rule["seconds"])
     return 0.0
 
 
-def stripe_like_middleware(honour_idempotency: bool) -> Any:
+def _fault_for(method: str, path: str, body: bytes) -> str | None:
+    form = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    for rule in _faults:
+        if _matches(rule, method, path) and all(form.get(k) == v for k, v in rule["form"].items()):
+            _use(rule)
+            return rule["kind"]
+    return None
+
+
+def _api_error(what: str) -> Answer:
+    return stripe_error(500, "api_error", f"An unknown error occurred ({what}, injected by the stand-in).")
+
+
+def _response(answer: Answer) -> web.Response:
+    return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
+
+
+def _answer_of(response: web.StreamResponse) -> Answer:
+    body = getattr(response, "body", b"")
+    return Answer(
+        response.status,
+        bytes(body) if isinstance(body, bytes | bytearray) else b"",
+        {"Content-Type": response.headers.get("Content-Type", "application/json")},
+    )
+
+
+def stripe_like_middleware(idempotency: StripeIdempotency | None) -> Any:
+    """Stripe's idempotency (None: keys ignored), faults and delays on cue, request counts."""
+    keys = idempotency or StripeIdempotency()  # ignoring keys: it is never given one, so nothing is saved
+
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith("/_config/"):
             return await handler(request)
         _requests[f"{request.method} {request.path}"] += 1
-        key = request.headers.get("Idempotency-Key") if request.method == "POST" and honour_idempotency else None
-        if key is None:
-            response = await handler(request)
-        else:
-            scope = (request.headers.get("Authorization", ""), key)
-            # Stripe compares parameters, not bytes: the same parameters in another order are the same request.
-            params = sorted(urllib.parse.parse_qsl((await request.read()).decode(), keep_blank_values=True))
-            digest = hashlib.sha256(json.dumps([request.path, params]).encode()).hexdigest()
-
-            if scope in _idempotent:
-                stored = _idempotent[scope]
-                if stored is None:
-                    return _error(
-                        409,
-                        {
-                            "type": "invalid_request_error",
-                            "code": "idempotency_key_in_use",
-                            "message": "A request with this key is still being processed.",
-                        },
-                    )
-                if stored[0] != digest:
-                    return _error(
-                        400,
-                        {
-                            "type": "idempotency_error",
-                            "message": "Keys for idempotent requests "
-                            "can only be used with the same parameters they were first used with.",
-                        },
-                    )
-                return web.Response(
-                    status=stored[1],
-                    body=stored[2],
-                    content_type="application/json",
-                    headers={"Idempotent-Replayed": "true"},
-                )
-            _idempotent[scope] = None
-            try:
-                response = await handler(request)
-            except BaseException:
-                del _idempotent[scope]
-                raise
-            _idempotent[scope] = (digest, response.status, response.body)
+        body = await request.read()
+        started = keys.begin(
+            request.method,
+            request.path,
+            body,
+            authorization=request.headers.get("Authorization", ""),
+            key=request.headers.get("Idempotency-Key") if idempotency else None,
+        )
+        if isinstance(started, Answer):
+            return _response(started)  # a replay, or refused for its key: nothing executes
+        fault = _fault_for(request.method, request.path, body)
+        if fault == WITHOUT_ACTING:
+            return _response(keys.finish(started, _api_error("not acted"), acted=False))
+        response = await _execute(keys, started, request, handler)
         delay = _delay_for(request)
         if delay:
             await asyncio.sleep(delay)  # the work is done at "Stripe"; the caller waits for its answer
-        return response
+        if fault == ACT_THEN_500 and endpoint_acted(response.status):  # a refusal did not act: it stands
+            return _response(keys.finish(started, _api_error("acted")))
+        if started.scope is None and response.status < 500:
+            return response  # nothing to save or to say: localstripe's own answer
+        return _response(keys.finish(started, _answer_of(response)))
 
     return middleware
+
+
+async def _execute(
+    keys: StripeIdempotency, started: Execution, request: web.Request, handler: Any
+) -> web.StreamResponse:
+    """Run localstripe's endpoint; a crash inside it is Stripe's 500 after it began executing."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        keys.abandon(started)  # refused by routing (404, 405): no endpoint ran
+        raise
+    except Exception:
+        logging.getLogger(__name__).exception("localstripe failed on %s %s", request.method, request.path)
+        return web.json_response({"error": {"type": "api_error", "message": "localstripe failed"}}, status=500)
+    except BaseException:
+        keys.abandon(started)  # cancelled: the client left before an answer; Stripe would not hold the key
+        raise
 
 
 async def _config_delay(request: web.Request) -> web.Response:
@@ -209,6 +360,30 @@ async def _config_delay(request: web.Request) -> web.Response:
     return web.json_response({"delays": _delays})
 
 
+async def _config_faults(request: web.Request) -> web.Response:
+    """POST {"kind", "method"?, "path_prefix"?, "count"?, "form"?} adds a fault (newest first); DELETE clears."""
+    if request.method == "DELETE":
+        _faults.clear()
+    elif request.method == "POST":
+        rule = await request.json()
+        form = rule.get("form") or {}
+        if rule.get("kind") not in (ACT_THEN_500, WITHOUT_ACTING) or not isinstance(form, dict):
+            return web.json_response(
+                {"error": f"kind must be {ACT_THEN_500} or {WITHOUT_ACTING}; form a dict"}, status=400
+            )
+        _faults.insert(
+            0,
+            {
+                "kind": rule["kind"],
+                "path_prefix": rule.get("path_prefix", "/"),
+                "form": {str(k): str(v) for k, v in form.items()},
+                **({"method": rule["method"]} if "method" in rule else {}),
+                "count": None if rule.get("count") is None else int(rule["count"]),
+            },
+        )
+    return web.json_response({"faults": _faults})
+
+
 async def _config_requests(request: web.Request) -> web.Response:
     return web.json_response(dict(_requests))
 
@@ -218,13 +393,16 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8420)
     parser.add_argument("--store", default=None, help="file to keep Stripe's state in; none: memory only")
-    parser.add_argument("--idempotency", action="store_true", help="honour Idempotency-Key as Stripe does")
+    parser.add_argument("--idempotency", action="store_true", help="accepted for old callers: the default")
+    parser.add_argument("--no-idempotency", action="store_true", help="ignore Idempotency-Key, as localstripe does")
     args = parser.parse_args()
     patch()
     use_store(args.store)
-    server.app.middlewares.insert(0, stripe_like_middleware(args.idempotency))
+    server.app.middlewares.insert(0, stripe_like_middleware(None if args.no_idempotency else _idempotency))
     server.app.router.add_route("POST", "/_config/delay", _config_delay)
     server.app.router.add_route("DELETE", "/_config/delay", _config_delay)
+    for method in ("GET", "POST", "DELETE"):
+        server.app.router.add_route(method, "/_config/faults", _config_faults)
     server.app.router.add_get("/_config/requests", _config_requests)
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -1,10 +1,11 @@
 """A Stripe stand-in in front of localstripe: Stripe's idempotency, and faults on cue.
 
-Every request is forwarded to localstripe unless a rule says otherwise. Like api.stripe.com (and unlike
-localstripe) a POST with an `Idempotency-Key` that was already answered is replayed, another body under the
-same key is an `idempotency_error`, and a key still executing is a 409. Faults (`Fault`) are taken in order by
-the requests a rule matches — before or after the request reached Stripe — so a drill can play the outage it
-needs: a timeout once the request was sent, a connection reset, a 409/429/500, a decline, an idempotency error.
+Every request is forwarded to localstripe unless a rule says otherwise. Stripe's idempotency is kept by
+stand_ins/stripe_idempotency.py (the one emulation in the tree): a POST with an answered `Idempotency-Key` is
+replayed (5xx included), other parameters under the key are an `idempotency_error`, and a key still executing
+is a 409. Faults (`Fault`) are taken in order by the requests a rule matches — before or after the request
+reached Stripe — so a drill can play the outage it needs: a timeout once the request was sent, a connection
+reset, a 409/429/500 without acting, a 500 after acting (saved under the key), a decline, an idempotency error.
 """
 
 from __future__ import annotations
@@ -21,15 +22,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 import requests
+from requests.structures import CaseInsensitiveDict
+
+from stand_ins.stripe_idempotency import SHOULD_RETRY, Answer, StripeIdempotency, endpoint_acted, stripe_error
 
 
 @dataclass(frozen=True)
 class Fault:
     """What to do with one request: `kind` is one of
-    status (answer `status` with `body` without forwarding), reset_before (close with RST, nothing forwarded),
-    reset_after (forward, then RST: Stripe did it, the caller cannot know), timeout_after (forward, then hold
-    the answer `hold_s` and close), delay (hold `hold_s`, then forward and answer), slow (Stripe has the request —
-    a second one with its key meanwhile is a 409 — and takes `hold_s` to act on it)."""
+    status (answer `status` with `body` without forwarding; a 5xx says `Stripe-Should-Retry: true`, nothing saved),
+    reset_before (close with RST, nothing forwarded), reset_after (forward, then RST: Stripe did it, the caller
+    cannot know), timeout_after (forward, then hold the answer `hold_s` and close), delay (hold `hold_s`, then
+    forward and answer), slow (Stripe has the request — a second one with its key meanwhile is a 409 — and takes
+    `hold_s` to act on it), act_then_500 (forward, discard the answer, answer a 500 with `Stripe-Should-Retry:
+    false`, saved under the key and replayed to every retry with it), fail_while_executing (the same 500, saved,
+    but nothing forwarded: Stripe failed before making anything)."""
 
     kind: str
     status: int = 0
@@ -44,6 +51,10 @@ class Fault:
 TIMEOUT_AFTER_SENT = "timeout_after"
 RESET_BEFORE = "reset_before"
 RESET_AFTER = "reset_after"
+ACT_THEN_500 = "act_then_500"
+# Stripe began executing and failed before making anything: a 500 saying `Stripe-Should-Retry: false`, saved under
+# the key (every retry with it gets the same 500), while a look-up finds nothing.
+FAIL_WHILE_EXECUTING = "fail_while_executing"
 
 
 @dataclass
@@ -57,6 +68,8 @@ class Rule:
 
 @dataclass
 class Seen:
+    """One request the proxy took: `body` is its raw bytes, `headers` those of the answer it sent (if any)."""
+
     method: str
     path: str
     idempotency_key: str | None
@@ -65,18 +78,20 @@ class Seen:
     status: int | None
     replayed: bool = False
     at: float = field(default_factory=time.monotonic)
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class StripeProxy:
-    """The proxy's state: rules, the idempotency cache, and every request seen."""
+    """The proxy's state: rules, Stripe's idempotency, and every request seen."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
         self.rules: list[Rule] = []
         self.seen: list[Seen] = []
         self.delay_s: dict[str, float] = {}  # path prefix -> delay before forwarding (every request)
+        self.idempotency = StripeIdempotency()
         self._lock = threading.Lock()
-        self._idempotent: dict[str, tuple[str, int | None, bytes]] = {}  # key -> (request fingerprint, status, body)
         self._session = threading.local()
         self.url = ""
 
@@ -111,60 +126,43 @@ class StripeProxy:
         return self._session.value
 
     def forward(
-        self, method: str, path: str, headers: dict[str, str], body: bytes, hold_s: float = 0.0
-    ) -> tuple[int, bytes, bool]:
-        """Forward with Stripe's idempotency; returns (status, body, replayed)."""
-        key = headers.get("Idempotency-Key") if method == "POST" else None
-        fingerprint = f"{method} {path} {body!r}"
-        if key:
-            with self._lock:
-                known = self._idempotent.get(key)
-                if known is None:
-                    self._idempotent[key] = (fingerprint, None, b"")  # executing
-            if known is not None:
-                if known[0] != fingerprint:
-                    return (
-                        400,
-                        _error(
-                            "idempotency_error",
-                            "Keys for idempotent requests can only be used with the same parameters.",
-                        ),
-                        False,
-                    )
-                if known[1] is None:
-                    return (
-                        409,
-                        _error(
-                            "invalid_request_error",
-                            "Another request with this key is in progress.",
-                            code="idempotency_key_in_use",
-                        ),
-                        False,
-                    )
-                return known[1], known[2], True
-        for prefix, delay in list(self.delay_s.items()):
-            if path.startswith(prefix):
-                time.sleep(delay)
-        time.sleep(hold_s)
-        forward_headers = {
-            k: v for k, v in headers.items() if k.lower() in ("authorization", "content-type", "stripe-version")
-        }
+        self,
+        method: str,
+        path: str,
+        headers: CaseInsensitiveDict[str],
+        body: bytes,
+        hold_s: float = 0.0,
+        act_then_500: bool = False,
+    ) -> Answer:
+        """Forward with Stripe's idempotency; a replay's answer carries `Idempotent-Replayed: true`."""
+        started = self.idempotency.begin(
+            method, path, body, authorization=headers.get("Authorization", ""), key=headers.get("Idempotency-Key")
+        )
+        if isinstance(started, Answer):
+            return started  # a replay, an idempotency_error, or a key in use: localstripe never sees it
         try:
+            for prefix, delay in list(self.delay_s.items()):
+                if path.startswith(prefix):
+                    time.sleep(delay)
+            time.sleep(hold_s)
+            forward_headers = {
+                k: v for k, v in headers.items() if k.lower() in ("authorization", "content-type", "stripe-version")
+            }
             answer = self._http().request(method, self.upstream + path, data=body, headers=forward_headers, timeout=60)
-            status, content = answer.status_code, answer.content
         except requests.RequestException:
-            status, content = 502, _error("api_error", "localstripe unreachable")
-        if key:
-            with self._lock:
-                if status < 500 and status not in (409, 429):
-                    self._idempotent[key] = (fingerprint, status, content)  # Stripe saves what began executing
-                else:
-                    self._idempotent.pop(key, None)
-        return status, content, False
-
-
-def _error(error_type: str, message: str, **extra: str) -> bytes:
-    return json.dumps({"error": {"type": error_type, "message": message, **extra}}).encode()
+            return self.idempotency.finish(
+                started, stripe_error(502, "api_error", "localstripe unreachable"), acted=False
+            )
+        except BaseException:
+            self.idempotency.abandon(started)
+            raise
+        if act_then_500 and endpoint_acted(answer.status_code):
+            # Stripe acted (localstripe has the object), then failed: the 500 is what the key keeps.
+            return self.idempotency.finish(started, stripe_error(500, "api_error", "injected after acting"))
+        kept = {k: v for k, v in answer.headers.items() if k.lower() in ("content-type", "idempotent-replayed")}
+        # localstripe's own 5xx that did not act (its 500_without_acting fault) stays retryable.
+        did_act = answer.headers.get(SHOULD_RETRY, "").lower() != "true"
+        return self.idempotency.finish(started, Answer(answer.status_code, answer.content, kept), acted=did_act)
 
 
 def _reset(connection: socket.socket) -> None:
@@ -189,14 +187,36 @@ def stripe_proxy(upstream: str) -> Iterator[StripeProxy]:
             body = self.rfile.read(length) if length else b""
             method, path = self.command, self.path
             form = parse_qs(body.decode("utf-8", "replace")) if method == "POST" else {}
-            headers = {k: v for k, v in self.headers.items()}
+            headers = CaseInsensitiveDict(dict(self.headers.items()))
             fault = proxy._next_fault(method, path, form)
-            seen = Seen(method, path, headers.get("Idempotency-Key"), form, fault.kind if fault else "pass", None)
+            seen = Seen(
+                method, path, headers.get("Idempotency-Key"), form, fault.kind if fault else "pass", None, body=body
+            )
             with proxy._lock:
                 proxy.seen.append(seen)
             if fault is not None and fault.kind == "status":
-                self._send(fault.status, json.dumps(fault.body).encode())
-                seen.status = fault.status
+                # Refused before Stripe executed anything: a 5xx says so, and nothing is saved under the key.
+                extra = {SHOULD_RETRY: "true"} if fault.status >= 500 else {}
+                self._send(
+                    Answer(
+                        fault.status, json.dumps(fault.body).encode(), {"Content-Type": "application/json", **extra}
+                    ),
+                    seen,
+                )
+                return
+            if fault is not None and fault.kind == FAIL_WHILE_EXECUTING:
+                started = proxy.idempotency.begin(
+                    method,
+                    path,
+                    body,
+                    authorization=headers.get("Authorization", ""),
+                    key=headers.get("Idempotency-Key"),
+                )
+                if not isinstance(started, Answer):
+                    started = proxy.idempotency.finish(
+                        started, stripe_error(500, "api_error", "injected while executing")
+                    )
+                self._send(started, seen)
                 return
             if fault is not None and fault.kind == RESET_BEFORE:
                 self.close_connection = True
@@ -205,8 +225,9 @@ def stripe_proxy(upstream: str) -> Iterator[StripeProxy]:
             if fault is not None and fault.kind == "delay":
                 time.sleep(fault.hold_s)
             hold_s = fault.hold_s if fault is not None and fault.kind == "slow" else 0.0
-            status, content, replayed = proxy.forward(method, path, headers, body, hold_s)
-            seen.status, seen.replayed = status, replayed
+            act_then_500 = fault is not None and fault.kind == ACT_THEN_500
+            answer = proxy.forward(method, path, headers, body, hold_s, act_then_500)
+            seen.status, seen.replayed = answer.status, answer.headers.get("Idempotent-Replayed") == "true"
             if fault is not None and fault.kind == RESET_AFTER:
                 self.close_connection = True
                 _reset(self.connection)
@@ -216,16 +237,18 @@ def stripe_proxy(upstream: str) -> Iterator[StripeProxy]:
                 self.close_connection = True
                 _reset(self.connection)
                 return
-            self._send(status, content, replayed)
+            self._send(answer, seen)
 
-        def _send(self, status: int, content: bytes, replayed: bool = False) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(content)))
-            if replayed:
-                self.send_header("Idempotent-Replayed", "true")
+        def _send(self, answer: Answer, seen: Seen) -> None:
+            headers = CaseInsensitiveDict({"Content-Type": "application/json"})
+            headers.update(answer.headers)
+            headers["Content-Length"] = str(len(answer.body))
+            seen.status, seen.headers = answer.status, dict(headers)
+            self.send_response(answer.status)
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(content)
+            self.wfile.write(answer.body)
 
         do_GET = do_POST = do_DELETE = _answer
 
