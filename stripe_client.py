@@ -11,7 +11,8 @@ import requests.adapters
 import stripe
 from playhouse.pool import PooledDatabase
 
-from domain.errors import OperationError, TransientError
+from domain.context import note_stripe_may_have_acted
+from domain.errors import OperationError, StripeMayHaveActed, TransientError
 from models import database
 from observability.metrics import STRIPE_CALLS
 from settings import get_settings
@@ -53,6 +54,14 @@ def reset_client() -> None:
         _client = None
 
 
+def _should_retry(exc: stripe.StripeError) -> bool | None:
+    """Stripe's `Stripe-Should-Retry` header: False on a 5xx it saved (a retry only replays it), True when it did
+    not act (a lock timeout, a failure before executing); None when absent."""
+    headers = exc.headers or {}
+    value = next((v for k, v in headers.items() if k.lower() == "stripe-should-retry"), None)
+    return None if value is None else str(value).strip().lower() == "true"
+
+
 def translate(exc: stripe.StripeError) -> Exception:
     """Stripe's failure as ours: transient ones are retried, the rest are answers."""
     status = exc.http_status or 0
@@ -61,16 +70,20 @@ def translate(exc: stripe.StripeError) -> Exception:
         details = {"declineCode": getattr(err, "decline_code", None), "stripeCode": exc.code}
         return OperationError("card_declined", exc.user_message or "The card was declined.", details)
     if isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError)):
+        # No answer (Stripe may or may not have the request) or refused before executing: the same key is safe.
         return TransientError(f"Stripe unreachable or rate-limited ({type(exc).__name__})", code="stripe_error")
     if isinstance(exc, stripe.IdempotencyError):
-        # Our derived key reached Stripe with other parameters: never retried, looked into.
-        return OperationError(
-            "stripe_error", "Stripe refused a conflicting idempotent request.", {"stripeCode": exc.code}
+        # Our derived key reached Stripe earlier with other parameters: what it did then is looked up, never assumed.
+        return StripeMayHaveActed(
+            "Stripe refused a conflicting idempotent request.", kind="idempotency_error", should_retry=False
         )
     if status == 409 and getattr(exc.error, "code", None) == "idempotency_key_in_use":
         # Stripe still runs a request with our key (another execution of this request): wait for it, never answer.
         return TransientError("Stripe is still processing a request with this key", code="idempotency_key_in_use")
-    if status == 409 or status >= 500:
+    if status >= 500:
+        # Stripe saves a 5xx under the key once it began executing: the outcome is unknown until looked up.
+        return StripeMayHaveActed(f"Stripe answered {status}", kind="server_error", should_retry=_should_retry(exc))
+    if status == 409:
         return TransientError(f"Stripe answered {status}", code="stripe_error")
     if isinstance(exc, stripe.InvalidRequestError) and status == 404:
         return OperationError("not_found", "Stripe has no such object.", {"param": exc.param})
@@ -90,6 +103,8 @@ def _call(
     options: dict[str, Any] = {}
     if idempotency_key is not None:
         options["idempotency_key"] = idempotency_key
+        # Only mutating calls carry a key: from here on a failure leaves the caller an unknown outcome.
+        note_stripe_may_have_acted()
     call = getattr(method, "__qualname__", "stripe")
     db = database.obj
     if isinstance(db, PooledDatabase) and not db.in_transaction():
@@ -197,12 +212,42 @@ def _list_all(method: Any, params: dict[str, Any], limit: int = 1000) -> list[di
     return found[:limit]
 
 
-def list_payment_intents(stripe_customer_id: str) -> list[dict[str, Any]]:
-    return _list_all(client().v1.payment_intents.list, {"customer": stripe_customer_id})
+def list_payment_intents(
+    stripe_customer_id: str, created_from: int | None = None, created_to: int | None = None
+) -> list[dict[str, Any]]:
+    """The customer's PaymentIntents, newest first, created within [created_from, created_to] when given."""
+    params: dict[str, Any] = {"customer": stripe_customer_id}
+    created = {k: v for k, v in (("gte", created_from), ("lte", created_to)) if v is not None}
+    if created:
+        params["created"] = created
+    return _list_all(client().v1.payment_intents.list, params)
+
+
+def find_payment_intent(
+    stripe_customer_id: str, vy_payment_intent_id: str, created_from: int, created_to: int
+) -> dict[str, Any] | None:
+    """The PaymentIntent Stripe holds for our intent id (in its metadata), if any: resolves an unknown outcome."""
+    for intent in list_payment_intents(stripe_customer_id, created_from, created_to):
+        if (intent.get("metadata") or {}).get("vy_payment_intent_id") == vy_payment_intent_id:
+            return intent
+    return None
 
 
 def list_refunds(stripe_payment_intent_id: str) -> list[dict[str, Any]]:
     return _list_all(client().v1.refunds.list, {"payment_intent": stripe_payment_intent_id})
+
+
+def list_refunds_of_charge(stripe_charge_id: str) -> list[dict[str, Any]]:
+    """A charge's refunds: since API version 2022-11-15 a Charge no longer carries them."""
+    return _list_all(client().v1.refunds.list, {"charge": stripe_charge_id})
+
+
+def find_refund(stripe_payment_intent_id: str, vy_refund_id: str) -> dict[str, Any] | None:
+    """The refund Stripe holds for our refund id (in its metadata), if any."""
+    for refund in list_refunds(stripe_payment_intent_id):
+        if (refund.get("metadata") or {}).get("vy_refund_id") == vy_refund_id:
+            return refund
+    return None
 
 
 def retrieve_refund(stripe_refund_id: str) -> dict[str, Any]:

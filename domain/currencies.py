@@ -55,3 +55,13 @@ def exponent(currency: str) -> int:
 
 def minimum_charge(currency: str) -> int:
     return MINIMUM_CHARGE.get(currency, 1)
+
+
+# Amounts Stripe accepts only in steps: three-decimal currencies must end in 0; ISK is passed as two-decimal (for
+# backward compatibility) but charged in whole krónur, so it must end in 00.
+AMOUNT_STEP = {**{code: 10 for code in THREE_DECIMAL}, "isk": 100}
+
+
+def amount_step(currency: str) -> int:
+    """The smallest step (in minor units) Stripe accepts amounts of this currency in."""
+    return AMOUNT_STEP.get(currency, 1)

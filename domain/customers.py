@@ -5,6 +5,7 @@ from __future__ import annotations
 from peewee import IntegrityError
 
 import stripe_client
+from domain.errors import StripeMayHaveActed
 from domain.idempotency import key_hash
 from domain.ids import new_id
 from models import Customer, utcnow, write_transaction
@@ -32,10 +33,19 @@ def ensure_stripe_customer(platform_customer_id: str) -> Customer:
             assert customer is not None  # the concurrent insert that beat us is committed
     if customer.stripe_customer_id:
         return customer
-    # Same key for every attempt: Stripe answers a repeat with the first Customer.
-    created = stripe_client.create_customer(
-        platform_customer_id, idempotency_key=f"vy-customer-{key_hash(platform_customer_id)[:40]}"
-    )
+    # Same key for every attempt of a round: Stripe answers a repeat with the first Customer.
+    key = f"vy-customer-{key_hash(platform_customer_id)[:40]}"
+    if customer.stripe_key_step > 1:
+        key = f"{key}-s{customer.stripe_key_step}"
+    try:
+        created = stripe_client.create_customer(platform_customer_id, idempotency_key=key)
+    except StripeMayHaveActed:
+        # Stripe saved a 5xx under the key and would replay it for 24 h: the next attempt uses a new round. At worst
+        # an unused Customer is left at Stripe (no money, nothing attached to it).
+        Customer.update(stripe_key_step=Customer.stripe_key_step + 1).where(
+            Customer.platform_customer_id == platform_customer_id, Customer.stripe_customer_id.is_null()
+        ).execute()
+        raise
     with write_transaction():
         customer = lock_customer(platform_customer_id)
         if not customer.stripe_customer_id:

@@ -20,6 +20,8 @@ STATUS_BY_CODE = {
     "internal_error": 500,
     "stripe_error": 502,
     "service_unavailable": 503,
+    # Stripe may have acted and the service cannot tell yet: retry with the same key, never with a new one.
+    "outcome_unknown": 503,
     "timeout": 504,
 }
 
@@ -50,6 +52,19 @@ class TransientError(Exception):
     def __init__(self, message: str, *, code: str = "service_unavailable") -> None:
         super().__init__(message)
         self.code = code
+
+
+class StripeMayHaveActed(TransientError):
+    """Stripe answered 5xx, or refused our key with other parameters: it may have acted on the request.
+
+    Never retried under the same key (Stripe replays a saved 5xx for 24 h): the object is looked up first.
+    `should_retry` is Stripe's `Stripe-Should-Retry` header (True: it did not act; False: do not repeat it).
+    """
+
+    def __init__(self, message: str, *, kind: str, should_retry: bool | None) -> None:
+        super().__init__(message, code="stripe_error")
+        self.kind = kind  # "server_error" or "idempotency_error"
+        self.should_retry = should_retry
 
 
 def not_found(kind: str, ident: str) -> OperationError:

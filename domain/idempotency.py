@@ -24,13 +24,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from peewee import Expression, IntegrityError
+from peewee import Expression, IntegrityError, fn
 
-from domain.context import OperationContext
+from domain.context import OperationContext, note_stripe_may_have_acted
 from domain.errors import OperationError, TransientError
 from domain.ids import new_id
-from models import IdempotencyRecord, database, utcnow, write_transaction
+from models import IdempotencyRecord, Refund, database, utcnow, write_transaction
 from models.base import discard_connection, for_update
+from models.refunds import HOLDING_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,14 @@ class Claim:
     replay: dict[str, Any] | None = None  # set instead when the outcome is already stored
     stripe_params: dict[str, Any] | None = None  # what the first attempt sent to Stripe, to send again
     execution: str | None = None  # this execution's token: the owner's other executions may not act on the claim
+    stripe_started: bool = False  # a Stripe call that may move money began under this claim (committed before it)
+    stripe_unknown: str | None = None  # why Stripe's last answer left the outcome unknown (resolved by a look-up)
+    stripe_step: int = 1  # the round of derived keys; a new round only once the old key provably did not act
+    created_at: dt.datetime | None = None  # when the key was first claimed: the window a look-up at Stripe searches
 
     def stripe_key(self, operation: str, step: str) -> str:
-        return stripe_key(operation, self.resource_id, step)
+        """The derived key of one Stripe call of this claim, in the claim's current round."""
+        return stripe_key(operation, self.resource_id, step if self.stripe_step == 1 else f"{step}-s{self.stripe_step}")
 
     @classmethod
     def of(cls, record: IdempotencyRecord, owner: str) -> Claim:
@@ -104,6 +110,10 @@ class Claim:
             resumed=True,
             stripe_params=record.stripe_params,
             execution=record.execution_token,
+            stripe_started=record.stripe_started_at is not None,
+            stripe_unknown=record.stripe_unknown,
+            stripe_step=record.stripe_step or 1,
+            created_at=record.created_at,
         )
 
 
@@ -137,15 +147,26 @@ def claim(
                 locked_until=now + LEASE,
                 expires_at=now + dt.timedelta(seconds=ttl_s),
             )
-        return Claim(record.id, record.resource_id, digest, record.trace_id, owner, resumed=False, execution=token)
+        return Claim(
+            record.id,
+            record.resource_id,
+            digest,
+            record.trace_id,
+            owner,
+            resumed=False,
+            execution=token,
+            created_at=record.created_at,
+        )
     except IntegrityError:
         pass
     with write_transaction():
         record = for_update(IdempotencyRecord.select().where(IdempotencyRecord.key_hash == digest)).get()
-        if record.expires_at <= now:
-            # Past Stripe's 24 h window the key starts afresh, as at Stripe.
+        if record.expires_at <= now and record.state == "completed":
+            # Past Stripe's 24 h window a resolved key starts afresh, as at Stripe. An unresolved one never does: its
+            # Stripe call may have acted, and a fresh resource id would send it again under a new key.
             record.fingerprint, record.operation, record.request = request_fp, operation, canonical_request
             record.state, record.outcome, record.attempts, record.stripe_params = "retryable", None, 0, None
+            record.stripe_started_at, record.stripe_unknown, record.stripe_step = None, None, 1
             record.resource_id, record.trace_id = new_id(resource_kind), trace_id[:128]
             record.created_at, record.expires_at = now, now + dt.timedelta(seconds=ttl_s)
         if record.fingerprint != request_fp:
@@ -264,20 +285,58 @@ def heartbeat(claim_: Claim) -> Iterator[None]:
         stop.set()
 
 
-def remember_stripe_params(claim_: Claim, params: dict[str, Any]) -> Claim:
-    """Keep what is about to be sent to Stripe, so a retry sends exactly the same under the same key.
+def start_stripe_call(claim_: Claim, params: dict[str, Any] | None = None) -> Claim:
+    """Record, before it is sent, that the claim's Stripe call that may move money starts (and what it sends).
 
-    Only the holder may: a stale execution stops here (`ClaimLost`) before it calls Stripe.
+    Committed with the caller's transaction or on its own; only the holder may (`ClaimLost` otherwise). From here on
+    the claim is the janitor's to resolve if abandoned, and a failure is an unknown outcome for the caller.
     """
-    if not _update_held(claim_, stripe_params=params):
+    values: dict[str, Any] = {"stripe_started_at": fn.COALESCE(IdempotencyRecord.stripe_started_at, utcnow())}
+    if params is not None:
+        values["stripe_params"] = params
+    if not _update_held(claim_, **values):
         raise ClaimLost()
+    note_stripe_may_have_acted()
+    if params is None:
+        return dataclasses.replace(claim_, stripe_started=True)
     # The first attempt sends what a retry will read back (same key order): byte for byte the same request.
-    return dataclasses.replace(claim_, stripe_params=json.loads(json.dumps(params, sort_keys=True)))
+    normalised = json.loads(json.dumps(params, sort_keys=True))
+    return dataclasses.replace(claim_, stripe_started=True, stripe_params=normalised)
+
+
+def note_unknown(claim_: Claim, kind: str) -> Claim:
+    """Stripe's answer left the outcome unknown (`kind`): whoever resumes the claim looks the object up first."""
+    if not _update_held(claim_, stripe_unknown=kind):
+        raise ClaimLost()
+    return dataclasses.replace(claim_, stripe_unknown=kind)
+
+
+def next_step(claim_: Claim) -> Claim:
+    """A new round of derived Stripe keys: only once the old key provably did not act (its 5xx would replay)."""
+    step = claim_.stripe_step + 1
+    if not _update_held(claim_, stripe_step=step, stripe_unknown=None):
+        raise ClaimLost()
+    return dataclasses.replace(claim_, stripe_step=step, stripe_unknown=None)
 
 
 def purge_expired(now: dt.datetime | None = None) -> int:
-    """Delete records past their window (run by the janitor)."""
-    return IdempotencyRecord.delete().where(IdempotencyRecord.expires_at <= (now or utcnow())).execute()
+    """Delete resolved records past their window (run by the janitor).
+
+    Never one that is in flight or retryable (its Stripe call may have acted and only it can resolve that), nor one
+    whose refund still holds its amount without a Stripe id.
+    """
+    unresolved_refunds = Refund.select(Refund.id).where(
+        Refund.stripe_refund_id.is_null(), Refund.status.in_(HOLDING_STATUSES)
+    )
+    return (
+        IdempotencyRecord.delete()
+        .where(
+            IdempotencyRecord.expires_at <= (now or utcnow()),
+            IdempotencyRecord.state == "completed",
+            IdempotencyRecord.resource_id.not_in(unresolved_refunds),
+        )
+        .execute()
+    )
 
 
 def execute_once(
@@ -298,6 +357,8 @@ def execute_once(
     claimed = claim(
         operation, ctx.scoped_key, canonical_request, ctx.owner, resource_kind, ctx.idempotency_ttl_s, ctx.trace_id
     )
+    if claimed.stripe_started:
+        note_stripe_may_have_acted()  # an earlier attempt's Stripe call may have acted
     if claimed.replay is not None:
         if "error" in claimed.replay:
             err = claimed.replay["error"]

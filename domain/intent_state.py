@@ -41,12 +41,45 @@ REFUND_TRANSITIONS = {
 }
 
 
+# How far along its lifecycle each status is. Two facts of the same second are ordered by this, not by arrival:
+# Stripe's `created` has one-second resolution, so a timestamp alone cannot tell which came last.
+INTENT_RANK = {
+    "requires_payment_method": 0,
+    "requires_confirmation": 1,
+    "requires_action": 2,
+    "processing": 3,
+    "requires_capture": 4,
+    "succeeded": 5,
+    "canceled": 5,
+}
+REFUND_RANK = {"pending": 0, "requires_action": 1, "succeeded": 2, "failed": 3, "canceled": 3}
+
+
 def intent_may_move(current: str, new: str) -> bool:
     return new == current or new in INTENT_TRANSITIONS.get(current, set())
 
 
+def intent_event_applies(current: str, new: str, created: int, last_created: int | None) -> bool:
+    """An event moves the intent only forward: never from an older second, and within the same second only to a
+    status further along the lifecycle (or the same); always along Stripe's state machine."""
+    if last_created is not None and (
+        created < last_created or (created == last_created and INTENT_RANK.get(new, -1) < INTENT_RANK.get(current, -1))
+    ):
+        return False
+    return intent_may_move(current, new)
+
+
 def refund_may_move(current: str, new: str) -> bool:
     return new == current or new in REFUND_TRANSITIONS.get(current, set())
+
+
+def refund_event_applies(current: str, new: str, created: int, last_created: int | None) -> bool:
+    """As `intent_event_applies`, for a refund."""
+    if last_created is not None and (
+        created < last_created or (created == last_created and REFUND_RANK.get(new, -1) < REFUND_RANK.get(current, -1))
+    ):
+        return False
+    return refund_may_move(current, new)
 
 
 def stripe_error_summary(error: dict[str, Any] | None) -> dict[str, Any] | None:

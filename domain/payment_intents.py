@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import stripe_client
-from domain import idempotency
+from domain import idempotency, stripe_outcomes
 from domain.context import OperationContext
 from domain.customers import ensure_stripe_customer
 from domain.errors import OperationError, not_found
@@ -80,9 +81,14 @@ def _stripe_request(claim: idempotency.Claim, inp: CreatePaymentIntentInput) -> 
         params["description"] = inp.description
     if method is not None:
         params["payment_method"] = method.stripe_payment_method_id
-    return idempotency.remember_stripe_params(
-        claim, {"params": params, "paymentMethodId": method.id if method else None}
-    )
+    return idempotency.start_stripe_call(claim, {"params": params, "paymentMethodId": method.id if method else None})
+
+
+def intent_at_stripe(claim: idempotency.Claim, stripe_customer_id: str) -> dict[str, Any] | None:
+    """The PaymentIntent Stripe made for this claim, if any: the customer's intents of the claim's time window,
+    matched on our id in their metadata."""
+    created_from, created_to = stripe_outcomes.window(claim, int(time.time()))
+    return stripe_client.find_payment_intent(stripe_customer_id, claim.resource_id, created_from, created_to)
 
 
 def execute_create(
@@ -114,14 +120,19 @@ def execute_create(
         metadata=inp.metadata,
     )
     try:
-        stripe_intent = found_at_stripe or stripe_client.create_payment_intent(
-            params, idempotency_key=claim.stripe_key(OPERATION, "create")
+        stripe_intent = found_at_stripe or stripe_outcomes.send_or_resolve(
+            claim,
+            send=lambda current: stripe_client.create_payment_intent(
+                params, idempotency_key=current.stripe_key(OPERATION, "create")
+            ),
+            look_up=lambda: intent_at_stripe(claim, params["customer"]),
         )
     except OperationError as exc:
         declined = stripe_client.card_error_payment_intent(exc)
         if exc.code != "card_declined" or declined is None:
             raise
         apply_stripe_intent(intent, declined)
+        intent.last_event_created = declined.get("created")  # an event of the same second must not move it back
         exc.details["paymentIntentId"] = intent.id
         with write_transaction():
             save_with_history(intent, cause=f"{cause}:declined", create=True)
@@ -129,6 +140,7 @@ def execute_create(
         apply_unmatched_events_safely(intent.stripe_payment_intent_id)
         raise
     apply_stripe_intent(intent, stripe_intent)
+    intent.last_event_created = stripe_intent.get("created")  # an event of the same second must not move it back
     with write_transaction():
         save_with_history(intent, cause=cause, create=True)
         idempotency.finish(claim, {"response": intent.to_payload()})

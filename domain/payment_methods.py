@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import stripe_client
-from domain import idempotency
+from domain import idempotency, stripe_outcomes
 from domain.context import OperationContext
 from domain.customers import ensure_stripe_customer, find_customer, lock_customer
 from domain.errors import OperationError, not_found
@@ -52,67 +52,74 @@ def _make_default(method: PaymentMethod) -> None:
     method.is_default = True
 
 
-def create_payment_method(ctx: OperationContext, inp: CreatePaymentMethodInput) -> dict[str, Any]:
-    """Vault a `pm_…` made by Stripe.js: attach it to the customer's Stripe Customer, keep only card facts."""
+def finish_create(claim: idempotency.Claim, inp: CreatePaymentMethodInput) -> dict[str, Any]:
+    """Vault the method for a claim (the task's execution, or the janitor finishing an abandoned one)."""
+    if PaymentMethod.get_or_none(
+        PaymentMethod.stripe_payment_method_id == inp.stripe_payment_method_id,
+        PaymentMethod.deleted_at.is_null(False),
+    ):
+        raise OperationError("invalid_state", "This payment method was deleted; vault a new one.")
+    # Checked before anything is created: a refused request writes nothing, here or at Stripe.
+    stripe_method = stripe_client.retrieve_payment_method(inp.stripe_payment_method_id)
+    owner = stripe_method.get("customer")
+    known = find_customer(inp.customer_id)
+    if owner and (known is None or owner != known.stripe_customer_id):
+        raise OperationError("invalid_state", "This payment method belongs to another customer.")
+    customer = ensure_stripe_customer(inp.customer_id)
 
-    def execute(claim: idempotency.Claim) -> dict[str, Any]:
-        if PaymentMethod.get_or_none(
-            PaymentMethod.stripe_payment_method_id == inp.stripe_payment_method_id,
-            PaymentMethod.deleted_at.is_null(False),
-        ):
-            raise OperationError("invalid_state", "This payment method was deleted; vault a new one.")
-        # Checked before anything is created: a refused request writes nothing, here or at Stripe.
-        stripe_method = stripe_client.retrieve_payment_method(inp.stripe_payment_method_id)
-        owner = stripe_method.get("customer")
-        known = find_customer(inp.customer_id)
-        if owner and (known is None or owner != known.stripe_customer_id):
-            raise OperationError("invalid_state", "This payment method belongs to another customer.")
-        customer = ensure_stripe_customer(inp.customer_id)
-
-        card = stripe_method.get("card") or {}
-        fingerprint = card.get("fingerprint")
-        duplicate = _same_card(inp.customer_id, fingerprint, inp.stripe_payment_method_id)
-        if duplicate is None and owner is None:
+    card = stripe_method.get("card") or {}
+    fingerprint = card.get("fingerprint")
+    duplicate = _same_card(inp.customer_id, fingerprint, inp.stripe_payment_method_id)
+    attach = duplicate is None and owner is None
+    # A retry (or a takeover) sends Stripe the default the first attempt chose, under the same key.
+    chosen_stripe_id = (claim.stripe_params or {}).get("defaultStripeId")
+    if chosen_stripe_id is None:
+        chosen_stripe_id = duplicate.stripe_payment_method_id if duplicate else inp.stripe_payment_method_id
+    if (attach or inp.set_as_default) and not claim.stripe_started:
+        params = {"defaultStripeId": chosen_stripe_id} if inp.set_as_default else None
+        claim = idempotency.start_stripe_call(claim, params)
+    if attach:
+        with stripe_outcomes.repeatable_by_nature(claim):
             stripe_client.attach_payment_method(
                 inp.stripe_payment_method_id,
                 customer.stripe_customer_id,
                 idempotency_key=claim.stripe_key(CREATE, "attach"),
             )
-        # A retry (or a takeover) sends Stripe the default the first attempt chose, under the same key.
-        chosen_stripe_id = (claim.stripe_params or {}).get("defaultStripeId")
-        if chosen_stripe_id is None:
-            chosen_stripe_id = duplicate.stripe_payment_method_id if duplicate else inp.stripe_payment_method_id
-            if inp.set_as_default:
-                claim = idempotency.remember_stripe_params(claim, {"defaultStripeId": chosen_stripe_id})
-        if inp.set_as_default:
+    if inp.set_as_default:
+        with stripe_outcomes.repeatable_by_nature(claim):
             stripe_client.set_default_payment_method(
                 customer.stripe_customer_id,
                 chosen_stripe_id,
                 idempotency_key=claim.stripe_key(CREATE, "default"),
             )
-        with write_transaction():
-            lock_customer(inp.customer_id)
-            # Checked again under the customer's lock: a concurrent vault of the same card may have won.
-            method = _same_card(inp.customer_id, fingerprint, inp.stripe_payment_method_id, lock=True)
-            if method is None:
-                method = PaymentMethod.create(
-                    id=claim.resource_id,
-                    customer_id=inp.customer_id,
-                    stripe_payment_method_id=inp.stripe_payment_method_id,
-                    type=stripe_method.get("type") or "card",
-                    card_brand=card.get("brand"),
-                    card_last4=card.get("last4"),
-                    card_exp_month=card.get("exp_month"),
-                    card_exp_year=card.get("exp_year"),
-                    card_fingerprint=fingerprint,
-                )
-            if inp.set_as_default:
-                _make_default(method)
-            payload = method.to_payload()
-            idempotency.finish(claim, {"response": payload})
-        return payload
+    with write_transaction():
+        lock_customer(inp.customer_id)
+        # Checked again under the customer's lock: a concurrent vault of the same card may have won.
+        method = _same_card(inp.customer_id, fingerprint, inp.stripe_payment_method_id, lock=True)
+        if method is None:
+            method = PaymentMethod.create(
+                id=claim.resource_id,
+                customer_id=inp.customer_id,
+                stripe_payment_method_id=inp.stripe_payment_method_id,
+                type=stripe_method.get("type") or "card",
+                card_brand=card.get("brand"),
+                card_last4=card.get("last4"),
+                card_exp_month=card.get("exp_month"),
+                card_exp_year=card.get("exp_year"),
+                card_fingerprint=fingerprint,
+            )
+        if inp.set_as_default:
+            _make_default(method)
+        payload = method.to_payload()
+        idempotency.finish(claim, {"response": payload})
+    return payload
 
-    return idempotency.execute_once(ctx, CREATE, inp.canonical(), "payment_method", execute)
+
+def create_payment_method(ctx: OperationContext, inp: CreatePaymentMethodInput) -> dict[str, Any]:
+    """Vault a `pm_…` made by Stripe.js: attach it to the customer's Stripe Customer, keep only card facts."""
+    return idempotency.execute_once(
+        ctx, CREATE, inp.canonical(), "payment_method", lambda claim: finish_create(claim, inp)
+    )
 
 
 def list_payment_methods(ctx: OperationContext, inp: ListPaymentMethodsInput) -> dict[str, Any]:
@@ -133,29 +140,46 @@ def list_payment_methods(ctx: OperationContext, inp: ListPaymentMethodsInput) ->
     return {"data": [row.to_payload() for row in rows[: inp.limit]], "hasMore": len(rows) > inp.limit}
 
 
-def delete_payment_method(ctx: OperationContext, inp: DeletePaymentMethodInput) -> dict[str, Any]:
-    """Detach in Stripe, then soft-delete here (history and intents keep pointing at it)."""
+def _detached_at_stripe(stripe_payment_method_id: str, refusal: OperationError) -> bool:
+    """Whether a refused detach still leaves the method detached: gone at Stripe, or attached to no customer (an
+    earlier attempt's detach went through). Any other refusal is Stripe's answer, not a local delete."""
+    if refusal.code == "not_found":
+        return True
+    if refusal.code != "validation_error":
+        return False
+    try:
+        return not stripe_client.retrieve_payment_method(stripe_payment_method_id).get("customer")
+    except OperationError as exc:
+        return exc.code == "not_found"
 
-    def execute(claim: idempotency.Claim) -> dict[str, Any]:
-        method = PaymentMethod.get_or_none(
-            PaymentMethod.id == inp.payment_method_id, PaymentMethod.deleted_at.is_null()
-        )
-        if method is None:
-            raise not_found("payment method", inp.payment_method_id)
-        try:
+
+def finish_delete(claim: idempotency.Claim, inp: DeletePaymentMethodInput) -> dict[str, Any]:
+    """Detach in Stripe, then soft-delete here, for a claim (the task's execution, or the janitor's)."""
+    method = PaymentMethod.get_or_none(PaymentMethod.id == inp.payment_method_id, PaymentMethod.deleted_at.is_null())
+    if method is None:
+        raise not_found("payment method", inp.payment_method_id)
+    if not claim.stripe_started:
+        claim = idempotency.start_stripe_call(claim)
+    try:
+        with stripe_outcomes.repeatable_by_nature(claim):
             stripe_client.detach_payment_method(
                 method.stripe_payment_method_id,
                 idempotency_key=claim.stripe_key(DELETE, "detach"),
             )
-        except OperationError as exc:
-            # Already detached or gone at Stripe: the vault entry still goes.
-            if exc.code not in ("not_found", "validation_error"):
-                raise
-        payload = {"id": method.id, "deleted": True}
-        with write_transaction():
-            lock_customer(method.customer_id)  # one change to a customer's vault at a time
-            PaymentMethod.update(deleted_at=utcnow(), is_default=False).where(PaymentMethod.id == method.id).execute()
-            idempotency.finish(claim, {"response": payload})
-        return payload
+    except OperationError as exc:
+        if not _detached_at_stripe(method.stripe_payment_method_id, exc):
+            # Stripe refused the detach: the card stays usable there, so it stays in the vault here too.
+            raise
+    payload = {"id": method.id, "deleted": True}
+    with write_transaction():
+        lock_customer(method.customer_id)  # one change to a customer's vault at a time
+        PaymentMethod.update(deleted_at=utcnow(), is_default=False).where(PaymentMethod.id == method.id).execute()
+        idempotency.finish(claim, {"response": payload})
+    return payload
 
-    return idempotency.execute_once(ctx, DELETE, inp.canonical(), "payment_method", execute)
+
+def delete_payment_method(ctx: OperationContext, inp: DeletePaymentMethodInput) -> dict[str, Any]:
+    """Detach in Stripe, then soft-delete here (history and intents keep pointing at it)."""
+    return idempotency.execute_once(
+        ctx, DELETE, inp.canonical(), "payment_method", lambda claim: finish_delete(claim, inp)
+    )

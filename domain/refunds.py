@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import stripe_client
-from domain import idempotency
+from domain import currencies, idempotency, stripe_outcomes
 from domain.context import OperationContext
 from domain.errors import OperationError, not_found
-from domain.intent_state import refund_may_move
+from domain.intent_state import REFUND_RANK, refund_may_move
 from domain.schemas import CreateRefundInput, GetRefundInput
 from models import PaymentIntent, Refund, utcnow, write_transaction
 from models.base import for_update
@@ -28,15 +28,38 @@ def refundable_amount(intent: PaymentIntent) -> int:
     return intent.amount_received - intent.amount_refunded
 
 
-def _reserve(claim: idempotency.Claim, inp: CreateRefundInput) -> Refund:
-    """Decide and hold the refund's amount before Stripe is called."""
+def _amount_in_steps(currency: str, amount: int) -> None:
+    """Stripe refunds three-decimal currencies (and ISK) only in their steps: refused before any write."""
+    step = currencies.amount_step(currency)
+    if amount % step:
+        raise OperationError(
+            "validation_error",
+            f"Amounts in {currency.upper()} must be a multiple of {step} minor units (Stripe's rule).",
+            {"fields": [{"field": "amount", "message": f"must be a multiple of {step}", "type": "value_error"}]},
+        )
+
+
+def _stripe_params(claim: idempotency.Claim, refund: Refund, intent: PaymentIntent) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "payment_intent": intent.stripe_payment_intent_id,
+        "amount": refund.amount,
+        "metadata": {**(refund.metadata or {}), "vy_refund_id": refund.id, "vy_trace_id": claim.trace_id},
+    }
+    if refund.reason:
+        params["reason"] = refund.reason
+    return {"params": params}
+
+
+def _reserve(claim: idempotency.Claim, inp: CreateRefundInput) -> tuple[Refund, idempotency.Claim]:
+    """Decide and hold the refund's amount, and record that its Stripe call starts, in one transaction."""
     with write_transaction():
         intent = lock_intent(inp.payment_intent_id)
         if intent is None:
             raise not_found("payment intent", inp.payment_intent_id)
         reserved = Refund.get_or_none(Refund.id == claim.resource_id)
         if reserved is not None:
-            return reserved  # an execution of this request whose lease lapsed reserved it while we waited on the lock
+            # An execution of this request whose lease lapsed reserved it while we waited on the lock.
+            return reserved, claim
         if intent.amount_received <= 0:
             raise OperationError(
                 "invalid_state",
@@ -51,6 +74,7 @@ def _reserve(claim: idempotency.Claim, inp: CreateRefundInput) -> Refund:
                 "The refund is larger than what is left to refund.",
                 {"requested": amount, "refundable": refundable, "currency": intent.currency},
             )
+        _amount_in_steps(intent.currency, amount)
         refund = Refund.create(
             id=claim.resource_id,
             payment_intent_id=intent.id,
@@ -62,14 +86,26 @@ def _reserve(claim: idempotency.Claim, inp: CreateRefundInput) -> Refund:
         )
         intent.amount_refunded += amount
         save_with_history(intent, cause=f"{OPERATION}:{refund.id}")
-        return refund
+        # Sent from what is stored (sorted keys), so that every retry sends byte for byte the same parameters.
+        claim = idempotency.start_stripe_call(claim, _stripe_params(claim, refund, intent))
+        return refund, claim
+
+
+def refund_moves_forward(current: str, new: str) -> bool:
+    """An answer (not an event) may only move a refund forward: a replayed answer is older than any event."""
+    return new != current and refund_may_move(current, new) and REFUND_RANK[new] > REFUND_RANK[current]
 
 
 def apply_refund_status(
-    refund: Refund, status: str, failure_reason: str | None, cause: str, stripe_refund_id: str | None = None
+    refund: Refund,
+    status: str,
+    failure_reason: str | None,
+    cause: str,
+    stripe_refund_id: str | None = None,
+    forward_only: bool = False,
 ) -> bool:
     """Move a refund forward and keep the intent's refunded total in step; call inside a transaction."""
-    if not refund_may_move(refund.status, status):
+    if not refund_may_move(refund.status, status) or (forward_only and not refund_moves_forward(refund.status, status)):
         return False
     intent = lock_intent(refund.payment_intent_id)
     was_holding = refund.status in HOLDING_STATUSES
@@ -91,24 +127,25 @@ def send_refund(
 ) -> dict[str, Any]:
     """Ask Stripe for a reserved refund with the claim's derived key, then record Stripe's answer.
 
-    `found_at_stripe` is the refund the janitor found at Stripe for an abandoned claim: recorded, not sent.
+    `found_at_stripe` is the refund the janitor found at Stripe for an abandoned claim: recorded, not sent. While
+    Stripe's outcome is unknown the amount stays held: only Stripe's definite refusal gives it back.
     """
     if refund.stripe_refund_id and refund.status != "pending":
         # Stripe's answer is already recorded (a webhook brought it): that is the outcome.
         idempotency.finish(claim, {"response": refund.to_payload()})
         return refund.to_payload()
-
-    intent = PaymentIntent.get_by_id(refund.payment_intent_id)
-    params: dict[str, Any] = {
-        "payment_intent": intent.stripe_payment_intent_id,
-        "amount": refund.amount,
-        "metadata": {**(refund.metadata or {}), "vy_refund_id": refund.id, "vy_trace_id": claim.trace_id},
-    }
-    if refund.reason:
-        params["reason"] = refund.reason
+    if claim.stripe_params is None:
+        # Reserved by an attempt that stopped before recording its parameters: decided now, once.
+        intent = PaymentIntent.get_by_id(refund.payment_intent_id)
+        claim = idempotency.start_stripe_call(claim, _stripe_params(claim, refund, intent))
+    params = claim.stripe_params["params"]
     try:
-        stripe_refund = found_at_stripe or stripe_client.create_refund(
-            params, idempotency_key=claim.stripe_key(OPERATION, "refund")
+        stripe_refund = found_at_stripe or stripe_outcomes.send_or_resolve(
+            claim,
+            send=lambda current: stripe_client.create_refund(
+                params, idempotency_key=current.stripe_key(OPERATION, "refund")
+            ),
+            look_up=lambda: stripe_client.find_refund(params["payment_intent"], refund.id),
         )
     except OperationError as exc:
         # Stripe said no for good: release the held amount, and answer with Stripe's reason.
@@ -127,6 +164,7 @@ def send_refund(
             stripe_refund.get("status") or "pending",
             stripe_refund.get("failure_reason"),
             cause=f"{cause}:{refund.id}:{stripe_refund.get('status')}",
+            forward_only=True,
         )
         idempotency.finish(claim, {"response": refund.to_payload()})
     return refund.to_payload()
@@ -136,7 +174,9 @@ def create_refund(ctx: OperationContext, inp: CreateRefundInput) -> dict[str, An
     """Refund all or part of a captured payment, once per idempotency key."""
 
     def execute(claim: idempotency.Claim) -> dict[str, Any]:
-        refund = Refund.get_or_none(Refund.id == claim.resource_id) or _reserve(claim, inp)
+        refund = Refund.get_or_none(Refund.id == claim.resource_id)
+        if refund is None:
+            refund, claim = _reserve(claim, inp)
         return send_refund(claim, refund)
 
     return idempotency.execute_once(ctx, OPERATION, inp.canonical(), "refund", execute)

@@ -92,6 +92,9 @@ class CreatePaymentIntentInput(OperationInput):
         minimum = currencies.minimum_charge(self.currency)
         if self.amount < minimum:
             raise ValueError(f"amount must be at least {minimum} {self.currency} minor units")
+        step = currencies.amount_step(self.currency)
+        if self.amount % step:
+            raise ValueError(f"amount in {self.currency} must be a multiple of {step} minor units (Stripe's rule)")
         return self
 
 

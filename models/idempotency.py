@@ -21,6 +21,12 @@ class IdempotencyRecord(BaseModel):
     outcome = JSONField(null=True)  # the stored response or error, never a client secret
     request = JSONField(null=True)  # the canonical request, so the janitor can finish an abandoned one
     stripe_params = JSONField(null=True)  # what the first attempt sent to Stripe: a retry sends the same
+    # Set (committed) before the first Stripe call that may move money: the janitor resolves only such claims.
+    stripe_started_at = UTCDateTimeField(null=True)
+    # Why the last Stripe answer left the outcome unknown (a 5xx, an idempotency_error), until it is looked up.
+    stripe_unknown = CharField(max_length=32, null=True)
+    # The round of derived Stripe keys: a new round only once Stripe's own answer proved the old key cannot act.
+    stripe_step = IntegerField(default=1)
 
     attempts = IntegerField(default=1)
     locked_until = UTCDateTimeField()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from peewee import BigIntegerField, CharField
+from peewee import BigIntegerField, CharField, IntegerField
 
 from models.base import BaseModel, JSONField, MoneyField, UTCDateTimeField, iso, utcnow
 
@@ -24,6 +24,9 @@ class Refund(BaseModel):
     metadata = JSONField(default=dict)
     # `created` of the newest Stripe event applied to this refund.
     last_event_created = BigIntegerField(null=True)
+    # When the janitor asks Stripe again about a refund it left pending, and how often it has (backoff).
+    next_check_at = UTCDateTimeField(null=True)
+    checks = IntegerField(default=0)
     created_at = UTCDateTimeField(default=utcnow)
     updated_at = UTCDateTimeField(default=utcnow)
 

@@ -57,9 +57,9 @@ def test_a_lapsed_lease_is_taken_over_and_the_stale_execution_can_no_longer_act(
     with pytest.raises(idempotency.ClaimLost):
         idempotency.finish(first, {"error": {"code": "stripe_error"}})
     with pytest.raises(idempotency.ClaimLost):
-        idempotency.remember_stripe_params(first, {"params": {"amount": 1}})
+        idempotency.start_stripe_call(first, {"params": {"amount": 1}})
     assert record(second).stripe_params is None
-    assert idempotency.remember_stripe_params(second, {"params": {"amount": 100}}).stripe_params
+    assert idempotency.start_stripe_call(second, {"params": {"amount": 100}}).stripe_params
     assert idempotency.renew(second)
     idempotency.finish(second, {"response": {"id": second.resource_id}})
     stored = record(second)

@@ -189,7 +189,9 @@ def test_an_event_that_outruns_its_intent_is_applied_once_the_intent_is_stored(d
 
     def create_then_deliver_event_first(params, *, idempotency_key):
         created = real_create(params, idempotency_key=idempotency_key)
-        early["event"] = event("payment_intent.canceled", {"id": created["id"], "status": "canceled"})
+        early["event"] = event(
+            "payment_intent.canceled", {"id": created["id"], "status": "canceled", "metadata": created["metadata"]}
+        )
         call("process-stripe-webhook", early["event"])
         return created
 

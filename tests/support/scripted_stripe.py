@@ -4,31 +4,48 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+EMPTY_LIST = {"object": "list", "data": [], "has_more": False}
+# (status, body) or (status, body, headers)
+Answer = tuple[int, dict] | tuple[int, dict, dict[str, str]]
 
 
 @contextmanager
-def scripted_stripe(answers: list[tuple[int, dict]]) -> Iterator[tuple[str, list[dict]]]:
-    """Serve `answers` in order (status, body), then repeat the last; yields (base URL, requests seen)."""
+def scripted_stripe(
+    answers: list[Answer], gets: Callable[[str, list[dict]], Answer] | None = None
+) -> Iterator[tuple[str, list[dict]]]:
+    """Serve `answers` in order to POST/DELETE requests (then repeat the last); a GET (a look-up) is answered by
+    `gets(path, seen)`, by default an empty list. Yields (base URL, requests seen)."""
     seen: list[dict] = []
+    posts: list[int] = []
 
     class Handler(BaseHTTPRequestHandler):
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            seen.append(
-                {
-                    "path": self.path,
-                    "idempotency_key": self.headers.get("Idempotency-Key"),
-                    "body": self.rfile.read(length).decode(),
-                }
-            )
-            status, body = answers[min(len(seen) - 1, len(answers) - 1)]
+            request: dict[str, Any] = {
+                "method": self.command,
+                "path": self.path,
+                "idempotency_key": self.headers.get("Idempotency-Key"),
+                "body": self.rfile.read(length).decode(),
+            }
+            seen.append(request)
+            if self.command == "GET":
+                answer = gets(self.path, seen) if gets else (200, EMPTY_LIST)
+            else:
+                posts.append(1)
+                answer = answers[min(len(posts) - 1, len(answers) - 1)]
+            status, body = answer[0], answer[1]
+            headers = answer[2] if len(answer) > 2 else {}
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
 

@@ -53,7 +53,7 @@ def stripe_at(monkeypatch):
         (429, error("rate_limit_error"), TransientError),
         (409, error("invalid_request_error", code="lock_timeout"), TransientError),
         (409, error("invalid_request_error", code="idempotency_key_in_use"), TransientError),
-        (400, error("idempotency_error"), "stripe_error"),
+        (400, error("idempotency_error"), TransientError),
         (402, error("card_error", code="card_declined", decline_code="insufficient_funds"), "card_declined"),
         (400, error("invalid_request_error", param="amount", code="amount_too_small"), "validation_error"),
         (404, error("invalid_request_error", code="resource_missing"), "not_found"),
@@ -110,15 +110,58 @@ def create_for_new_customer(customer_id: str, key: str) -> dict:
     return run_task("create-payment-intent", {"customerId": customer_id, "amount": 100, "currency": "usd"}, key)
 
 
-def test_a_transient_outage_is_retried_with_the_same_stripe_key_until_it_passes(domain_db, stripe_at):
-    answers = [(500, error("api_error")), (429, error("rate_limit_error")), (200, INTENT)]
-    with scripted_stripe(answers) as (base, seen):
+NOT_ACTED = {"Stripe-Should-Retry": "true"}  # a 5xx Stripe did not act on (nothing saved under the key)
+SAVED = {"Stripe-Should-Retry": "false"}  # a 5xx Stripe saved under the key: a retry would only replay it
+
+
+def posts_of(seen: list[dict]) -> list[dict]:
+    return [r for r in seen if r["method"] == "POST" and r["path"] == "/v1/payment_intents"]
+
+
+def lookups_of(seen: list[dict]) -> list[dict]:
+    return [r for r in seen if r["method"] == "GET" and r["path"].startswith("/v1/payment_intents?")]
+
+
+def test_no_answer_or_a_rate_limit_is_retried_with_the_same_stripe_key_until_it_passes(domain_db, stripe_at):
+    answers = [(429, error("rate_limit_error")), (409, error("invalid_request_error", code="lock_timeout"))]
+    with scripted_stripe([*answers, (200, {**INTENT, "id": f"pi_{uuid.uuid4().hex}"})]) as (base, seen):
         stripe_at(base)
         envelope = create_for_new_customer("retry-cust", f"retry-{uuid.uuid4()}")
     assert envelope["response"]["status"] == "requires_payment_method"
-    posts = [r for r in seen if r["path"] == "/v1/payment_intents"]
+    posts = posts_of(seen)
     assert len(posts) == 3
     assert len({r["idempotency_key"] for r in posts}) == 1 and posts[0]["idempotency_key"].startswith("vy-")
+
+
+def test_a_5xx_stripe_did_not_act_on_is_looked_up_then_sent_again_under_a_new_key(domain_db, stripe_at):
+    intent = {**INTENT, "id": f"pi_{uuid.uuid4().hex}"}
+    with scripted_stripe([(500, error("api_error"), NOT_ACTED), (200, intent)]) as (base, seen):
+        stripe_at(base)
+        envelope = create_for_new_customer("notacted-cust", f"notacted-{uuid.uuid4()}")
+    assert envelope["response"]["status"] == "requires_payment_method", envelope
+    posts = posts_of(seen)
+    assert len(posts) == 2 and len({r["idempotency_key"] for r in posts}) == 2
+    assert posts[1]["idempotency_key"] == posts[0]["idempotency_key"] + "-s2"
+    assert posts[0]["body"] == posts[1]["body"]  # the same request, only under a new key
+    assert lookups_of(seen)  # looked for before sending again
+
+
+def test_a_5xx_that_may_have_acted_is_looked_up_and_the_intent_found_is_the_answer(domain_db, stripe_at):
+    from urllib.parse import parse_qs
+
+    def found_at_stripe(path: str, seen: list[dict]) -> tuple[int, dict]:
+        ours = parse_qs(posts_of(seen)[0]["body"])["metadata[vy_payment_intent_id]"][0]
+        made = {**INTENT, "id": made_id, "metadata": {"vy_payment_intent_id": ours}}
+        return 200, {"object": "list", "data": [made], "has_more": False}
+
+    made_id = f"pi_made_before_the_500_{uuid.uuid4().hex[:8]}"
+    with scripted_stripe([(500, error("api_error"), SAVED)], gets=found_at_stripe) as (base, seen):
+        stripe_at(base)
+        envelope = create_for_new_customer("acted-cust", f"acted-{uuid.uuid4()}")
+    assert envelope["response"]["stripePaymentIntentId"] == made_id, envelope
+    assert len(posts_of(seen)) == 1  # never sent again: the saved 500 would only be replayed
+    lookup = lookups_of(seen)[0]["path"]
+    assert "customer=cus_acted-cust" in lookup and "created%5Bgte%5D=" in lookup and "created%5Blte%5D=" in lookup
 
 
 def test_a_decline_is_answered_not_retried(domain_db, stripe_at):
@@ -130,17 +173,36 @@ def test_a_decline_is_answered_not_retried(domain_db, stripe_at):
     assert len(seen) == 1
 
 
-def test_retries_are_bounded_and_the_key_is_given_back(domain_db, stripe_at):
+def test_a_5xx_that_may_have_acted_and_is_not_found_ends_in_outcome_unknown_with_the_key_given_back(
+    domain_db, stripe_at
+):
+    from domain.idempotency import key_hash
+    from models import IdempotencyRecord
+
+    key = f"unknown-{uuid.uuid4()}"
+    with scripted_stripe([(503, error("api_error"))]) as (base, seen):
+        stripe_at(base)
+        envelope = create_for_new_customer("unknown-cust", key)
+    assert envelope["error"]["code"] == "outcome_unknown" and envelope["error"]["status"] == 503
+    assert len(posts_of(seen)) == 1  # Stripe said nothing of acting: never repeated, only looked up
+    assert len(lookups_of(seen)) == settings.get_settings().task_max_retries + 1
+    record = IdempotencyRecord.get(IdempotencyRecord.key_hash == key_hash(key))
+    assert record.state == "retryable" and record.stripe_unknown == "server_error" and record.stripe_started_at
+
+
+def test_retries_of_failures_stripe_did_not_act_on_are_bounded_and_answer_stripe_error(domain_db, stripe_at):
+    from domain.idempotency import key_hash
     from models import IdempotencyRecord
 
     key = f"down-{uuid.uuid4()}"
-    with scripted_stripe([(503, error("api_error"))]) as (base, seen):
+    with scripted_stripe([(503, error("api_error"), NOT_ACTED)]) as (base, seen):
         stripe_at(base)
         envelope = create_for_new_customer("down-cust", key)
+    # Every attempt was refused before Stripe acted, and a look-up found nothing: nothing happened, known.
     assert envelope["error"]["code"] == "stripe_error"
-    assert len(seen) == settings.get_settings().task_max_retries + 1
-    from domain.idempotency import key_hash
-
+    posts = posts_of(seen)
+    assert len(posts) == settings.get_settings().task_max_retries + 1
+    assert len({r["idempotency_key"] for r in posts}) == len(posts)
     assert IdempotencyRecord.get(IdempotencyRecord.key_hash == key_hash(key)).state == "retryable"
 
 
@@ -162,7 +224,7 @@ def test_stripe_busy_with_our_key_is_waited_for_without_spending_retries(domain_
         stripe_at(base)
         envelope = create_for_new_customer("busy-cust", f"busy-{uuid.uuid4()}")
     assert envelope["response"]["status"] == "requires_payment_method", envelope
-    posts = [r for r in seen if r["path"] == "/v1/payment_intents"]
+    posts = posts_of(seen)
     assert len(posts) == busy + 1 and len({r["idempotency_key"] for r in posts}) == 1
 
 
@@ -220,6 +282,6 @@ def test_a_pool_left_full_after_stripe_answered_is_retried_under_the_same_key_no
         stripe_at(base)
         envelope = create_for_new_customer("pool-cust", f"pool-{uuid.uuid4()}")
     assert envelope["response"]["stripePaymentIntentId"] == intent["id"], envelope
-    posts = [r for r in seen if r["path"] == "/v1/payment_intents"]
+    posts = posts_of(seen)
     assert len(posts) == 2 and len({r["idempotency_key"] for r in posts}) == 1
     assert PaymentIntent.select().where(PaymentIntent.stripe_payment_intent_id == intent["id"]).count() == 1
