@@ -139,24 +139,38 @@ def _unavailable(why: str) -> OperationError:
     return OperationError("service_unavailable", "The service cannot accept requests right now.")
 
 
-def _timed_out(caller_key: str | None) -> OperationError:
+def _timed_out(operation: Operation, caller_key: str | None) -> OperationError:
     details = {"idempotencyKey": caller_key} if caller_key else {}
-    return OperationError(
-        "timeout", "No result in time; the request goes on. Retry with the same Idempotency-Key.", details
-    )
+    if operation.mutating:
+        # The task may be calling Stripe right now: the caller cannot know whether money moved.
+        return OperationError(
+            "outcome_unknown",
+            "No result in time and Stripe may have acted; the request goes on. Retry with the same Idempotency-Key "
+            "(never a new one): the retry answers what happened.",
+            details,
+        )
+    return OperationError("timeout", "No result in time. Retry the request.", details)
 
 
 def run_operation(
-    operation: Operation, payload: Any, *, trace_id: str, idempotency_key: str | None, caller_key: str | None = None
+    operation: Operation,
+    payload: Any,
+    *,
+    trace_id: str,
+    idempotency_key: str | None,
+    caller_key: str | None = None,
+    received_at: float | None = None,
 ) -> dict[str, Any]:
-    """The task's envelope, or OperationError('timeout' | 'service_unavailable')."""
+    """The task's envelope, or OperationError('timeout' | 'outcome_unknown' | 'service_unavailable')."""
     from tasks.operations import TASKS
 
     timeout_s = get_settings().rest_timeout_ms / 1000
     meta: dict[str, Any] = {"traceId": trace_id, "idempotencyKey": idempotency_key, "door": "rest"}
+    if received_at is not None:
+        meta["receivedAt"] = received_at
     replies = rest_replies()
     if replies is None:
-        return _via_result_backend(TASKS[operation.name], payload, meta, timeout_s, caller_key)
+        return _via_result_backend(operation, TASKS[operation.name], payload, meta, timeout_s, caller_key)
     deadline = time.monotonic() + timeout_s
     if not replies.ready.wait(min(READY_WAIT_S, timeout_s)):
         # Its answer could not reach this process: refuse before anything runs rather than charge and answer 504.
@@ -171,13 +185,13 @@ def run_operation(
             raise _unavailable("Celery broker unavailable") from None
         if waiter.event.wait(max(0.0, deadline - time.monotonic())) and waiter.envelope is not None:
             return waiter.envelope
-        raise _timed_out(caller_key)
+        raise _timed_out(operation, caller_key)
     finally:
         replies.waiting.pop(request_id, None)
 
 
 def _via_result_backend(
-    task: Any, payload: Any, meta: dict[str, Any], timeout_s: float, caller_key: str | None
+    operation: Operation, task: Any, payload: Any, meta: dict[str, Any], timeout_s: float, caller_key: str | None
 ) -> dict[str, Any]:
     try:
         result = task.apply_async(args=[payload, meta])
@@ -186,7 +200,7 @@ def _via_result_backend(
     try:
         return result.get(timeout=timeout_s, propagate=True)
     except ResultTimeout:
-        raise _timed_out(caller_key) from None
+        raise _timed_out(operation, caller_key) from None
     finally:
         # Results can hold a client secret: delete it from the result store as soon as it is read.
         result.forget()

@@ -12,6 +12,9 @@ from domain.errors import STATUS_BY_CODE, OperationError
 
 log = logging.getLogger("api")
 
+# When to ask again: a dependency or an unknown outcome (503), a result still coming (504), a limit (429).
+RETRY_AFTER_S = {429: 1, 503: 2, 504: 2}
+
 HTTP_CODES = {
     400: "validation_error",
     401: "unauthorized",
@@ -32,6 +35,8 @@ def error_response(
     body = {"error": {"code": code, "message": message, "details": details or {}}, "traceId": g.get("trace_id")}
     response = jsonify(body)
     response.status_code = status or STATUS_BY_CODE.get(code, 500)
+    if response.status_code in RETRY_AFTER_S:
+        response.headers["Retry-After"] = str(RETRY_AFTER_S[response.status_code])
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
@@ -45,7 +50,11 @@ def from_envelope_error(error: dict[str, Any]) -> Response:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(OperationError)
     def _operation_error(exc: OperationError) -> Response:
-        return error_response(exc.code, exc.message, exc.details)
+        key = exc.details.get("idempotencyKey")
+        # An unknown outcome or a timeout names the key the caller must retry with, in the header too.
+        return error_response(
+            exc.code, exc.message, exc.details, headers={"Idempotency-Key": key} if isinstance(key, str) else None
+        )
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

@@ -8,9 +8,10 @@ from typing import Any, Literal
 
 from openapi_pydantic.util import PydanticSchema, construct_open_api_with_schema_class
 from openapi_pydantic.v3.v3_1 import OpenAPI
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from domain.errors import STATUS_BY_CODE
 from registry import OPERATIONS, Operation
 
 
@@ -104,8 +105,11 @@ class WebhookReceipt(Out):
     duplicate: bool
 
 
+ErrorCode = Literal[tuple(STATUS_BY_CODE)]  # type: ignore[valid-type]  # DESIGN.md's codes, one list for both
+
+
 class ErrorDetail(Out):
-    code: str
+    code: ErrorCode = Field(description="DESIGN.md's error code; `outcome_unknown`: retry with the same key.")
     message: str
     details: dict[str, Any]
 
@@ -202,6 +206,31 @@ def _response_schema(model: Any) -> Any:
     return PydanticSchema(schema_class=model)
 
 
+UNKNOWN_OUTCOME = (
+    "`outcome_unknown`: Stripe may have acted on the request and the service cannot tell yet (it gave up on a "
+    "failure after Stripe was called, or no result came in time). Retry with the same `Idempotency-Key` after "
+    "`Retry-After` seconds: the retry answers what happened. Never send it again under a new key."
+)
+
+
+def _error_response(operation: Operation, status: int) -> dict[str, Any]:
+    codes = [code for code, code_status in STATUS_BY_CODE.items() if code_status == status]
+    if not operation.mutating:
+        codes = [code for code in codes if code != "outcome_unknown"]
+    description = "Error: " + ", ".join(f"`{code}`" for code in codes)
+    if "outcome_unknown" in codes:
+        description += ". " + UNKNOWN_OUTCOME
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": PydanticSchema(schema_class=ErrorBody)}},
+    }
+    if status in (429, 503, 504):
+        response["headers"] = {
+            "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
+        }
+    return response
+
+
 def _operation(operation: Operation) -> dict[str, Any]:
     responses: dict[str, Any] = {
         str(operation.success_status): {
@@ -211,10 +240,7 @@ def _operation(operation: Operation) -> dict[str, Any]:
     }
     statuses = set(ERRORS[operation.name]) | set(COMMON_ERRORS) | ({401} if operation.name not in PUBLIC else set())
     for status in sorted(statuses):
-        responses[str(status)] = {
-            "description": "Error",
-            "content": {"application/json": {"schema": PydanticSchema(schema_class=ErrorBody)}},
-        }
+        responses[str(status)] = _error_response(operation, status)
     spec: dict[str, Any] = {
         "operationId": operation.name,
         "summary": operation.name.replace("-", " ").capitalize(),

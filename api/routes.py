@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -15,8 +16,10 @@ from api.dispatch import run_operation
 from api.errors import error_response, from_envelope_error
 from domain.errors import OperationError
 from domain.schemas import parse_input
+from domain.webhooks import TOLERANCE_S
 from observability import metrics
 from registry import OPERATIONS, Operation
+from stripe_client import verify_webhook
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, as Stripe accepts
 
@@ -80,7 +83,11 @@ def idempotency_keys(operation: Operation) -> tuple[str | None, str | None]:
 
 def respond(operation: Operation, envelope: dict[str, Any], caller_key: str | None) -> Response:
     if "error" in envelope:
-        response = from_envelope_error(envelope["error"])
+        error = envelope["error"]
+        if error.get("code") == "outcome_unknown" and caller_key:
+            # The one thing the caller must do next: retry with this very key.
+            error = {**error, "details": {**(error.get("details") or {}), "idempotencyKey": caller_key}}
+        response = from_envelope_error(error)
     else:
         response = jsonify(envelope["response"])
         response.status_code = operation.success_status
@@ -115,10 +122,13 @@ def stripe_webhook() -> Response:
         payload = None
     if not signature or not payload:
         return error_response("invalid_signature", "A signed Stripe event is required.")
+    body = {"payload": payload, "signature": signature}
+    parse_input(operation.schema, body)
+    # Checked here, before anything is queued: a forged flood costs a hash each, never a task (the worker checks
+    # again: it trusts no body it did not verify).
+    verify_webhook(payload, signature, tolerance_s=TOLERANCE_S)
     with metrics.track(operation.name, "rest", "door"):
-        envelope = run_operation(
-            operation, {"payload": payload, "signature": signature}, trace_id=g.trace_id, idempotency_key=None
-        )
+        envelope = run_operation(operation, body, trace_id=g.trace_id, idempotency_key=None, received_at=time.time())
     return respond(operation, envelope, None)
 
 

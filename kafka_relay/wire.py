@@ -9,6 +9,7 @@ a NestJS server answers it: correlation id echoed, `kafka_nest-is-disposed` set,
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -190,6 +191,8 @@ def _decode(message: Message, raw_key: bytes | None, key: str | None, reply: dic
         "waitInFlight": True,
         "reply": reply,
     }
+    if topic == "process-stripe-webhook":
+        meta["receivedAt"] = time.time()  # the worker's signature check allows for the time it queued
     return Request(operation=topic, payload=payload, meta=meta)
 
 

@@ -12,7 +12,7 @@ import celery
 from peewee import InterfaceError, OperationalError
 from playhouse.pool import MaxConnectionsExceeded
 
-from domain.context import OperationContext
+from domain.context import OperationContext, begin_execution, note_stripe_may_have_acted, stripe_may_have_acted
 from domain.errors import OperationError, TransientError
 from domain.idempotency import IN_USE
 from domain.schemas import parse_input
@@ -34,6 +34,8 @@ BACKOFF_CAP_S = 20.0
 BUSY_PAUSE_S = (0.5, 1.0)
 # Deliveries spent waiting before answering "in use" (retry with the same key): far past any execution's time limit.
 MAX_BUSY_RETRIES = 10
+# Pause between attempts while the database is away (riding out an outage costs no failure retry).
+OUTAGE_PAUSE_S = (0.5, 1.5)
 
 
 def backoff_with_jitter(retries: int) -> float:
@@ -58,12 +60,17 @@ class OperationTask(celery.Task):
         trace_id = str(meta.get("traceId") or uuid.uuid4())
         task_id = self.request.id or str(uuid.uuid4())
         busy = int(meta.get("busyRetries") or 0)  # retries spent waiting for a sibling execution, not on failures
+        received_at = meta.get("receivedAt")
         ctx = OperationContext(
             trace_id=trace_id,
             scoped_key=str(meta.get("idempotencyKey") or f"task:{task_id}"),
             owner=task_id,
             final_attempt=self.request.retries - busy >= self.max_retries,
+            received_at=float(received_at) if isinstance(received_at, (int, float)) else None,
         )
+        begin_execution()
+        if meta.get("stripeMayHaveActed"):
+            note_stripe_may_have_acted()  # an earlier attempt of this task sent Stripe a mutating request
         door = str(meta.get("door") or "unknown")
         tokens = log_context(trace_id=trace_id, operation=self.operation.name, door=door)
         started = time.monotonic()
@@ -76,6 +83,7 @@ class OperationTask(celery.Task):
                 waiting = {
                     **meta,
                     "waitUntil": meta.get("waitUntil") or time.time() + get_settings().rest_timeout_ms / 1000,
+                    "busyRetries": busy + 1,  # a wait is not a failure: it spends none of the retry budget
                 }
                 raise self.retry(args=[payload, waiting], countdown=random.uniform(0.5, 1.0), max_retries=UNBOUNDED)
             try:
@@ -99,6 +107,15 @@ class OperationTask(celery.Task):
         deadline = meta.get("waitUntil")
         return in_use and bool(meta.get("waitInFlight")) and (deadline is None or time.time() < float(deadline))
 
+    @staticmethod
+    def _first_attempt_at(meta: dict[str, Any]) -> float:
+        first = meta.get("firstAttemptAt")
+        return float(first) if isinstance(first, (int, float)) else time.time()
+
+    def _riding_out_an_outage(self, meta: dict[str, Any]) -> bool:
+        """Whether a database outage is still worth waiting out: as long as the gateway waits for an answer."""
+        return time.time() - self._first_attempt_at(meta) < get_settings().rest_timeout_ms / 1000
+
     def _wait_budget_s(self) -> float:
         """Half the soft time limit: what runs after the wait keeps the other half (and the hard limit's margin)
         for its own Stripe call, so a waiting delivery is never killed with a failure stored for the task id."""
@@ -114,7 +131,7 @@ class OperationTask(celery.Task):
         waited = False
         while True:
             try:
-                return self._execute(ctx, payload, busy)
+                return self._execute(ctx, payload, meta, busy)
             except TransientError as exc:
                 if exc.code != IN_USE:
                     raise
@@ -134,7 +151,7 @@ class OperationTask(celery.Task):
                     ) from None
                 time.sleep(pause)  # cooperative under gevent
 
-    def _execute(self, ctx: OperationContext, payload: Any, busy: int = 0) -> dict[str, Any]:
+    def _execute(self, ctx: OperationContext, payload: Any, meta: dict[str, Any], busy: int = 0) -> dict[str, Any]:
         try:
             inp = parse_input(self.operation.schema, payload)
             with unit_of_work():
@@ -146,23 +163,55 @@ class OperationTask(celery.Task):
         except (TransientError, OperationalError, InterfaceError, MaxConnectionsExceeded) as exc:
             if isinstance(exc, TransientError) and exc.code == IN_USE:
                 raise  # a sibling execution will answer: _execute_alone waits for it
+            # The next attempt must know that this one may have reached Stripe, whatever it fails on.
+            retry_meta = {**meta, "firstAttemptAt": self._first_attempt_at(meta)}
+            if stripe_may_have_acted():
+                retry_meta["stripeMayHaveActed"] = True
+            if not isinstance(exc, TransientError) and self._riding_out_an_outage(meta):
+                # The database is away: ride it out while the caller still waits, spending no failure retry (an
+                # outage that outlasts a few quick retries must not strand a claim its caller cannot retry).
+                log.warning("database unavailable, waiting for it: %s", type(exc).__name__)
+                waiting = {**retry_meta, "busyRetries": busy + 1}
+                raise self.retry(
+                    args=[payload, waiting], countdown=random.uniform(*OUTAGE_PAUSE_S), max_retries=UNBOUNDED
+                ) from None
             if not ctx.final_attempt:
                 log.warning("transient failure, retrying: %s", type(exc).__name__)
                 raise self.retry(
+                    args=[payload, retry_meta],
                     countdown=backoff_with_jitter(self.request.retries - busy),
                     exc=exc,
                     max_retries=self.max_retries + busy,
                 ) from None
-            code = exc.code if isinstance(exc, TransientError) else "service_unavailable"
             log.error("transient failure, retries exhausted: %s", type(exc).__name__)
+            if stripe_may_have_acted():
+                return {"error": outcome_unknown()}
+            code = exc.code if isinstance(exc, TransientError) else "service_unavailable"
             return {"error": OperationError(code, "A dependency is unavailable; retry with the same key.").to_error()}
         except celery.exceptions.SoftTimeLimitExceeded:
+            if stripe_may_have_acted():
+                return {"error": outcome_unknown()}
             return {
                 "error": OperationError("timeout", "The operation took too long; retry with the same key.").to_error()
             }
         except Exception:
             log.exception("operation failed unexpectedly")
-            return {"error": OperationError("internal_error", "Internal error.").to_error()}
+            # internal_error means nothing was sent to Stripe: a caller may read it as "nothing happened".
+            return {"error": outcome_unknown() if stripe_may_have_acted() else internal_error()}
+
+
+def outcome_unknown() -> dict[str, Any]:
+    """The answer when Stripe may have acted and the service cannot tell: the caller must retry with the same key
+    (which replays or finishes the work), never send the request again under a new one."""
+    return OperationError(
+        "outcome_unknown",
+        "Stripe may have acted on this request and its outcome is not known yet. Retry with the same idempotency "
+        "key (never a new one): the retry answers what happened.",
+    ).to_error()
+
+
+def internal_error() -> dict[str, Any]:
+    return OperationError("internal_error", "Internal error; nothing was sent to Stripe.").to_error()
 
 
 def max_retries() -> int:
