@@ -102,7 +102,10 @@ def sweep(hours: float) -> None:
     click.echo(f"events recovered: {recovered}")
 
 
-@main.command(help="Run one janitor pass now: finish operations whose outcome is unknown (beat runs it every minute).")
+@main.command(
+    help="Run one janitor pass now: settle operations nobody is finishing by what Stripe did (beat runs it every "
+    "minute); it never sends Stripe anything new."
+)
 def janitor() -> None:
     from domain import janitor as janitor_module
     from models import unit_of_work

@@ -1,8 +1,18 @@
-"""The janitor: resolves operations whose outcome is unknown (Stripe timed out, the worker died).
+"""The janitor: resolves operations nobody is finishing (their worker gave up or died). It never starts money
+movement: it only looks at Stripe and records what Stripe did.
 
-Within Stripe's 24 h idempotency window it replays the same derived key — Stripe answers with what it
-did, or does it now. Past the window it looks the object up at Stripe (our id is in its metadata).
-Every change it makes to an intent carries a `janitor:` cause in ztracking.
+- A claim whose Stripe call never started is closed with a definitive error: nothing was sent, the caller may send
+  the request again. It is never executed minutes later, when its caller may have paid another way.
+- A claim whose Stripe call started is resolved by looking the object up at Stripe (our id is in its metadata):
+  found, it is stored as the answer; not found (its grace period is long past any request still running at Stripe),
+  nothing was made, and the caller hears so. A refund not made gives its held amount back.
+- Refunds Stripe left pending are asked about again, with backoff. Events that outran their intent are applied once
+  it exists, oldest first, and given up after a bound on age.
+- Each item is isolated: one that fails is logged, counted and retried next pass; the rest go on. Selections are
+  ordered by when an item was last tried, so a backlog that keeps failing cannot starve newer work.
+
+What it decides is stored as the key's outcome, replayed to the caller's retry with the same key, and every change
+to an intent carries a `janitor:` cause in ztracking.
 """
 
 from __future__ import annotations
@@ -10,184 +20,279 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
+
+from peewee import fn
 
 import stripe_client
 from domain import idempotency
 from domain.errors import OperationError, TransientError
 from domain.payment_intents import OPERATION as CREATE_INTENT
-from domain.payment_intents import execute_create
+from domain.payment_intents import execute_create, intent_at_stripe
+from domain.payment_methods import CREATE as CREATE_METHOD
+from domain.payment_methods import DELETE as DELETE_METHOD
 from domain.refunds import OPERATION as CREATE_REFUND
 from domain.refunds import apply_refund_status, send_refund
 from domain.schemas import CreatePaymentIntentInput
-from models import IdempotencyRecord, PaymentIntent, Refund, utcnow, write_transaction
+from models import IdempotencyRecord, PaymentIntent, Refund, WebhookEvent, utcnow, write_transaction
 from models.base import for_update
+from observability.metrics import JANITOR_ITEMS
 
 log = logging.getLogger("janitor")
 
 # Longer than a task can run with its retries: younger work may still be in progress.
 GRACE = dt.timedelta(minutes=10)
-STRIPE_IDEMPOTENCY_WINDOW = dt.timedelta(hours=24)
-PER_PASS = 200  # records resolved per pass: a backlog is worked off over passes, within the task's time limit
+PER_PASS = 200  # items per kind per pass: a backlog is worked off over passes, within the task's time limit
+# Pending refunds are asked about again after 1, 2, 4 … minutes, at most every 6 hours.
+REFUND_CHECK_BASE = dt.timedelta(minutes=1)
+REFUND_CHECK_CAP = dt.timedelta(hours=6)
+# Stripe retries a webhook for 3 days: an event still unmatched after that names nothing that will ever be ours.
+UNMATCHED_MAX_AGE = dt.timedelta(days=3)
+UNMATCHED_RETRY = dt.timedelta(minutes=1)
+
+NOT_PROCESSED = OperationError(
+    "internal_error",
+    "This request was not processed and nothing was sent to Stripe; send it again with a new idempotency key.",
+    {"stripeCalled": False},
+)
 
 
-def _abandoned(operation: str, now: dt.datetime, grace: dt.timedelta) -> list[IdempotencyRecord]:
-    """Claims nobody is finishing: given back after retries, or in flight past their lease."""
+def _abandoned(now: dt.datetime, grace: dt.timedelta) -> list[IdempotencyRecord]:
+    """Claims nobody is finishing: given back after retries, or in flight past their lease; least recently tried
+    first (a failed resolution touches `updated_at`, which sends it to the back)."""
     return list(
-        IdempotencyRecord.select().where(
-            IdempotencyRecord.operation == operation,
+        IdempotencyRecord.select()
+        .where(
             IdempotencyRecord.updated_at < now - grace,
             (IdempotencyRecord.state == "retryable")
             | ((IdempotencyRecord.state == "in_flight") & (IdempotencyRecord.locked_until < now)),
         )
+        .order_by(IdempotencyRecord.updated_at, IdempotencyRecord.id)
+        .limit(PER_PASS)
     )
 
 
 def _take_over(record: IdempotencyRecord, now: dt.datetime) -> idempotency.Claim | None:
     """Own the claim, unless a worker or another janitor moved it meanwhile."""
     owner = f"janitor:{uuid.uuid4()}"
+    token = uuid.uuid4().hex
     with write_transaction():
         current = for_update(IdempotencyRecord.select().where(IdempotencyRecord.id == record.id)).first()
         if current is None or current.state == "completed" or current.updated_at != record.updated_at:
             return None
         current.state, current.owner = "in_flight", owner
+        current.execution_token, current.execution_until = token, now + idempotency.LEASE
         current.locked_until = now + idempotency.LEASE
         current.updated_at = now
         current.save()
     return idempotency.Claim.of(current, owner)
 
 
-def _intent_at_stripe(record: IdempotencyRecord, inp: CreatePaymentIntentInput) -> dict[str, Any] | None:
-    from domain.customers import find_customer
-
-    customer = find_customer(inp.customer_id)
-    if customer is None or not customer.stripe_customer_id:
-        return None
-    for intent in stripe_client.list_payment_intents(customer.stripe_customer_id):
-        if (intent.get("metadata") or {}).get("vy_payment_intent_id") == record.resource_id:
-            return intent
-    return None
-
-
 def resolve_intent(record: IdempotencyRecord, claim: idempotency.Claim, now: dt.datetime) -> str:
-    """Finish one abandoned create-payment-intent; returns what was done."""
+    """An abandoned create-payment-intent whose Stripe call started: stored if Stripe made it, else closed."""
     stored = PaymentIntent.get_or_none(PaymentIntent.id == record.resource_id)
     if stored is not None:
         idempotency.complete(claim, {"response": stored.to_payload()})
         return "already stored"
-    if record.request is None:
-        return "no request stored"  # claimed before requests were kept (migration 003)
     inp = CreatePaymentIntentInput.model_validate(record.request)
-
-    try:
-        if now - record.created_at < STRIPE_IDEMPOTENCY_WINDOW:
-            execute_create(claim, inp, cause=f"janitor:replayed:{CREATE_INTENT}")
-            return "replayed"
-        found = _intent_at_stripe(record, inp)
-        if found is None:
-            error = OperationError("stripe_error", "The payment was not created at Stripe; send it again.")
-            idempotency.complete(claim, {"error": error.to_error()})
-            return "not at stripe"
-        execute_create(claim, inp, cause=f"janitor:fetched:{CREATE_INTENT}", found_at_stripe=found)
-        return "fetched"
-    except OperationError as exc:
-        idempotency.complete(claim, {"error": exc.to_error()})
-        return f"answered {exc.code}"
-
-
-def _refund_at_stripe(refund: Refund) -> dict[str, Any] | None:
-    intent = PaymentIntent.get_by_id(refund.payment_intent_id)
-    for found in stripe_client.list_refunds(intent.stripe_payment_intent_id):
-        if (found.get("metadata") or {}).get("vy_refund_id") == refund.id:
-            return found
-    return None
+    stripe_customer_id = ((claim.stripe_params or {}).get("params") or {}).get("customer")
+    found = intent_at_stripe(claim, stripe_customer_id) if stripe_customer_id else None
+    if found is None:
+        error = OperationError(
+            "stripe_error",
+            "The payment was not created at Stripe and nothing was charged; send it again with a new idempotency key.",
+            {"stripeCalled": True, "foundAtStripe": False},
+        )
+        idempotency.complete(claim, {"error": error.to_error()})
+        return "not at stripe"
+    execute_create(claim, inp, cause=f"janitor:fetched:{CREATE_INTENT}", found_at_stripe=found)
+    return "fetched"
 
 
 def resolve_refund(record: IdempotencyRecord, claim: idempotency.Claim, now: dt.datetime) -> str:
-    """Finish one abandoned create-refund whose amount is held but Stripe's answer never came."""
+    """An abandoned create-refund whose amount is held: recorded if Stripe made it, else given back and closed."""
     refund = Refund.get_or_none(Refund.id == record.resource_id)
     if refund is None:
-        # Nothing was reserved, so nothing reached Stripe: forget the key, the caller may send it again.
-        IdempotencyRecord.delete().where(
-            IdempotencyRecord.id == record.id, IdempotencyRecord.owner == claim.owner
-        ).execute()
-        return "nothing reserved"
+        idempotency.complete(claim, {"error": NOT_PROCESSED.to_error()})
+        return "not processed"
+    intent = PaymentIntent.get_by_id(refund.payment_intent_id)
+    found = (
+        stripe_client.find_refund(intent.stripe_payment_intent_id, refund.id) if not refund.stripe_refund_id else None
+    )
+    if refund.stripe_refund_id and found is None:
+        found = stripe_client.retrieve_refund(refund.stripe_refund_id)
+    if found is None:
+        with write_transaction():
+            locked = for_update(Refund.select().where(Refund.id == refund.id)).get()
+            apply_refund_status(locked, "failed", "not found at Stripe", cause=f"janitor:not-at-stripe:{refund.id}")
+            error = OperationError(
+                "stripe_error",
+                "The refund was not made at Stripe; its amount is refundable again. Send it again with a new key.",
+                {"stripeCalled": True, "foundAtStripe": False, "refundId": refund.id},
+            )
+            idempotency.finish(claim, {"error": error.to_error()})
+        return "not at stripe"
+    send_refund(claim, refund, cause=f"janitor:fetched:{CREATE_REFUND}", found_at_stripe=found)
+    return "fetched"
+
+
+def resolve_payment_method(record: IdempotencyRecord, claim: idempotency.Claim, now: dt.datetime) -> str:
+    """A vault change left half-done: its Stripe calls (attach, set default, detach) are safe to repeat and move no
+    money, so it is finished the way its caller's retry would finish it."""
+    from domain import payment_methods, schemas
+
+    schema, function = {
+        CREATE_METHOD: (schemas.CreatePaymentMethodInput, payment_methods.finish_create),
+        DELETE_METHOD: (schemas.DeletePaymentMethodInput, payment_methods.finish_delete),
+    }[record.operation]
     try:
-        if now - record.created_at < STRIPE_IDEMPOTENCY_WINDOW:
-            send_refund(claim, refund, cause=f"janitor:replayed:{CREATE_REFUND}")
-            return "replayed"
-        found = _refund_at_stripe(refund)
-        if found is None:
-            with write_transaction():
-                locked = for_update(Refund.select().where(Refund.id == refund.id)).get()
-                apply_refund_status(locked, "failed", "not found at Stripe", cause=f"janitor:not-at-stripe:{refund.id}")
-                error = OperationError("stripe_error", "The refund was not made at Stripe; send it again.")
-                idempotency.complete(claim, {"error": error.to_error()})
-            return "not at stripe"
-        send_refund(claim, refund, cause=f"janitor:fetched:{CREATE_REFUND}", found_at_stripe=found)
-        return "fetched"
+        function(claim, schema.model_validate(record.request))
     except OperationError as exc:
+        idempotency.complete(claim, {"error": exc.to_error()})
         return f"answered {exc.code}"
+    return "finished"
 
 
-def reconcile_pending_refunds(now: dt.datetime, grace: dt.timedelta) -> int:
-    """Ask Stripe about refunds it left `pending` (a webhook may never come); apply what it says."""
-    moved = 0
+RESOLVERS: dict[str, Callable[[IdempotencyRecord, idempotency.Claim, dt.datetime], str]] = {
+    CREATE_INTENT: resolve_intent,
+    CREATE_REFUND: resolve_refund,
+    CREATE_METHOD: resolve_payment_method,
+    DELETE_METHOD: resolve_payment_method,
+}
+
+
+def resolve(record: IdempotencyRecord, claim: idempotency.Claim, now: dt.datetime) -> str:
+    """Resolve one abandoned claim: closed if its Stripe call never started, else by what Stripe did."""
+    if record.stripe_started_at is None:
+        # Nothing was sent: executing it now would start what its caller may have done another way meanwhile.
+        if record.operation == CREATE_REFUND and Refund.get_or_none(Refund.id == record.resource_id) is not None:
+            return resolve_refund(record, claim, now)  # reserved by code older than the started mark: look it up
+        idempotency.complete(claim, {"error": NOT_PROCESSED.to_error()})
+        return "not processed"
+    if record.request is None or record.operation not in RESOLVERS:
+        idempotency.complete(claim, {"error": NOT_PROCESSED.to_error()})
+        return "not processed"
+    return RESOLVERS[record.operation](record, claim, now)
+
+
+def _isolated(kind: str, counts: Counter[str], what: str, work: Callable[[], str | None]) -> None:
+    """Run one item's work; a failure is logged, counted and left for the next pass, never stops the others."""
+    try:
+        outcome = work()
+    except Exception as exc:
+        outcome = "failed"
+        if isinstance(exc, TransientError):
+            log.warning("janitor %s %s: retry next pass (%s)", kind, what, getattr(exc, "code", type(exc).__name__))
+        else:
+            log.exception("janitor %s %s failed", kind, what)
+    if outcome is None:
+        return
+    JANITOR_ITEMS.labels(kind, outcome).inc()
+    counts[f"{kind}: {outcome}"] += 1
+
+
+def resolve_abandoned(now: dt.datetime, grace: dt.timedelta, counts: Counter[str]) -> None:
+    for record in _abandoned(now, grace):
+        claim = _take_over(record, now)
+        if claim is None:
+            continue
+
+        def work(record: IdempotencyRecord = record, claim: idempotency.Claim = claim) -> str:
+            try:
+                outcome = resolve(record, claim, now)
+            except BaseException:
+                idempotency.release(claim)  # left for the next pass (its updated_at sends it to the back)
+                raise
+            log.info("janitor %s %s: %s", record.operation, record.resource_id, outcome)
+            return outcome
+
+        _isolated("claim", counts, f"{record.operation} {record.resource_id}", work)
+
+
+def _next_check(checks: int, now: dt.datetime) -> dt.datetime:
+    return now + min(REFUND_CHECK_CAP, REFUND_CHECK_BASE * (2 ** min(checks, 20)))
+
+
+def reconcile_pending_refunds(now: dt.datetime, grace: dt.timedelta, counts: Counter[str]) -> None:
+    """Ask Stripe about refunds it left pending (a webhook may never come), each less often than the last."""
+    due = (Refund.next_check_at.is_null() & (Refund.updated_at < now - grace)) | (Refund.next_check_at <= now)
     waiting = (
         Refund.select()
-        .where(
-            Refund.status.in_(("pending", "requires_action")),
-            Refund.stripe_refund_id.is_null(False),
-            Refund.updated_at < now - grace,
-        )
+        .where(Refund.status.in_(("pending", "requires_action")), Refund.stripe_refund_id.is_null(False), due)
+        .order_by(fn.COALESCE(Refund.next_check_at, Refund.updated_at), Refund.id)
         .limit(PER_PASS)
     )
     for refund in waiting:
-        found = stripe_client.retrieve_refund(refund.stripe_refund_id)
-        with write_transaction():
-            locked = for_update(Refund.select().where(Refund.id == refund.id)).get()
-            status = found.get("status") or locked.status
-            if status == locked.status:
-                continue
-            moved += apply_refund_status(
-                locked, status, found.get("failure_reason"), cause=f"janitor:reconciled:{refund.id}"
-            )
-    return moved
+
+        def work(refund: Refund = refund) -> str:
+            found = stripe_client.retrieve_refund(refund.stripe_refund_id)
+            with write_transaction():
+                locked = for_update(Refund.select().where(Refund.id == refund.id)).get()
+                status = found.get("status") or locked.status
+                if status != locked.status and apply_refund_status(
+                    locked, status, found.get("failure_reason"), cause=f"janitor:reconciled:{refund.id}"
+                ):
+                    Refund.update(next_check_at=None, checks=0).where(Refund.id == refund.id).execute()
+                    return "refund moved"
+                Refund.update(next_check_at=_next_check(locked.checks, now), checks=Refund.checks + 1).where(
+                    Refund.id == refund.id
+                ).execute()
+                return "refund still pending"
+
+        def checked_later(refund: Refund = refund) -> str:
+            try:
+                return work(refund)
+            except Exception:
+                # A failed check waits its backoff too: a refund Stripe keeps failing on cannot hog every pass.
+                Refund.update(next_check_at=_next_check(refund.checks, now), checks=Refund.checks + 1).where(
+                    Refund.id == refund.id
+                ).execute()
+                raise
+
+        _isolated("refund", counts, refund.id, checked_later)
 
 
-def reapply_unmatched_events(now: dt.datetime, grace: dt.timedelta) -> int:
-    """Events stored before their intent existed, whose create has committed since (a race the create may lose)."""
+def reapply_unmatched_events(now: dt.datetime, counts: Counter[str]) -> None:
+    """Events stored before their object existed here: applied once it does, oldest first; given up (`expired`)
+    past Stripe's retry window."""
     from domain.webhooks import apply_unmatched_events
-    from models import WebhookEvent
 
+    expired = (
+        WebhookEvent.update(status="expired", processed_at=now)
+        .where(WebhookEvent.status == "unmatched", WebhookEvent.received_at < now - UNMATCHED_MAX_AGE)
+        .execute()
+    )
+    if expired:
+        JANITOR_ITEMS.labels("event", "expired").inc(expired)
+        counts["event: expired"] += expired
     waiting = (
-        WebhookEvent.select(WebhookEvent.object_id)
-        .where(WebhookEvent.status == "unmatched", WebhookEvent.received_at < now - grace)
-        .distinct()
+        WebhookEvent.select(WebhookEvent.object_id, WebhookEvent.received_at)
+        .where(WebhookEvent.status == "unmatched", WebhookEvent.received_at < now - UNMATCHED_RETRY)
+        .order_by(WebhookEvent.received_at)
         .limit(PER_PASS)
     )
-    return sum(apply_unmatched_events(row.object_id) for row in waiting)
+    seen: set[str] = set()
+    for row in waiting:
+        if row.object_id in seen:
+            continue
+        seen.add(row.object_id)
+        _isolated(
+            "event",
+            counts,
+            row.object_id,
+            lambda oid=row.object_id: "applied" if apply_unmatched_events(oid) else "still unmatched",
+        )
 
 
-def run(grace: dt.timedelta = GRACE, now: dt.datetime | None = None) -> dict[str, int]:
-    """One janitor pass, bounded; returns counts by outcome. A failure leaves that claim for the next pass."""
+def run(grace: dt.timedelta = GRACE, now: dt.datetime | None = None) -> dict[str, Any]:
+    """One janitor pass, bounded; returns counts by kind and outcome."""
     now = now or utcnow()
-    counts: dict[str, int] = {}
-    for operation, resolve in ((CREATE_INTENT, resolve_intent), (CREATE_REFUND, resolve_refund)):
-        for record in _abandoned(operation, now, grace)[:PER_PASS]:
-            claim = _take_over(record, now)
-            if claim is None:
-                continue
-            try:
-                outcome = resolve(record, claim, now)
-            except Exception as exc:  # one broken record must not stop the others
-                idempotency.release(claim)
-                outcome = f"retry later ({getattr(exc, 'code', type(exc).__name__)})"
-                if not isinstance(exc, TransientError):
-                    log.exception("janitor could not resolve %s %s", operation, record.resource_id)
-            log.info("janitor %s %s: %s", operation, record.resource_id, outcome)
-            counts[outcome] = counts.get(outcome, 0) + 1
-    counts["reconciled refunds"] = reconcile_pending_refunds(now, grace)
-    counts["early events applied"] = reapply_unmatched_events(now, dt.timedelta(minutes=1) if grace else grace)
-    counts["expired keys purged"] = idempotency.purge_expired(now)
-    return counts
+    counts: Counter[str] = Counter()
+    resolve_abandoned(now, grace, counts)
+    reconcile_pending_refunds(now, grace, counts)
+    reapply_unmatched_events(now, counts)
+    purged = idempotency.purge_expired(now)
+    counts["expired keys purged"] = purged
+    return dict(counts)

@@ -34,6 +34,12 @@ IN_FLIGHT = Gauge(
     multiprocess_mode="livesum",
 )
 STRIPE_CALLS = Counter("payments_stripe_calls_total", "Calls to Stripe, by outcome.", ["call", "outcome"])
+JANITOR_ITEMS = Counter(
+    "payments_janitor_items_total",
+    "Items the janitor handled (abandoned claims, pending refunds, unmatched events), by outcome; `failed` ones are "
+    "retried next pass.",
+    ["kind", "outcome"],
+)
 
 
 class QueueDepthCollector(Collector):

@@ -94,6 +94,6 @@ def test_check_reports_each_dependency_and_fails_when_one_is_down(run, worker, m
 
 def test_janitor_and_sweep_commands_run_a_pass(run):
     result = run("janitor")
-    assert result.exit_code == 0 and "reconciled refunds:" in result.output
+    assert result.exit_code == 0 and "expired keys purged:" in result.output
     swept = run("webhooks", "sweep", "--hours", "0.01")
     assert swept.exit_code == 0 and "events recovered:" in swept.output
