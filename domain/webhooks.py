@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from peewee import IntegrityError
@@ -11,7 +12,7 @@ from peewee import IntegrityError
 import stripe_client
 from domain.context import OperationContext
 from domain.ids import new_id
-from domain.intent_state import apply_stripe_intent, intent_may_move
+from domain.intent_state import apply_stripe_intent, intent_event_applies, refund_event_applies
 from domain.refunds import apply_refund_status, lock_intent
 from domain.schemas import ProcessStripeWebhookInput
 from models import PaymentIntent, Refund, WebhookEvent, utcnow, write_transaction
@@ -20,10 +21,35 @@ from models.payment_intents import save_with_history
 from models.refunds import HOLDING_STATUSES
 
 TOLERANCE_S = 300
+# A verified event may wait this long in the queue before its worker checks the signature again.
+MAX_QUEUED_S = 3600
 # The sweeper looks back this far each run: well past Stripe's first webhook retries.
 SWEEP_WINDOW_S = 3600
 SECRET_KEYS = frozenset({"client_secret"})
 REFUND_EVENTS = frozenset({"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"})
+# The events the Stripe endpoint must be subscribed to (README): everything else is recorded as `ignored`.
+SUBSCRIBED_EVENTS = (
+    "payment_intent.created",
+    "payment_intent.requires_action",
+    "payment_intent.processing",
+    "payment_intent.amount_capturable_updated",
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "payment_intent.canceled",
+    "charge.refunded",
+    "charge.refund.updated",
+    "refund.created",
+    "refund.updated",
+    "refund.failed",
+)
+
+
+@dataclass
+class Related:
+    """What applying an event needs from Stripe, fetched before its transaction (no Stripe call under a row lock)."""
+
+    refunds: list[dict[str, Any]] = field(default_factory=list)  # a charge's refunds (Charge no longer embeds them)
+    foreign_intents: set[str] = field(default_factory=set)  # Stripe intents that are not ours (a shared account)
 
 
 def redact(value: Any) -> Any:
@@ -35,16 +61,19 @@ def redact(value: Any) -> Any:
     return value
 
 
+def _ours(obj: dict[str, Any], key: str) -> bool:
+    return bool((obj.get("metadata") or {}).get(key))
+
+
 def _apply_intent_event(event_id: str, created: int, obj: dict[str, Any]) -> str:
     intent = for_update(PaymentIntent.select().where(PaymentIntent.stripe_payment_intent_id == obj.get("id"))).first()
     if intent is None:
-        return "unmatched"
-    if intent.last_event_created is not None and created < intent.last_event_created:
-        return "stale"
-    if not intent_may_move(intent.status, obj.get("status", "")):
+        # Ours but not stored yet (the event outran the create): applied when it is. Not ours: nothing to do.
+        return "unmatched" if _ours(obj, "vy_payment_intent_id") else "ignored"
+    if not intent_event_applies(intent.status, obj.get("status", ""), created, intent.last_event_created):
         return "stale"
     changed = apply_stripe_intent(intent, obj)
-    intent.last_event_created = created
+    intent.last_event_created = max(created, intent.last_event_created or 0)
     if changed:
         save_with_history(intent, cause=event_id)
     else:
@@ -52,7 +81,7 @@ def _apply_intent_event(event_id: str, created: int, obj: dict[str, Any]) -> str
     return "processed"
 
 
-def _apply_refund_object(event_id: str, created: int, obj: dict[str, Any]) -> str:
+def _apply_refund_object(event_id: str, created: int, obj: dict[str, Any], related: Related) -> str:
     refund = for_update(Refund.select().where(Refund.stripe_refund_id == obj.get("id"))).first()
     ours = (obj.get("metadata") or {}).get("vy_refund_id")
     if refund is None and ours:
@@ -65,7 +94,7 @@ def _apply_refund_object(event_id: str, created: int, obj: dict[str, Any]) -> st
         # A refund made outside the service (the Dashboard): adopt it, so the refundable balance stays true.
         intent = lock_intent_by_stripe_id(obj.get("payment_intent"))
         if intent is None:
-            return "unmatched"
+            return "ignored" if obj.get("payment_intent") in related.foreign_intents else "unmatched"
         status = obj.get("status") or "pending"
         refund = Refund.create(
             id=new_id("refund"),
@@ -83,11 +112,13 @@ def _apply_refund_object(event_id: str, created: int, obj: dict[str, Any]) -> st
             intent.amount_refunded += refund.amount
             save_with_history(intent, cause=event_id)
         return "processed"
-    if refund.last_event_created is not None and created < refund.last_event_created:
+    status = obj.get("status") or refund.status
+    if not refund_event_applies(refund.status, status, created, refund.last_event_created):
         return "stale"
-    if not apply_refund_status(refund, obj.get("status") or refund.status, obj.get("failure_reason"), cause=event_id):
-        return "stale"
-    Refund.update(last_event_created=created).where(Refund.id == refund.id).execute()
+    apply_refund_status(refund, status, obj.get("failure_reason"), cause=event_id)
+    Refund.update(last_event_created=max(created, refund.last_event_created or 0)).where(
+        Refund.id == refund.id
+    ).execute()
     return "processed"
 
 
@@ -98,17 +129,51 @@ def lock_intent_by_stripe_id(stripe_payment_intent_id: str | None) -> PaymentInt
     return lock_intent(intent.id) if intent else None
 
 
-def apply_event(event_id: str, event_type: str, created: int, obj: dict[str, Any]) -> str:
+def _refund_objects(event_type: str, obj: dict[str, Any], related: Related) -> list[dict[str, Any]]:
+    if event_type == "charge.refunded":
+        return related.refunds
+    return [obj] if event_type in REFUND_EVENTS else []
+
+
+def prefetch(event_type: str, obj: dict[str, Any]) -> Related:
+    """Fetch from Stripe what applying the event needs, before its transaction.
+
+    `charge.refunded` has carried no refunds list since API version 2022-11-15: the charge's refunds are listed.
+    A refund that is neither ours nor on an intent of ours is checked at Stripe: an intent without our id in its
+    metadata belongs to someone else on a shared account, and its refunds are ignored, not left unmatched.
+    """
+    related = Related()
+    if event_type == "charge.refunded" and isinstance(obj.get("id"), str):
+        embedded = (obj.get("refunds") or {}).get("data") if isinstance(obj.get("refunds"), dict) else None
+        related.refunds = [
+            r for r in (embedded or stripe_client.list_refunds_of_charge(obj["id"])) if isinstance(r, dict)
+        ]
+    for refund in _refund_objects(event_type, obj, related):
+        stripe_intent_id = refund.get("payment_intent")
+        if (
+            isinstance(stripe_intent_id, str)
+            and not _ours(refund, "vy_refund_id")
+            and not Refund.select().where(Refund.stripe_refund_id == refund.get("id")).exists()
+            and not PaymentIntent.select().where(PaymentIntent.stripe_payment_intent_id == stripe_intent_id).exists()
+            and not _ours(stripe_client.retrieve_payment_intent(stripe_intent_id), "vy_payment_intent_id")
+        ):
+            related.foreign_intents.add(stripe_intent_id)
+    return related
+
+
+def apply_event(event_id: str, event_type: str, created: int, obj: dict[str, Any], related: Related) -> str:
     """Apply one event inside the caller's transaction; returns the status to record for it."""
     match event_type.split("."):
         case ["payment_intent", _]:
             return _apply_intent_event(event_id, created, obj)
-        case ["charge", "refunded"]:
-            refunds = (obj.get("refunds") or {}).get("data") or []
-            outcomes = [_apply_refund_object(event_id, created, r) for r in refunds if isinstance(r, dict)]
-            return "processed" if "processed" in outcomes else (outcomes[0] if outcomes else "ignored")
-        case _ if event_type in REFUND_EVENTS:
-            return _apply_refund_object(event_id, created, obj)
+        case _ if event_type == "charge.refunded" or event_type in REFUND_EVENTS:
+            outcomes = [
+                _apply_refund_object(event_id, created, r, related) for r in _refund_objects(event_type, obj, related)
+            ]
+            for outcome in ("processed", "unmatched", "stale"):
+                if outcome in outcomes:
+                    return outcome
+            return "ignored"
         case _:
             return "ignored"
 
@@ -123,6 +188,9 @@ def ingest_event(event: dict[str, Any]) -> bool:
     event_id, event_type = event["id"], event["type"]
     created = int(event.get("created") or 0)
     obj = _object_of(event)
+    if WebhookEvent.select().where(WebhookEvent.id == event_id).exists():
+        return False  # a repeat: nothing to fetch or apply
+    related = prefetch(event_type, obj)
     try:
         with write_transaction():
             stored = WebhookEvent.create(
@@ -132,7 +200,7 @@ def ingest_event(event: dict[str, Any]) -> bool:
                 object_id=obj.get("id"),
                 payload=json.dumps(redact(event), separators=(",", ":"), sort_keys=True),
             )
-            stored.status = apply_event(event_id, event_type, created, obj)
+            stored.status = apply_event(event_id, event_type, created, obj, related)
             stored.processed_at = utcnow()
             stored.save()
     except IntegrityError:
@@ -142,9 +210,18 @@ def ingest_event(event: dict[str, Any]) -> bool:
     return True
 
 
+def tolerance_for(received_at: float | None, now: float | None = None) -> int:
+    """Stripe's 300 s signature tolerance, measured from when a door received the event (it may have queued)."""
+    if received_at is None:
+        return TOLERANCE_S
+    queued = max(0.0, (now if now is not None else time.time()) - received_at)
+    return TOLERANCE_S + int(min(queued, MAX_QUEUED_S))
+
+
 def process_stripe_webhook(ctx: OperationContext, inp: ProcessStripeWebhookInput) -> dict[str, Any]:
-    """Verify the signature (300 s tolerance), store the event once, apply it in the same transaction."""
-    event = stripe_client.verify_webhook(inp.payload, inp.signature, tolerance_s=TOLERANCE_S)
+    """Verify the signature (the worker trusts no unverified body), store the event once, apply it in the same
+    transaction."""
+    event = stripe_client.verify_webhook(inp.payload, inp.signature, tolerance_s=tolerance_for(ctx.received_at))
     stored = ingest_event(event)
     return {"eventId": event["id"], "type": event["type"], "duplicate": not stored}
 
@@ -159,23 +236,29 @@ def sweep_events(window_s: int = SWEEP_WINDOW_S, now: int | None = None) -> int:
     return recovered
 
 
+def _apply_stored(stored: WebhookEvent) -> str:
+    """Apply a stored event again (its Stripe facts fetched first, outside the transaction)."""
+    event = json.loads(stored.payload)
+    obj = _object_of(event)
+    related = prefetch(stored.type, obj)
+    with write_transaction():
+        status = apply_event(stored.id, stored.type, stored.event_created, obj, related)
+        WebhookEvent.update(status=status, processed_at=utcnow(), error=None).where(
+            WebhookEvent.id == stored.id
+        ).execute()
+    return status
+
+
 def apply_unmatched_events(stripe_object_id: str | None) -> int:
     """Apply events that arrived before the intent they name was stored (webhooks can outrun the create)."""
     if not stripe_object_id:
         return 0
-    applied = 0
     waiting = (
         WebhookEvent.select()
         .where(WebhookEvent.object_id == stripe_object_id, WebhookEvent.status == "unmatched")
         .order_by(WebhookEvent.event_created, WebhookEvent.received_at)
     )
-    for stored in waiting:
-        with write_transaction():
-            event = json.loads(stored.payload)
-            status = apply_event(stored.id, stored.type, stored.event_created, _object_of(event))
-            WebhookEvent.update(status=status, processed_at=utcnow()).where(WebhookEvent.id == stored.id).execute()
-            applied += status == "processed"
-    return applied
+    return sum(_apply_stored(stored) == "processed" for stored in waiting)
 
 
 def replay_event(event_id: str) -> str:
@@ -185,10 +268,4 @@ def replay_event(event_id: str) -> str:
     stored = WebhookEvent.get_or_none(WebhookEvent.id == event_id)
     if stored is None:
         raise not_found("webhook event", event_id)
-    with write_transaction():
-        event = json.loads(stored.payload)
-        status = apply_event(stored.id, stored.type, stored.event_created, _object_of(event))
-        WebhookEvent.update(status=status, processed_at=utcnow(), error=None).where(
-            WebhookEvent.id == event_id
-        ).execute()
-    return status
+    return _apply_stored(stored)
