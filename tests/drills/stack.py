@@ -299,7 +299,9 @@ class Stack:
         try:
             with conn.cursor() as cur:
                 cur.execute(query, args)
-                return list(cur.fetchall())
+                rows = list(cur.fetchall())
+            conn.commit()  # a drill's own write (staging a state) must stay
+            return rows
         finally:
             conn.close()
 

@@ -1,9 +1,12 @@
 """Drill 6: a Stripe fault matrix through the Stripe-like proxy in front of localstripe.
 
-Transient faults (timeout once the request was sent, connection reset before or after Stripe acted, 409, 500, 429)
-are retried with the same idempotency key and end in one object at Stripe; answers (402 decline,
-`idempotency_error`, 400) are never retried; a fault that does not pass is bounded by TASK_MAX_RETRIES and leaves
-a clear final state that the caller's retry with the same key completes.
+No answer (timeout once the request was sent, connection reset before or after Stripe acted), 409 and 429 are retried
+with the same idempotency key and end in one object at Stripe. A 500 is never "retried under the same key and hoped
+for" (Stripe replays a saved 5xx): the object is looked up; one Stripe did not act on (`Stripe-Should-Retry: true`)
+is sent again under a new derived key; one it saved after acting is found and is the answer; one it saved without
+making anything, or an `idempotency_error`, is `outcome_unknown` (503). Answers (402 decline, 400) are never retried;
+a fault that does not pass is bounded by TASK_MAX_RETRIES and leaves a clear final state that the caller's retry
+with the same key completes.
 """
 
 from __future__ import annotations
@@ -18,7 +21,14 @@ import pytest
 from tests.drills.conftest import API_KEY
 from tests.drills.helpers import customer, invariant_violations, paid_intent, stripe_intents, stripe_refunds_of, vault
 from tests.drills.report import report
-from tests.support.stripe_proxy import RESET_AFTER, RESET_BEFORE, TIMEOUT_AFTER_SENT, Fault
+from tests.support.stripe_proxy import (
+    ACT_THEN_500,
+    FAIL_WHILE_EXECUTING,
+    RESET_AFTER,
+    RESET_BEFORE,
+    TIMEOUT_AFTER_SENT,
+    Fault,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +55,7 @@ class Case:
     expected_status: int
     expected_attempts: int
     expected_objects: int
+    expected_keys: int = 1  # a new derived key only after a 500 Stripe said it did not act on
 
 
 INTENT_CASES = [
@@ -52,7 +63,9 @@ INTENT_CASES = [
     Case("connection reset before Stripe", [Fault(RESET_BEFORE)] * 2, 201, 3, 1),
     Case("connection reset after Stripe acted", [Fault(RESET_AFTER)], 201, 2, 1),
     Case("409 lock_timeout", [transient(409, "invalid_request_error", code="lock_timeout")] * 2, 201, 3, 1),
-    Case("500 api_error", [transient(500, "api_error")] * 2, 201, 3, 1),
+    Case("500 Stripe did not act on", [transient(500, "api_error")] * 2, 201, 3, 1, expected_keys=3),
+    Case("500 after Stripe acted (saved)", [Fault(ACT_THEN_500)], 201, 1, 1),
+    Case("500 while executing, nothing made (saved)", [Fault(FAIL_WHILE_EXECUTING)], 503, 1, 0),
     Case("429 rate_limit", [transient(429, "rate_limit_error", code="rate_limit")] * 2, 201, 3, 1),
     Case(
         "402 card_declined",
@@ -61,8 +74,8 @@ INTENT_CASES = [
         1,
         0,
     ),
-    Case("400 idempotency_error", [transient(400, "idempotency_error")], 502, 1, 0),
-    Case("500 that never passes", [transient(500, "api_error")] * 20, 502, MAX_RETRIES + 1, 0),
+    Case("400 idempotency_error", [transient(400, "idempotency_error")] * 20, 503, 1, 0),
+    Case("500 that never passes", [transient(500, "api_error")] * 20, 502, MAX_RETRIES + 1, 0, MAX_RETRIES + 1),
 ]
 
 
@@ -119,7 +132,7 @@ def test_stripe_faults_on_create_are_retried_with_one_key_where_safe_never_where
         )
         expected_rows = 1 if case.expected_status == 201 else 0
         got = (result["status"], result["attempts"], len(result["stripe_keys"]), result["objects"], rows)
-        want = (case.expected_status, case.expected_attempts, 1, case.expected_objects, expected_rows)
+        want = (case.expected_status, case.expected_attempts, case.expected_keys, case.expected_objects, expected_rows)
         if got != want:
             wrong.append((case.name, "got", got, "want", want))
     assert wrong == []
@@ -145,7 +158,9 @@ def test_stripe_faults_on_create_are_retried_with_one_key_where_safe_never_where
 REFUND_CASES = [
     Case("timeout after the request was sent", [Fault(TIMEOUT_AFTER_SENT, hold_s=HOLD_S)], 201, 2, 1),
     Case("connection reset after Stripe acted", [Fault(RESET_AFTER)], 201, 2, 1),
-    Case("500 api_error", [transient(500, "api_error")] * 2, 201, 3, 1),
+    Case("500 Stripe did not act on", [transient(500, "api_error")] * 2, 201, 3, 1, expected_keys=3),
+    Case("500 after Stripe acted (saved)", [Fault(ACT_THEN_500)], 201, 1, 1),
+    Case("idempotency_error", [transient(400, "idempotency_error")] * 20, 503, 1, 0),
     Case(
         "400 invalid_request (charge_already_refunded)",
         [transient(400, "invalid_request_error", code="charge_already_refunded")],
@@ -153,7 +168,7 @@ REFUND_CASES = [
         1,
         0,
     ),
-    Case("500 that never passes", [transient(500, "api_error")] * 20, 502, MAX_RETRIES + 1, 0),
+    Case("500 that never passes", [transient(500, "api_error")] * 20, 502, MAX_RETRIES + 1, 0, MAX_RETRIES + 1),
 ]
 
 
@@ -209,11 +224,11 @@ def test_stripe_faults_on_refunds_hold_or_give_back_the_amount_and_never_refund_
             amount_held_on_intent=refunded,
         )
         got = (result["status"], result["attempts"], len(result["stripe_keys"]), result["objects"])
-        want = (case.expected_status, case.expected_attempts, 1, case.expected_objects)
+        want = (case.expected_status, case.expected_attempts, case.expected_keys, case.expected_objects)
         if got != want:
             wrong.append((case.name, "got", got, "want", want))
-        # Refused for good: the amount is given back. Exhausted: still held (pending) until the retry settles it.
-        expected_held = {201: 2000, 400: 0, 502: 2000}[case.expected_status]
+        # Refused for good: the amount is given back. Exhausted or unknown: still held (pending) until settled.
+        expected_held = {201: 2000, 400: 0, 502: 2000, 503: 2000}[case.expected_status]
         if refunded != expected_held:
             wrong.append((case.name, "amountRefunded", refunded, "want", expected_held))
     assert wrong == []
