@@ -44,6 +44,10 @@ task_reject_on_worker_lost = True
 worker_cancel_long_running_tasks_on_connection_loss = False
 # One message at a time per execution slot: a slow Stripe call never sits on messages others could run.
 worker_prefetch_multiplier = 1
+# After a broker reconnect Celery would lower the prefetch count and raise it again with a basic.qos from each
+# finishing task's greenlet, on the consumer's own socket: under gevent that is a second reader of the socket, and
+# ConcurrentObjectUseError kills the worker (celery/celery#9512, celery/kombu#2463). Restored at once instead.
+worker_enable_prefetch_count_reduction = False
 # Greenlets of a Stripe-queue worker (the Procfile's reads worker sets its own with -c).
 worker_concurrency = _settings.payments_concurrency
 

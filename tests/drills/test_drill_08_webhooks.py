@@ -86,14 +86,14 @@ def test_five_concurrent_deliveries_of_one_event_are_applied_once(stack, api):
 
 
 def test_events_delivered_out_of_order_never_move_a_status_back(stack, api, stripe_api):
-    now = int(time.time())
-    # A paid intent: an older "processing" arriving after it is stale.
     paid = paid_intent(api, stripe_api, "whorder", amount=4000)
+    pending = api.post("/payment-intents", json={"customerId": customer("whorder"), "amount": 900, "currency": "usd"})
+    pending = pending.json()
+    now = int(time.time()) + 60  # events come after the intents were created (an event cannot predate its object)
+    # A paid intent: an older "processing" arriving after it is stale.
     newer = intent_event(paid["stripePaymentIntentId"], "succeeded", now, 4000)
     older = intent_event(paid["stripePaymentIntentId"], "processing", now - 30, 4000)
     # An unconfirmed intent told "succeeded" first, then the earlier "processing".
-    pending = api.post("/payment-intents", json={"customerId": customer("whorder"), "amount": 900, "currency": "usd"})
-    pending = pending.json()
     late_first = intent_event(pending["stripePaymentIntentId"], "succeeded", now, 900)
     early_last = intent_event(pending["stripePaymentIntentId"], "processing", now - 10, 900)
     answers = [
