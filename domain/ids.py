@@ -7,6 +7,8 @@ PREFIXES = {
     "payment_intent": "pi",
     "refund": "re",
     "payment_method": "pm",
+    "payment_attempt": "at",
+    "operation": "op",  # a claim that creates nothing of its own (a cancel): only its Stripe keys derive from it
 }
 
 

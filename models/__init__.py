@@ -4,6 +4,7 @@ from models.base import bind_database, database, unit_of_work, utcnow, write_tra
 from models.currencies import Currency
 from models.customers import Customer
 from models.idempotency import IdempotencyRecord
+from models.payment_attempts import PaymentAttempt
 from models.payment_intents import PaymentIntent, ZtrackingPaymentIntent
 from models.payment_methods import PaymentMethod
 from models.refunds import Refund
@@ -18,6 +19,7 @@ ALL_MODELS = [
     PaymentMethod,
     WebhookEvent,
     IdempotencyRecord,
+    PaymentAttempt,
 ]
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "Currency",
     "Customer",
     "IdempotencyRecord",
+    "PaymentAttempt",
     "PaymentIntent",
     "PaymentMethod",
     "Refund",

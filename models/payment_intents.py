@@ -7,6 +7,7 @@ from typing import Any
 from peewee import BigIntegerField, CharField, IntegerField, TextField
 
 from models.base import BaseModel, JSONField, MoneyField, UTCDateTimeField, iso, utcnow
+from models.payment_attempts import attempts_of
 
 
 class PaymentIntentColumns(BaseModel):
@@ -26,6 +27,11 @@ class PaymentIntentColumns(BaseModel):
     description = TextField(null=True)
     metadata = JSONField(default=dict)
     last_payment_error = JSONField(null=True)
+    order_id = CharField(max_length=255, null=True)  # the platform's order and subscription this pays for
+    subscription_id = CharField(max_length=255, null=True)
+    capture_before = UTCDateTimeField(null=True)  # when an uncaptured authorisation expires (Stripe cancels it)
+    cancellation_reason = CharField(max_length=32, null=True)
+    next_action_type = CharField(max_length=64, null=True)  # what the browser must do (3-D Secure) in requires_action
     created_at = UTCDateTimeField(default=utcnow)
     updated_at = UTCDateTimeField(default=utcnow)
 
@@ -33,13 +39,17 @@ class PaymentIntentColumns(BaseModel):
 class PaymentIntent(PaymentIntentColumns):
     id = CharField(primary_key=True, max_length=40)
     stripe_payment_intent_id = CharField(max_length=255, null=True, unique=True)
+    order_id = CharField(max_length=255, null=True, index=True)
     ztracking_version = IntegerField(default=0)
     # `created` of the newest Stripe event applied: an older event is stale.
     last_event_created = BigIntegerField(null=True)
 
-    def to_payload(self) -> dict[str, Any]:
-        """The PaymentIntent of DESIGN.md §Payloads (without `clientSecret`, never stored)."""
-        return intent_payload(self)
+    def to_payload(self, attempts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The PaymentIntent of DESIGN.md §Payloads (without `clientSecret`, never stored), with its attempts
+        (read here unless the caller already has them)."""
+        payload = intent_payload(self)
+        payload["attempts"] = attempts if attempts is not None else attempts_of(self.id)
+        return payload
 
 
 class ZtrackingPaymentIntent(PaymentIntentColumns):
@@ -81,6 +91,11 @@ def intent_payload(row: PaymentIntentColumns, intent_id: str | None = None) -> d
         "description": row.description,
         "metadata": row.metadata or {},
         "lastPaymentError": row.last_payment_error,
+        "orderId": row.order_id,
+        "subscriptionId": row.subscription_id,
+        "captureBefore": iso(row.capture_before),
+        "cancellationReason": row.cancellation_reason,
+        "nextAction": {"type": row.next_action_type} if row.next_action_type else None,
         "stripePaymentIntentId": row.stripe_payment_intent_id,
         "createdAt": iso(row.created_at),
         "updatedAt": iso(row.updated_at),
