@@ -150,6 +150,34 @@ def retrieve_payment_intent(stripe_payment_intent_id: str) -> dict[str, Any]:
     return _call(client().v1.payment_intents.retrieve, stripe_payment_intent_id)
 
 
+def confirm_payment_intent(
+    stripe_payment_intent_id: str, params: dict[str, Any], *, idempotency_key: str
+) -> dict[str, Any]:
+    return _call(
+        client().v1.payment_intents.confirm, stripe_payment_intent_id, params=params, idempotency_key=idempotency_key
+    )
+
+
+def capture_payment_intent(
+    stripe_payment_intent_id: str, params: dict[str, Any], *, idempotency_key: str
+) -> dict[str, Any]:
+    return _call(
+        client().v1.payment_intents.capture, stripe_payment_intent_id, params=params, idempotency_key=idempotency_key
+    )
+
+
+def cancel_payment_intent(
+    stripe_payment_intent_id: str, params: dict[str, Any], *, idempotency_key: str
+) -> dict[str, Any]:
+    return _call(
+        client().v1.payment_intents.cancel, stripe_payment_intent_id, params=params, idempotency_key=idempotency_key
+    )
+
+
+def retrieve_charge(stripe_charge_id: str) -> dict[str, Any]:
+    return _call(client().v1.charges.retrieve, stripe_charge_id)
+
+
 def create_refund(params: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
     return _call(client().v1.refunds.create, params=params, idempotency_key=idempotency_key)
 

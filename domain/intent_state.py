@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from models import PaymentIntent
+from models.payment_intents import intent_payload
 
 # Where each PaymentIntent status may go next (Stripe's lifecycle); terminal ones go nowhere.
 INTENT_TRANSITIONS = {
@@ -94,14 +96,46 @@ def stripe_error_summary(error: dict[str, Any] | None) -> dict[str, Any] | None:
     }
 
 
-def apply_stripe_intent(intent: PaymentIntent, stripe_intent: dict[str, Any]) -> bool:
-    """Copy Stripe's view of the intent onto our row; True when a payload field changed."""
-    before = intent.to_payload()
+def apply_stripe_intent(
+    intent: PaymentIntent, stripe_intent: dict[str, Any], capture_before: dt.datetime | None = None
+) -> bool:
+    """Copy Stripe's view of the intent onto our row; True when a payload field changed.
+
+    `capture_before` is when an authorisation expires (read from its charge): kept once known.
+    """
+    before = intent_payload(intent)
+    status = stripe_intent["status"]
     intent.stripe_payment_intent_id = stripe_intent["id"]
-    intent.status = stripe_intent["status"]
+    intent.status = status
     intent.amount_capturable = stripe_intent.get("amount_capturable") or 0
     intent.amount_received = stripe_intent.get("amount_received") or 0
     intent.last_payment_error = stripe_error_summary(stripe_intent.get("last_payment_error"))
-    after = intent.to_payload()
+    next_action = stripe_intent.get("next_action") if status == "requires_action" else None
+    # Only its type: what the browser must do is Stripe.js's to interpret (use_stripe_sdk is never read here).
+    intent.next_action_type = (next_action or {}).get("type") if isinstance(next_action, dict) else None
+    if status == "canceled":
+        intent.cancellation_reason = stripe_intent.get("cancellation_reason") or intent.cancellation_reason
+    if capture_before is not None:
+        intent.capture_before = capture_before
+    after = intent_payload(intent)
     before.pop("updatedAt"), after.pop("updatedAt")
     return before != after
+
+
+def capture_deadline(stripe_charge: dict[str, Any] | None) -> dt.datetime | None:
+    """When a charge's authorisation expires (Stripe: `payment_method_details.card.capture_before`)."""
+    card = ((stripe_charge or {}).get("payment_method_details") or {}).get("card") or {}
+    seconds = card.get("capture_before")
+    if not isinstance(seconds, int) or isinstance(seconds, bool):
+        return None
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).replace(tzinfo=None)
+
+
+def attempt_status_for(intent_status: str) -> str:
+    """Where a confirm or capture attempt stands once the intent shows `intent_status`."""
+    return {
+        "succeeded": "succeeded",
+        "requires_capture": "succeeded",
+        "requires_action": "requires_action",
+        "processing": "processing",
+    }.get(intent_status, "failed")

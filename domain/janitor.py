@@ -155,11 +155,22 @@ def resolve_payment_method(record: IdempotencyRecord, claim: idempotency.Claim, 
     return "finished"
 
 
+def resolve_lifecycle(record: IdempotencyRecord, claim: idempotency.Claim, now: dt.datetime) -> str:
+    """A confirm, capture, cancel or retry whose Stripe call started: settled by what Stripe did to the intent."""
+    from domain.intent_lifecycle import resolve_abandoned
+
+    return resolve_abandoned(record.operation, record.request, claim)
+
+
 RESOLVERS: dict[str, Callable[[IdempotencyRecord, idempotency.Claim, dt.datetime], str]] = {
     CREATE_INTENT: resolve_intent,
     CREATE_REFUND: resolve_refund,
     CREATE_METHOD: resolve_payment_method,
     DELETE_METHOD: resolve_payment_method,
+    "confirm-payment-intent": resolve_lifecycle,
+    "capture-payment-intent": resolve_lifecycle,
+    "cancel-payment-intent": resolve_lifecycle,
+    "retry-payment-attempt": resolve_lifecycle,
 }
 
 

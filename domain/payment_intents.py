@@ -1,41 +1,44 @@
-"""create-payment-intent, get-payment-intent, get-ztracking-payment-intent."""
+"""create-payment-intent, get-payment-intent, get-ztracking-payment-intent, get-payment-intent-status,
+list-payment-intents."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from typing import Any
 
 import stripe_client
-from domain import idempotency, stripe_outcomes
+from domain import idempotency, payment_attempts, stripe_outcomes
 from domain.context import OperationContext
 from domain.customers import ensure_stripe_customer
 from domain.errors import OperationError, not_found
-from domain.intent_state import apply_stripe_intent
-from domain.schemas import CreatePaymentIntentInput, GetPaymentIntentInput
+from domain.ids import new_id
+from domain.intent_state import apply_stripe_intent, capture_deadline
+from domain.schemas import CreatePaymentIntentInput, GetPaymentIntentInput, ListPaymentIntentsInput
 from domain.webhooks import apply_unmatched_events
-from models import PaymentIntent, PaymentMethod, ZtrackingPaymentIntent, write_transaction
+from models import PaymentAttempt, PaymentIntent, PaymentMethod, ZtrackingPaymentIntent, write_transaction
+from models.payment_attempts import attempts_by_intent
 from models.payment_intents import save_with_history
 
 OPERATION = "create-payment-intent"
 log = logging.getLogger(__name__)
 
 
-def _vaulted_method(inp: CreatePaymentIntentInput) -> PaymentMethod | None:
-    """The method to charge: the one named, else (to confirm) the customer's default."""
-    active = PaymentMethod.select().where(
-        PaymentMethod.customer_id == inp.customer_id, PaymentMethod.deleted_at.is_null()
-    )
-    if inp.payment_method_id:
-        method = active.where(PaymentMethod.id == inp.payment_method_id).first()
+def vaulted_method(customer_id: str, payment_method_id: str | None, *, default: bool) -> PaymentMethod | None:
+    """The method to charge: the one named (ours, vaulted for this customer), else with `default` the customer's
+    default, else none."""
+    active = PaymentMethod.select().where(PaymentMethod.customer_id == customer_id, PaymentMethod.deleted_at.is_null())
+    if payment_method_id:
+        method = active.where(PaymentMethod.id == payment_method_id).first()
         if method is None:
             raise OperationError(
                 "not_found",
                 "No payment method with this id is vaulted for this customer.",
-                {"paymentMethodId": inp.payment_method_id},
+                {"paymentMethodId": payment_method_id},
             )
         return method
-    if inp.confirm:
+    if default:
         method = active.where(PaymentMethod.is_default == True).first()  # noqa: E712 (peewee expression)
         if method is None:
             raise OperationError(
@@ -45,6 +48,15 @@ def _vaulted_method(inp: CreatePaymentIntentInput) -> PaymentMethod | None:
             )
         return method
     return None
+
+
+def capture_deadline_of(stripe_intent: dict[str, Any]) -> dt.datetime | None:
+    """When an authorisation awaiting capture expires: read from its charge (a Stripe call, made outside any
+    transaction), only for an intent that awaits capture."""
+    charge = stripe_intent.get("latest_charge")
+    if stripe_intent.get("status") != "requires_capture" or not charge:
+        return None
+    return capture_deadline(charge if isinstance(charge, dict) else stripe_client.retrieve_charge(charge))
 
 
 def _with_client_secret(payload: dict[str, Any], stripe_intent: dict[str, Any]) -> dict[str, Any]:
@@ -61,7 +73,7 @@ def _stripe_request(claim: idempotency.Claim, inp: CreatePaymentIntentInput) -> 
     """What to send to Stripe, decided once: a retry sends exactly the same (same key, same parameters)."""
     if claim.stripe_params is not None:
         return claim
-    method = _vaulted_method(inp)  # refused here, nothing has been created anywhere yet
+    method = vaulted_method(inp.customer_id, inp.payment_method_id, default=inp.confirm)  # refused before anything
     customer = ensure_stripe_customer(inp.customer_id)
     params: dict[str, Any] = {
         "amount": inp.amount,
@@ -75,6 +87,8 @@ def _stripe_request(claim: idempotency.Claim, inp: CreatePaymentIntentInput) -> 
             "vy_payment_intent_id": claim.resource_id,
             "vy_customer_id": inp.customer_id,
             "vy_trace_id": claim.trace_id,
+            **({"vy_order_id": inp.order_id} if inp.order_id else {}),
+            **({"vy_subscription_id": inp.subscription_id} if inp.subscription_id else {}),
         },
     }
     if inp.description is not None:
@@ -118,6 +132,8 @@ def execute_create(
         payment_method_id=claim.stripe_params["paymentMethodId"],
         description=inp.description,
         metadata=inp.metadata,
+        order_id=inp.order_id,
+        subscription_id=inp.subscription_id,
     )
     try:
         stripe_intent = found_at_stripe or stripe_outcomes.send_or_resolve(
@@ -136,16 +152,30 @@ def execute_create(
         exc.details["paymentIntentId"] = intent.id
         with write_transaction():
             save_with_history(intent, cause=f"{cause}:declined", create=True)
+            attempt = _first_attempt(intent, params, error=intent.last_payment_error or exc.to_error())
+            exc.details["attemptId"] = attempt.id
             idempotency.finish(claim, {"error": exc.to_error()})
         apply_unmatched_events_safely(intent.stripe_payment_intent_id)
         raise
-    apply_stripe_intent(intent, stripe_intent)
+    apply_stripe_intent(intent, stripe_intent, capture_deadline_of(stripe_intent))
     intent.last_event_created = stripe_intent.get("created")  # an event of the same second must not move it back
     with write_transaction():
         save_with_history(intent, cause=cause, create=True)
-        idempotency.finish(claim, {"response": intent.to_payload()})
+        attempts = [_first_attempt(intent, params).to_payload()] if params.get("confirm") else []
+        payload = intent.to_payload(attempts)
+        idempotency.finish(claim, {"response": payload})
     apply_unmatched_events_safely(intent.stripe_payment_intent_id)
-    return _with_client_secret(intent.to_payload(), stripe_intent)
+    return _with_client_secret(payload, stripe_intent)
+
+
+def _first_attempt(
+    intent: PaymentIntent, params: dict[str, Any], error: dict[str, Any] | None = None
+) -> PaymentAttempt:
+    """A create that confirms is the intent's first attempt."""
+    attempt = payment_attempts.open_attempt(
+        intent, new_id("payment_attempt"), "confirm", payment_method_id=intent.payment_method_id
+    )
+    return payment_attempts.settle(attempt, intent, error)
 
 
 def apply_unmatched_events_safely(stripe_payment_intent_id: str | None) -> None:
@@ -181,3 +211,65 @@ def get_payment_intent_history(ctx: OperationContext, inp: GetPaymentIntentInput
     if not history:
         raise not_found("payment intent", inp.payment_intent_id)
     return history
+
+
+def get_payment_intent_status(ctx: OperationContext, inp: GetPaymentIntentInput) -> dict[str, Any]:
+    """The short answer the gateway pushes to browsers: where the payment stands and, if it failed, why."""
+    intent = PaymentIntent.get_or_none(PaymentIntent.id == inp.payment_intent_id)
+    if intent is None:
+        raise not_found("payment intent", inp.payment_intent_id)
+    return status_of(intent)
+
+
+def status_of(intent: PaymentIntent) -> dict[str, Any]:
+    error = intent.last_payment_error or {}
+    return {
+        "paymentIntentId": intent.id,
+        "status": intent.status,
+        "errorCode": error.get("code"),
+        "errorMessage": error.get("message"),
+    }
+
+
+def _naive_utc(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def list_payment_intents(ctx: OperationContext, inp: ListPaymentIntentsInput) -> dict[str, Any]:
+    """A customer's intents, newest first (ids sort by creation), filtered; `startingAfter` pages on to older ones,
+    `endingBefore` back to newer ones."""
+    query = PaymentIntent.select().where(PaymentIntent.customer_id == inp.customer_id)
+    if inp.status:
+        query = query.where(PaymentIntent.status == inp.status)
+    if inp.order_id:
+        query = query.where(PaymentIntent.order_id == inp.order_id)
+    if inp.created_gte:
+        query = query.where(PaymentIntent.created_at >= _naive_utc(inp.created_gte))
+    if inp.created_lt:
+        query = query.where(PaymentIntent.created_at < _naive_utc(inp.created_lt))
+    cursor = inp.starting_after or inp.ending_before
+    if (
+        cursor
+        and not PaymentIntent.select()
+        .where(PaymentIntent.id == cursor, PaymentIntent.customer_id == inp.customer_id)
+        .exists()
+    ):
+        field = "startingAfter" if inp.starting_after else "endingBefore"
+        raise OperationError(
+            "validation_error",
+            f"{field} is not a payment intent of this customer.",
+            {"fields": [{"field": field, "message": "unknown cursor", "type": "value_error"}]},
+        )
+    if inp.ending_before:
+        # The page just newer than the cursor: read upwards from it, then answer newest first.
+        rows = list(query.where(PaymentIntent.id > inp.ending_before).order_by(PaymentIntent.id).limit(inp.limit + 1))
+        has_more = len(rows) > inp.limit
+        rows = list(reversed(rows[: inp.limit]))
+    else:
+        if inp.starting_after:
+            query = query.where(PaymentIntent.id < inp.starting_after)
+        rows = list(query.order_by(PaymentIntent.id.desc()).limit(inp.limit + 1))
+        has_more = len(rows) > inp.limit
+        rows = rows[: inp.limit]
+    attempts = attempts_by_intent([row.id for row in rows])
+    return {"data": [row.to_payload(attempts[row.id]) for row in rows], "hasMore": has_more}

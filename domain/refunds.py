@@ -9,7 +9,7 @@ from domain import currencies, idempotency, stripe_outcomes
 from domain.context import OperationContext
 from domain.errors import OperationError, not_found
 from domain.intent_state import REFUND_RANK, refund_may_move
-from domain.schemas import CreateRefundInput, GetRefundInput
+from domain.schemas import CreateRefundInput, GetRefundInput, ListRefundsInput
 from models import PaymentIntent, Refund, utcnow, write_transaction
 from models.base import for_update
 from models.payment_intents import save_with_history
@@ -187,3 +187,11 @@ def get_refund(ctx: OperationContext, inp: GetRefundInput) -> dict[str, Any]:
     if refund is None:
         raise not_found("refund", inp.refund_id)
     return refund.to_payload()
+
+
+def list_refunds(ctx: OperationContext, inp: ListRefundsInput) -> dict[str, Any]:
+    """The intent's refunds, oldest first (an unknown intent is `not_found`, never an empty list)."""
+    if not PaymentIntent.select().where(PaymentIntent.id == inp.payment_intent_id).exists():
+        raise not_found("payment intent", inp.payment_intent_id)
+    rows = Refund.select().where(Refund.payment_intent_id == inp.payment_intent_id).order_by(Refund.id)
+    return {"data": [row.to_payload() for row in rows], "hasMore": False}

@@ -1,7 +1,9 @@
-"""Input schemas of the nine operations (camelCase, unknown fields refused), shared by both doors."""
+"""Input schemas of the operations (camelCase, unknown fields refused), shared by both doors."""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -9,11 +11,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
     ValidationError,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from domain import currencies
 from domain.errors import OperationError
@@ -23,8 +27,20 @@ RESERVED_METADATA_PREFIX = "vy_"
 MAX_AMOUNT = 99_999_999  # Stripe's eight-digit ceiling in minor units
 MAX_WEBHOOK_PAYLOAD = 1024 * 1024
 
-# Our ids and Stripe's: letters, digits, underscore; anything else cannot name a record.
-ObjectId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,64}$")]
+OBJECT_ID_PATTERN = r"^[A-Za-z0-9_]{1,64}$"
+_OBJECT_ID = re.compile(OBJECT_ID_PATTERN)
+NOT_OURS = "not_ours"
+
+
+def _one_of_ours(value: str) -> str:
+    if not _OBJECT_ID.fullmatch(value):
+        # Not bad input but an unknown record (the platform's old ids are UUIDs): answered not_found.
+        raise PydanticCustomError(NOT_OURS, "no record of ours has this id")
+    return value
+
+
+# Our ids and Stripe's: letters, digits, underscore; anything else cannot name a record of ours.
+ObjectId = Annotated[str, AfterValidator(_one_of_ours), Field(json_schema_extra={"pattern": OBJECT_ID_PATTERN})]
 # The platform's customer id is opaque: printable, no control characters.
 PlatformId = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
 StripePaymentMethodId = Annotated[str, StringConstraints(pattern=r"^pm_[A-Za-z0-9_]{1,250}$")]
@@ -86,6 +102,16 @@ class CreatePaymentIntentInput(OperationInput):
     capture_method: Literal["automatic", "manual"] = "automatic"
     description: Annotated[str, StringConstraints(max_length=1000)] | None = None
     metadata: Metadata = Field(default_factory=dict)
+    order_id: PlatformId | None = None  # the platform's order this pays for: stored, answered, filterable
+    subscription_id: PlatformId | None = None
+
+    def canonical(self) -> dict[str, Any]:
+        # Absent platform ids leave the fingerprint as it was before they existed (a key claimed then still matches).
+        canonical = super().canonical()
+        for name in ("orderId", "subscriptionId"):
+            if canonical.get(name) is None:
+                canonical.pop(name, None)
+        return canonical
 
     @model_validator(mode="after")
     def _amount_at_least_minimum(self) -> CreatePaymentIntentInput:
@@ -100,6 +126,73 @@ class CreatePaymentIntentInput(OperationInput):
 
 class GetPaymentIntentInput(OperationInput):
     payment_intent_id: ObjectId
+
+
+INTENT_STATUSES = (
+    "requires_payment_method",
+    "requires_confirmation",
+    "requires_action",
+    "processing",
+    "requires_capture",
+    "succeeded",
+    "canceled",
+)
+CancellationReason = Literal["duplicate", "fraudulent", "requested_by_customer", "abandoned"]
+# ISO 8601 with a zone, as the payloads carry times (a string over both doors, parsed here).
+Timestamp = Annotated[dt.datetime, Strict(False)]
+
+
+class ConfirmPaymentIntentInput(OperationInput):
+    payment_intent_id: ObjectId
+    payment_method_id: ObjectId | None = None  # ours; default: the intent's, else the customer's default
+
+
+class CapturePaymentIntentInput(OperationInput):
+    payment_intent_id: ObjectId
+    amount_to_capture: Amount | None = None  # at most amountCapturable; default: all of it
+
+
+class CancelPaymentIntentInput(OperationInput):
+    payment_intent_id: ObjectId
+    cancellation_reason: CancellationReason | None = None
+
+
+class ListPaymentIntentsInput(OperationInput):
+    customer_id: PlatformId
+    status: Literal[INTENT_STATUSES] | None = None  # type: ignore[valid-type]
+    order_id: PlatformId | None = None
+    created_gte: Timestamp | None = None
+    created_lt: Timestamp | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 10
+    starting_after: ObjectId | None = None
+    ending_before: ObjectId | None = None
+
+    @model_validator(mode="after")
+    def _one_cursor(self) -> ListPaymentIntentsInput:
+        if self.starting_after and self.ending_before:
+            raise ValueError("give startingAfter or endingBefore, not both")
+        for name in ("created_gte", "created_lt"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{to_camel(name)} needs a time zone (e.g. Z)")
+        return self
+
+
+class ListRefundsInput(OperationInput):
+    payment_intent_id: ObjectId
+
+
+class RetryPaymentAttemptInput(OperationInput):
+    attempt_id: ObjectId
+
+
+class SyncPaymentIntentInput(OperationInput):
+    """`payment-status-update`: the gateway's own news of an intent. Only its id is read: the status is Stripe's
+    to say, so whatever else the message carries is ignored, never trusted."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    payment_intent_id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
 
 
 class CreateRefundInput(OperationInput):
@@ -142,11 +235,12 @@ def _location(loc: tuple[Any, ...]) -> str:
 
 
 def validation_error(exc: ValidationError) -> OperationError:
-    """Pydantic's findings as DESIGN.md's `validation_error`, one entry per field, no input echoed."""
-    fields = [
-        {"field": _location(err["loc"]), "message": err["msg"], "type": err["type"]}
-        for err in exc.errors(include_url=False, include_input=False, include_context=False)
-    ]
+    """Pydantic's findings as DESIGN.md's `validation_error`, one entry per field, no input echoed; an id that
+    cannot be one of ours (and nothing else wrong) is `not_found`, as an unknown id of ours would be."""
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    fields = [{"field": _location(err["loc"]), "message": err["msg"], "type": err["type"]} for err in errors]
+    if errors and all(err["type"] == NOT_OURS for err in errors):
+        return OperationError("not_found", "No record has this id.", {"fields": [f["field"] for f in fields]})
     return OperationError("validation_error", "The request is not valid.", {"fields": fields})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from dataclasses import dataclass, field
@@ -10,9 +11,10 @@ from typing import Any
 from peewee import IntegrityError
 
 import stripe_client
+from domain import payment_attempts
 from domain.context import OperationContext
 from domain.ids import new_id
-from domain.intent_state import apply_stripe_intent, intent_event_applies, refund_event_applies
+from domain.intent_state import apply_stripe_intent, capture_deadline, intent_event_applies, refund_event_applies
 from domain.refunds import apply_refund_status, lock_intent
 from domain.schemas import ProcessStripeWebhookInput
 from models import PaymentIntent, Refund, WebhookEvent, utcnow, write_transaction
@@ -50,6 +52,7 @@ class Related:
 
     refunds: list[dict[str, Any]] = field(default_factory=list)  # a charge's refunds (Charge no longer embeds them)
     foreign_intents: set[str] = field(default_factory=set)  # Stripe intents that are not ours (a shared account)
+    capture_before: dt.datetime | None = None  # an authorisation's expiry, read from its charge
 
 
 def redact(value: Any) -> Any:
@@ -65,17 +68,18 @@ def _ours(obj: dict[str, Any], key: str) -> bool:
     return bool((obj.get("metadata") or {}).get(key))
 
 
-def _apply_intent_event(event_id: str, created: int, obj: dict[str, Any]) -> str:
+def _apply_intent_event(event_id: str, created: int, obj: dict[str, Any], related: Related) -> str:
     intent = for_update(PaymentIntent.select().where(PaymentIntent.stripe_payment_intent_id == obj.get("id"))).first()
     if intent is None:
         # Ours but not stored yet (the event outran the create): applied when it is. Not ours: nothing to do.
         return "unmatched" if _ours(obj, "vy_payment_intent_id") else "ignored"
     if not intent_event_applies(intent.status, obj.get("status", ""), created, intent.last_event_created):
         return "stale"
-    changed = apply_stripe_intent(intent, obj)
+    changed = apply_stripe_intent(intent, obj, related.capture_before)
     intent.last_event_created = max(created, intent.last_event_created or 0)
     if changed:
         save_with_history(intent, cause=event_id)
+        payment_attempts.settle_open_attempts(intent)  # a 3-D Secure or processing attempt ends with the intent
     else:
         intent.save()
     return "processed"
@@ -143,6 +147,11 @@ def prefetch(event_type: str, obj: dict[str, Any]) -> Related:
     metadata belongs to someone else on a shared account, and its refunds are ignored, not left unmatched.
     """
     related = Related()
+    charge = obj.get("latest_charge")
+    if event_type.startswith("payment_intent.") and obj.get("status") == "requires_capture" and charge:
+        related.capture_before = capture_deadline(
+            charge if isinstance(charge, dict) else stripe_client.retrieve_charge(charge)
+        )
     if event_type == "charge.refunded" and isinstance(obj.get("id"), str):
         embedded = (obj.get("refunds") or {}).get("data") if isinstance(obj.get("refunds"), dict) else None
         related.refunds = [
@@ -165,7 +174,7 @@ def apply_event(event_id: str, event_type: str, created: int, obj: dict[str, Any
     """Apply one event inside the caller's transaction; returns the status to record for it."""
     match event_type.split("."):
         case ["payment_intent", _]:
-            return _apply_intent_event(event_id, created, obj)
+            return _apply_intent_event(event_id, created, obj, related)
         case _ if event_type == "charge.refunded" or event_type in REFUND_EVENTS:
             outcomes = [
                 _apply_refund_object(event_id, created, r, related) for r in _refund_objects(event_type, obj, related)

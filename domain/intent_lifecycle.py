@@ -1,0 +1,452 @@
+"""A payment's life after its create: confirm, capture (full or part), cancel, retry a failed attempt, and sync.
+
+Each mutating operation runs once per idempotency key (domain/idempotency.py), decides under the intent's row
+lock, records before its Stripe call that the call starts (with the parameters every retry sends again), resolves
+an unknown outcome by looking the intent up (domain/stripe_outcomes.py), and saves every change of the intent with
+one ztracking snapshot naming its cause. Confirms and captures are payment attempts (domain/payment_attempts.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import stripe_client
+from domain import idempotency, payment_attempts, stripe_outcomes
+from domain.context import OperationContext
+from domain.errors import OperationError, not_found
+from domain.intent_state import apply_stripe_intent, intent_may_move
+from domain.payment_intents import capture_deadline_of, status_of, vaulted_method
+from domain.refunds import lock_intent, refundable_amount
+from domain.schemas import (
+    CancelPaymentIntentInput,
+    CapturePaymentIntentInput,
+    ConfirmPaymentIntentInput,
+    RetryPaymentAttemptInput,
+    SyncPaymentIntentInput,
+)
+from models import PaymentAttempt, PaymentIntent, write_transaction
+from models.payment_intents import save_with_history
+
+CONFIRM = "confirm-payment-intent"
+CAPTURE = "capture-payment-intent"
+CANCEL = "cancel-payment-intent"
+RETRY = "retry-payment-attempt"
+SYNC = "payment-status-update"
+
+# A confirm of an intent already here answers where it stands: the gateway always confirms before it captures.
+CONFIRMED = ("requires_capture", "processing", "succeeded")
+CANCELABLE = ("requires_payment_method", "requires_confirmation", "requires_action", "requires_capture")
+
+Answer = Callable[[PaymentIntent, PaymentAttempt | None], dict[str, Any]]
+
+
+def intent_answer(intent: PaymentIntent, attempt: PaymentAttempt | None = None) -> dict[str, Any]:
+    return intent.to_payload()
+
+
+def _attempt_answer(intent: PaymentIntent, attempt: PaymentAttempt | None) -> dict[str, Any]:
+    assert attempt is not None
+    return payment_attempts.summary(attempt)
+
+
+def _intent(payment_intent_id: str) -> PaymentIntent:
+    intent = PaymentIntent.get_or_none(PaymentIntent.id == payment_intent_id)
+    if intent is None or not intent.stripe_payment_intent_id:
+        raise not_found("payment intent", payment_intent_id)
+    return intent
+
+
+def _with_client_secret(payload: dict[str, Any], stripe_intent: dict[str, Any] | None) -> dict[str, Any]:
+    """3-D Secure: the browser finishes with Stripe.js, which needs the client secret (never stored, fetched)."""
+    if payload.get("status") != "requires_action" or "stripePaymentIntentId" not in payload:
+        return payload
+    stripe_intent = stripe_intent or stripe_client.retrieve_payment_intent(payload["stripePaymentIntentId"])
+    return {**payload, "clientSecret": stripe_intent.get("client_secret")}
+
+
+def _replay(stored: dict[str, Any]) -> dict[str, Any]:
+    return _with_client_secret(stored, None)
+
+
+def _record(
+    claim: idempotency.Claim,
+    intent_id: str,
+    stripe_intent: dict[str, Any],
+    cause: str,
+    attempt: PaymentAttempt | None,
+    answer: Answer,
+    error: OperationError | None = None,
+) -> dict[str, Any]:
+    """Store Stripe's answer on the intent (one snapshot), settle the attempt, and store the key's outcome."""
+    deadline = capture_deadline_of(stripe_intent)
+    with write_transaction():
+        intent = lock_intent(intent_id)
+        if intent_may_move(intent.status, stripe_intent["status"]):
+            if apply_stripe_intent(intent, stripe_intent, deadline):
+                save_with_history(intent, cause=cause)
+        if attempt is not None:
+            attempt = payment_attempts.settle(
+                PaymentAttempt.get_by_id(attempt.id), intent, error.to_error() if error else None
+            )
+        if error is not None and answer is intent_answer:
+            error.details.update({"paymentIntentId": intent.id, **({"attemptId": attempt.id} if attempt else {})})
+            idempotency.finish(claim, {"error": error.to_error()})
+        else:
+            payload = answer(intent, attempt)
+            idempotency.finish(claim, {"response": payload})
+    if error is not None and answer is intent_answer:
+        raise error  # after the transaction: the intent, the attempt and the stored answer stand
+    return payload
+
+
+def _refused(exc: OperationError, intent: PaymentIntent) -> tuple[OperationError, dict[str, Any]]:
+    """Stripe refused for good: its view of the intent is read back (to be stored), and the refusal said in our
+    terms."""
+    current = stripe_client.retrieve_payment_intent(intent.stripe_payment_intent_id)
+    if current["status"] == "canceled" and intent.status == "requires_capture":
+        expired = OperationError(
+            "invalid_state",
+            "The authorisation expired before it was captured, and Stripe canceled the payment; nothing was charged.",
+            {"status": "canceled", "stripeCode": exc.details.get("stripeCode")},
+        )
+        return expired, current
+    if exc.code == "validation_error" and current["status"] != intent.status:
+        moved = OperationError(
+            "invalid_state", f"The payment is {current['status']} at Stripe.", {"status": current["status"]}
+        )
+        return moved, current
+    return exc, current
+
+
+# -- confirm
+
+
+def _confirm_looked_up(stripe_payment_intent_id: str, before: dict[str, Any]) -> dict[str, Any] | None:
+    """The intent, if the confirm acted on it (a new charge, or a status a confirm leads to)."""
+    found = stripe_client.retrieve_payment_intent(stripe_payment_intent_id)
+    charge = found.get("latest_charge")
+    charge_id = charge.get("id") if isinstance(charge, dict) else charge
+    if charge_id != before.get("latestCharge") or found["status"] not in ("requires_confirmation", before["status"]):
+        return found
+    return None
+
+
+def run_confirm(
+    claim: idempotency.Claim,
+    payment_intent_id: str,
+    payment_method_id: str | None,
+    *,
+    retry_of: str | None = None,
+    answer: Answer = intent_answer,
+) -> dict[str, Any]:
+    """Confirm the intent for a claim (a confirm, or a retry of a failed one); its attempt is the claim's resource."""
+    attempt = PaymentAttempt.get_or_none(PaymentAttempt.id == claim.resource_id)
+    intent = _intent(payment_intent_id)
+    if attempt is None:
+        if intent.status in CONFIRMED or (intent.status == "requires_action" and payment_method_id is None):
+            # Already confirmed (or waiting on the customer's 3-D Secure): where it stands is the answer.
+            payload = intent.to_payload()
+            idempotency.finish(claim, {"response": payload})
+            return _with_client_secret(payload, None)
+        if intent.status == "canceled":
+            raise OperationError("invalid_state", "A canceled payment cannot be confirmed.", {"status": intent.status})
+        method = vaulted_method(intent.customer_id, payment_method_id or intent.payment_method_id, default=True)
+        assert method is not None
+        before = stripe_client.retrieve_payment_intent(intent.stripe_payment_intent_id)
+        charge = before.get("latest_charge")
+        with write_transaction():
+            intent = lock_intent(intent.id)
+            payment_attempts.refuse_if_another_is_running(intent, "confirm")
+            attempt = payment_attempts.open_attempt(
+                intent, claim.resource_id, "confirm", payment_method_id=method.id, retry_of=retry_of
+            )
+            claim = idempotency.start_stripe_call(
+                claim,
+                {
+                    "params": {"payment_method": method.stripe_payment_method_id},
+                    "before": {"status": before["status"], "latestCharge": charge if isinstance(charge, str) else None},
+                    "paymentMethodId": method.id,
+                },
+            )
+            if intent.payment_method_id != method.id:
+                intent.payment_method_id = method.id
+                save_with_history(intent, cause=f"{CONFIRM}:{attempt.id}:payment-method")
+    params, before = claim.stripe_params["params"], claim.stripe_params["before"]
+    stripe_id = intent.stripe_payment_intent_id
+    try:
+        stripe_intent = stripe_outcomes.send_or_resolve(
+            claim,
+            send=lambda current: stripe_client.confirm_payment_intent(
+                stripe_id, params, idempotency_key=current.stripe_key(CONFIRM, "confirm")
+            ),
+            look_up=lambda: _confirm_looked_up(stripe_id, before),
+        )
+    except OperationError as exc:
+        declined = stripe_client.card_error_payment_intent(exc)
+        if exc.code != "card_declined" or declined is None:
+            refused, current = _refused(exc, intent)
+            return _record(claim, intent.id, current, f"{CONFIRM}:{attempt.id}:refused", attempt, answer, refused)
+        return _record(claim, intent.id, declined, f"{CONFIRM}:{attempt.id}:declined", attempt, answer, exc)
+    if stripe_intent["status"] == "requires_payment_method" and stripe_intent.get("last_payment_error"):
+        # Found by the look-up after a lost answer: the confirm was declined.
+        error = stripe_intent["last_payment_error"]
+        declined = OperationError(
+            "card_declined",
+            error.get("message") or "The card was declined.",
+            {
+                "declineCode": error.get("decline_code"),
+                "stripeCode": error.get("code"),
+            },
+        )
+        return _record(claim, intent.id, stripe_intent, f"{CONFIRM}:{attempt.id}:declined", attempt, answer, declined)
+    payload = _record(claim, intent.id, stripe_intent, f"{CONFIRM}:{attempt.id}", attempt, answer)
+    return _with_client_secret(payload, stripe_intent) if answer is intent_answer else payload
+
+
+def confirm_payment_intent(ctx: OperationContext, inp: ConfirmPaymentIntentInput) -> dict[str, Any]:
+    """Confirm with the intent's (or the given) payment method, once per key; an intent already confirmed answers
+    where it stands, one that needs 3-D Secure answers `nextAction` and the client secret."""
+    return idempotency.execute_once(
+        ctx,
+        CONFIRM,
+        inp.canonical(),
+        "payment_attempt",
+        lambda claim: run_confirm(claim, inp.payment_intent_id, inp.payment_method_id),
+        _replay,
+    )
+
+
+# -- capture
+
+
+def _capture_looked_up(stripe_payment_intent_id: str) -> dict[str, Any] | None:
+    found = stripe_client.retrieve_payment_intent(stripe_payment_intent_id)
+    return found if found["status"] != "requires_capture" else None
+
+
+def run_capture(
+    claim: idempotency.Claim,
+    payment_intent_id: str,
+    amount_to_capture: int | None,
+    *,
+    retry_of: str | None = None,
+    answer: Answer = intent_answer,
+) -> dict[str, Any]:
+    """Capture all or part of an authorisation for a claim; what is not captured is released."""
+    attempt = PaymentAttempt.get_or_none(PaymentAttempt.id == claim.resource_id)
+    intent = _intent(payment_intent_id)
+    if attempt is None:
+        with write_transaction():
+            intent = lock_intent(intent.id)
+            if intent.status != "requires_capture":
+                hint = " It was captured already; refund it to give money back." if intent.status == "succeeded" else ""
+                raise OperationError(
+                    "invalid_state",
+                    f"Only an authorised payment can be captured; this one is {intent.status}.{hint}",
+                    {"status": intent.status},
+                )
+            amount = amount_to_capture if amount_to_capture is not None else intent.amount_capturable
+            if amount > intent.amount_capturable:
+                raise OperationError(
+                    "validation_error",
+                    "amountToCapture is more than the authorisation holds.",
+                    {
+                        "amountCapturable": intent.amount_capturable,
+                        "currency": intent.currency,
+                        "fields": [
+                            {"field": "amountToCapture", "message": "at most amountCapturable", "type": "value_error"}
+                        ],
+                    },
+                )
+            payment_attempts.refuse_if_another_is_running(intent, "capture")
+            attempt = payment_attempts.open_attempt(
+                intent, claim.resource_id, "capture", amount=amount, retry_of=retry_of
+            )
+            claim = idempotency.start_stripe_call(claim, {"params": {"amount_to_capture": amount}})
+    params = claim.stripe_params["params"]
+    stripe_id = intent.stripe_payment_intent_id
+    try:
+        stripe_intent = stripe_outcomes.send_or_resolve(
+            claim,
+            send=lambda current: stripe_client.capture_payment_intent(
+                stripe_id, params, idempotency_key=current.stripe_key(CAPTURE, "capture")
+            ),
+            look_up=lambda: _capture_looked_up(stripe_id),
+        )
+    except OperationError as exc:
+        refused, current = _refused(exc, intent)
+        return _record(claim, intent.id, current, f"{CAPTURE}:{attempt.id}:refused", attempt, answer, refused)
+    return _record(claim, intent.id, stripe_intent, f"{CAPTURE}:{attempt.id}", attempt, answer)
+
+
+def capture_payment_intent(ctx: OperationContext, inp: CapturePaymentIntentInput) -> dict[str, Any]:
+    """Capture an authorised intent (from requires_capture only), once per key."""
+    return idempotency.execute_once(
+        ctx,
+        CAPTURE,
+        inp.canonical(),
+        "payment_attempt",
+        lambda claim: run_capture(claim, inp.payment_intent_id, inp.amount_to_capture),
+    )
+
+
+# -- cancel
+
+
+def _cancel_looked_up(stripe_payment_intent_id: str) -> dict[str, Any] | None:
+    found = stripe_client.retrieve_payment_intent(stripe_payment_intent_id)
+    return found if found["status"] == "canceled" else None
+
+
+def run_cancel(claim: idempotency.Claim, inp: CancelPaymentIntentInput) -> dict[str, Any]:
+    intent = _intent(inp.payment_intent_id)
+    if claim.stripe_params is None:
+        if intent.status == "canceled":
+            payload = intent.to_payload()
+            idempotency.finish(claim, {"response": payload})
+            return payload
+        if intent.status == "succeeded":
+            raise OperationError(
+                "invalid_state",
+                "A captured payment cannot be canceled; refund it instead (POST /refunds, topic create-refund).",
+                {"status": intent.status, "refundable": refundable_amount(intent)},
+            )
+        if intent.status not in CANCELABLE:
+            raise OperationError(
+                "invalid_state", f"A payment that is {intent.status} cannot be canceled.", {"status": intent.status}
+            )
+        reason = {"cancellation_reason": inp.cancellation_reason} if inp.cancellation_reason else {}
+        claim = idempotency.start_stripe_call(claim, {"params": reason})
+    params = claim.stripe_params["params"]
+    stripe_id = intent.stripe_payment_intent_id
+    try:
+        stripe_intent = stripe_outcomes.send_or_resolve(
+            claim,
+            send=lambda current: stripe_client.cancel_payment_intent(
+                stripe_id, params, idempotency_key=current.stripe_key(CANCEL, "cancel")
+            ),
+            look_up=lambda: _cancel_looked_up(stripe_id),
+        )
+    except OperationError as exc:
+        refused, current = _refused(exc, intent)
+        return _record(claim, intent.id, current, f"{CANCEL}:refused", None, intent_answer, refused)
+    return _record(claim, intent.id, stripe_intent, CANCEL, None, intent_answer)
+
+
+def cancel_payment_intent(ctx: OperationContext, inp: CancelPaymentIntentInput) -> dict[str, Any]:
+    """Cancel an intent not yet captured (an authorisation is released), once per key; a captured one is refused
+    with `invalid_state`: refund it instead."""
+    return idempotency.execute_once(ctx, CANCEL, inp.canonical(), "operation", lambda claim: run_cancel(claim, inp))
+
+
+# -- retry a failed attempt
+
+
+def retry_payment_attempt(ctx: OperationContext, inp: RetryPaymentAttemptInput) -> dict[str, Any]:
+    """Re-run a failed confirm or capture as a new attempt, once per key; answers the new attempt and its status.
+    A declined confirm is retried only once the intent has another payment method (confirm with one first)."""
+
+    def execute(claim: idempotency.Claim) -> dict[str, Any]:
+        resumed = PaymentAttempt.get_or_none(PaymentAttempt.id == claim.resource_id)
+        failed = PaymentAttempt.get_or_none(PaymentAttempt.id == (resumed.retry_of if resumed else inp.attempt_id))
+        if failed is None:
+            raise not_found("payment attempt", inp.attempt_id)
+        intent = _intent(failed.payment_intent_id)
+        if resumed is None:
+            _check_retryable(failed, intent)
+        if failed.operation == "capture":
+            return run_capture(claim, intent.id, failed.amount, retry_of=failed.id, answer=_attempt_answer)
+        return run_confirm(claim, intent.id, None, retry_of=failed.id, answer=_attempt_answer)
+
+    return idempotency.execute_once(ctx, RETRY, inp.canonical(), "payment_attempt", execute)
+
+
+def _check_retryable(failed: PaymentAttempt, intent: PaymentIntent) -> None:
+    if failed.status != "failed":
+        raise OperationError(
+            "invalid_state",
+            f"Only a failed attempt can be retried; this one is {failed.status}.",
+            {"status": failed.status},
+        )
+    latest = (
+        PaymentAttempt.select()
+        .where(PaymentAttempt.payment_intent_id == intent.id, PaymentAttempt.operation == failed.operation)
+        .order_by(PaymentAttempt.attempt_number.desc())
+        .first()
+    )
+    if latest is not None and latest.id != failed.id:
+        raise OperationError(
+            "invalid_state", "A newer attempt of this payment exists: retry that one.", {"latestAttemptId": latest.id}
+        )
+    if (
+        failed.operation == "confirm"
+        and failed.error_code == "card_declined"
+        and (intent.payment_method_id in (None, failed.payment_method_id))
+    ):
+        raise OperationError(
+            "invalid_state",
+            "The card was declined: confirm with another paymentMethodId (or retry once the intent has one).",
+            {"status": intent.status, "errorCode": failed.error_code},
+        )
+
+
+# -- sync (payment-status-update)
+
+
+def sync_payment_intent(ctx: OperationContext, inp: SyncPaymentIntentInput) -> dict[str, Any]:
+    """Read the intent from Stripe and apply what Stripe says (cause `sync`); the message's own status is never
+    trusted. Answers the short status."""
+    key = inp.payment_intent_id
+    column = PaymentIntent.stripe_payment_intent_id if key.startswith("pi_") else PaymentIntent.id
+    intent = PaymentIntent.get_or_none(column == key)
+    if intent is None or not intent.stripe_payment_intent_id:
+        raise not_found("payment intent", key)
+    stripe_intent = stripe_client.retrieve_payment_intent(intent.stripe_payment_intent_id)
+    deadline = capture_deadline_of(stripe_intent)
+    with write_transaction():
+        intent = lock_intent(intent.id)
+        if intent_may_move(intent.status, stripe_intent["status"]) and apply_stripe_intent(
+            intent, stripe_intent, deadline
+        ):
+            save_with_history(intent, cause="sync")
+            payment_attempts.settle_open_attempts(intent)
+    return status_of(intent)
+
+
+# -- the janitor's part: a confirm, capture, cancel or retry abandoned after its Stripe call started
+
+
+def resolve_abandoned(operation: str, request: dict[str, Any], claim: idempotency.Claim) -> str:
+    """Settle an abandoned lifecycle claim by what Stripe did, never by sending anything: the intent is read back,
+    stored if the call acted, and the key answers that; otherwise the attempt failed and nothing happened."""
+    attempt = PaymentAttempt.get_or_none(PaymentAttempt.id == claim.resource_id)
+    intent_id = attempt.payment_intent_id if attempt else request.get("paymentIntentId")
+    intent = _intent(str(intent_id))
+    stripe_id = intent.stripe_payment_intent_id
+    params = claim.stripe_params or {}
+    looked_up = {
+        CONFIRM: lambda: _confirm_looked_up(stripe_id, params.get("before") or {"status": intent.status}),
+        CAPTURE: lambda: _capture_looked_up(stripe_id),
+        CANCEL: lambda: _cancel_looked_up(stripe_id),
+    }
+    kind = attempt.operation if attempt else None
+    check = looked_up[{"confirm": CONFIRM, "capture": CAPTURE}.get(kind or "", operation)]
+    answer = _attempt_answer if operation == RETRY else intent_answer
+    found = check()
+    if found is not None:
+        try:
+            _record(claim, intent.id, found, f"janitor:fetched:{operation}", attempt, answer)
+        except OperationError:
+            pass  # a decline Stripe recorded: stored with the attempt, and it is the key's answer
+        return "fetched"
+    not_done = OperationError(
+        "stripe_error",
+        f"The {operation} was not done at Stripe; nothing changed. Send it again with a new idempotency key.",
+        {"stripeCalled": True, "foundAtStripe": False},
+    )
+    with write_transaction():
+        if attempt is not None:
+            payment_attempts.settle(attempt, intent, not_done.to_error())
+        idempotency.finish(claim, {"error": not_done.to_error()})
+    return "not at stripe"

@@ -1,0 +1,92 @@
+"""Payment attempts: every confirm and capture of an intent is one, numbered per intent, with how it ended."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from peewee import fn
+
+from domain.errors import OperationError
+from domain.intent_state import attempt_status_for
+from models import PaymentAttempt, PaymentIntent, utcnow
+
+OPEN = ("processing", "requires_action")
+# An attempt still open this long after it was made is not "in progress" any more (its worker is gone).
+STALE_AFTER = dt.timedelta(minutes=10)
+
+
+def open_attempt(
+    intent: PaymentIntent,
+    attempt_id: str,
+    operation: str,
+    *,
+    payment_method_id: str | None = None,
+    amount: int | None = None,
+    retry_of: str | None = None,
+) -> PaymentAttempt:
+    """A new attempt of `operation` on the intent; call inside the transaction that holds the intent's row lock."""
+    last = PaymentAttempt.select(fn.MAX(PaymentAttempt.attempt_number)).where(
+        PaymentAttempt.payment_intent_id == intent.id
+    )
+    return PaymentAttempt.create(
+        id=attempt_id,
+        payment_intent_id=intent.id,
+        attempt_number=(last.scalar() or 0) + 1,
+        operation=operation,
+        status="processing",
+        payment_method_id=payment_method_id,
+        amount=amount,
+        retry_of=retry_of,
+    )
+
+
+def refuse_if_another_is_running(intent: PaymentIntent, operation: str) -> None:
+    """One confirm or capture of an intent at a time (each with its own key): the other is told to wait."""
+    running = PaymentAttempt.select().where(
+        PaymentAttempt.payment_intent_id == intent.id,
+        PaymentAttempt.operation == operation,
+        PaymentAttempt.status == "processing",
+        PaymentAttempt.created_at > utcnow() - STALE_AFTER,
+    )
+    if running.exists():
+        raise OperationError(
+            "invalid_state",
+            f"Another {operation} of this payment is in progress; retry shortly.",
+            {"status": intent.status},
+        )
+
+
+def settle(attempt: PaymentAttempt, intent: PaymentIntent, error: dict[str, Any] | None = None) -> PaymentAttempt:
+    """Record how the attempt ended, from the intent Stripe answered (and Stripe's error, if it refused)."""
+    attempt.status = "failed" if error else attempt_status_for(intent.status)
+    failure = error or (intent.last_payment_error if attempt.status == "failed" else None) or {}
+    attempt.error_code = failure.get("code") or (attempt.status == "failed" and intent.status) or None
+    attempt.error_message = (failure.get("message") or "")[:500] or None
+    attempt.updated_at = utcnow()
+    attempt.save()
+    return attempt
+
+
+def settle_open_attempts(intent: PaymentIntent) -> None:
+    """An event or a sync moved the intent: the attempt it was waiting on (3-D Secure, processing) ends with it."""
+    waiting = PaymentAttempt.select().where(
+        PaymentAttempt.payment_intent_id == intent.id, PaymentAttempt.status.in_(OPEN)
+    )
+    for attempt in waiting:
+        if attempt_status_for(intent.status) != attempt.status:
+            settle(attempt, intent)
+
+
+def summary(attempt: PaymentAttempt) -> dict[str, Any]:
+    """What retry-payment-attempt answers: the new attempt and how it stands."""
+    return {
+        "attemptId": attempt.id,
+        "paymentIntentId": attempt.payment_intent_id,
+        "attemptNumber": attempt.attempt_number,
+        "operation": attempt.operation,
+        "status": attempt.status,
+        "errorCode": attempt.error_code,
+        "errorMessage": attempt.error_message,
+        "retryOf": attempt.retry_of,
+    }
