@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from domain.errors import STATUS_BY_CODE
+from domain.schemas import INTENT_STATUSES
 from registry import OPERATIONS, Operation
 
 
@@ -28,7 +29,28 @@ class PaymentError(Out):
     type: str | None
 
 
-class PaymentIntent(Out):
+IntentStatus = Literal[INTENT_STATUSES]  # type: ignore[valid-type]
+
+
+class NextAction(Out):
+    type: str = Field(description="What the browser must do with Stripe.js (e.g. use_stripe_sdk for 3-D Secure).")
+
+
+class PaymentAttempt(Out):
+    attemptId: str
+    attemptNumber: int
+    operation: Literal["confirm", "capture"]
+    status: Literal["processing", "requires_action", "succeeded", "failed"]
+    paymentMethodId: str | None
+    amount: int | None
+    errorCode: str | None
+    errorMessage: str | None
+    retryOf: str | None
+    createdAt: str
+    updatedAt: str
+
+
+class IntentFields(Out):
     id: str
     customerId: str
     amount: int
@@ -36,25 +58,61 @@ class PaymentIntent(Out):
     amountReceived: int
     amountRefunded: int
     currency: str
-    status: str
+    status: IntentStatus
     captureMethod: Literal["automatic", "manual"]
     paymentMethodId: str | None
     description: str | None
     metadata: dict[str, str]
     lastPaymentError: PaymentError | None
+    orderId: str | None
+    subscriptionId: str | None
+    captureBefore: str | None = Field(description="When an uncaptured authorisation expires (Stripe cancels it).")
+    cancellationReason: str | None
+    nextAction: NextAction | None
     stripePaymentIntentId: str | None
     createdAt: str
     updatedAt: str
+
+
+class PaymentIntent(IntentFields):
+    attempts: list[PaymentAttempt]
 
 
 class CreatedPaymentIntent(PaymentIntent):
     clientSecret: str | None
 
 
-class PaymentIntentSnapshot(PaymentIntent):
+class ConfirmedPaymentIntent(PaymentIntent):
+    clientSecret: str | None = Field(None, description="Only while `requires_action`: Stripe.js finishes with it.")
+
+
+class PaymentIntentSnapshot(IntentFields):
     ztrackingVersion: int
     versionDate: str
     cause: str
+
+
+class PaymentIntentStatus(Out):
+    paymentIntentId: str
+    status: IntentStatus
+    errorCode: str | None
+    errorMessage: str | None
+
+
+class PaymentIntentPage(Out):
+    data: list[PaymentIntent]
+    hasMore: bool
+
+
+class AttemptSummary(Out):
+    attemptId: str
+    paymentIntentId: str
+    attemptNumber: int
+    operation: Literal["confirm", "capture"]
+    status: Literal["processing", "requires_action", "succeeded", "failed"]
+    errorCode: str | None
+    errorMessage: str | None
+    retryOf: str | None
 
 
 class Refund(Out):
@@ -94,6 +152,11 @@ class PaymentMethodPage(Out):
     hasMore: bool
 
 
+class RefundPage(Out):
+    data: list[Refund]
+    hasMore: bool
+
+
 class Deleted(Out):
     id: str
     deleted: Literal[True]
@@ -129,6 +192,14 @@ RESPONSES: dict[str, Any] = {
     "create-payment-method": PaymentMethod,
     "list-payment-methods": PaymentMethodPage,
     "delete-payment-method": Deleted,
+    "confirm-payment-intent": ConfirmedPaymentIntent,
+    "capture-payment-intent": PaymentIntent,
+    "cancel-payment-intent": PaymentIntent,
+    "get-payment-intent-status": PaymentIntentStatus,
+    "list-payment-intents": PaymentIntentPage,
+    "list-refunds": RefundPage,
+    "retry-payment-attempt": AttemptSummary,
+    "payment-status-update": PaymentIntentStatus,
 }
 
 # Which error statuses each operation can answer, beyond those every route can.
@@ -142,6 +213,14 @@ ERRORS: dict[str, tuple[int, ...]] = {
     "get-refund": (404,),
     "list-payment-methods": (),
     "process-stripe-webhook": (),
+    "confirm-payment-intent": (402, 404, 409, 422, 502),
+    "capture-payment-intent": (404, 409, 422, 502),
+    "cancel-payment-intent": (404, 409, 422, 502),
+    "get-payment-intent-status": (404,),
+    "list-payment-intents": (),
+    "list-refunds": (404,),
+    "retry-payment-attempt": (402, 404, 409, 422, 502),
+    "payment-status-update": (404, 502),
 }
 COMMON_ERRORS = (400, 413, 500, 503, 504)
 PUBLIC = {"process-stripe-webhook"}
@@ -256,12 +335,30 @@ def _operation(operation: Operation) -> dict[str, Any]:
             "description": "The event exactly as Stripe sent it; its signature covers these bytes.",
             "content": {"application/json": {"schema": {"type": "object"}}},
         }
+    elif operation.method == "POST" and path_params(operation):
+        spec["requestBody"] = _body_without_path_params(operation)
     elif operation.method == "POST":
         spec["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": PydanticSchema(schema_class=operation.schema)}},
         }
     return spec
+
+
+def _body_without_path_params(operation: Operation) -> dict[str, Any]:
+    """The body of a POST on a resource of the path (confirm, capture…): the schema's fields but those of the path;
+    optional (and the body too) when every field is."""
+    schema = operation.schema.model_json_schema(by_alias=True)
+    taken = set(path_params(operation))
+    body = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {name: spec for name, spec in schema["properties"].items() if name not in taken},
+    }
+    required = [name for name in schema.get("required", []) if name not in taken]
+    if required:
+        body["required"] = required
+    return {"required": bool(required), "content": {"application/json": {"schema": body}}}
 
 
 def _system_paths() -> dict[str, Any]:

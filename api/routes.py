@@ -47,6 +47,8 @@ def _query_payload(operation: Operation) -> dict[str, Any]:
 
 
 def _json_body() -> dict[str, Any]:
+    if not request.get_data(cache=True):
+        return {}  # a POST whose fields are all optional (confirm, capture, cancel, retry) may come without a body
     if not request.is_json:
         raise OperationError("validation_error", "The body must be JSON (Content-Type: application/json).")
     try:

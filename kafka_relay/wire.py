@@ -1,7 +1,8 @@
 """The platform's Kafka wire contract (DESIGN.md §Kafka wire contract): requests in, replies and dead letters out.
 
 A request is a JSON object under a string key; its reply carries
-`{"kafkaResponseKey", "traceId", "response" | "error"}` under the same key. A request sent by NestJS
+`{"kafkaResponseKey", "traceId", "kafkaResponseStatus", "response" | "error"}` under the same key. A request sent
+by NestJS
 `ClientKafka.send` (headers `kafka_correlationId` + `kafka_replyTopic`) is answered on its reply topic the way
 a NestJS server answers it: correlation id echoed, `kafka_nest-is-disposed` set, errors in `kafka_nest-err`.
 """
@@ -179,7 +180,8 @@ def _decode(message: Message, raw_key: bytes | None, key: str | None, reply: dic
         try:
             parse_input(OPERATIONS[topic].schema, payload)
         except OperationError as exc:
-            problem = ("validation_error", exc)
+            if exc.code != "not_found":  # an id that cannot be ours is a request for an unknown record, not poison
+                problem = ("validation_error", exc)
     if problem is not None:
         raise PoisonMessage(problem[0], problem[1], trace_id, reply)
 
@@ -201,10 +203,13 @@ def reply_record(
 ) -> Record:
     """The reply message for a task's envelope (`{"response": …}` or `{"error": …}`)."""
     body: dict[str, Any] = {"kafkaResponseKey": reply["key"], "traceId": trace_id}
+    # As the platform's responders write it: the gateway reads kafkaResponseStatus beside response or error.
     if "error" in envelope:
         body["error"] = envelope["error"]
+        body["kafkaResponseStatus"] = False
     else:
         body["response"] = envelope["response"]
+        body["kafkaResponseStatus"] = True
     headers = [(name, str(value).encode("utf-8")) for name, value in reply.get("headers", {}).items()]
     if CORRELATION_ID in reply.get("headers", {}):
         # A NestJS server ends each answer as disposed; an error travels in its own header.

@@ -33,7 +33,8 @@ def test_a_request_is_answered_under_its_key_with_the_gateway_envelope_in_compac
     received = gateway.collector.wait_for_key(key.encode(), "get-payment-intent-response", 60)
     assert received.key == key.encode()
     body = received.json()
-    assert list(body) == ["kafkaResponseKey", "traceId", "error"]
+    assert list(body) == ["kafkaResponseKey", "traceId", "error", "kafkaResponseStatus"]
+    assert body["kafkaResponseStatus"] is False
     assert (body["kafkaResponseKey"], body["traceId"]) == (key, trace_id)
     assert set(body["error"]) == {"code", "message", "status", "details"}
     # Byte-compatible with JSON.stringify: no spaces after separators.

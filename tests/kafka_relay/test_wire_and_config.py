@@ -83,8 +83,18 @@ def test_poison_is_refused_with_its_reason(value, key, reason):
 def test_a_reply_is_the_gateway_envelope_byte_for_byte():
     reply = {"topic": "get-refund-response", "key": "k-1", "headers": {}}
     record = wire.reply_record({"response": {"id": "vyre_1", "note": "é"}}, reply, "t-1")
-    assert record.value == '{"kafkaResponseKey":"k-1","traceId":"t-1","response":{"id":"vyre_1","note":"é"}}'.encode()
+    expected = (
+        '{"kafkaResponseKey":"k-1","traceId":"t-1","response":{"id":"vyre_1","note":"é"},"kafkaResponseStatus":true}'
+    )
+    assert record.value == expected.encode()
     assert (record.topic, record.key, record.headers, record.partition) == ("get-refund-response", b"k-1", [], None)
+
+
+def test_an_error_reply_says_kafka_response_status_false_as_the_platform_s_responders_do():
+    reply = {"topic": "get-refund-response", "key": "k-2", "headers": {}}
+    error = {"code": "not_found", "message": "No refund.", "status": 404, "details": {}}
+    body = json.loads(wire.reply_record({"error": error}, reply, "t-2").value)
+    assert body == {"kafkaResponseKey": "k-2", "traceId": "t-2", "error": error, "kafkaResponseStatus": False}
 
 
 def test_a_nestjs_error_reply_echoes_the_correlation_id_and_carries_the_error_in_kafka_nest_err():
