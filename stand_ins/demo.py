@@ -1,6 +1,7 @@
 """`make demo`: use the running service as a user would — over REST, then over Kafka like the platform's gateway.
 
-Vault a test card, create and confirm a payment intent, refund part of it, show its history.
+Vault a test card, create and confirm a payment intent, refund part of it, show its history; then a manual-capture
+payment: authorise, capture part (the rest is released), refund part, history.
 """
 
 from __future__ import annotations
@@ -43,12 +44,13 @@ def rest(ends: Endpoints) -> Callable[[str, dict[str, Any]], Any]:
         "create-payment-intent": ("POST", "/payment-intents"),
         "create-refund": ("POST", "/refunds"),
         "get-ztracking-payment-intent": ("GET", "/payment-intents/{paymentIntentId}/history"),
+        "capture-payment-intent": ("POST", "/payment-intents/{paymentIntentId}/capture"),
     }
 
     def send(operation: str, payload: dict[str, Any]) -> Any:
         method, path = routes[operation]
         url = ends.api + path.format(**payload)
-        body = None if method == "GET" else payload
+        body = None if method == "GET" else {k: v for k, v in payload.items() if "{" + k + "}" not in path}
         response = session.request(method, url, json=body, headers={"Idempotency-Key": str(uuid.uuid4())}, timeout=60)
         if response.status_code >= 400:
             raise SystemExit(f"{operation} failed: {response.status_code} {response.text}")
@@ -68,7 +70,13 @@ def kafka(ends: Endpoints) -> Callable[[str, dict[str, Any]], Any]:
             "fetch.wait.max.ms": 10,
         }
     )
-    topics = ["create-payment-method", "create-payment-intent", "create-refund", "get-ztracking-payment-intent"]
+    topics = [
+        "create-payment-method",
+        "create-payment-intent",
+        "create-refund",
+        "get-ztracking-payment-intent",
+        "capture-payment-intent",
+    ]
     consumer.subscribe([f"{topic}-response" for topic in topics])
     deadline = time.monotonic() + 30
     while not consumer.assignment() and time.monotonic() < deadline:
@@ -112,11 +120,38 @@ def walk(door: str, send: Callable[[str, dict[str, Any]], Any], ends: Endpoints)
     print(f"paid         {intent['id']}  {intent['amount'] / 100:.2f} {intent['currency'].upper()}  {intent['status']}")
     refund = send("create-refund", {"paymentIntentId": intent["id"], "amount": 1000, "reason": "requested_by_customer"})
     print(f"refunded     {refund['id']}  {refund['amount'] / 100:.2f} {refund['currency'].upper()}  {refund['status']}")
-    history = send("get-ztracking-payment-intent", {"paymentIntentId": intent["id"]})
+    show_history(send, intent["id"])
+
+    held = send(
+        "create-payment-intent",
+        {
+            "customerId": customer,
+            "amount": 5000,
+            "currency": "eur",
+            "confirm": True,
+            "captureMethod": "manual",
+            "orderId": f"order-{uuid.uuid4().hex[:6]}",
+            "description": "demo order, shipped later",
+        },
+    )
+    print(
+        f"authorised   {held['id']}  {held['amountCapturable'] / 100:.2f} EUR  {held['status']}"
+        f"  capture before {held['captureBefore']}"
+    )
+    captured = send("capture-payment-intent", {"paymentIntentId": held["id"], "amountToCapture": 3500})
+    received, amount = captured["amountReceived"] / 100, captured["amount"] / 100
+    print(f"captured     {received:.2f} EUR of {amount:.2f}  {captured['status']}  (the rest is released)")
+    refund = send("create-refund", {"paymentIntentId": held["id"], "amount": 500, "reason": "requested_by_customer"})
+    print(f"refunded     {refund['id']}  {refund['amount'] / 100:.2f} EUR  {refund['status']}")
+    show_history(send, held["id"])
+
+
+def show_history(send: Callable[[str, dict[str, Any]], Any], intent_id: str) -> None:
+    history = send("get-ztracking-payment-intent", {"paymentIntentId": intent_id})
     print("history")
     for row in history:
         print(
-            f"  v{row['ztrackingVersion']}  {row['versionDate']}  {row['status']:<10}"
+            f"  v{row['ztrackingVersion']}  {row['versionDate']}  {row['status']:<16}"
             f"  received {row['amountReceived']:>5}  refunded {row['amountRefunded']:>5}  ({row['cause']})"
         )
 

@@ -24,7 +24,9 @@ import argparse
 import asyncio
 import logging
 import pickle
+import re
 import socket
+import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable
@@ -39,7 +41,6 @@ from stand_ins.stripe_idempotency import Answer, Execution, StripeIdempotency, e
 
 _original_intent_init = resources.PaymentIntent.__init__
 _original_refund_init = resources.Refund.__init__
-_original_charge_capture = resources.Charge._capture
 _original_event_init = resources.Event.__init__
 _export = resources.StripeObject._export
 _list_all = resources.StripeObject._api_list_all.__func__
@@ -84,7 +85,7 @@ def _amount_received(self: Any) -> int:
     charge = self.latest_charge
     if charge is None or charge.status != "succeeded" or not charge.captured:
         return 0
-    return charge.amount
+    return charge.amount_captured  # a partial capture receives only what it captured
 
 
 def _amount_capturable(self: Any) -> int:
@@ -92,7 +93,11 @@ def _amount_capturable(self: Any) -> int:
 
 
 def _cancellation_reason(self: Any) -> str | None:
-    return None  # the service never cancels; Stripe's value for a cancel without a reason
+    return getattr(self, "_cancellation_reason", None) if self._canceled else None
+
+
+def _canceled_at(self: Any) -> int | None:
+    return getattr(self, "_canceled_at", None) if self._canceled else None
 
 
 def _intent_export(self: Any, expand: Any = None) -> dict[str, Any]:
@@ -129,8 +134,48 @@ def _amount_captured(self: Any) -> int:
 
 
 def _charge_capture(self: Any, amount: Any, on_success: Any = None) -> None:
-    _original_charge_capture(self, amount, on_success)
-    self._amount_captured = self.amount if amount is None else resources.try_convert_to_int(amount)
+    """Capture all or part of an authorisation. Stripe releases what is not captured: unlike localstripe, no
+    Refund is made for it (a refund is money given back; the release never was money taken)."""
+    amount = self.amount if amount is None else resources.try_convert_to_int(amount)
+    if not isinstance(amount, int) or not 0 < amount <= self.amount:
+        raise UserError(
+            400,
+            "amount_to_capture must be positive and at most the amount capturable.",
+            {"code": "amount_too_large", "param": "amount_to_capture"},
+        )
+    if self.captured or self.status != "succeeded":
+        raise UserError(400, "This charge cannot be captured.", {"code": "charge_already_captured"})
+
+    def captured() -> None:
+        self.captured = True
+        self._amount_captured = amount
+        if on_success:
+            on_success()
+
+    self._trigger_payment(on_success=captured)
+
+
+AUTHORISATION_DAYS = 7  # Stripe cancels an uncaptured card authorisation after 7 days
+
+
+def _payment_method_details(self: Any) -> dict[str, Any] | None:
+    """Stripe's `payment_method_details` of a card charge, with `capture_before` (when its authorisation expires)."""
+    try:
+        method = resources.PaymentMethod._api_retrieve(self.payment_method)
+    except UserError:
+        return None
+    card = getattr(method, "card", None) or {}
+    deadline = getattr(self, "_capture_before", None) or self.created + AUTHORISATION_DAYS * 86400
+    return {
+        "type": method.type,
+        "card": {
+            "brand": card.get("brand"),
+            "last4": card.get("last4"),
+            "exp_month": card.get("exp_month"),
+            "exp_year": card.get("exp_year"),
+            "capture_before": deadline,
+        },
+    }
 
 
 def _charge_export(self: Any, expand: Any = None) -> dict[str, Any]:
@@ -170,6 +215,103 @@ def _list_refunds(cls: Any, url: str, **kwargs: Any) -> Any:
     return _newest_first(_original_refund_list(cls, url, **kwargs))
 
 
+CANCELLATION_REASONS = ("duplicate", "fraudulent", "requested_by_customer", "abandoned")
+CANCELABLE = ("requires_payment_method", "requires_capture", "requires_confirmation", "requires_action")
+
+
+def _unexpected_state(intent: Any, action: str) -> UserError:
+    return UserError(
+        400,
+        f"You cannot {action} this PaymentIntent because it has a status of {intent.status}.",
+        {"code": "payment_intent_unexpected_state", "payment_intent": intent._export()},
+    )
+
+
+def confirm_intent(id: str, payment_method: str | None = None, **kwargs: Any) -> Any:
+    """Stripe's confirm, with a new payment method too (localstripe answers that 500 "Not implemented")."""
+    if kwargs:
+        raise UserError(400, "Unexpected " + ", ".join(kwargs))
+    intent = resources.PaymentIntent._api_retrieve(id)
+    if payment_method is not None:
+        if intent.status not in ("requires_payment_method", "requires_confirmation"):
+            raise _unexpected_state(intent, "confirm")
+        resources.PaymentMethod._api_retrieve(payment_method)  # 404 if unknown
+        intent.payment_method = payment_method
+        if intent.latest_charge is not None and intent.latest_charge.status == "failed":
+            intent.latest_charge = None  # a new attempt after a decline
+        intent._authentication_failed = False
+    if intent.status != "requires_confirmation":
+        raise _unexpected_state(intent, "confirm")
+    intent._confirm(on_failure_now=intent._report_failure)
+    return intent
+
+
+def capture_intent(id: str, amount_to_capture: Any = None, **kwargs: Any) -> Any:
+    if kwargs:
+        raise UserError(400, "Unexpected " + ", ".join(kwargs))
+    intent = resources.PaymentIntent._api_retrieve(id)
+    if intent.status != "requires_capture":
+        raise _unexpected_state(intent, "capture")
+    intent.latest_charge._capture(amount_to_capture, on_success=intent._on_success)
+    return intent
+
+
+def cancel_intent(id: str, cancellation_reason: str | None = None, **kwargs: Any) -> Any:
+    if kwargs:
+        raise UserError(400, "Unexpected " + ", ".join(kwargs))
+    if cancellation_reason is not None and cancellation_reason not in CANCELLATION_REASONS:
+        raise UserError(400, "Invalid cancellation_reason", {"param": "cancellation_reason"})
+    intent = resources.PaymentIntent._api_retrieve(id)
+    if intent.status not in CANCELABLE:
+        raise _unexpected_state(intent, "cancel")
+    _cancel(intent, cancellation_reason)
+    return intent
+
+
+def _cancel(intent: Any, reason: str | None) -> None:
+    intent._canceled = True
+    intent.next_action = None
+    intent._cancellation_reason = reason
+    intent._canceled_at = int(time.time())
+    resources.schedule_webhook(resources.Event("payment_intent.canceled", intent))
+
+
+def expire_authorisation(id: str) -> Any:
+    """What Stripe does when an uncaptured authorisation reaches its capture_before: it cancels the intent
+    (cancellation_reason `automatic`) and releases the hold."""
+    intent = resources.PaymentIntent._api_retrieve(id)
+    if intent.status != "requires_capture":
+        raise _unexpected_state(intent, "expire")
+    intent.latest_charge._capture_before = int(time.time()) - 1
+    _cancel(intent, "automatic")
+    return intent
+
+
+INTENT_ACTIONS = {"confirm": confirm_intent, "capture": capture_intent, "cancel": cancel_intent}
+_INTENT_ACTION = re.compile(r"^/v1/payment_intents/(?P<id>pi_[A-Za-z0-9]+)/(?P<action>confirm|capture|cancel)$")
+
+
+def _override(request: web.Request) -> Callable[[], Any] | None:
+    """The stand-in's own handler for the intent actions localstripe lacks or gets wrong (its routes are bound at
+    import, so they are answered here instead)."""
+    match = _INTENT_ACTION.match(request.path) if request.method == "POST" else None
+    if match is None:
+        return None
+
+    async def handle() -> web.StreamResponse:
+        data = dict(await server.get_post_data(request) or {})
+        expand = data.pop("expand", None)
+        try:
+            intent = INTENT_ACTIONS[match["action"]](match["id"], **data)
+            return server.json_response(intent._export(expand=expand))
+        except UserError as refused:
+            return refused.to_response()
+        finally:
+            resources.store.dump_to_disk()
+
+    return handle
+
+
 class CardError(UserError):
     def __init__(self, message: str, contents: dict[str, Any]) -> None:
         super().__init__(402, message, contents)
@@ -200,6 +342,7 @@ def patch() -> None:
     intent.amount_received = property(_amount_received)
     intent.amount_capturable = property(_amount_capturable)
     intent.cancellation_reason = property(_cancellation_reason)
+    intent.canceled_at = property(_canceled_at)
     intent._export = _intent_export
     intent._report_failure = _report_failure
     intent._api_list_all = classmethod(_list_intents)
@@ -208,6 +351,7 @@ def patch() -> None:
     charge.amount_captured = property(_amount_captured)
     charge._capture = _charge_capture
     charge._export = _charge_export
+    charge.payment_method_details = property(_payment_method_details)
 
     refund = resources.Refund
     refund.__init__ = _refund_init
@@ -331,7 +475,8 @@ async def _execute(
 ) -> web.StreamResponse:
     """Run localstripe's endpoint; a crash inside it is Stripe's 500 after it began executing."""
     try:
-        return await handler(request)
+        override = _override(request)
+        return await (override() if override else handler(request))
     except web.HTTPException:
         keys.abandon(started)  # refused by routing (404, 405): no endpoint ran
         raise
@@ -384,6 +529,14 @@ async def _config_faults(request: web.Request) -> web.Response:
     return web.json_response({"faults": _faults})
 
 
+async def _config_expire(request: web.Request) -> web.Response:
+    """POST /_config/expire_authorization/{id}: the authorisation reaches its capture_before now."""
+    try:
+        return server.json_response(expire_authorisation(request.match_info["id"])._export())
+    except UserError as refused:
+        return refused.to_response()
+
+
 async def _config_requests(request: web.Request) -> web.Response:
     return web.json_response(dict(_requests))
 
@@ -404,6 +557,7 @@ def main() -> None:
     for method in ("GET", "POST", "DELETE"):
         server.app.router.add_route(method, "/_config/faults", _config_faults)
     server.app.router.add_get("/_config/requests", _config_requests)
+    server.app.router.add_route("POST", "/_config/expire_authorization/{id}", _config_expire)
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

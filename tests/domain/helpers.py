@@ -6,21 +6,10 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from domain import idempotency, payment_intents, payment_methods, refunds, schemas, webhooks
+from domain import idempotency, schemas
 from domain.context import OperationContext
 from models import IdempotencyRecord, utcnow
-
-FUNCTIONS = {
-    "create-payment-intent": (payment_intents.create_payment_intent, schemas.CreatePaymentIntentInput),
-    "get-payment-intent": (payment_intents.get_payment_intent, schemas.GetPaymentIntentInput),
-    "get-ztracking-payment-intent": (payment_intents.get_payment_intent_history, schemas.GetPaymentIntentInput),
-    "create-refund": (refunds.create_refund, schemas.CreateRefundInput),
-    "get-refund": (refunds.get_refund, schemas.GetRefundInput),
-    "process-stripe-webhook": (webhooks.process_stripe_webhook, schemas.ProcessStripeWebhookInput),
-    "create-payment-method": (payment_methods.create_payment_method, schemas.CreatePaymentMethodInput),
-    "list-payment-methods": (payment_methods.list_payment_methods, schemas.ListPaymentMethodsInput),
-    "delete-payment-method": (payment_methods.delete_payment_method, schemas.DeletePaymentMethodInput),
-}
+from registry import OPERATIONS
 
 
 def context(key: str | None = None, owner: str | None = None, final_attempt: bool = True) -> OperationContext:
@@ -50,5 +39,6 @@ class Killed(BaseException):
 
 
 def call(operation: str, payload: dict[str, Any], ctx: OperationContext | None = None) -> Any:
-    function, schema = FUNCTIONS[operation]
-    return function(ctx or context(), schemas.parse_input(schema, payload))
+    """The operation's domain function, as its task calls it (the registry names both)."""
+    op = OPERATIONS[operation]
+    return op.resolve_handler()(ctx or context(), schemas.parse_input(op.schema, payload))
