@@ -140,7 +140,6 @@ def test_payment_methods_list_with_query_and_delete(client, stripe_api):
         ("get", "/payment-methods", {"params": {"customerId": "c", "color": "red"}}),
         ("get", "/payment-methods", {"params": [("customerId", "a"), ("customerId", "b")]}),
         ("get", "/payment-methods", {}),
-        ("get", "/payment-intents/has%20space", {}),
         (
             "post",
             "/payment-intents",
@@ -150,6 +149,11 @@ def test_payment_methods_list_with_query_and_delete(client, stripe_api):
 )
 def test_bad_input_is_400_validation_error(client, method, path, kwargs):
     assert_error(getattr(client, method)(path, **kwargs), 400, "validation_error")
+
+
+@pytest.mark.parametrize("path", ["/payment-intents/has%20space", "/refunds/1b4e28ba-2fa1-11d2-883f-0016d3cca427"])
+def test_a_path_id_that_cannot_be_ours_is_404_not_found(client, path):
+    assert_error(client.get(path), 404, "not_found")
 
 
 def test_a_body_over_one_mebibyte_is_413(client):

@@ -97,6 +97,15 @@ def field_strategies(customers: list[str], intents: list[str], methods: list[str
         "startingAfter": st.one_of(ids, st.none(), json_values),
         "payload": st.one_of(hostile_text, json_values),
         "signature": st.one_of(hostile_text, st.just("t=1,v1=00")),
+        "orderId": st.one_of(hostile_text, st.none(), json_values),
+        "subscriptionId": st.one_of(hostile_text, st.none(), json_values),
+        "amountToCapture": amounts,
+        "cancellationReason": st.one_of(st.sampled_from(["duplicate", "abandoned", "automatic", ""]), json_values),
+        "status": st.one_of(st.sampled_from(["succeeded", "canceled", "failed"]), json_values),
+        "createdGte": st.one_of(st.sampled_from(["2026-01-01T00:00:00Z", "2026-01-01", "yesterday"]), json_values),
+        "createdLt": st.one_of(st.sampled_from(["2999-01-01T00:00:00+02:00", "1e309"]), json_values),
+        "endingBefore": st.one_of(ids, st.none(), json_values),
+        "attemptId": st.one_of(st.from_regex(r"\Avyat_[A-Za-z0-9]{1,30}\Z"), ids, json_values),
     }
 
 
@@ -199,5 +208,31 @@ def valid_payloads(operation: str, customers: list[str], intents: list[str], met
             optional={"limit": st.integers(1, 100)},
         ),
         "delete-payment-method": st.fixed_dictionaries({"paymentMethodId": valid_ids}),
+        "confirm-payment-intent": st.fixed_dictionaries(
+            {"paymentIntentId": st.one_of(known_intent, valid_ids)}, optional={"paymentMethodId": valid_ids}
+        ),
+        "capture-payment-intent": st.fixed_dictionaries(
+            {"paymentIntentId": st.one_of(known_intent, valid_ids)},
+            optional={"amountToCapture": st.integers(1, 99_999_999)},
+        ),
+        "cancel-payment-intent": st.fixed_dictionaries(
+            {"paymentIntentId": st.one_of(known_intent, valid_ids)},
+            optional={"cancellationReason": st.sampled_from(["duplicate", "abandoned"])},
+        ),
+        "get-payment-intent-status": st.fixed_dictionaries({"paymentIntentId": st.one_of(known_intent, valid_ids)}),
+        "list-payment-intents": st.fixed_dictionaries(
+            {"customerId": st.one_of(known_customer, printable_hostile)},
+            optional={
+                "limit": st.integers(1, 100),
+                "status": st.sampled_from(["succeeded", "canceled"]),
+                "orderId": printable_hostile,
+            },
+        ),
+        "list-refunds": st.fixed_dictionaries({"paymentIntentId": st.one_of(known_intent, valid_ids)}),
+        "retry-payment-attempt": st.fixed_dictionaries({"attemptId": st.from_regex(r"\Avyat_[A-Za-z0-9]{1,30}\Z")}),
+        "payment-status-update": st.fixed_dictionaries(
+            {"paymentIntentId": st.one_of(known_intent, valid_ids)},
+            optional={"status": printable_hostile, "orderId": printable_hostile},
+        ),
     }
     return by_operation[operation]

@@ -102,19 +102,35 @@ def known(stack, stripe_api) -> Known:
     return Known(customers, intents, methods)
 
 
+PATH_PARAMS = ("payment_intent_id", "refund_id", "payment_method_id", "attempt_id")
+
+
+def _fill_path(op_path: str, payload: Any) -> tuple[str, Any]:
+    """The route with its path parameters taken from the payload (what is left goes in the body or query)."""
+    path, rest = op_path, dict(payload) if isinstance(payload, dict) else payload
+    for name in PATH_PARAMS:
+        if f"<{name}>" not in path:
+            continue
+        camel = "".join(w.capitalize() if i else w for i, w in enumerate(name.split("_")))
+        value = rest.pop(camel, "x") if isinstance(rest, dict) else json.dumps(payload)
+        path = path.replace(f"<{name}>", quote(str(value) if value != "" else "x", safe=""))
+    return path, rest
+
+
 def rest_request(operation: str, payload: Any, raw: bytes | None, headers: dict[str, str]) -> tuple[str, str, dict]:
     """(method, path, requests kwargs) for one generated input."""
     op = OPERATIONS[operation]
+    path, rest = _fill_path(op.path, payload)
     if op.method == "POST":
         if raw is not None:
-            return "POST", op.path, {"data": raw, "headers": {"Content-Type": "application/json", **headers}}
+            return "POST", path, {"data": raw, "headers": {"Content-Type": "application/json", **headers}}
         if operation == "process-stripe-webhook" and isinstance(payload, dict):
             body = payload.get("payload")
             body = body if isinstance(body, str) else json.dumps(body)
             signature = payload.get("signature")
             return (
                 "POST",
-                op.path,
+                path,
                 {
                     "data": body.encode("utf-8", "surrogatepass"),
                     "headers": {"Stripe-Signature": str(signature)[:8000], **headers},
@@ -122,21 +138,12 @@ def rest_request(operation: str, payload: Any, raw: bytes | None, headers: dict[
             )
         return (
             "POST",
-            op.path,
-            {"data": json.dumps(payload).encode(), "headers": {"Content-Type": "application/json", **headers}},
+            path,
+            {"data": json.dumps(rest).encode(), "headers": {"Content-Type": "application/json", **headers}},
         )
-    path = op.path
     params: Any = None
-    if isinstance(payload, dict):
-        for name in ("payment_intent_id", "refund_id", "payment_method_id"):
-            camel = "".join(w.capitalize() if i else w for i, w in enumerate(name.split("_")))
-            if f"<{name}>" in path:
-                value = payload.get(camel, "x")
-                path = path.replace(f"<{name}>", quote(str(value) if value != "" else "x", safe=""))
-        if "<" not in path and operation == "list-payment-methods":
-            params = {k: (json.dumps(v) if not isinstance(v, str) else v) for k, v in payload.items()}
-    else:
-        path = path.split("<")[0] + quote(json.dumps(payload), safe="") + path.split(">")[1] if "<" in path else path
+    if isinstance(rest, dict) and operation in ("list-payment-methods", "list-payment-intents"):
+        params = {k: (json.dumps(v) if not isinstance(v, str) else v) for k, v in rest.items()}
     return op.method, path, {"params": params, "headers": headers}
 
 
