@@ -91,6 +91,11 @@ class Settings:
     kafka_options: dict[str, str]
     kafka_consumer_options: dict[str, str]
     kafka_producer_options: dict[str, str]
+    # Payment events (domain/payment_events.py): the topic each type is published to, and the outbox's publishing.
+    event_topics: dict[str, str]
+    outbox_shards: int
+    outbox_batch: int
+    outbox_retention_days: int
 
     @property
     def uses_sqlite(self) -> bool:
@@ -151,7 +156,6 @@ def load_settings() -> Settings:
         local_redis_port=config("LOCAL_REDIS_PORT", default=6391, cast=int),
         local_kafka_port=config("LOCAL_KAFKA_PORT", default=9092, cast=int),
         local_stripe_port=config("LOCAL_STRIPE_PORT", default=8420, cast=int),
-
         kafka_topic_partitions=config("KAFKA_TOPIC_PARTITIONS", default=3, cast=int),
         kafka_topic_replication=config("KAFKA_TOPIC_REPLICATION", default=-1, cast=int),
         kafka_consume_batch=config("KAFKA_CONSUME_BATCH", default=100, cast=int),
@@ -159,6 +163,20 @@ def load_settings() -> Settings:
         kafka_options=_librdkafka_options(config, "KAFKA_OPT_"),
         kafka_consumer_options=_librdkafka_options(config, "KAFKA_CONSUMER_OPT_"),
         kafka_producer_options=_librdkafka_options(config, "KAFKA_PRODUCER_OPT_"),
+        event_topics={
+            "created-payment-intent": config("EVENT_TOPIC_CREATED_PAYMENT_INTENT", default="created-payment-intent"),
+            "succeeded-payment": config("EVENT_TOPIC_SUCCEEDED_PAYMENT", default="succeeded-payment"),
+            "failed-payment": config("EVENT_TOPIC_FAILED_PAYMENT", default="failed-payment"),
+            "canceled-payment": config("EVENT_TOPIC_CANCELED_PAYMENT", default="canceled-payment"),
+            "created-refund": config("EVENT_TOPIC_CREATED_REFUND", default="created-refund"),
+            "refund-succeeded-payment": config(
+                "EVENT_TOPIC_REFUND_SUCCEEDED_PAYMENT", default="refund-succeeded-payment"
+            ),
+            "failed-refund": config("EVENT_TOPIC_FAILED_REFUND", default="failed-refund"),
+        },
+        outbox_shards=config("OUTBOX_SHARDS", default=16, cast=int),
+        outbox_batch=config("OUTBOX_BATCH", default=200, cast=int),
+        outbox_retention_days=config("OUTBOX_RETENTION_DAYS", default=7, cast=int),
     )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import stripe_client
-from domain import idempotency, payment_attempts, stripe_outcomes
+from domain import idempotency, payment_attempts, payment_events, stripe_outcomes
 from domain.context import OperationContext
 from domain.errors import OperationError, not_found
 from domain.intent_state import apply_stripe_intent, intent_may_move
@@ -82,9 +82,10 @@ def _record(
     deadline = capture_deadline_of(stripe_intent)
     with write_transaction():
         intent = lock_intent(intent_id)
+        before = intent.status
         if intent_may_move(intent.status, stripe_intent["status"]):
             if apply_stripe_intent(intent, stripe_intent, deadline):
-                save_with_history(intent, cause=cause)
+                payment_events.save_intent_change(intent, cause, before=before)
         if attempt is not None:
             attempt = payment_attempts.settle(
                 PaymentAttempt.get_by_id(attempt.id), intent, error.to_error() if error else None
@@ -406,10 +407,11 @@ def sync_payment_intent(ctx: OperationContext, inp: SyncPaymentIntentInput) -> d
     deadline = capture_deadline_of(stripe_intent)
     with write_transaction():
         intent = lock_intent(intent.id)
+        before = intent.status
         if intent_may_move(intent.status, stripe_intent["status"]) and apply_stripe_intent(
             intent, stripe_intent, deadline
         ):
-            save_with_history(intent, cause="sync")
+            payment_events.save_intent_change(intent, "sync", before=before)
             payment_attempts.settle_open_attempts(intent)
     return status_of(intent)
 

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import stripe_client
-from domain import idempotency, payment_attempts, stripe_outcomes
+from domain import idempotency, payment_attempts, payment_events, stripe_outcomes
 from domain.context import OperationContext
 from domain.customers import ensure_stripe_customer
 from domain.errors import OperationError, not_found
@@ -19,7 +19,6 @@ from domain.schemas import CreatePaymentIntentInput, GetPaymentIntentInput, List
 from domain.webhooks import apply_unmatched_events
 from models import PaymentAttempt, PaymentIntent, PaymentMethod, ZtrackingPaymentIntent, write_transaction
 from models.payment_attempts import attempts_by_intent
-from models.payment_intents import save_with_history
 
 OPERATION = "create-payment-intent"
 log = logging.getLogger(__name__)
@@ -151,7 +150,7 @@ def execute_create(
         intent.last_event_created = declined.get("created")  # an event of the same second must not move it back
         exc.details["paymentIntentId"] = intent.id
         with write_transaction():
-            save_with_history(intent, cause=f"{cause}:declined", create=True)
+            payment_events.save_intent_change(intent, f"{cause}:declined", before=None, create=True)
             attempt = _first_attempt(intent, params, error=intent.last_payment_error or exc.to_error())
             exc.details["attemptId"] = attempt.id
             idempotency.finish(claim, {"error": exc.to_error()})
@@ -160,7 +159,7 @@ def execute_create(
     apply_stripe_intent(intent, stripe_intent, capture_deadline_of(stripe_intent))
     intent.last_event_created = stripe_intent.get("created")  # an event of the same second must not move it back
     with write_transaction():
-        save_with_history(intent, cause=cause, create=True)
+        payment_events.save_intent_change(intent, cause, before=None, create=True)
         attempts = [_first_attempt(intent, params).to_payload()] if params.get("confirm") else []
         payload = intent.to_payload(attempts)
         idempotency.finish(claim, {"response": payload})

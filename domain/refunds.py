@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import stripe_client
-from domain import currencies, idempotency, stripe_outcomes
+from domain import currencies, idempotency, payment_events, stripe_outcomes
 from domain.context import OperationContext
 from domain.errors import OperationError, not_found
 from domain.intent_state import REFUND_RANK, refund_may_move
@@ -108,7 +108,7 @@ def apply_refund_status(
     if not refund_may_move(refund.status, status) or (forward_only and not refund_moves_forward(refund.status, status)):
         return False
     intent = lock_intent(refund.payment_intent_id)
-    was_holding = refund.status in HOLDING_STATUSES
+    was_holding, before = refund.status in HOLDING_STATUSES, refund.status
     refund.status = status
     refund.failure_reason = failure_reason if status in ("failed", "canceled") else refund.failure_reason
     if stripe_refund_id:
@@ -119,6 +119,8 @@ def apply_refund_status(
         # The money did not go back: it is refundable again.
         intent.amount_refunded -= refund.amount
         save_with_history(intent, cause=cause)
+    if intent is not None:
+        payment_events.refund_changed(refund, intent, before)
     return True
 
 
@@ -159,6 +161,7 @@ def send_refund(
         refund = for_update(Refund.select().where(Refund.id == refund.id)).get()
         refund.stripe_refund_id = stripe_refund["id"]
         refund.save()
+        payment_events.refund_accepted(refund, lock_intent(refund.payment_intent_id))
         apply_refund_status(
             refund,
             stripe_refund.get("status") or "pending",

@@ -11,7 +11,7 @@ from typing import Any
 from peewee import IntegrityError
 
 import stripe_client
-from domain import payment_attempts
+from domain import payment_attempts, payment_events
 from domain.context import OperationContext
 from domain.ids import new_id
 from domain.intent_state import apply_stripe_intent, capture_deadline, intent_event_applies, refund_event_applies
@@ -75,10 +75,11 @@ def _apply_intent_event(event_id: str, created: int, obj: dict[str, Any], relate
         return "unmatched" if _ours(obj, "vy_payment_intent_id") else "ignored"
     if not intent_event_applies(intent.status, obj.get("status", ""), created, intent.last_event_created):
         return "stale"
+    before = intent.status
     changed = apply_stripe_intent(intent, obj, related.capture_before)
     intent.last_event_created = max(created, intent.last_event_created or 0)
     if changed:
-        save_with_history(intent, cause=event_id)
+        payment_events.save_intent_change(intent, event_id, before=before)
         payment_attempts.settle_open_attempts(intent)  # a 3-D Secure or processing attempt ends with the intent
     else:
         intent.save()
@@ -115,6 +116,8 @@ def _apply_refund_object(event_id: str, created: int, obj: dict[str, Any], relat
         if status in HOLDING_STATUSES:
             intent.amount_refunded += refund.amount
             save_with_history(intent, cause=event_id)
+            payment_events.refund_accepted(refund, intent)
+        payment_events.refund_changed(refund, intent, before=None)
         return "processed"
     status = obj.get("status") or refund.status
     if not refund_event_applies(refund.status, status, created, refund.last_event_created):

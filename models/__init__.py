@@ -5,6 +5,7 @@ from models.currencies import Currency
 from models.customers import Customer
 from models.idempotency import IdempotencyRecord
 from models.payment_attempts import PaymentAttempt
+from models.payment_events import OutboxLease, OutboxPublisher, PaymentEvent
 from models.payment_intents import PaymentIntent, ZtrackingPaymentIntent
 from models.payment_methods import PaymentMethod
 from models.refunds import Refund
@@ -20,6 +21,9 @@ ALL_MODELS = [
     WebhookEvent,
     IdempotencyRecord,
     PaymentAttempt,
+    PaymentEvent,
+    OutboxPublisher,
+    OutboxLease,
 ]
 
 __all__ = [
@@ -27,7 +31,10 @@ __all__ = [
     "Currency",
     "Customer",
     "IdempotencyRecord",
+    "OutboxLease",
+    "OutboxPublisher",
     "PaymentAttempt",
+    "PaymentEvent",
     "PaymentIntent",
     "PaymentMethod",
     "Refund",

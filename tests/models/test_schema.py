@@ -26,6 +26,7 @@ def test_migrations_apply_once_then_are_a_no_op_on_sqlite(tmp_path):
         "005_idempotency_execution_lease",
         "006_stripe_call_tracking",
         "007_payment_lifecycle",
+        "008_payment_events",
     ]
     assert migrate(db) == []
     assert pending_migrations(db) == []

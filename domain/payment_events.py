@@ -1,0 +1,167 @@
+"""Payment events: what the platform's other services learn of a payment, once per change, nothing lost.
+
+The domain writes each event into the outbox (`payment_event`) in the same transaction as the change it tells of
+and that change's ztracking row: a change rolled back announces nothing, one committed is never lost. The publisher
+(event_publisher/) only moves rows to Kafka. An event's id is derived from what it tells (its type and the intent,
+refund or version it is about), so the same fact written again — a redelivered task, a webhook and an answer both
+reporting one success — is the same event, stored once.
+
+| type | when |
+| --- | --- |
+| created-payment-intent | an intent is created |
+| succeeded-payment | an intent reaches `succeeded`, by any path (an answer, a webhook, the janitor, a sync) |
+| failed-payment | an attempt fails: a decline, `requires_payment_method` after a failure, an expired authorisation |
+| canceled-payment | an intent is canceled |
+| created-refund | Stripe accepts a refund (ours, or one made in the Dashboard) |
+| refund-succeeded-payment | a refund succeeds |
+| failed-refund | a refund fails or is canceled |
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import zlib
+from typing import Any
+
+from logging_setup import trace_id_var
+from models import PaymentEvent, PaymentIntent, Refund, utcnow
+from models.base import iso
+from models.payment_intents import save_with_history
+from settings import get_settings
+
+CREATED_PAYMENT_INTENT = "created-payment-intent"
+SUCCEEDED_PAYMENT = "succeeded-payment"
+FAILED_PAYMENT = "failed-payment"
+CANCELED_PAYMENT = "canceled-payment"
+CREATED_REFUND = "created-refund"
+REFUND_SUCCEEDED = "refund-succeeded-payment"
+FAILED_REFUND = "failed-refund"
+TYPES = (
+    CREATED_PAYMENT_INTENT,
+    SUCCEEDED_PAYMENT,
+    FAILED_PAYMENT,
+    CANCELED_PAYMENT,
+    CREATED_REFUND,
+    REFUND_SUCCEEDED,
+    FAILED_REFUND,
+)
+
+
+def shard_of(payment_intent_id: str) -> int:
+    """The outbox shard of an intent's events: stable across processes (crc32, not Python's salted hash)."""
+    return zlib.crc32(payment_intent_id.encode()) % max(1, get_settings().outbox_shards)
+
+
+def event_id(event_type: str, *about: str | int) -> str:
+    """The same fact, the same id: a type and what it is about (an intent, a refund, a version)."""
+    digest = hashlib.sha256("|".join([event_type, *map(str, about)]).encode()).hexdigest()[:32]
+    return f"vyev_{digest}"
+
+
+def announce(event_type: str, intent: PaymentIntent, fields: dict[str, Any], *about: str | int) -> bool:
+    """Write one event into the outbox, inside the caller's transaction; False if this fact was already written."""
+    ident = event_id(event_type, *about)
+    if PaymentEvent.select().where(PaymentEvent.event_id == ident).exists():
+        return False  # told already (a redelivery, or another path to the same change)
+    now = utcnow()
+    payload = {
+        "eventId": ident,
+        "type": event_type,
+        "occurredAt": iso(now),
+        "traceId": trace_id_var.get(),
+        "version": intent.ztracking_version,
+        "paymentIntentId": intent.id,
+        **fields,
+    }
+    PaymentEvent.create(
+        event_id=ident,
+        type=event_type,
+        payment_intent_id=intent.id,
+        shard=shard_of(intent.id),
+        version=intent.ztracking_version,
+        payload=payload,
+        occurred_at=now,
+    )
+    return True
+
+
+def _error_of(intent: PaymentIntent) -> tuple[str | None, str | None]:
+    error = intent.last_payment_error or {}
+    return error.get("code"), error.get("message")
+
+
+def intent_changed(intent: PaymentIntent, before: str | None, *, created: bool = False) -> None:
+    """The events an intent's change tells of (call in the change's transaction, after its snapshot)."""
+    if created:
+        fields = {
+            "orderId": intent.order_id,
+            "subscriptionId": intent.subscription_id,
+            "amount": intent.amount,
+            "currency": intent.currency,
+        }
+        announce(CREATED_PAYMENT_INTENT, intent, fields, intent.id)
+    if intent.status == before:
+        return
+    if intent.status == "succeeded":
+        fields = {"orderId": intent.order_id, "subscriptionId": intent.subscription_id}
+        announce(SUCCEEDED_PAYMENT, intent, {**fields, "amountReceived": intent.amount_received}, intent.id)
+    elif intent.status == "requires_payment_method" and intent.last_payment_error:
+        code, message = _error_of(intent)
+        failed = {"orderId": intent.order_id, "errorCode": code, "errorMessage": message}
+        announce(FAILED_PAYMENT, intent, failed, intent.id, intent.ztracking_version)
+    elif intent.status == "canceled":
+        reason = intent.cancellation_reason
+        announce(CANCELED_PAYMENT, intent, {"orderId": intent.order_id, "cancellationReason": reason}, intent.id)
+        if reason == "automatic" and before == "requires_capture":
+            # The authorisation expired uncaptured: the payment failed as well as being canceled.
+            expired = {
+                "orderId": intent.order_id,
+                "errorCode": "authorization_expired",
+                "errorMessage": "The authorisation expired before it was captured.",
+            }
+            announce(FAILED_PAYMENT, intent, expired, intent.id, intent.ztracking_version)
+
+
+def save_intent_change(intent: PaymentIntent, cause: str, *, before: str | None, create: bool = False) -> None:
+    """Persist an intent's change with its ztracking snapshot and the events it tells of, in one transaction (the
+    caller's)."""
+    save_with_history(intent, cause=cause, create=create)
+    intent_changed(intent, before, created=create)
+
+
+def refund_changed(refund: Refund, intent: PaymentIntent, before: str | None) -> None:
+    """The events a refund's change tells of (call in the change's transaction)."""
+    if refund.status == before:
+        return
+    base = {"refundId": refund.id, "amount": refund.amount}
+    if refund.status == "succeeded":
+        announce(REFUND_SUCCEEDED, intent, base, refund.id)
+    elif refund.status in ("failed", "canceled"):
+        announce(FAILED_REFUND, intent, {**base, "errorCode": refund.failure_reason or refund.status}, refund.id)
+
+
+def refund_accepted(refund: Refund, intent: PaymentIntent) -> None:
+    """Stripe took the refund (it has a Stripe id): created-refund, once."""
+    announce(CREATED_REFUND, intent, {"refundId": refund.id, "amount": refund.amount}, refund.id)
+
+
+def prune_published(now: dt.datetime | None = None) -> int:
+    """Delete events published longer ago than OUTBOX_RETENTION_DAYS; one still waiting is never deleted."""
+    cutoff = (now or utcnow()) - dt.timedelta(days=get_settings().outbox_retention_days)
+    return (
+        PaymentEvent.delete()
+        .where(PaymentEvent.published_at.is_null(False), PaymentEvent.published_at < cutoff)
+        .execute()
+    )
+
+
+def replay(since: dt.datetime, until: dt.datetime | None = None, types: tuple[str, ...] = ()) -> int:
+    """Publish again the events that occurred in [since, until) (for a consumer that lost its data): they go out
+    in their order, with their eventIds. Returns how many."""
+    query = PaymentEvent.update(published_at=None).where(PaymentEvent.occurred_at >= since)
+    if until is not None:
+        query = query.where(PaymentEvent.occurred_at < until)
+    if types:
+        query = query.where(PaymentEvent.type.in_(types))
+    return query.execute()

@@ -1,0 +1,142 @@
+"""Payment events are written with the change they tell of, once per fact, on both databases."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import uuid
+
+import pytest
+
+from domain import payment_events
+from domain.errors import OperationError
+from models import PaymentEvent, PaymentIntent, utcnow, write_transaction
+from tests.conftest import WEBHOOK_SECRET, make_card
+from tests.domain.helpers import call
+from tests.support.webhooks import sign
+
+pytestmark = pytest.mark.integration
+
+
+def vaulted(stripe_api, number: str = "4242424242424242") -> str:
+    customer_id = f"dom-ev-{uuid.uuid4().hex[:10]}"
+    method = {"customerId": customer_id, "stripePaymentMethodId": make_card(stripe_api, number), "setAsDefault": True}
+    call("create-payment-method", method)
+    return customer_id
+
+
+def events_of(intent_id: str) -> list[PaymentEvent]:
+    return list(PaymentEvent.select().where(PaymentEvent.payment_intent_id == intent_id).order_by(PaymentEvent.id))
+
+
+def test_a_paid_create_writes_created_then_succeeded_with_its_order_and_versions(domain_db, stripe_api):
+    create = {"customerId": vaulted(stripe_api), "amount": 2500, "currency": "usd", "confirm": True}
+    intent = call("create-payment-intent", {**create, "orderId": "order-1", "subscriptionId": "sub-1"})
+    written = events_of(intent["id"])
+    assert [e.type for e in written] == ["created-payment-intent", "succeeded-payment"]
+    created, succeeded = (e.payload for e in written)
+    assert (created["orderId"], created["subscriptionId"], created["amount"], created["currency"]) == (
+        "order-1",
+        "sub-1",
+        2500,
+        "usd",
+    )
+    assert (succeeded["amountReceived"], succeeded["version"], succeeded["paymentIntentId"]) == (2500, 1, intent["id"])
+    assert {"eventId", "type", "occurredAt", "traceId", "version"} <= set(succeeded)
+    assert len({e.event_id for e in written}) == 2 and all(e.published_at is None for e in written)
+
+
+def test_the_same_success_told_by_a_webhook_after_the_answer_is_one_event(domain_db, stripe_api):
+    intent = call(
+        "create-payment-intent", {"customerId": vaulted(stripe_api), "amount": 900, "currency": "usd", "confirm": True}
+    )
+    at_stripe = stripe_api.v1.payment_intents.retrieve(intent["stripePaymentIntentId"]).to_dict()
+    payload = json.dumps(
+        {
+            "id": f"evt_{uuid.uuid4().hex}",
+            "type": "payment_intent.succeeded",
+            "created": int(time.time()) + 5,
+            "data": {"object": at_stripe},
+        }
+    )
+    call("process-stripe-webhook", {"payload": payload, "signature": sign(payload, WEBHOOK_SECRET)})
+    assert [e.type for e in events_of(intent["id"])].count("succeeded-payment") == 1
+
+
+def test_a_change_that_rolls_back_announces_nothing(domain_db, stripe_api):
+    intent = call("create-payment-intent", {"customerId": vaulted(stripe_api), "amount": 700, "currency": "usd"})
+    before = len(events_of(intent["id"]))
+    with pytest.raises(RuntimeError), write_transaction():
+        row = PaymentIntent.get_by_id(intent["id"])
+        previous, row.status = row.status, "canceled"
+        payment_events.save_intent_change(row, "test", before=previous)
+        assert len(events_of(intent["id"])) == before + 1  # written, inside the transaction
+        raise RuntimeError("the change fails after its event was written")
+    assert len(events_of(intent["id"])) == before
+    assert PaymentIntent.get_by_id(intent["id"]).status != "canceled"
+
+
+def test_a_decline_is_failed_payment_and_refunds_announce_created_then_succeeded(domain_db, stripe_api):
+    with pytest.raises(OperationError) as declined:
+        call(
+            "create-payment-intent",
+            {"customerId": vaulted(stripe_api, "4000000000000341"), "amount": 800, "currency": "usd", "confirm": True},
+        )
+    failed = events_of(declined.value.details["paymentIntentId"])
+    assert [e.type for e in failed] == ["created-payment-intent", "failed-payment"]
+    assert failed[1].payload["errorCode"] == "card_declined" and failed[1].payload["errorMessage"]
+
+    paid = call(
+        "create-payment-intent", {"customerId": vaulted(stripe_api), "amount": 3000, "currency": "usd", "confirm": True}
+    )
+    refund = call("create-refund", {"paymentIntentId": paid["id"], "amount": 1000})
+    refund_events = [e for e in events_of(paid["id"]) if "refund" in e.type]
+    assert [(e.type, e.payload["refundId"], e.payload["amount"]) for e in refund_events] == [
+        ("created-refund", refund["id"], 1000),
+        ("refund-succeeded-payment", refund["id"], 1000),
+    ]
+
+
+def test_an_expired_authorisation_is_canceled_and_failed(domain_db, stripe_api, localstripe_url):
+    import requests
+
+    create = {"customerId": vaulted(stripe_api), "amount": 1200, "currency": "usd", "captureMethod": "manual"}
+    intent = call("create-payment-intent", {**create, "confirm": True})
+    requests.post(f"{localstripe_url}/_config/expire_authorization/{intent['stripePaymentIntentId']}", timeout=10)
+    call("payment-status-update", {"paymentIntentId": intent["id"]})
+    tail = [
+        (e.type, e.payload.get("cancellationReason") or e.payload.get("errorCode")) for e in events_of(intent["id"])
+    ]
+    assert tail[-2:] == [("canceled-payment", "automatic"), ("failed-payment", "authorization_expired")]
+
+
+def test_prune_deletes_only_old_published_events_and_replay_queues_a_window_again(domain_db, stripe_api):
+    intent = call("create-payment-intent", {"customerId": vaulted(stripe_api), "amount": 600, "currency": "usd"})
+    (event,) = events_of(intent["id"])
+    assert payment_events.prune_published(utcnow() + dt.timedelta(days=30)) >= 0
+    assert PaymentEvent.get_or_none(PaymentEvent.id == event.id) is not None  # never published: kept
+    PaymentEvent.update(published_at=utcnow()).where(PaymentEvent.id == event.id).execute()
+    assert payment_events.replay(event.occurred_at - dt.timedelta(seconds=1), types=("created-payment-intent",)) >= 1
+    assert PaymentEvent.get_by_id(event.id).published_at is None
+    PaymentEvent.update(published_at=utcnow() - dt.timedelta(days=8)).where(PaymentEvent.id == event.id).execute()
+    assert payment_events.prune_published() >= 1
+    assert PaymentEvent.get_or_none(PaymentEvent.id == event.id) is None
+
+
+def test_every_event_written_matches_its_asyncapi_schema_exactly(domain_db, stripe_api):
+    from api.asyncapi import EVENTS, asyncapi_document
+
+    paid = call(
+        "create-payment-intent", {"customerId": vaulted(stripe_api), "amount": 1500, "currency": "usd", "confirm": True}
+    )
+    call("create-refund", {"paymentIntentId": paid["id"], "amount": 500})
+    written = PaymentEvent.select().order_by(PaymentEvent.id.desc()).limit(500)
+    seen = set()
+    for event in written:
+        EVENTS[event.type].model_validate(event.payload)  # no field missing, none more, each of its type
+        seen.add(event.type)
+    assert {"created-payment-intent", "succeeded-payment", "created-refund", "refund-succeeded-payment"} <= seen
+    document = asyncapi_document()
+    assert {c["address"] for c in document["channels"].values()} == set(payment_events.TYPES)
+    assert set(EVENTS) == set(payment_events.TYPES)
