@@ -8,7 +8,7 @@ from registry import OPERATIONS, QUEUES
 from settings import get_settings
 
 _settings = get_settings()
-PERIODIC = ("payments.janitor", "payments.sweep-stripe-events")
+PERIODIC = ("payments.janitor", "payments.sweep-stripe-events", "payments.prune-events")
 
 
 broker_url = _settings.broker_url
@@ -32,6 +32,7 @@ task_routes.update({name: {"queue": "payments", "routing_key": "payments"} for n
 beat_schedule = {
     "janitor": {"task": "payments.janitor", "schedule": 60.0},
     "sweep-stripe-events": {"task": "payments.sweep-stripe-events", "schedule": 300.0},
+    "prune-events": {"task": "payments.prune-events", "schedule": 3600.0},
 }
 
 

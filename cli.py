@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from collections.abc import Callable
@@ -157,7 +158,50 @@ def check() -> None:
             ok, detail = False, f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
         failed += not ok
         click.echo(f"{name:<9} {'ok' if ok else 'FAILED'}  {detail}".rstrip())
+    try:
+        backlog, oldest = _outbox_backlog()
+        click.echo(f"{'events':<9} {backlog} waiting to be published, the oldest {oldest:.0f} s old")
+    except Exception as exc:  # the database check above already says why
+        click.echo(f"{'events':<9} backlog unknown ({type(exc).__name__})")
     sys.exit(1 if failed else 0)
+
+
+def _outbox_backlog() -> tuple[int, float]:
+    from event_publisher.publisher import outbox_backlog
+    from models import unit_of_work
+
+    with unit_of_work():
+        return outbox_backlog()
+
+
+@main.group(help="The payment events outbox (published by `python -m event_publisher`).")
+def events() -> None:
+    pass
+
+
+@events.command(name="backlog", help="How many events wait to be published, and how old the oldest is.")
+def events_backlog() -> None:
+    _bind()
+    backlog, oldest = _outbox_backlog()
+    click.echo(f"waiting: {backlog}")
+    click.echo(f"oldest:  {oldest:.0f} s")
+
+
+@events.command(name="replay", help="Publish again the events of a window (for a consumer that lost its data).")
+@click.option("--since", required=True, type=click.DateTime(), help="Start of the window, UTC (e.g. 2026-12-01T08:00).")
+@click.option("--until", type=click.DateTime(), default=None, help="End of the window, UTC (default: now).")
+@click.option("--type", "types", multiple=True, help="Only events of this type (repeatable).")
+def events_replay(since: dt.datetime, until: dt.datetime | None, types: tuple[str, ...]) -> None:
+    from domain.payment_events import TYPES, replay
+    from models import unit_of_work, write_transaction
+
+    unknown = sorted(set(types) - set(TYPES))
+    if unknown:
+        raise click.BadParameter(f"unknown event type(s): {', '.join(unknown)}; known: {', '.join(TYPES)}")
+    _bind()
+    with unit_of_work(), write_transaction():
+        count = replay(since, until, types)
+    click.echo(f"events queued to be published again: {count}")
 
 
 if __name__ == "__main__":

@@ -63,11 +63,14 @@ def door_topics() -> list[str]:
     return [name for op in OPERATIONS.values() for name in (op.name, op.response_topic, dlq_topic(op.name))]
 
 
-def ensure_topics(settings: Settings, timeout_s: float = 10.0) -> list[str]:
-    """Create the door's missing topics where the broker allows it; never required. Returns those created."""
+def ensure_topics(settings: Settings, names: list[str] | None = None, timeout_s: float = 10.0) -> list[str]:
+    """Create missing topics (the door's by default) where the broker allows it; never required. Returns those
+    created."""
     admin = AdminClient(common_config(settings), logger=librdkafka_log)
     partitions, replication = settings.kafka_topic_partitions, settings.kafka_topic_replication
-    wanted = [NewTopic(name, num_partitions=partitions, replication_factor=replication) for name in door_topics()]
+    wanted = [
+        NewTopic(name, num_partitions=partitions, replication_factor=replication) for name in names or door_topics()
+    ]
     try:
         futures = admin.create_topics(wanted, request_timeout=timeout_s, operation_timeout=timeout_s)
     except KafkaException as exc:

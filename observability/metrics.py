@@ -34,6 +34,15 @@ IN_FLIGHT = Gauge(
     multiprocess_mode="livesum",
 )
 STRIPE_CALLS = Counter("payments_stripe_calls_total", "Calls to Stripe, by outcome.", ["call", "outcome"])
+EVENTS_PUBLISHED = Counter("payments_events_published_total", "Payment events the broker acknowledged.")
+OUTBOX_BACKLOG = Gauge(
+    "payments_outbox_backlog", "Payment events written and not yet published.", multiprocess_mode="max"
+)
+OUTBOX_OLDEST_SECONDS = Gauge(
+    "payments_outbox_oldest_seconds",
+    "Age of the oldest payment event not yet published (0: none waiting).",
+    multiprocess_mode="max",
+)
 JANITOR_ITEMS = Counter(
     "payments_janitor_items_total",
     "Items the janitor handled (abandoned claims, pending refunds, unmatched events), by outcome; `failed` ones are "

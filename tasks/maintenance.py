@@ -13,6 +13,7 @@ log = logging.getLogger("tasks.maintenance")
 
 JANITOR = "payments.janitor"
 SWEEPER = "payments.sweep-stripe-events"
+PRUNER = "payments.prune-events"
 
 
 @app.task(name=JANITOR, acks_late=True, ignore_result=True, soft_time_limit=600, time_limit=660)
@@ -41,5 +42,20 @@ def sweep_stripe_events() -> int:
             recovered = sweep_events()
         log.info("sweeper pass: %d events recovered", recovered)
         return recovered
+    finally:
+        reset_log_context(tokens)
+
+
+@app.task(name=PRUNER, acks_late=True, ignore_result=True, soft_time_limit=600, time_limit=660)
+def prune_events() -> int:
+    """Delete published payment events past OUTBOX_RETENTION_DAYS (never one not yet published)."""
+    from domain.payment_events import prune_published
+
+    tokens = log_context(operation="prune-events", door="beat")
+    try:
+        with unit_of_work():
+            pruned = prune_published()
+        log.info("events pruned: %d", pruned)
+        return pruned
     finally:
         reset_log_context(tokens)

@@ -1,0 +1,1 @@
+"""The payment events publisher: moves the outbox (domain/payment_events.py) to Kafka; it decides nothing."""

@@ -1,0 +1,3 @@
+from event_publisher.publisher import main
+
+main()
