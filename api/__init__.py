@@ -20,6 +20,7 @@ PUBLIC_ENDPOINTS = {
     "system.healthz",
     "system.readyz",
     "system.openapi_json",
+    "system.asyncapi_json",
     "system.metrics",
 }
 PUBLIC_BLUEPRINTS = ("docs.",)

@@ -52,3 +52,11 @@ def metrics() -> Response:
 @system.get("/openapi.json")
 def openapi_json() -> Response:
     return jsonify(openapi_document())
+
+
+@system.get("/asyncapi.json")
+def asyncapi_json() -> Response:
+    """The payment events this service publishes on Kafka."""
+    from api.asyncapi import asyncapi_document
+
+    return jsonify(asyncapi_document())

@@ -102,7 +102,40 @@ def kafka(ends: Endpoints) -> Callable[[str, dict[str, Any]], Any]:
     return send
 
 
-def walk(door: str, send: Callable[[str, dict[str, Any]], Any], ends: Endpoints) -> None:
+def show_events(ends: Endpoints, intent_ids: list[str], wanted: int, timeout_s: float = 20.0) -> None:
+    """The payment events the demo's payments produced, as the platform's other services read them."""
+    topics = list(get_settings().event_topics.values())
+    consumer = Consumer(
+        {
+            "bootstrap.servers": ends.kafka,
+            "group.id": f"demo-events-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+            "fetch.wait.max.ms": 10,
+        }
+    )
+    consumer.subscribe(topics)
+    found: dict[str, dict[str, Any]] = {}
+    keys = {i.encode() for i in intent_ids}
+    deadline = time.monotonic() + timeout_s
+    while len(found) < wanted and time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is None or message.error() or message.key() not in keys:
+            continue
+        headers = dict(message.headers() or [])
+        found[headers["eventId"].decode()] = {"sequence": int(headers["sequence"]), **json.loads(message.value())}
+    consumer.close()
+    print(f"\n== payment events ({len(found)}; the publisher sends them, `make run` runs it)")
+    for event in sorted(found.values(), key=lambda e: e["sequence"]):
+        extra = {
+            k: v
+            for k, v in event.items()
+            if k not in ("sequence", "eventId", "type", "occurredAt", "traceId", "paymentIntentId") and v is not None
+        }
+        print(f"  {event['type']:<25} {event['paymentIntentId']}  {json.dumps(extra, separators=(',', ':'))}")
+
+
+def walk(door: str, send: Callable[[str, dict[str, Any]], Any], ends: Endpoints) -> list[str]:
     customer = f"demo-{door.lower()}-{uuid.uuid4().hex[:6]}"
     print(f"\n== {door}: customer {customer}")
     method = send(
@@ -144,6 +177,7 @@ def walk(door: str, send: Callable[[str, dict[str, Any]], Any], ends: Endpoints)
     refund = send("create-refund", {"paymentIntentId": held["id"], "amount": 500, "reason": "requested_by_customer"})
     print(f"refunded     {refund['id']}  {refund['amount'] / 100:.2f} EUR  {refund['status']}")
     show_history(send, held["id"])
+    return [intent["id"], held["id"]]
 
 
 def show_history(send: Callable[[str, dict[str, Any]], Any], intent_id: str) -> None:
@@ -163,8 +197,9 @@ def main() -> int:
     except requests.RequestException:
         print(f"The service is not ready at {ends.api}: start it with `make run` first.", file=sys.stderr)
         return 1
-    walk("REST", rest(ends), ends)
-    walk("Kafka", kafka(ends), ends)
+    paid = walk("REST", rest(ends), ends) + walk("Kafka", kafka(ends), ends)
+    # Per door: the paid intent (created, succeeded, refund created and succeeded) and the held one (the same).
+    show_events(ends, paid, wanted=4 * len(paid))
     print("\ndemo finished: both doors answered every step")
     return 0
 

@@ -42,6 +42,8 @@ SETTING_PREFIXES = (
     "IDEMPOTENCY_TTL_S",
     "APP_PORT",
     "PROMETHEUS_MULTIPROC_DIR",
+    "EVENT_TOPIC_",
+    "OUTBOX_",
 )
 
 
@@ -201,6 +203,10 @@ class Stack:
         if role == "api":
             self.api_url = url
         return url
+
+    def start_publisher(self, role: str = "publisher", **env: str) -> subprocess.Popen:
+        """The payment events publisher (Procfile `publisher`)."""
+        return self._spawn(role, [services.PYTHON, "-m", "event_publisher"], self.config.environment(**env))
 
     def start_relay(self, **env: str) -> RelayProcess:
         if self.relay is None:

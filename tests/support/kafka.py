@@ -128,6 +128,7 @@ class Received:
     key: bytes | None
     value: bytes | None
     headers: dict[str, bytes]
+    timestamp_ms: int = 0  # the producer's CreateTime: across topics, the order things were produced in
 
     def json(self) -> Any:
         return json.loads(self.value)
@@ -169,6 +170,7 @@ class Collector:
                     message.key(),
                     message.value(),
                     dict(message.headers() or []),
+                    message.timestamp()[1],
                 )
                 with self._changed:
                     self._by_key[received.key].append(received)

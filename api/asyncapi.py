@@ -1,0 +1,146 @@
+"""The AsyncAPI 3.0 document of the payment events this service publishes (domain/payment_events.py).
+
+Built from the same models the tests hold every published event to, so the document cannot drift from what is
+sent. Served at /asyncapi.json.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from settings import get_settings
+
+
+class Event(BaseModel):
+    """What every payment event carries."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    eventId: str = Field(description="Stable: a repeat of the same event (published at least once) has the same.")
+    type: str
+    occurredAt: str = Field(json_schema_extra={"format": "date-time"})
+    traceId: str | None = Field(description="The trace of the operation or webhook that caused it.")
+    version: int = Field(description="The intent's ztracking version when it happened.")
+    paymentIntentId: str = Field(description="Also the message key: one intent's events keep their order.")
+
+
+class CreatedPaymentIntent(Event):
+    type: Literal["created-payment-intent"]
+    orderId: str | None
+    subscriptionId: str | None
+    amount: int
+    currency: str
+
+
+class SucceededPayment(Event):
+    type: Literal["succeeded-payment"]
+    orderId: str | None
+    subscriptionId: str | None
+    amountReceived: int
+
+
+class FailedPayment(Event):
+    type: Literal["failed-payment"]
+    orderId: str | None
+    errorCode: str | None
+    errorMessage: str | None
+
+
+class CanceledPayment(Event):
+    type: Literal["canceled-payment"]
+    orderId: str | None
+    cancellationReason: str | None
+
+
+class CreatedRefund(Event):
+    type: Literal["created-refund"]
+    refundId: str
+    amount: int
+
+
+class RefundSucceededPayment(Event):
+    type: Literal["refund-succeeded-payment"]
+    refundId: str
+    amount: int
+
+
+class FailedRefund(Event):
+    type: Literal["failed-refund"]
+    refundId: str
+    amount: int
+    errorCode: str | None
+
+
+EVENTS: dict[str, type[Event]] = {
+    "created-payment-intent": CreatedPaymentIntent,
+    "succeeded-payment": SucceededPayment,
+    "failed-payment": FailedPayment,
+    "canceled-payment": CanceledPayment,
+    "created-refund": CreatedRefund,
+    "refund-succeeded-payment": RefundSucceededPayment,
+    "failed-refund": FailedRefund,
+}
+
+WHEN = {
+    "created-payment-intent": "An intent is created.",
+    "succeeded-payment": "An intent reaches succeeded, by any path (an answer, a webhook, the janitor, a sync).",
+    "failed-payment": "An attempt fails: a decline, requires_payment_method after a failure, an expired authorisation.",
+    "canceled-payment": "An intent is canceled.",
+    "created-refund": "Stripe accepts a refund (one of ours, or one made in the Dashboard).",
+    "refund-succeeded-payment": "A refund succeeds.",
+    "failed-refund": "A refund fails or is canceled.",
+}
+
+HEADERS = {
+    "type": "object",
+    "properties": {
+        "eventId": {"type": "string"},
+        "type": {"type": "string"},
+        "sequence": {
+            "type": "string",
+            "description": "The order the service wrote its events in: restores an intent's order across topics.",
+        },
+        "traceId": {"type": "string"},
+    },
+    "required": ["eventId", "type", "sequence"],
+}
+
+
+@lru_cache(maxsize=1)
+def asyncapi_document() -> dict[str, Any]:
+    topics = get_settings().event_topics
+    channels, operations, messages, schemas = {}, {}, {}, {}
+    for event_type, model in EVENTS.items():
+        name = model.__name__
+        schemas[name] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        messages[name] = {
+            "name": event_type,
+            "summary": WHEN[event_type],
+            "contentType": "application/json",
+            "headers": HEADERS,
+            "payload": {"$ref": f"#/components/schemas/{name}"},
+        }
+        channels[name] = {
+            "address": topics[event_type],
+            "description": f"{WHEN[event_type]} Key: paymentIntentId.",
+            "messages": {name: {"$ref": f"#/components/messages/{name}"}},
+        }
+        operations[f"publish{name}"] = {
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{name}"},
+            "messages": [{"$ref": f"#/channels/{name}/messages/{name}"}],
+        }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "vy-finance-payments payment events",
+            "version": "1.0.0",
+            "description": "Published at least once, in order per intent, from a transactional outbox.",
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages, "schemas": schemas},
+    }

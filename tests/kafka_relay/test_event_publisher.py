@@ -1,0 +1,140 @@
+"""The events publisher against this run's Tansu: in order per intent, marked once acknowledged, shards shared."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+
+import pytest
+
+from event_publisher.publisher import Publisher, outbox_backlog
+from kafka_relay.config import ensure_topics
+from models import OutboxLease, OutboxPublisher, PaymentEvent, unit_of_work, utcnow
+from settings import get_settings
+from tests.conftest import make_card
+from tests.domain.helpers import call
+from tests.support import kafka
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def events_topics(kafka_broker: str, mariadb) -> Iterator[kafka.Collector]:
+    """The event topics, and a collector reading them from the start."""
+    topics = list(get_settings().event_topics.values())
+    ensure_topics(get_settings(), topics)
+    reader = kafka.Collector(kafka_broker, topics)
+    with unit_of_work():
+        OutboxLease.delete().execute()  # no lease of an earlier test's publisher stands in the way
+        OutboxPublisher.delete().execute()
+    yield reader
+    reader.close()
+
+
+def payments(stripe_api, count: int) -> list[str]:
+    """Paid intents with a refund each: four events per intent, in the database's outbox."""
+    ids = []
+    with unit_of_work():
+        for _ in range(count):
+            customer_id = f"pub-{uuid.uuid4().hex[:10]}"
+            call(
+                "create-payment-method",
+                {"customerId": customer_id, "stripePaymentMethodId": make_card(stripe_api), "setAsDefault": True},
+            )
+            intent = call(
+                "create-payment-intent", {"customerId": customer_id, "amount": 2000, "currency": "usd", "confirm": True}
+            )
+            call("create-refund", {"paymentIntentId": intent["id"], "amount": 500})
+            ids.append(intent["id"])
+    return ids
+
+
+def drain(*publishers: Publisher, rounds: int = 200) -> None:
+    for _ in range(rounds):
+        for publisher in publishers:
+            publisher.run_once()
+        with unit_of_work():
+            if outbox_backlog()[0] == 0:
+                return
+    raise AssertionError("the outbox was not drained")
+
+
+def received_by_intent(reader: kafka.Collector, ids: list[str]) -> dict[str, list[dict]]:
+    reader.wait(lambda: all(len(reader.received(i.encode())) >= 4 for i in ids), 60, "the events")
+    by_intent: dict[str, list[dict]] = defaultdict(list)
+    for intent_id in ids:
+        # Each type has its topic: the order they were written in is their sequence header...
+        messages = sorted(reader.received(intent_id.encode()), key=lambda m: int(m.headers["sequence"]))
+        # ...and they were produced in that order (the producer stamps CreateTime when it is handed a message).
+        assert [m.timestamp_ms for m in messages] == sorted(m.timestamp_ms for m in messages)
+        for message in messages:
+            by_intent[intent_id].append({**json.loads(message.value), "_headers": message.headers})
+    return by_intent
+
+
+def test_events_go_out_in_order_per_intent_keyed_by_intent_and_are_marked_published(stripe_api, events_topics):
+    ids = payments(stripe_api, 3)
+    publisher = Publisher(get_settings(), owner="test-publisher")
+    try:
+        drain(publisher)
+    finally:
+        publisher.close()
+    for intent_id, events in received_by_intent(events_topics, ids).items():
+        assert [e["type"] for e in events] == [
+            "created-payment-intent",
+            "succeeded-payment",
+            "created-refund",
+            "refund-succeeded-payment",
+        ]
+        assert [e["version"] for e in events] == sorted(e["version"] for e in events)
+        assert all(e["_headers"]["eventId"] == e["eventId"].encode() for e in events)
+        assert all(e["paymentIntentId"] == intent_id for e in events)
+    with unit_of_work():
+        assert (
+            not PaymentEvent.select()
+            .where(PaymentEvent.payment_intent_id.in_(ids), PaymentEvent.published_at.is_null())
+            .exists()
+        )
+
+
+def test_two_publishers_share_the_shards_never_one_shard_at_once_and_keep_each_intents_order(stripe_api, events_topics):
+    first = Publisher(get_settings(), owner="publisher-a")
+    second = Publisher(get_settings(), owner="publisher-b")
+    try:
+        with unit_of_work():
+            assert len(first.take_shards(utcnow())) == get_settings().outbox_shards  # alone: every shard
+            assert second.take_shards(utcnow()) == []  # all leased: it waits for its share to be given back
+            a = first.take_shards(utcnow())  # sees the other one now: keeps half, gives the rest back
+            b = second.take_shards(utcnow())
+        assert set(a).isdisjoint(b) and sorted(a + b) == list(range(get_settings().outbox_shards))
+        assert len(a) == len(b) == get_settings().outbox_shards // 2
+        ids = payments(stripe_api, 4)
+        drain(first, second)
+    finally:
+        first.close()
+        second.close()
+    for events in received_by_intent(events_topics, ids).values():
+        assert [e["version"] for e in events] == sorted(e["version"] for e in events)
+
+
+def test_with_kafka_unreachable_events_wait_unpublished_and_go_out_when_it_is_back(stripe_api, events_topics):
+    ids = payments(stripe_api, 1)
+    cut_off = dataclasses.replace(get_settings(), kafka_broker="127.0.0.1:9", kafka_delivery_timeout_s=1.0)
+    stranded = Publisher(cut_off, owner="cut-off")
+    try:
+        stranded.run_once()
+    finally:
+        stranded.close()
+    with unit_of_work():
+        waiting = list(PaymentEvent.select().where(PaymentEvent.payment_intent_id == ids[0]))
+    assert waiting and all(e.published_at is None for e in waiting)
+    assert any(e.last_error for e in waiting)
+    back = Publisher(get_settings(), owner="back")
+    try:
+        drain(back)
+    finally:
+        back.close()
+    assert len(received_by_intent(events_topics, ids)[ids[0]]) == 4
