@@ -120,6 +120,34 @@ def _refused(exc: OperationError, intent: PaymentIntent) -> tuple[OperationError
     return exc, current
 
 
+def _act_and_record(
+    claim: idempotency.Claim,
+    intent: PaymentIntent,
+    operation: str,
+    call: Callable[..., dict[str, Any]],
+    looked_up: Callable[[str], dict[str, Any] | None],
+    attempt: PaymentAttempt | None = None,
+    answer: Answer = intent_answer,
+) -> dict[str, Any]:
+    """Make the claim's Stripe call on the intent (its parameters as recorded, its derived key), resolving an unknown
+    outcome by `looked_up`, then record what Stripe says; a refusal is recorded with Stripe's view of the intent."""
+    params = claim.stripe_params["params"]
+    stripe_id = intent.stripe_payment_intent_id
+    cause = f"{operation}:{attempt.id}" if attempt is not None else operation
+    try:
+        stripe_intent = stripe_outcomes.send_or_resolve(
+            claim,
+            send=lambda current: call(
+                stripe_id, params, idempotency_key=current.stripe_key(operation, operation.split("-")[0])
+            ),
+            look_up=lambda: looked_up(stripe_id),
+        )
+    except OperationError as exc:
+        refused, current = _refused(exc, intent)
+        return _record(claim, intent.id, current, f"{cause}:refused", attempt, answer, refused)
+    return _record(claim, intent.id, stripe_intent, cause, attempt, answer)
+
+
 # -- confirm
 
 
@@ -265,20 +293,9 @@ def run_capture(
                 intent, claim.resource_id, "capture", amount=amount, retry_of=retry_of
             )
             claim = idempotency.start_stripe_call(claim, {"params": {"amount_to_capture": amount}})
-    params = claim.stripe_params["params"]
-    stripe_id = intent.stripe_payment_intent_id
-    try:
-        stripe_intent = stripe_outcomes.send_or_resolve(
-            claim,
-            send=lambda current: stripe_client.capture_payment_intent(
-                stripe_id, params, idempotency_key=current.stripe_key(CAPTURE, "capture")
-            ),
-            look_up=lambda: _capture_looked_up(stripe_id),
-        )
-    except OperationError as exc:
-        refused, current = _refused(exc, intent)
-        return _record(claim, intent.id, current, f"{CAPTURE}:{attempt.id}:refused", attempt, answer, refused)
-    return _record(claim, intent.id, stripe_intent, f"{CAPTURE}:{attempt.id}", attempt, answer)
+    return _act_and_record(
+        claim, intent, CAPTURE, stripe_client.capture_payment_intent, _capture_looked_up, attempt, answer
+    )
 
 
 def capture_payment_intent(ctx: OperationContext, inp: CapturePaymentIntentInput) -> dict[str, Any]:
@@ -319,20 +336,7 @@ def run_cancel(claim: idempotency.Claim, inp: CancelPaymentIntentInput) -> dict[
             )
         reason = {"cancellation_reason": inp.cancellation_reason} if inp.cancellation_reason else {}
         claim = idempotency.start_stripe_call(claim, {"params": reason})
-    params = claim.stripe_params["params"]
-    stripe_id = intent.stripe_payment_intent_id
-    try:
-        stripe_intent = stripe_outcomes.send_or_resolve(
-            claim,
-            send=lambda current: stripe_client.cancel_payment_intent(
-                stripe_id, params, idempotency_key=current.stripe_key(CANCEL, "cancel")
-            ),
-            look_up=lambda: _cancel_looked_up(stripe_id),
-        )
-    except OperationError as exc:
-        refused, current = _refused(exc, intent)
-        return _record(claim, intent.id, current, f"{CANCEL}:refused", None, intent_answer, refused)
-    return _record(claim, intent.id, stripe_intent, CANCEL, None, intent_answer)
+    return _act_and_record(claim, intent, CANCEL, stripe_client.cancel_payment_intent, _cancel_looked_up)
 
 
 def cancel_payment_intent(ctx: OperationContext, inp: CancelPaymentIntentInput) -> dict[str, Any]:

@@ -241,6 +241,39 @@ def stack(
         running.close()
 
 
+@pytest.fixture()
+def service_database(mariadb: Any) -> Any:
+    """The database the in-process service works on (a drill may give it one of its own)."""
+    return mariadb
+
+
+@pytest.fixture()
+def service(
+    proxy: StripeProxy, service_database: Any, mariadb: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[StripeProxy]:
+    """The service's own code in this process (domain functions, the janitor), its Stripe client pointed at the
+    drills' faithful Stripe with a 1 s timeout; yields the proxy, to add faults and read what it saw."""
+    import models
+    import settings
+    import stripe_client
+
+    monkeypatch.setenv("STRIPE_API_BASE", proxy.url)
+    monkeypatch.setenv("STRIPE_TIMEOUT_S", "1")
+    settings.reload_settings()
+    stripe_client.reset_client()
+    models.database.initialize(service_database)
+    proxy.clear()
+    try:
+        with models.unit_of_work():
+            yield proxy
+    finally:
+        proxy.clear()
+        models.database.initialize(mariadb)
+        monkeypatch.undo()
+        settings.reload_settings()
+        stripe_client.reset_client()
+
+
 class Api(requests.Session):
     """HTTP to a stack's API with a bearer key."""
 

@@ -29,6 +29,18 @@ def vault(api: Api, stripe_api: stripe.StripeClient, customer_id: str, number: s
     return response.json()
 
 
+def vaulted(stripe_api: stripe.StripeClient, prefix: str, number: str = "4242424242424242") -> str:
+    """A customer with a default card, made through the service's own code in this process (fixture `service`)."""
+    from tests.domain.helpers import call
+
+    customer_id = customer(prefix)
+    call(
+        "create-payment-method",
+        {"customerId": customer_id, "stripePaymentMethodId": make_card(stripe_api, number), "setAsDefault": True},
+    )
+    return customer_id
+
+
 def paid_intent(api: Api, stripe_api: stripe.StripeClient, prefix: str, amount: int = 10_000) -> dict:
     customer_id = customer(prefix)
     vault(api, stripe_api, customer_id)

@@ -15,15 +15,12 @@ from collections.abc import Iterator
 import pytest
 import stripe
 
-import settings
-import stripe_client
 from domain import idempotency, janitor
 from domain.errors import OperationError, TransientError
 from domain.schemas import CreatePaymentIntentInput
 from models import IdempotencyRecord, PaymentIntent, Refund, ZtrackingPaymentIntent, utcnow
 from tests.domain.helpers import call, context
-from tests.drills.conftest import make_card
-from tests.drills.helpers import customer, stripe_intents, stripe_refunds_of, vault
+from tests.drills.helpers import customer, stripe_intents, stripe_refunds_of, vault, vaulted
 from tests.drills.report import report
 from tests.support.stripe_proxy import ACT_THEN_500, FAIL_WHILE_EXECUTING, TIMEOUT_AFTER_SENT, Fault, StripeProxy
 
@@ -56,34 +53,8 @@ def own_database() -> Iterator[object]:
 
 
 @pytest.fixture()
-def service(proxy: StripeProxy, own_database, mariadb, monkeypatch) -> Iterator[StripeProxy]:
-    """The service's own code in this process, its Stripe client pointed at the drills' faithful Stripe."""
-    import models
-
-    monkeypatch.setenv("STRIPE_API_BASE", proxy.url)
-    monkeypatch.setenv("STRIPE_TIMEOUT_S", "1")
-    settings.reload_settings()
-    stripe_client.reset_client()
-    models.database.initialize(own_database)
-    proxy.clear()
-    try:
-        with models.unit_of_work():
-            yield proxy
-    finally:
-        proxy.clear()
-        models.database.initialize(mariadb)
-        monkeypatch.undo()
-        settings.reload_settings()
-        stripe_client.reset_client()
-
-
-def vaulted(stripe_api: stripe.StripeClient, prefix: str) -> str:
-    customer_id = customer(prefix)
-    call(
-        "create-payment-method",
-        {"customerId": customer_id, "stripePaymentMethodId": make_card(stripe_api), "setAsDefault": True},
-    )
-    return customer_id
+def service_database(own_database: object) -> object:
+    return own_database
 
 
 def create_posts(proxy: StripeProxy, customer_id: str) -> list:

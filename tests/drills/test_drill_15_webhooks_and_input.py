@@ -18,7 +18,6 @@ import pytest
 import requests
 import stripe
 
-import settings
 import stripe_client
 from domain import janitor
 from domain.errors import OperationError
@@ -26,43 +25,14 @@ from models import Customer, IdempotencyRecord, PaymentIntent, PaymentMethod, Re
 from tests.conftest import RUN, WEBHOOK_SECRET
 from tests.domain.helpers import call, context
 from tests.drills.conftest import DRILL_LOG_DIR, DRILL_RESULTS, make_card
-from tests.drills.helpers import customer
+from tests.drills.helpers import customer, vaulted
 from tests.drills.report import report
 from tests.drills.stack import Stack, StackConfig
 from tests.support import services
-from tests.support.stripe_proxy import Fault, StripeProxy
+from tests.support.stripe_proxy import Fault
 from tests.support.webhooks import sign
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture()
-def service(proxy: StripeProxy, mariadb, monkeypatch) -> Iterator[StripeProxy]:
-    """The service's own code in this process, its Stripe client pointed at the drills' faithful Stripe."""
-    import models
-
-    monkeypatch.setenv("STRIPE_API_BASE", proxy.url)
-    settings.reload_settings()
-    stripe_client.reset_client()
-    models.database.initialize(mariadb)
-    proxy.clear()
-    try:
-        with models.unit_of_work():
-            yield proxy
-    finally:
-        proxy.clear()
-        monkeypatch.undo()
-        settings.reload_settings()
-        stripe_client.reset_client()
-
-
-def vaulted(stripe_api: stripe.StripeClient, prefix: str) -> str:
-    customer_id = customer(prefix)
-    call(
-        "create-payment-method",
-        {"customerId": customer_id, "stripePaymentMethodId": make_card(stripe_api), "setAsDefault": True},
-    )
-    return customer_id
 
 
 def paid(stripe_api: stripe.StripeClient, prefix: str, amount: int = 5000, currency: str = "usd") -> dict:
