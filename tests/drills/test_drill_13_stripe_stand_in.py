@@ -4,7 +4,7 @@ One emulation of Stripe's idempotency (stand_ins/stripe_idempotency.py) serves t
 drills' proxy: saved answers replayed for 24 h (5xx included), nothing saved for validation failures, 409s or a 5xx
 before acting, 400 `idempotency_error` for other parameters, `Stripe-Should-Retry` as Stripe sends it. Both can act
 then answer 500, or answer 500 without acting. And the stand-in's objects have the fields the service reads, with
-the types of Stripe's published example objects (shared/stripe/fixtures3.json).
+the types of Stripe's published example objects (tests/fixtures/stripe/examples.json, a copy of Stripe's).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from tests.support.stripe_proxy import ACT_THEN_500, Fault, stripe_proxy
 pytestmark = pytest.mark.integration
 
 KEY = "sk_test_drill13standin"  # not a secret of the drills: nothing here is scanned for it
-FIXTURES = Path(services.ROOT).parent / "shared" / "stripe" / "fixtures3.json"
+FIXTURES = Path(services.ROOT) / "tests" / "fixtures" / "stripe" / "examples.json"
 AUTH = "Bearer sk_test_a"
 BODY = b"amount=1500&currency=usd&metadata[vy_customer_id]=c1"
 
