@@ -74,6 +74,17 @@ class FailedRefund(Event):
     errorCode: str | None
 
 
+class PaymentStatusChanged(Event):
+    type: Literal["payment-status-changed"]
+    customerId: str = Field(description="The platform's customer: who may hear of it over the Socket.IO door.")
+    orderId: str | None
+    subscriptionId: str | None
+    status: str
+    previousStatus: str | None = Field(description="None when the intent was just created.")
+    errorCode: str | None
+    errorMessage: str | None
+
+
 EVENTS: dict[str, type[Event]] = {
     "created-payment-intent": CreatedPaymentIntent,
     "succeeded-payment": SucceededPayment,
@@ -82,6 +93,7 @@ EVENTS: dict[str, type[Event]] = {
     "created-refund": CreatedRefund,
     "refund-succeeded-payment": RefundSucceededPayment,
     "failed-refund": FailedRefund,
+    "payment-status-changed": PaymentStatusChanged,
 }
 
 WHEN = {
@@ -92,6 +104,7 @@ WHEN = {
     "created-refund": "Stripe accepts a refund (one of ours, or one made in the Dashboard).",
     "refund-succeeded-payment": "A refund succeeds.",
     "failed-refund": "A refund fails or is canceled.",
+    "payment-status-changed": "An intent's status changes, its creation included (what the Socket.IO door pushes).",
 }
 
 HEADERS = {

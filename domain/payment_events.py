@@ -15,6 +15,7 @@ reporting one success — is the same event, stored once.
 | created-refund | Stripe accepts a refund (ours, or one made in the Dashboard) |
 | refund-succeeded-payment | a refund succeeds |
 | failed-refund | a refund fails or is canceled |
+| payment-status-changed | an intent's status changes (creation included): what the Socket.IO door pushes |
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ CANCELED_PAYMENT = "canceled-payment"
 CREATED_REFUND = "created-refund"
 REFUND_SUCCEEDED = "refund-succeeded-payment"
 FAILED_REFUND = "failed-refund"
+PAYMENT_STATUS_CHANGED = "payment-status-changed"
 TYPES = (
     CREATED_PAYMENT_INTENT,
     SUCCEEDED_PAYMENT,
@@ -45,6 +47,7 @@ TYPES = (
     CREATED_REFUND,
     REFUND_SUCCEEDED,
     FAILED_REFUND,
+    PAYMENT_STATUS_CHANGED,
 )
 
 
@@ -101,8 +104,9 @@ def intent_changed(intent: PaymentIntent, before: str | None, *, created: bool =
             "currency": intent.currency,
         }
         announce(CREATED_PAYMENT_INTENT, intent, fields, intent.id)
-    if intent.status == before:
+    if intent.status == before and not created:
         return
+    status_changed(intent, None if created else before)
     if intent.status == "succeeded":
         fields = {"orderId": intent.order_id, "subscriptionId": intent.subscription_id}
         announce(SUCCEEDED_PAYMENT, intent, {**fields, "amountReceived": intent.amount_received}, intent.id)
@@ -121,6 +125,23 @@ def intent_changed(intent: PaymentIntent, before: str | None, *, created: bool =
                 "errorMessage": "The authorisation expired before it was captured.",
             }
             announce(FAILED_PAYMENT, intent, expired, intent.id, intent.ztracking_version)
+
+
+def status_changed(intent: PaymentIntent, before: str | None) -> None:
+    """One event per status change, whichever status (requires_action and processing too): browsers watching a
+    payment over the Socket.IO door learn of each step. It names the customer, so a push reaches only its sockets."""
+    # An error belongs to the status it caused (a decline leaves requires_payment_method), not to later ones.
+    code, message = _error_of(intent) if intent.status == "requires_payment_method" else (None, None)
+    fields = {
+        "customerId": intent.customer_id,
+        "orderId": intent.order_id,
+        "subscriptionId": intent.subscription_id,
+        "status": intent.status,
+        "previousStatus": before,
+        "errorCode": code,
+        "errorMessage": message,
+    }
+    announce(PAYMENT_STATUS_CHANGED, intent, fields, intent.id, intent.ztracking_version)
 
 
 def save_intent_change(intent: PaymentIntent, cause: str, *, before: str | None, create: bool = False) -> None:

@@ -26,8 +26,12 @@ def vaulted(stripe_api, number: str = "4242424242424242") -> str:
     return customer_id
 
 
-def events_of(intent_id: str) -> list[PaymentEvent]:
-    return list(PaymentEvent.select().where(PaymentEvent.payment_intent_id == intent_id).order_by(PaymentEvent.id))
+def events_of(intent_id: str, *, status_changes: bool = False) -> list[PaymentEvent]:
+    """An intent's events in the order written; the status-change events only when asked for."""
+    query = PaymentEvent.select().where(PaymentEvent.payment_intent_id == intent_id)
+    if not status_changes:
+        query = query.where(PaymentEvent.type != payment_events.PAYMENT_STATUS_CHANGED)
+    return list(query.order_by(PaymentEvent.id))
 
 
 def test_a_paid_create_writes_created_then_succeeded_with_its_order_and_versions(domain_db, stripe_api):
@@ -45,6 +49,33 @@ def test_a_paid_create_writes_created_then_succeeded_with_its_order_and_versions
     assert (succeeded["amountReceived"], succeeded["version"], succeeded["paymentIntentId"]) == (2500, 1, intent["id"])
     assert {"eventId", "type", "occurredAt", "traceId", "version"} <= set(succeeded)
     assert len({e.event_id for e in written}) == 2 and all(e.published_at is None for e in written)
+
+
+def test_every_status_change_is_one_status_event_naming_the_customer_and_the_status_before(domain_db, stripe_api):
+    customer = vaulted(stripe_api)
+    intent = call("create-payment-intent", {"customerId": customer, "amount": 1100, "currency": "usd"})
+    call("confirm-payment-intent", {"paymentIntentId": intent["id"]})
+    call("confirm-payment-intent", {"paymentIntentId": intent["id"]})  # no change: no event
+    changes = [e.payload for e in events_of(intent["id"], status_changes=True) if e.type == "payment-status-changed"]
+    assert [(c["previousStatus"], c["status"]) for c in changes] == [
+        (None, "requires_payment_method"),
+        ("requires_payment_method", "succeeded"),
+    ]
+    assert all(c["customerId"] == customer and c["errorCode"] is None for c in changes)
+    assert [c["version"] for c in changes] == sorted({c["version"] for c in changes})
+
+    with pytest.raises(OperationError) as declined:
+        call(
+            "create-payment-intent",
+            {"customerId": vaulted(stripe_api, "4000000000000341"), "amount": 800, "currency": "usd", "confirm": True},
+        )
+    written = events_of(declined.value.details["paymentIntentId"], status_changes=True)
+    failed = [e.payload for e in written if e.type == "payment-status-changed"][-1]
+    assert (failed["type"], failed["status"], failed["errorCode"]) == (
+        "payment-status-changed",
+        "requires_payment_method",
+        "card_declined",
+    )
 
 
 def test_the_same_success_told_by_a_webhook_after_the_answer_is_one_event(domain_db, stripe_api):

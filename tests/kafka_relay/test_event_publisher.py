@@ -83,7 +83,9 @@ def test_events_go_out_in_order_per_intent_keyed_by_intent_and_are_marked_publis
     finally:
         publisher.close()
     for intent_id, events in received_by_intent(events_topics, ids).items():
-        assert [e["type"] for e in events] == [
+        changes = [e for e in events if e["type"] == "payment-status-changed"]
+        assert changes and changes[-1]["status"] == "succeeded" and changes[0]["previousStatus"] is None
+        assert [e["type"] for e in events if e not in changes] == [
             "created-payment-intent",
             "succeeded-payment",
             "created-refund",
