@@ -11,6 +11,7 @@ from flask import Flask, Response, g, request
 from api.auth import caller_key_id
 from api.errors import error_response, register_error_handlers
 from api.routes import resource_blueprints
+from api.socket_tokens import socket_tokens
 from api.system import docs, system
 from settings import Settings, get_settings
 
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, config: dict[str, Any] | None =
 
     app.register_blueprint(system)
     app.register_blueprint(docs)
+    app.register_blueprint(socket_tokens)
     for blueprint in resource_blueprints():
         app.register_blueprint(blueprint)
     return app

@@ -1,20 +1,27 @@
-"""Bearer API keys from API_KEYS, compared in constant time."""
+"""Who is calling: bearer API keys from API_KEYS (compared in constant time), and the short-lived customer tokens
+of the Socket.IO door (POST /socket-tokens), signed like Stripe's ephemeral keys are scoped: one customer each."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import time
+import uuid
 
+import jwt
 from flask import request
 
+from settings import Settings
 
-def caller_key_id(keys: tuple[str, ...]) -> str | None:
-    """A short stable id of the caller's API key (scopes idempotency keys), or None when not authorised."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, presented = header.partition(" ")
-    if scheme.lower() != "bearer" or not presented:
-        return None
+TOKEN_AUDIENCE = "vy-finance-payments:socket"  # noqa: S105 (a name, not a secret)
+TOKEN_ALGORITHM = "HS256"  # noqa: S105
+
+
+def key_id(presented: str, keys: tuple[str, ...]) -> str | None:
+    """A short stable id of the API key presented (scopes idempotency keys), or None when it is not one of ours."""
     presented_bytes = presented.strip().encode()
+    if not presented_bytes:
+        return None
     matched = None
     for key in keys:
         # Compare with every key, never stopping early: timing says nothing about which matched.
@@ -23,3 +30,48 @@ def caller_key_id(keys: tuple[str, ...]) -> str | None:
     if matched is None:
         return None
     return hashlib.sha256(matched.encode()).hexdigest()[:16]
+
+
+def bearer(header: str) -> str:
+    """The credential of an `Authorization: Bearer …` header, or ''."""
+    scheme, _, presented = header.partition(" ")
+    return presented.strip() if scheme.lower() == "bearer" else ""
+
+
+def caller_key_id(keys: tuple[str, ...]) -> str | None:
+    """The REST caller's key id (from its Authorization header), or None when not authorised."""
+    return key_id(bearer(request.headers.get("Authorization", "")), keys)
+
+
+def _token_secret(settings: Settings) -> bytes:
+    if settings.socket_token_secret:
+        return settings.socket_token_secret.encode()
+    # Derived from the API keys when none is set: never a fixed default a forger could know.
+    material = "\n".join(sorted(settings.api_keys)) or "no-api-keys"
+    return hashlib.sha256(f"vyp-socket-token-secret\n{material}".encode()).digest()
+
+
+def issue_socket_token(customer_id: str, settings: Settings) -> tuple[str, int]:
+    """A signed token letting a browser act for `customer_id` only, and its expiry (epoch seconds)."""
+    now = int(time.time())
+    expires = now + settings.socket_token_ttl_s
+    claims = {"sub": customer_id, "aud": TOKEN_AUDIENCE, "iat": now, "exp": expires, "jti": uuid.uuid4().hex}
+    return jwt.encode(claims, _token_secret(settings), algorithm=TOKEN_ALGORITHM), expires
+
+
+def socket_token_claims(token: str, settings: Settings) -> tuple[str, int] | None:
+    """(customer id, expiry) of a valid token; None for an expired, forged or malformed one."""
+    try:
+        claims = jwt.decode(
+            token,
+            _token_secret(settings),
+            algorithms=[TOKEN_ALGORITHM],  # never "none", never a key type the header picks
+            audience=TOKEN_AUDIENCE,
+            options={"require": ["sub", "exp", "aud"]},
+        )
+    except jwt.PyJWTError:
+        return None
+    customer, expires = claims.get("sub"), claims.get("exp")
+    if not isinstance(customer, str) or not customer or not isinstance(expires, int):
+        return None
+    return customer, expires

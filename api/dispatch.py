@@ -160,12 +160,19 @@ def run_operation(
     idempotency_key: str | None,
     caller_key: str | None = None,
     received_at: float | None = None,
+    door: str = "rest",
+    customer_scope: str | None = None,
 ) -> dict[str, Any]:
-    """The task's envelope, or OperationError('timeout' | 'outcome_unknown' | 'service_unavailable')."""
+    """The task's envelope, or OperationError('timeout' | 'outcome_unknown' | 'service_unavailable').
+
+    Any door of a web process uses it (REST, Socket.IO); `customer_scope` limits the task to one customer's records.
+    """
     from tasks.operations import TASKS
 
     timeout_s = get_settings().rest_timeout_ms / 1000
-    meta: dict[str, Any] = {"traceId": trace_id, "idempotencyKey": idempotency_key, "door": "rest"}
+    meta: dict[str, Any] = {"traceId": trace_id, "idempotencyKey": idempotency_key, "door": door}
+    if customer_scope is not None:
+        meta["customerScope"] = customer_scope
     if received_at is not None:
         meta["receivedAt"] = received_at
     replies = rest_replies()

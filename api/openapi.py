@@ -168,6 +168,13 @@ class WebhookReceipt(Out):
     duplicate: bool
 
 
+class SocketToken(Out):
+    token: str = Field(description="Signed (HS256); the browser passes it as `auth: {token}` to the Socket.IO door.")
+    customerId: str = Field(description="The one customer the token may act for and hear about.")
+    expiresAt: str = Field(json_schema_extra={"format": "date-time"})
+    expiresIn: int = Field(description="Seconds the token stays valid (SOCKET_TOKEN_TTL_S, 15 minutes by default).")
+
+
 ErrorCode = Literal[tuple(STATUS_BY_CODE)]  # type: ignore[valid-type]  # DESIGN.md's codes, one list for both
 
 
@@ -378,10 +385,41 @@ def _system_paths() -> dict[str, Any]:
     }
 
 
+def _socket_token_path() -> dict[str, Any]:
+    from api.socket_tokens import SocketTokenInput
+
+    errors = {str(status): _error_response(OPERATIONS["list-payment-methods"], status) for status in (400, 401, 413)}
+    return {
+        "/socket-tokens": {
+            "post": {
+                "operationId": "create-socket-token",
+                "summary": "A customer token for the Socket.IO door",
+                "description": (
+                    "A signed token valid 15 minutes that lets a browser connect to the Socket.IO door (namespace "
+                    "`/finance-payments`) for this customer only: it acts on and hears about that customer's "
+                    "payments, and anything else answers `not_found`. Only a server with an API key gets one."
+                ),
+                "tags": ["socket-tokens"],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": PydanticSchema(schema_class=SocketTokenInput)}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "The token",
+                        "content": {"application/json": {"schema": PydanticSchema(schema_class=SocketToken)}},
+                    },
+                    **errors,
+                },
+            }
+        }
+    }
+
+
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     """The whole document as JSON-ready data."""
-    paths: dict[str, Any] = _system_paths()
+    paths: dict[str, Any] = {**_system_paths(), **_socket_token_path()}
     for operation in OPERATIONS.values():
         paths.setdefault(openapi_path(operation.path), {})[operation.method.lower()] = _operation(operation)
     document = OpenAPI.model_validate(

@@ -46,7 +46,7 @@ def _query_payload(operation: Operation) -> dict[str, Any]:
     return payload
 
 
-def _json_body() -> dict[str, Any]:
+def json_body() -> dict[str, Any]:
     if not request.get_data(cache=True):
         return {}  # a POST whose fields are all optional (confirm, capture, cancel, retry) may come without a body
     if not request.is_json:
@@ -64,7 +64,7 @@ def read_input(operation: Operation, path_params: dict[str, str]) -> dict[str, A
     if operation.method == "POST":
         if request.args:
             raise OperationError("validation_error", "This route takes no query parameters.")
-        payload = _json_body()
+        payload = json_body()
     else:
         payload = _query_payload(operation)
     payload.update({to_camel(name): value for name, value in path_params.items()})

@@ -16,6 +16,7 @@ from domain.context import OperationContext, begin_execution, note_stripe_may_ha
 from domain.errors import OperationError, TransientError
 from domain.idempotency import IN_USE
 from domain.schemas import parse_input
+from domain.scope import check_scope
 from logging_setup import log_context, reset_log_context
 from models import unit_of_work
 from observability import metrics
@@ -155,6 +156,10 @@ class OperationTask(celery.Task):
         try:
             inp = parse_input(self.operation.schema, payload)
             with unit_of_work():
+                scope = meta.get("customerScope")
+                if scope is not None:
+                    # A browser's token: only its own customer's records, before anything reaches Stripe.
+                    check_scope(self.operation.name, inp, str(scope))
                 return {"response": self.operation.resolve_handler()(ctx, inp)}
         except OperationError as exc:
             return {"error": exc.to_error()}

@@ -37,5 +37,5 @@ def test_every_route_answers_within_its_documented_responses(api_url):
         except Exception as exc:  # one line per failing route, all routes still run
             failures.append(f"{operation.label}: {str(exc).splitlines()[0:6]}")
         exercised += 1
-    assert exercised == len(OPERATIONS) + 2  # every operation, /healthz and /readyz
+    assert exercised == len(OPERATIONS) + 3  # every operation, /healthz, /readyz and /socket-tokens
     assert failures == []

@@ -52,7 +52,6 @@ def create_mariadb_database(name: str) -> None:
     conn.close()
 
 
-
 def drop_mariadb_database(name: str) -> None:
     conn = pymysql.connect(**MARIADB)
     with conn.cursor() as cur:
