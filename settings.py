@@ -96,6 +96,14 @@ class Settings:
     outbox_shards: int
     outbox_batch: int
     outbox_retention_days: int
+    # The Socket.IO door (socket_door/): where it listens, which browsers may connect, its customer tokens.
+    socket_host: str
+    socket_port: int
+    socket_transports: tuple[str, ...]
+    socket_allowed_origins: tuple[str, ...]
+    socket_token_secret: str = field(repr=False)
+    socket_token_ttl_s: int
+    stripe_publishable_key: str
 
     @property
     def uses_sqlite(self) -> bool:
@@ -173,10 +181,18 @@ def load_settings() -> Settings:
                 "EVENT_TOPIC_REFUND_SUCCEEDED_PAYMENT", default="refund-succeeded-payment"
             ),
             "failed-refund": config("EVENT_TOPIC_FAILED_REFUND", default="failed-refund"),
+            "payment-status-changed": config("EVENT_TOPIC_PAYMENT_STATUS_CHANGED", default="payment-status-changed"),
         },
         outbox_shards=config("OUTBOX_SHARDS", default=16, cast=int),
         outbox_batch=config("OUTBOX_BATCH", default=200, cast=int),
         outbox_retention_days=config("OUTBOX_RETENTION_DAYS", default=7, cast=int),
+        socket_host=config("SOCKET_HOST", default="0.0.0.0"),  # noqa: S104 (reached from outside its container)
+        socket_port=config("SOCKET_PORT", default=8090, cast=int),
+        socket_transports=tuple(config("SOCKET_TRANSPORTS", default="websocket", cast=Csv())),
+        socket_allowed_origins=tuple(o for o in config("SOCKET_ALLOWED_ORIGINS", default="", cast=Csv()) if o),
+        socket_token_secret=config("SOCKET_TOKEN_SECRET", default=""),
+        socket_token_ttl_s=config("SOCKET_TOKEN_TTL_S", default=900, cast=int),
+        stripe_publishable_key=config("STRIPE_PUBLISHABLE_KEY", default=""),
     )
 
 

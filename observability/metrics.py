@@ -43,6 +43,19 @@ OUTBOX_OLDEST_SECONDS = Gauge(
     "Age of the oldest payment event not yet published (0: none waiting).",
     multiprocess_mode="max",
 )
+SOCKET_CONNECTIONS = Gauge(
+    "payments_socket_connections",
+    "Sockets connected to the Socket.IO door, by kind (customer token or server API key).",
+    ["kind"],
+    multiprocess_mode="livesum",
+)
+SOCKET_REFUSED = Counter(
+    "payments_socket_refused_total", "Socket.IO handshakes refused, by reason.", ["reason"]
+)
+SOCKET_PUSHES = Counter(
+    "payments_socket_pushes_total",
+    "payment-status-update pushes sent from the payment events this process consumed.",
+)
 JANITOR_ITEMS = Counter(
     "payments_janitor_items_total",
     "Items the janitor handled (abandoned claims, pending refunds, unmatched events), by outcome; `failed` ones are "

@@ -119,7 +119,13 @@ def local_secrets(var: Path) -> dict[str, str]:
     """Local-only keys made once and kept in var/, so that a restart (and `make demo`) uses the same ones."""
     path = var / "local-secrets.json"
     stored = json.loads(path.read_text()) if path.exists() else {}
-    for name, prefix in (("api_key", "local-"), ("stripe_key", "sk_test_local"), ("webhook_secret", "whsec_local")):
+    made = (
+        ("api_key", "local-"),
+        ("stripe_key", "sk_test_local"),
+        ("publishable_key", "pk_test_local"),
+        ("webhook_secret", "whsec_local"),
+    )
+    for name, prefix in made:
         stored.setdefault(name, f"{prefix}{secrets.token_hex(16)}")
     var.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(stored))

@@ -541,6 +541,31 @@ async def _config_requests(request: web.Request) -> web.Response:
     return web.json_response(dict(_requests))
 
 
+# Where Stripe takes a publishable key (`key=pk_…` in the form) instead of a secret one: localstripe's own list,
+# plus POST /v1/payment_methods, which Stripe.js calls from the browser to vault a card.
+PUBLISHABLE_KEY_PATHS = (
+    r"^/v1/tokens$",
+    r"^/v1/sources$",
+    r"^/v1/payment_methods$",
+    r"^/v1/payment_intents/\w+/_authenticate\b",
+    r"^/v1/setup_intents/\w+/confirm$",
+    r"^/v1/setup_intents/\w+/cancel$",
+)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """localstripe's authentication, with Stripe.js's card vaulting open to a publishable key (the demo page)."""
+    if request.path.startswith(("/js.stripe.com/", "/_config/")) or server.get_api_key(request) is not None:
+        return await handler(request)
+    if request.method == "POST" and any(re.match(pattern, request.path) for pattern in PUBLISHABLE_KEY_PATHS):
+        data = await server.get_post_data(request, remove_auth=False)
+        key = data.get("key") if isinstance(data, dict) else None
+        if isinstance(key, str) and key.startswith("pk_"):
+            return await handler(request)
+    raise UserError(401, "Unauthorized")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -551,6 +576,7 @@ def main() -> None:
     args = parser.parse_args()
     patch()
     use_store(args.store)
+    server.app.middlewares[server.app.middlewares.index(server.auth_middleware)] = auth_middleware
     server.app.middlewares.insert(0, stripe_like_middleware(None if args.no_idempotency else _idempotency))
     server.app.router.add_route("POST", "/_config/delay", _config_delay)
     server.app.router.add_route("DELETE", "/_config/delay", _config_delay)

@@ -56,6 +56,8 @@ def main() -> int:
             _export("STRIPE_SECRET_KEY", made["stripe_key"])
             _export("STRIPE_API_BASE", f"http://127.0.0.1:{settings.local_stripe_port}")
             _export("STRIPE_WEBHOOK_SECRET", webhook_secret)
+            if not settings.stripe_publishable_key:
+                _export("STRIPE_PUBLISHABLE_KEY", made["publishable_key"])  # the demo page vaults test cards
             local.point_localstripe_webhooks(
                 settings.local_stripe_port, f"http://127.0.0.1:{settings.app_port}/webhooks/stripe", webhook_secret
             )
@@ -63,13 +65,13 @@ def main() -> int:
         api_key = settings.api_keys[0] if settings.api_keys else made["api_key"]
         if not settings.api_keys:
             _export("API_KEYS", api_key)
-        return _serve(settings.app_port, api_key, notes)
+        return _serve(settings.app_port, api_key, notes, settings.socket_port)
     finally:
         for name, proc in reversed(stand_ins):
             _stop(name, proc)
 
 
-def _serve(port: int, api_key: str, notes: list[str]) -> int:
+def _serve(port: int, api_key: str, notes: list[str], socket_port: int) -> int:
     """Run honcho until Ctrl-C; print where things are once the API is ready."""
     honcho = subprocess.Popen(
         [str(Path(sys.executable).parent / "honcho"), "start", "-f", "Procfile", "-e", "/dev/null"],
@@ -88,7 +90,8 @@ def _serve(port: int, api_key: str, notes: list[str]) -> int:
     while not stopping and honcho.poll() is None:
         if not announced and _ready(base):
             announced = True
-            print(_banner(base, api_key, notes, time.monotonic() - started), flush=True)
+            sockets = f"http://127.0.0.1:{socket_port}"
+            print(_banner(base, api_key, notes, time.monotonic() - started, sockets), flush=True)
         time.sleep(0.5)
     _stop("honcho", honcho, timeout_s=40)
     return 0 if stopping else (honcho.returncode or 1)
@@ -101,14 +104,18 @@ def _ready(base: str) -> bool:
         return False
 
 
-def _banner(base: str, api_key: str, notes: list[str], seconds: float) -> str:
+def _banner(base: str, api_key: str, notes: list[str], seconds: float, sockets: str) -> str:
+    auth = f"-H 'Authorization: Bearer {api_key}'"
+    token = f"curl {auth} -H 'Content-Type: application/json' -d '{{\"customerId\":\"demo\"}}' {base}/socket-tokens"
     lines = [
         "",
         f"vy-finance-payments is ready ({seconds:.0f} s)",
         f"  API        {base}",
         f"  docs       {base}/docs/",
         f"  API key    {api_key}",
-        f"  try        curl -H 'Authorization: Bearer {api_key}' '{base}/payment-methods?customerId=demo'",
+        f"  try        curl {auth} '{base}/payment-methods?customerId=demo'",
+        f"  sockets    {sockets}/finance-payments (Socket.IO; a browser's token: {token})",
+        f"  live demo  {sockets}/demo/ (paste that token, pay with a test card, watch the status pushed)",
         "  demo       make demo",
         *[f"  {note}" for note in notes],
         "  stop       Ctrl-C (data stays in var/)",

@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from tests.support import services
+from tests.support.sockets import SocketClient
 
 pytestmark = pytest.mark.integration
 
@@ -49,6 +50,7 @@ def clean_env(ports: dict[str, int]) -> dict[str, str]:
             "WORKER_METRICS_PORT": str(ports["m1"]),
             "READS_METRICS_PORT": str(ports["m2"]),
             "RELAY_METRICS_PORT": str(ports["m3"]),
+            "SOCKET_PORT": str(ports["sockets"]),
         }
     )
     return env
@@ -95,7 +97,7 @@ def leftovers(copy: Path, ports: dict[str, int]) -> list[str]:
 
 
 def test_make_run_demo_stop_and_restart_keeps_the_data(copy, tmp_path):
-    ports = {name: services.free_port() for name in ("api", "redis", "kafka", "stripe", "m1", "m2", "m3")}
+    ports = {name: services.free_port() for name in ("api", "redis", "kafka", "stripe", "m1", "m2", "m3", "sockets")}
     env = clean_env(ports)
     base = f"http://127.0.0.1:{ports['api']}"
     first_log = tmp_path / "run-1.log"
@@ -109,6 +111,20 @@ def test_make_run_demo_stop_and_restart_keeps_the_data(copy, tmp_path):
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert "== REST" in demo.stdout and "== Kafka" in demo.stdout and "demo finished" in demo.stdout
         intent_id = re.search(r"paid\s+(vypi_\w+)", demo.stdout).group(1)
+        # The Socket.IO door: a browser's token from the API, a socket that reads the demo's payment, the demo page.
+        sockets = f"http://127.0.0.1:{ports['sockets']}"
+        assert f"{sockets}/demo/" in first_log.read_text()
+        services.wait_until(lambda: requests.get(f"{sockets}/readyz", timeout=2).ok, 60, "the Socket.IO door")
+        auth = {"Authorization": f"Bearer {api_key}"}
+        owner = requests.get(f"{base}/payment-intents/{intent_id}", headers=auth, timeout=60).json()["customerId"]
+        token = requests.post(f"{base}/socket-tokens", json={"customerId": owner}, headers=auth, timeout=30).json()
+        browser = SocketClient(sockets, token=token["token"]).connect()
+        try:
+            status = browser.call("get-payment-intent-status", {"paymentIntentId": intent_id})
+            assert status["response"]["status"] == "succeeded", status
+        finally:
+            browser.close()
+        assert requests.get(f"{sockets}/demo/", timeout=10).status_code == 200  # test keys: the demo page is on
     finally:
         ctrl_c(proc)
     assert leftovers(copy, ports) == []

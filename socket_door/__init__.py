@@ -1,0 +1,1 @@
+"""The Socket.IO door (the platform gateway's WebSocket dialect): `python -m socket_door`."""

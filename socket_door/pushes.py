@@ -1,0 +1,154 @@
+"""The push feed: the payment events' `payment-status-changed` topic, read by the Socket.IO processes as one
+consumer group. Each event is consumed by one process and emitted through Socket.IO's Redis queue, so it reaches
+the sockets of every process.
+
+The group's offsets are committed only after the push was handed to the queue: a process that dies hands its
+partitions over and the next one pushes what it had not (at least once; a repeat carries the same `version`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from kafka_relay.config import common_config, ensure_topics
+from settings import Settings
+
+log = logging.getLogger("socket_door")
+
+# How long a poll waits when nothing is there; the feed runs on its own native thread (librdkafka blocks).
+POLL_S = 0.2
+# Versions remembered per intent, to drop a redelivered event (LRU).
+REMEMBERED_INTENTS = 50_000
+
+
+def status_push(event: dict[str, Any]) -> dict[str, Any]:
+    """The gateway's `payment-status-update` body from a `payment-status-changed` event.
+
+    `status` speaks the gateway's dialect ("failed" for an attempt that failed, as its front ends expect);
+    `intentStatus` is Stripe's status of the intent itself.
+    """
+    status = event["status"]
+    failed = status == "requires_payment_method" and bool(event.get("errorCode"))
+    return {
+        "paymentIntentId": event["paymentIntentId"],
+        "orderId": event.get("orderId"),
+        "subscriptionId": event.get("subscriptionId"),
+        "status": "failed" if failed else status,
+        "intentStatus": status,
+        "previousStatus": event.get("previousStatus"),
+        "errorCode": event.get("errorCode"),
+        "errorMessage": event.get("errorMessage"),
+        "version": event.get("version"),
+        "occurredAt": event.get("occurredAt"),
+    }
+
+
+def _blocking(call: Callable[..., Any], *args: Any) -> Any:
+    """Run a librdkafka call that blocks on a native thread of gevent's pool, this greenlet waiting for it; the
+    result comes back to the greenlet, so whatever follows (Socket.IO, Redis) stays on gevent's hub."""
+    from gevent import get_hub, monkey
+
+    if monkey.is_module_patched("socket"):
+        return get_hub().threadpool.apply(call, args)
+    return call(*args)
+
+
+class StatusFeed:
+    """Consumes the status topic in the sockets' group and calls `push(customer_id, body)` once per new version."""
+
+    def __init__(self, settings: Settings, push: Callable[[str, dict[str, Any]], None]) -> None:
+        self.settings = settings
+        self.topic = settings.event_topics["payment-status-changed"]
+        self.push = push
+        # Plain flags, not events: librdkafka's rebalance callbacks run on the pool's native thread.
+        self.assigned = False
+        self.stopping = False
+        self._versions: OrderedDict[str, int] = OrderedDict()
+        # Where a partition the group never committed on starts: a little before this process did.
+        self.started_ms = int((time.time() - 5) * 1000)
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            **common_config(self.settings),
+            "group.id": f"{self.settings.kafka_group}-sockets",
+            # A new group starts at the present: a browser cares about what happens from now on.
+            "auto.offset.reset": "latest",
+            "enable.auto.commit": True,
+            **self.settings.kafka_consumer_options,
+            # Stored only once the push is handed to the queue: a crash pushes it again rather than never.
+            "enable.auto.offset.store": False,
+        }
+
+    def run(self) -> None:
+        """The feed's loop, in a greenlet."""
+        _blocking(ensure_topics, self.settings, [self.topic])
+        consumer = Consumer(self._config())
+        consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        try:
+            while not self.stopping:
+                message = _blocking(consumer.poll, POLL_S)
+                if message is None:
+                    continue
+                if message.error():
+                    if message.error().code() != KafkaError._PARTITION_EOF:
+                        log.warning("status feed: %s", message.error().str())
+                    continue
+                self._handle(message)
+                consumer.store_offsets(message)
+        finally:
+            self.assigned = False
+            # Commits what was stored and leaves the group: its partitions move to another process at once.
+            _blocking(consumer.close)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """A partition the group never committed on starts where the group started, not at the broker's end: an
+        event written while it moved between processes is still pushed."""
+        try:
+            committed = consumer.committed(partitions, timeout=5)
+            fresh = [TopicPartition(p.topic, p.partition, self.started_ms) for p in committed if p.offset < 0]
+            starts = {(p.topic, p.partition): p.offset for p in consumer.offsets_for_times(fresh, timeout=5)}
+            for partition in partitions:
+                start = starts.get((partition.topic, partition.partition))
+                if start is not None:
+                    partition.offset = start if start >= 0 else OFFSET_END
+            consumer.assign(partitions)
+        except KafkaException as exc:
+            log.warning("status feed: start offsets not resolved (%s); the broker's end is used", exc)
+        log.info("status feed assigned %d partition(s)", len(partitions))
+        self.assigned = True
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("status feed gives back %d partition(s)", len(partitions))
+
+    def _handle(self, message: Message) -> None:
+        try:
+            event = json.loads(message.value())
+            customer, intent, version = event["customerId"], event["paymentIntentId"], int(event["version"])
+        except (ValueError, KeyError, TypeError):
+            where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
+            log.error("status feed: malformed event skipped at %s", where)
+            return
+        if self._versions.get(intent, -1) >= version:
+            return  # a redelivery (or an older change arriving late): already pushed
+        self._versions[intent] = version
+        self._versions.move_to_end(intent)
+        while len(self._versions) > REMEMBERED_INTENTS:
+            self._versions.popitem(last=False)
+        self.push(customer, status_push(event))
+        log.info("pushed %s version %d (%s)", intent, version, event.get("status"))
+
+    def run_forever(self) -> None:
+        """`run`, started again after an unexpected failure (Kafka away is not one: librdkafka reconnects)."""
+        while not self.stopping:
+            try:
+                self.run()
+            except Exception:
+                log.exception("status feed failed; starting it again")
+                time.sleep(1)

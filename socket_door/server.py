@@ -1,0 +1,370 @@
+"""The Socket.IO door: the platform gateway's WebSocket dialect, in front of the same Celery tasks as REST and Kafka.
+
+- Namespace `/finance-payments`. A client emits an event named after an operation's topic with its payload; the
+  socket gets `<topic>-result` (the response) or `<topic>-error` (the message, then the structured error), and an
+  acknowledgement callback, when given, gets the Kafka-style envelope `{response|error, kafkaResponseKey,
+  kafkaResponseStatus, traceId}`.
+- Who: a server connects with an API key and may act on every record; a browser connects with a customer token
+  (POST /socket-tokens) and acts on, and hears about, that customer's records only (others are `not_found`).
+- Pushes: `payment-status-update` to the customer's room and to the sockets subscribed to the intent, fed by the
+  `payment-status-changed` events (socket_door/pushes.py) through Socket.IO's Redis queue, so every process's
+  sockets hear them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import socketio
+from flask import Flask, Response, abort, jsonify, send_from_directory
+
+from api.auth import bearer, key_id, socket_token_claims
+from api.dispatch import run_operation
+from api.routes import IDEMPOTENCY_KEY
+from domain.errors import OperationError
+from domain.schemas import parse_input
+from observability import metrics
+from registry import OPERATIONS, Operation
+from settings import Settings
+from socket_door.pushes import StatusFeed
+
+log = logging.getLogger("socket_door")
+
+NAMESPACE = "/finance-payments"
+PUSH_EVENT = "payment-status-update"
+# Operations a socket may run: every one of the registry but Stripe's webhooks (the service's own).
+SOCKET_OPERATIONS = {name: op for name, op in OPERATIONS.items() if name != "process-stripe-webhook"}
+# Requests a socket may have running at once; more are refused (rate_limited) rather than queued without end.
+MAX_IN_FLIGHT = 32
+# How often sockets whose token expired are found and disconnected.
+EXPIRY_SWEEP_S = 10.0
+# Time for a last message to go out before its socket is disconnected.
+GRACE_S = 0.5
+TRACE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+EVENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
+STATIC = Path(__file__).resolve().parent / "static"
+VENDOR = STATIC / "vendor"
+
+
+@dataclass
+class Caller:
+    """Who a socket is: a server (API key) or one customer (token, until it expires)."""
+
+    scope: str  # scopes idempotency keys: the API key's id, or the customer's hash
+    customer: str | None = None
+    expires: int | None = None
+    in_flight: int = 0
+
+    @property
+    def kind(self) -> str:
+        return "server" if self.customer is None else "customer"
+
+    def expired(self) -> bool:
+        return self.expires is not None and time.time() >= self.expires
+
+
+def customer_room(customer_id: str) -> str:
+    return f"customer:{customer_id}"
+
+
+def intent_room(payment_intent_id: str) -> str:
+    return f"intent:{payment_intent_id}"
+
+
+def _error(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": OperationError(code, message, details).to_error()}
+
+
+def enveloped(envelope: dict[str, Any], trace_id: str | None = None) -> dict[str, Any]:
+    """The Kafka contract's envelope: `{response|error, kafkaResponseKey, kafkaResponseStatus, traceId}`."""
+    if "kafkaResponseStatus" in envelope:
+        return envelope
+    return {
+        **envelope,
+        # Shaped like the gateway's own request keys (<service>-<epoch ms>-<random>).
+        "kafkaResponseKey": f"ws-{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}",
+        "kafkaResponseStatus": "response" in envelope,
+        "traceId": trace_id or str(uuid.uuid4()),
+    }
+
+
+def _client_manager(settings: Settings) -> socketio.PubSubManager:
+    """Socket.IO's queue between processes: the service's Redis when it has one, else its AMQP broker."""
+    channel = f"vyp-socketio:{settings.kafka_group}"
+    for url in (settings.result_backend, settings.broker_url):
+        if url.startswith(("redis://", "rediss://", "unix://")):
+            return socketio.RedisManager(url, channel=channel)
+    return socketio.KombuManager(settings.broker_url, channel=channel)
+
+
+class SocketDoor:
+    """One process's Socket.IO server, its push feed and its small HTTP side (health, metrics, demo page)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.sio = socketio.Server(
+            async_mode="gevent",
+            client_manager=_client_manager(settings),
+            # None: the door's own origin only; a list: those origins (CORS).
+            cors_allowed_origins=list(settings.socket_allowed_origins) or None,
+            transports=list(settings.socket_transports),
+            max_http_buffer_size=1024 * 1024,
+            logger=False,
+            engineio_logger=False,
+        )
+        self.callers: dict[str, Caller] = {}
+        self.feed = StatusFeed(settings, self.push)
+        self._register()
+        self.app = socketio.WSGIApp(self.sio, self._side_app())
+
+    # -- connections
+    def _register(self) -> None:
+        on = self.sio.on
+        on("connect", namespace=NAMESPACE)(self.connect)
+        on("disconnect", namespace=NAMESPACE)(self.disconnect)
+        on("register-user", namespace=NAMESPACE)(self.register_user)
+        on("subscribe-payment-intent", namespace=NAMESPACE)(self.subscribe)
+        on("unsubscribe-payment-intent", namespace=NAMESPACE)(self.unsubscribe)
+        for operation in SOCKET_OPERATIONS.values():
+            on(operation.name, namespace=NAMESPACE)(self._operation_handler(operation))
+        on("*", namespace=NAMESPACE)(self.unknown_event)
+
+    def _authenticate(self, environ: dict[str, Any], auth: Any) -> Caller | None:
+        given = auth if isinstance(auth, dict) else {}
+        credential = given.get("token") or given.get("apiKey") or bearer(environ.get("HTTP_AUTHORIZATION", ""))
+        if not isinstance(credential, str) or not credential:
+            return None
+        if credential.count(".") == 2:  # a signed token (header.claims.signature)
+            claims = socket_token_claims(credential, self.settings)
+            if claims is None:
+                return None
+            customer, expires = claims
+            digest = hashlib.sha256(customer.encode()).hexdigest()[:16]
+            return Caller(scope=f"c-{digest}", customer=customer, expires=expires)
+        ident = key_id(credential, self.settings.api_keys)
+        return Caller(scope=ident) if ident else None
+
+    def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        caller = self._authenticate(environ, auth)
+        if caller is None:
+            metrics.SOCKET_REFUSED.labels("unauthorized").inc()
+            message = "A valid API key or customer token (POST /socket-tokens) is required: auth {token}."
+            raise socketio.exceptions.ConnectionRefusedError(message, {"code": "unauthorized", "message": message})
+        self.callers[sid] = caller
+        if caller.customer is not None:
+            self.sio.enter_room(sid, customer_room(caller.customer), namespace=NAMESPACE)
+        metrics.SOCKET_CONNECTIONS.labels(caller.kind).inc()
+
+    def disconnect(self, sid: str, *reason: Any) -> None:
+        caller = self.callers.pop(sid, None)
+        if caller is not None:
+            metrics.SOCKET_CONNECTIONS.labels(caller.kind).dec()
+
+    def _caller(self, sid: str) -> Caller | dict[str, Any]:
+        """The socket's caller, or the error to answer (its token expired: it is disconnected too)."""
+        caller = self.callers.get(sid)
+        if caller is None:
+            return _error("unauthorized", "Not connected.")
+        if caller.expired():
+            self._expire(sid)
+            return _error("unauthorized", "The token expired: connect again with a new one.")
+        return caller
+
+    def _expire(self, sid: str) -> None:
+        body = OperationError("unauthorized", "The token expired: connect again with a new one.").to_error()
+        self.sio.emit("session-expired", body, to=sid, namespace=NAMESPACE, ignore_queue=True)
+
+        def later() -> None:
+            self.sio.sleep(GRACE_S)  # the notice goes out first
+            self.sio.disconnect(sid, namespace=NAMESPACE, ignore_queue=True)
+
+        self.sio.start_background_task(later)
+
+    def sweep_expired(self) -> None:
+        """Disconnect, every EXPIRY_SWEEP_S, the sockets whose token expired (even idle ones)."""
+        while True:
+            self.sio.sleep(EXPIRY_SWEEP_S)
+            for sid, caller in list(self.callers.items()):
+                if caller.expired():
+                    self._expire(sid)
+
+    # -- operations
+    def _operation_handler(self, operation: Operation) -> Any:
+        def handler(sid: str, data: Any = None) -> dict[str, Any]:
+            return self.answer(sid, operation.name, self.run(sid, operation, data))
+
+        handler.__name__ = operation.name.replace("-", "_")
+        return handler
+
+    def answer(self, sid: str, event: str, envelope: dict[str, Any]) -> dict[str, Any]:
+        """`<event>-result` or `<event>-error` to the socket; the envelope is the acknowledgement."""
+        envelope = enveloped(envelope)
+        if "error" in envelope:
+            error = envelope["error"]
+            self.sio.emit(f"{event}-error", (error["message"], error), to=sid, namespace=NAMESPACE, ignore_queue=True)
+        else:
+            self.sio.emit(f"{event}-result", envelope["response"], to=sid, namespace=NAMESPACE, ignore_queue=True)
+        return envelope
+
+    def run(self, sid: str, operation: Operation, data: Any) -> dict[str, Any]:
+        """One request through the operation's Celery task, as REST runs it; the Kafka-style envelope."""
+        found = self._caller(sid)
+        if isinstance(found, dict):
+            return found
+        caller = found
+        payload = dict(data) if isinstance(data, dict) else data
+        # The gateway's trace id rides along with the payload: taken out before it is validated.
+        presented = payload.pop("traceId", None) if isinstance(payload, dict) else None
+        trace_id = presented if isinstance(presented, str) and TRACE_ID.fullmatch(presented) else str(uuid.uuid4())
+        return enveloped(self._run(caller, operation, payload, trace_id), trace_id)
+
+    def _run(self, caller: Caller, operation: Operation, payload: Any, trace_id: str) -> dict[str, Any]:
+        if payload is None:
+            payload = {}
+        if not isinstance(payload, dict):
+            return _error("validation_error", "The payload must be a JSON object.")
+        key = payload.pop("idempotencyKey", None)
+        if key is not None and (not isinstance(key, str) or not IDEMPOTENCY_KEY.fullmatch(key)):
+            return _error("validation_error", "idempotencyKey must be 1 to 255 printable ASCII characters.")
+        if caller.customer is not None and "customer_id" in operation.schema.model_fields:
+            payload.setdefault("customerId", caller.customer)  # a browser need not repeat who it is
+        try:
+            parse_input(operation.schema, payload)  # bad input is refused here, before anything is queued
+        except OperationError as exc:
+            return {"error": exc.to_error()}
+        if caller.in_flight >= MAX_IN_FLIGHT:
+            return _error("rate_limited", f"At most {MAX_IN_FLIGHT} requests at once per socket; wait for an answer.")
+        caller_key = scoped = None
+        if operation.mutating:
+            caller_key = key or f"auto-{uuid.uuid4()}"
+            scoped = f"ws:{caller.scope}:{caller_key}"
+        caller.in_flight += 1
+        try:
+            with metrics.track(operation.name, "websocket", "door"):
+                envelope = run_operation(
+                    operation,
+                    payload,
+                    trace_id=trace_id,
+                    idempotency_key=scoped,
+                    caller_key=caller_key,
+                    door="websocket",
+                    customer_scope=caller.customer,
+                )
+        except OperationError as exc:
+            envelope = {"error": exc.to_error()}
+        except Exception:
+            log.exception("socket request failed unexpectedly")
+            envelope = _error("internal_error", "Internal error.")
+        finally:
+            caller.in_flight -= 1
+        error = envelope.get("error")
+        if error and error.get("code") in ("outcome_unknown", "timeout") and caller_key:
+            # The one thing to do next: retry with this very key (made here when the client sent none).
+            envelope = {"error": {**error, "details": {**(error.get("details") or {}), "idempotencyKey": caller_key}}}
+        return envelope
+
+    # -- rooms
+    def register_user(self, sid: str, data: Any = None) -> dict[str, Any]:
+        """The gateway's `register-user {userId}`: hear that customer's pushes. A customer token: its own only."""
+        found = self._caller(sid)
+        if isinstance(found, dict):
+            return self.answer(sid, "register-user", found)
+        user = data.get("userId") if isinstance(data, dict) else None
+        if not isinstance(user, str) or not user or len(user) > 255:
+            return self.answer(sid, "register-user", _error("validation_error", "userId is required."))
+        if found.customer is not None and user != found.customer:
+            return self.answer(sid, "register-user", _error("not_found", "No customer has this id."))
+        self.sio.enter_room(sid, customer_room(user), namespace=NAMESPACE)
+        return self.answer(sid, "register-user", {"response": {"userId": user, "registered": True}})
+
+    def subscribe(self, sid: str, data: Any = None) -> dict[str, Any]:
+        """Hear one intent's pushes (of the socket's own customer), answered with its status now: a client that
+        (re)subscribes knows where the payment stands and misses nothing after it."""
+        status = self.run(sid, OPERATIONS["get-payment-intent-status"], data)
+        if "response" in status:
+            self.sio.enter_room(sid, intent_room(status["response"]["paymentIntentId"]), namespace=NAMESPACE)
+        return self.answer(sid, "subscribe-payment-intent", status)
+
+    def unsubscribe(self, sid: str, data: Any = None) -> dict[str, Any]:
+        found = self._caller(sid)
+        if isinstance(found, dict):
+            return self.answer(sid, "unsubscribe-payment-intent", found)
+        intent = data.get("paymentIntentId") if isinstance(data, dict) else None
+        if not isinstance(intent, str) or not intent:
+            return self.answer(sid, "unsubscribe-payment-intent", _error("validation_error", "paymentIntentId?"))
+        self.sio.leave_room(sid, intent_room(intent), namespace=NAMESPACE)
+        return self.answer(sid, "unsubscribe-payment-intent", {"response": {"paymentIntentId": intent}})
+
+    def unknown_event(self, event: str, sid: str, data: Any = None) -> dict[str, Any]:
+        message = "Unknown event: emit an operation's topic (see /openapi.json), or subscribe-payment-intent."
+        envelope = _error("not_found", message, {"event": event[:64]})
+        if EVENT_NAME.fullmatch(event):
+            return self.answer(sid, event, envelope)
+        return enveloped(envelope)  # a name not fit to answer under: the acknowledgement only
+
+    # -- pushes
+    def push(self, customer_id: str, body: dict[str, Any]) -> None:
+        """To the customer's sockets and the intent's subscribers, on every process (through the queue)."""
+        rooms = [customer_room(customer_id), intent_room(body["paymentIntentId"])]
+        self.sio.emit(PUSH_EVENT, body, to=rooms, namespace=NAMESPACE)
+        metrics.SOCKET_PUSHES.inc()
+
+    # -- the HTTP side
+    def _side_app(self) -> Flask:
+        app = Flask("socket_door", static_folder=None)
+        door = self
+
+        @app.get("/healthz")
+        def healthz() -> Response:
+            return jsonify({"status": "ok"})
+
+        @app.get("/readyz")
+        def readyz() -> Response:
+            ready = door.feed.assigned
+            response = jsonify({"statusFeed": "ok" if ready else "unavailable"})
+            response.status_code = 200 if ready else 503
+            return response
+
+        @app.get("/metrics")
+        def metrics_page() -> Response:
+            from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+            return Response(generate_latest(REGISTRY), mimetype=CONTENT_TYPE_LATEST)
+
+        @app.get("/demo/")
+        def demo() -> Response:
+            door._demo_allowed()
+            return send_from_directory(STATIC, "index.html", max_age=0)
+
+        @app.get("/demo/<path:name>")
+        def demo_file(name: str) -> Response:
+            door._demo_allowed()
+            if name == "config.json":
+                return jsonify(door.demo_config())
+            return send_from_directory(STATIC, name, max_age=0)
+
+        @app.get("/vendor/<path:name>")
+        def vendor(name: str) -> Response:
+            return send_from_directory(VENDOR, name, max_age=3600)
+
+        return app
+
+    def _demo_allowed(self) -> None:
+        # The demo page vaults a raw card number as Stripe.js would: only ever with Stripe's test keys.
+        if not self.settings.stripe_publishable_key.startswith("pk_test_"):
+            abort(404)
+
+    def demo_config(self) -> dict[str, Any]:
+        return {
+            "namespace": NAMESPACE,
+            "transports": list(self.settings.socket_transports),
+            "stripeApi": self.settings.stripe_api_base,
+            "publishableKey": self.settings.stripe_publishable_key,
+        }

@@ -1,0 +1,371 @@
+"""The Socket.IO door with python-socketio's client over WebSocket, against real processes: two Socket.IO
+processes sharing a Redis queue, the REST API, the suite's Celery worker, Tansu and the events publisher."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import uuid
+
+import jwt
+import pytest
+import requests
+import socketio
+
+from api.auth import issue_socket_token
+from registry import OPERATIONS
+from settings import get_settings
+from socket_door.server import SOCKET_OPERATIONS
+from tests.conftest import API_KEY, WEBHOOK_SECRET, make_card
+from tests.support.lifecycle import DECLINED, SCENARIOS, THREE_D_SECURE
+from tests.support.sockets import SocketClient, SocketIODoor
+from tests.support.webhooks import sign
+
+pytestmark = pytest.mark.integration
+
+
+def customer() -> str:
+    return f"sock-{uuid.uuid4().hex[:12]}"
+
+
+def ok(envelope: dict) -> dict:
+    assert envelope.get("kafkaResponseStatus") is True and "response" in envelope, envelope
+    return envelope["response"]
+
+
+def refused(envelope: dict, code: str) -> dict:
+    assert envelope.get("kafkaResponseStatus") is False and envelope["error"]["code"] == code, envelope
+    return envelope["error"]
+
+
+def vault(client: SocketClient, stripe_api, customer_id: str | None = None, number: str = "4242424242424242") -> dict:
+    body = {"stripePaymentMethodId": make_card(stripe_api, number), "setAsDefault": True}
+    if customer_id:
+        body["customerId"] = customer_id
+    return ok(client.call("create-payment-method", body))
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.__name__ for s in SCENARIOS])
+def test_the_payment_lifecycle_over_socketio(scenario, server_socket, stripe_api, localstripe_url):
+    scenario(SocketIODoor(server_socket), stripe_api, localstripe_url)
+
+
+def test_every_operation_but_stripes_webhooks_is_an_event_answered_by_result_and_acknowledgement(
+    server_socket, stripe_api
+):
+    assert set(SOCKET_OPERATIONS) == set(OPERATIONS) - {"process-stripe-webhook"}
+    owner = customer()
+    method = vault(server_socket, stripe_api, owner)
+    assert server_socket.wait_for("create-payment-method-result")[0] == method
+    listed = ok(server_socket.call("list-payment-methods", {"customerId": owner}))
+    assert [m["id"] for m in listed["data"]] == [method["id"]]
+    paid = ok(
+        server_socket.call(
+            "create-payment-intent", {"customerId": owner, "amount": 1500, "currency": "usd", "confirm": True}
+        )
+    )
+    refund = ok(server_socket.call("create-refund", {"paymentIntentId": paid["id"], "amount": 500}))
+    assert ok(server_socket.call("get-refund", {"refundId": refund["id"]}))["amount"] == 500
+    deleted = ok(server_socket.call("delete-payment-method", {"paymentMethodId": method["id"]}))
+    assert deleted == {"id": method["id"], "deleted": True}
+    heard = {name.removesuffix("-result") for name, _ in server_socket.events if name.endswith("-result")}
+    assert {
+        "create-payment-method",
+        "list-payment-methods",
+        "create-payment-intent",
+        "create-refund",
+        "get-refund",
+        "delete-payment-method",
+    } <= heard
+    # The webhook operation is Stripe's alone: not an event of this door.
+    refused(server_socket.call("process-stripe-webhook", {"payload": "{}", "signature": "t=1,v1=0"}), "not_found")
+
+
+def test_errors_answer_the_error_event_with_the_message_then_the_structured_error(server_socket):
+    bad = refused(
+        server_socket.call("create-payment-intent", {"customerId": "c", "amount": "ten", "currency": "usd"}),
+        "validation_error",
+    )
+    message, structured = server_socket.wait_for("create-payment-intent-error")
+    assert isinstance(message, str) and message == bad["message"] and structured == bad
+    assert structured["status"] == 400 and structured["details"]["fields"][0]["field"] == "amount"
+    refused(server_socket.call("get-payment-intent", {"paymentIntentId": "vypi_nothing_here"}), "not_found")
+    message, structured = server_socket.wait_for("get-payment-intent-error")
+    assert structured["code"] == "not_found" and message == structured["message"]
+    refused(server_socket.call("get-payment-intent", ["not", "an", "object"]), "validation_error")
+    refused(
+        server_socket.call(
+            "create-payment-intent", {"customerId": "c", "amount": 900, "currency": "usd", "idempotencyKey": "\n"}
+        ),
+        "validation_error",
+    )
+    refused(server_socket.call("no-such-operation", {}), "not_found")
+    assert server_socket.wait_for("no-such-operation-error")[1]["code"] == "not_found"
+    assert server_socket.connected  # errors are answers: the socket stays
+
+
+def test_a_customer_token_acts_on_its_own_customers_records_and_nothing_else(socket_stack, server_socket, stripe_api):
+    mine, theirs = customer(), customer()
+    vault(server_socket, stripe_api, theirs)
+    other = ok(
+        server_socket.call(
+            "create-payment-intent", {"customerId": theirs, "amount": 800, "currency": "usd", "confirm": True}
+        )
+    )
+    browser = SocketClient(socket_stack.sockets[1], token=socket_stack.token(mine)).connect()
+    try:
+        method = vault(browser, stripe_api)  # customerId comes from the token
+        assert method["customerId"] == mine
+        intent = ok(browser.call("create-payment-intent", {"amount": 1200, "currency": "usd", "confirm": True}))
+        assert intent["customerId"] == mine and intent["status"] == "succeeded"
+        assert ok(browser.call("get-payment-intent", {"paymentIntentId": intent["id"]}))["id"] == intent["id"]
+        # Another customer's records are answered as if they did not exist, whatever the operation.
+        for event, payload in (
+            ("get-payment-intent", {"paymentIntentId": other["id"]}),
+            ("get-payment-intent-status", {"paymentIntentId": other["id"]}),
+            ("get-ztracking-payment-intent", {"paymentIntentId": other["id"]}),
+            ("list-refunds", {"paymentIntentId": other["id"]}),
+            ("create-refund", {"paymentIntentId": other["id"], "amount": 100}),
+            ("cancel-payment-intent", {"paymentIntentId": other["id"]}),
+            ("payment-status-update", {"paymentIntentId": other["stripePaymentIntentId"]}),
+            ("list-payment-methods", {"customerId": theirs}),
+            ("list-payment-intents", {"customerId": theirs}),
+            ("create-payment-intent", {"customerId": theirs, "amount": 900, "currency": "usd"}),
+            ("confirm-payment-intent", {"paymentIntentId": intent["id"], "paymentMethodId": "vypm_not_mine"}),
+            ("subscribe-payment-intent", {"paymentIntentId": other["id"]}),
+            ("register-user", {"userId": theirs}),
+        ):
+            refused(browser.call(event, payload), "not_found")
+        assert ok(server_socket.call("get-payment-intent", {"paymentIntentId": other["id"]}))["amountRefunded"] == 0
+    finally:
+        browser.close()
+
+
+def test_missing_forged_expired_and_revoked_credentials_are_refused_at_the_handshake(socket_stack):
+    settings = get_settings()
+    base = socket_stack.sockets[0]
+    expired, _ = issue_socket_token("someone", dataclasses.replace(settings, socket_token_ttl_s=-30))
+    forged, _ = issue_socket_token("someone", dataclasses.replace(settings, socket_token_secret="not-the-secret-" * 4))
+    unsigned = jwt.encode(
+        {"sub": "someone", "exp": int(time.time()) + 600, "aud": "vy-finance-payments:socket"},
+        key=None,
+        algorithm="none",
+    )
+    before = socket_stack.metric(base, "payments_socket_refused_total")
+    for auth in (
+        {},
+        {"token": expired},
+        {"token": forged},
+        {"token": unsigned},
+        {"apiKey": "not-a-key"},
+        {"token": "garbage"},
+    ):
+        client = SocketClient(
+            base, **({"token": auth["token"]} if "token" in auth else {"api_key": auth.get("apiKey")})
+        )
+        with pytest.raises(socketio.exceptions.ConnectionError) as refusal:
+            client.connect()
+        assert "/finance-payments" in str(refusal.value)
+        (error,) = client.wait_for("connect_error", timeout=5)
+        assert error["data"]["code"] == "unauthorized" and "API key or customer token" in error["message"]
+        client.close()
+    assert socket_stack.metric(base, "payments_socket_refused_total") - before == 6
+    # A token is only had with an API key.
+    assert requests.post(f"{socket_stack.api}/socket-tokens", json={"customerId": "x"}, timeout=10).status_code == 401
+
+
+def test_a_token_that_expires_while_connected_is_told_so_and_disconnected(socket_stack):
+    short, _ = issue_socket_token("soon-gone", dataclasses.replace(get_settings(), socket_token_ttl_s=2))
+    browser = SocketClient(socket_stack.sockets[0], token=short).connect()
+    try:
+        time.sleep(2.5)
+        refused(browser.call("list-payment-intents", {}), "unauthorized")
+        assert browser.wait_for("session-expired")[0]["code"] == "unauthorized"
+        deadline = time.monotonic() + 10
+        while browser.connected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not browser.connected
+    finally:
+        browser.close()
+
+
+def test_an_origin_not_allowed_is_refused(socket_stack):
+    client = SocketClient(socket_stack.sockets[0], api_key=API_KEY, headers={"Origin": "https://evil.example"})
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect()
+    client.close()
+
+
+def test_an_idempotency_key_replays_the_first_answer_per_caller_and_another_body_is_refused(socket_stack, stripe_api):
+    owner = customer()
+    browser = SocketClient(socket_stack.sockets[0], token=socket_stack.token(owner)).connect()
+    again = SocketClient(socket_stack.sockets[1], token=socket_stack.token(owner)).connect()
+    try:
+        vault(browser, stripe_api)
+        key = f"ws-{uuid.uuid4()}"
+        create = {"amount": 1300, "currency": "usd", "confirm": True, "idempotencyKey": key}
+        first = ok(browser.call("create-payment-intent", create))
+        assert ok(again.call("create-payment-intent", create))["id"] == first["id"]  # a retry from a new socket
+        refused(browser.call("create-payment-intent", {**create, "amount": 1400}), "idempotency_key_reused")
+        listed = ok(browser.call("list-payment-intents", {}))
+        assert [i["id"] for i in listed["data"]] == [first["id"]]  # charged once
+    finally:
+        browser.close()
+        again.close()
+
+
+def _webhook(socket_stack, stripe_api, stripe_intent_id: str) -> None:
+    """Stripe tells the service the intent moved: a signed event with the intent as Stripe has it."""
+    at_stripe = stripe_api.v1.payment_intents.retrieve(stripe_intent_id).to_dict()
+    payload = json.dumps(
+        {
+            "id": f"evt_{uuid.uuid4().hex}",
+            "object": "event",
+            "type": f"payment_intent.{at_stripe['status']}",
+            "created": int(time.time()) + 1,
+            "data": {"object": at_stripe},
+        }
+    )
+    answer = requests.post(
+        f"{socket_stack.api}/webhooks/stripe",
+        data=payload,
+        headers={"Stripe-Signature": sign(payload, WEBHOOK_SECRET), "Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def test_a_webhook_that_moves_an_intent_is_pushed_once_to_its_sockets_on_every_process(
+    socket_stack, server_socket, stripe_api, localstripe_url
+):
+    owner = customer()
+    token = socket_stack.token(owner)
+    on_a = SocketClient(socket_stack.sockets[0], token=token).connect()
+    on_b = SocketClient(socket_stack.sockets[1], token=token).connect()
+    stranger = SocketClient(socket_stack.sockets[1], token=socket_stack.token(customer())).connect()
+    watcher = SocketClient(socket_stack.sockets[1], api_key=API_KEY).connect()
+    try:
+        vault(on_a, stripe_api, number=THREE_D_SECURE)
+        intent = ok(
+            on_a.call(
+                "create-payment-intent", {"amount": 2100, "currency": "usd", "confirm": True, "orderId": "order-77"}
+            )
+        )
+        assert intent["status"] == "requires_action"
+        assert (
+            ok(watcher.call("subscribe-payment-intent", {"paymentIntentId": intent["id"]}))["status"]
+            == "requires_action"
+        )
+        pushed_before = sum(socket_stack.metric(b, "payments_socket_pushes_total") for b in socket_stack.sockets)
+        requests.post(
+            f"{localstripe_url}/v1/payment_intents/{intent['stripePaymentIntentId']}/_authenticate",
+            data={"client_secret": intent["clientSecret"], "success": "true", "key": "pk_test_browser"},
+            timeout=10,
+        ).raise_for_status()
+        _webhook(socket_stack, stripe_api, intent["stripePaymentIntentId"])
+        for client in (on_a, on_b, watcher):
+            push = client.wait_for(
+                "payment-status-update",
+                lambda p: p["paymentIntentId"] == intent["id"] and p["status"] == "succeeded",
+                60,
+            )[0]
+            assert push == {
+                "paymentIntentId": intent["id"],
+                "orderId": "order-77",
+                "subscriptionId": None,
+                "status": "succeeded",
+                "intentStatus": "succeeded",
+                "previousStatus": "requires_action",
+                "errorCode": None,
+                "errorMessage": None,
+                "version": push["version"],
+                "occurredAt": push["occurredAt"],
+            }
+        time.sleep(1.0)  # a duplicate would have arrived by now
+        for client in (on_a, on_b, watcher):
+            assert [p["status"] for p in client.pushes(intent["id"])].count("succeeded") == 1
+        assert stranger.pushes(intent["id"]) == []  # another customer hears nothing of it
+        # One process consumed the change; the queue carried it to the sockets of the other.
+        line = f"pushed {intent['id']} version {push['version']} (succeeded)"
+        logs = [(socket_stack.log_dir / f"{name}.log").read_text() for name in ("sockets-a", "sockets-b")]
+        assert sorted(text.count(line) for text in logs) == [0, 1]
+        pushed = sum(socket_stack.metric(b, "payments_socket_pushes_total") for b in socket_stack.sockets)
+        assert pushed > pushed_before
+    finally:
+        for client in (on_a, on_b, stranger, watcher):
+            client.close()
+
+
+def test_a_declined_payment_is_pushed_as_failed_with_its_error(socket_stack, stripe_api):
+    browser = SocketClient(socket_stack.sockets[0], token=socket_stack.token(customer())).connect()
+    try:
+        vault(browser, stripe_api, number=DECLINED)
+        declined = refused(
+            browser.call("create-payment-intent", {"amount": 900, "currency": "usd", "confirm": True}), "card_declined"
+        )
+        intent_id = declined["details"]["paymentIntentId"]
+        push = browser.wait_for(
+            "payment-status-update", lambda p: p["paymentIntentId"] == intent_id and p["status"] == "failed", 60
+        )[0]
+        assert (push["intentStatus"], push["errorCode"]) == ("requires_payment_method", "card_declined")
+        assert push["errorMessage"]
+    finally:
+        browser.close()
+
+
+def test_a_socket_that_reconnects_and_subscribes_again_learns_the_status_now_and_hears_what_follows(
+    socket_stack, server_socket, stripe_api
+):
+    owner = customer()
+    vault(server_socket, stripe_api, owner)
+    intent = ok(
+        server_socket.call(
+            "create-payment-intent",
+            {"customerId": owner, "amount": 1700, "currency": "usd", "captureMethod": "manual", "confirm": True},
+        )
+    )
+    watcher = SocketClient(socket_stack.sockets[1], api_key=API_KEY).connect()
+    ok(watcher.call("subscribe-payment-intent", {"paymentIntentId": intent["id"]}))
+    watcher.close()
+    ok(server_socket.call("capture-payment-intent", {"paymentIntentId": intent["id"], "amountToCapture": 1000}))
+    back = SocketClient(socket_stack.sockets[1], api_key=API_KEY).connect()
+    try:
+        now = ok(back.call("subscribe-payment-intent", {"paymentIntentId": intent["id"]}))
+        assert now["status"] == "succeeded"  # what happened while away is in the answer
+        ok(server_socket.call("create-refund", {"paymentIntentId": intent["id"], "amount": 1000}))
+        other = ok(
+            server_socket.call(
+                "create-payment-intent",
+                {"customerId": owner, "amount": 600, "currency": "usd", "captureMethod": "manual", "confirm": True},
+            )
+        )
+        ok(back.call("subscribe-payment-intent", {"paymentIntentId": other["id"]}))
+        ok(
+            server_socket.call(
+                "cancel-payment-intent", {"paymentIntentId": other["id"], "cancellationReason": "abandoned"}
+            )
+        )
+        assert (
+            back.wait_for(
+                "payment-status-update", lambda p: p["paymentIntentId"] == other["id"] and p["status"] == "canceled", 60
+            )[0]["previousStatus"]
+            == "requires_capture"
+        )
+        ok(back.call("unsubscribe-payment-intent", {"paymentIntentId": other["id"]}))
+    finally:
+        back.close()
+
+
+def test_requests_are_counted_with_door_websocket_and_connections_by_kind(socket_stack):
+    base = socket_stack.sockets[1]
+    client = SocketClient(base, api_key=API_KEY).connect()
+    try:
+        ok(client.call("list-payment-intents", {"customerId": customer()}))
+        text = requests.get(f"{base}/metrics", timeout=10).text
+        assert (
+            'payments_operation_seconds_count{door="websocket",operation="list-payment-intents",stage="door"}' in text
+        )
+        assert socket_stack.metric(base, 'payments_socket_connections{kind="server"}') >= 1
+    finally:
+        client.close()
