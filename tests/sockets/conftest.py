@@ -27,6 +27,14 @@ class SocketStack:
     kafka: str
     log_dir: Path
     processes: dict[str, subprocess.Popen]
+    socket_env: dict[str, dict[str, str]]  # each Socket.IO process's environment, to start it again
+
+    def start_sockets(self, name: str) -> None:
+        """Start a Socket.IO process (again) and wait until its status feed holds partitions."""
+        env = self.socket_env[name]
+        self.processes[name] = _start([services.PYTHON, "-m", "socket_door"], env, self.log_dir / f"{name}.log")
+        base = f"http://127.0.0.1:{env['SOCKET_PORT']}"
+        services.wait_until(lambda: requests.get(f"{base}/readyz", timeout=1).ok, 90, base)
 
     def token(self, customer_id: str) -> str:
         answer = requests.post(
@@ -80,19 +88,22 @@ def socket_stack(worker: Path, localstripe_url: str, mariadb: Any) -> Iterator[S
                 {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}, log_dir / "api.log", api_port
             )
             processes["publisher"] = _start([services.PYTHON, "-m", "event_publisher"], env, log_dir / "publisher.log")
-            bases = []
-            for name in ("sockets-a", "sockets-b"):
-                port = services.free_port()
-                processes[name] = _start(
-                    [services.PYTHON, "-m", "socket_door"], {**env, "SOCKET_PORT": str(port)}, log_dir / f"{name}.log"
-                )
-                bases.append(f"http://127.0.0.1:{port}")
-            api = f"http://127.0.0.1:{api_port}"
-            services.wait_until(lambda: requests.get(f"{api}/healthz", timeout=1).ok, 60, "the API")
-            for base in bases:
+            socket_env = {
+                name: {**env, "SOCKET_PORT": str(services.free_port())} for name in ("sockets-a", "sockets-b")
+            }
+            stack = SocketStack(
+                f"http://127.0.0.1:{api_port}",
+                [f"http://127.0.0.1:{e['SOCKET_PORT']}" for e in socket_env.values()],
+                address,
+                log_dir,
+                processes,
+                socket_env,
+            )
+            for name in socket_env:
                 # Ready: its status feed holds partitions of the sockets' consumer group.
-                services.wait_until(lambda b=base: requests.get(f"{b}/readyz", timeout=1).ok, 90, base)
-            yield SocketStack(api, bases, address, log_dir, processes)
+                stack.start_sockets(name)
+            services.wait_until(lambda: requests.get(f"{stack.api}/healthz", timeout=1).ok, 60, "the API")
+            yield stack
         finally:
             for proc in processes.values():
                 services.stop(proc)

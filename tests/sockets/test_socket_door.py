@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import time
 import uuid
+import zlib
 
 import jwt
 import pytest
@@ -369,3 +371,34 @@ def test_requests_are_counted_with_door_websocket_and_connections_by_kind(socket
         assert socket_stack.metric(base, 'payments_socket_connections{kind="server"}') >= 1
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
+def test_when_a_socket_process_goes_the_other_takes_its_partitions_and_every_change_is_still_pushed(
+    socket_stack, stripe_api, how
+):
+    owner = customer()
+    browser = SocketClient(socket_stack.sockets[1], token=socket_stack.token(owner)).connect()
+    try:
+        vault(browser, stripe_api)
+        authorised: list[dict] = []
+        # Intents on both partitions of the status topic (the producer partitions by crc32 of the key): one of them
+        # was the other process's.
+        while len({zlib.crc32(i["id"].encode()) % 2 for i in authorised}) < 2 or len(authorised) < 3:
+            create = {"amount": 1000, "currency": "usd", "captureMethod": "manual", "confirm": True}
+            authorised.append(ok(browser.call("create-payment-intent", create)))
+            assert len(authorised) < 12
+        gone = socket_stack.processes.pop("sockets-a")
+        gone.send_signal(how)
+        gone.wait(30)
+        for intent in authorised:
+            ok(browser.call("capture-payment-intent", {"paymentIntentId": intent["id"]}))
+        for intent in authorised:
+            browser.wait_for(
+                "payment-status-update",
+                lambda p, i=intent: p["paymentIntentId"] == i["id"] and p["status"] == "succeeded",
+                60,
+            )
+    finally:
+        browser.close()
+        socket_stack.start_sockets("sockets-a")
