@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 import uuid
 
@@ -17,19 +18,35 @@ TOKEN_AUDIENCE = "vy-finance-payments:socket"  # noqa: S105 (a name, not a secre
 TOKEN_ALGORITHM = "HS256"  # noqa: S105
 
 
+# A named entry of API_KEYS is `name:key`; anything else is a bare key, its own caller.
+CALLER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+
+
+def api_callers(entries: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(caller id, key) of each API_KEYS entry. A named caller's id is its name, so the idempotency keys it used
+    with an old key still replay once it has a new one; a bare key's id is its hash (as before names existed)."""
+    callers = []
+    for entry in entries:
+        name, sep, key = entry.partition(":")
+        if sep and key and CALLER_NAME.fullmatch(name):
+            callers.append((f"n:{name}", key))
+        else:
+            callers.append((hashlib.sha256(entry.encode()).hexdigest()[:16], entry))
+    return tuple(callers)
+
+
 def key_id(presented: str, keys: tuple[str, ...]) -> str | None:
-    """A short stable id of the API key presented (scopes idempotency keys), or None when it is not one of ours."""
+    """The id of the caller whose API key is presented (it scopes idempotency keys), or None when it is not one of
+    ours. `keys` are API_KEYS' entries."""
     presented_bytes = presented.strip().encode()
     if not presented_bytes:
         return None
     matched = None
-    for key in keys:
+    for caller, key in api_callers(keys):
         # Compare with every key, never stopping early: timing says nothing about which matched.
         if hmac.compare_digest(key.encode(), presented_bytes):
-            matched = key
-    if matched is None:
-        return None
-    return hashlib.sha256(matched.encode()).hexdigest()[:16]
+            matched = caller
+    return matched
 
 
 def bearer(header: str) -> str:
@@ -47,7 +64,7 @@ def _token_secret(settings: Settings) -> bytes:
     if settings.socket_token_secret:
         return settings.socket_token_secret.encode()
     # Derived from the API keys when none is set: never a fixed default a forger could know.
-    material = "\n".join(sorted(settings.api_keys)) or "no-api-keys"
+    material = "\n".join(sorted(key for _, key in api_callers(settings.api_keys))) or "no-api-keys"
     return hashlib.sha256(f"vyp-socket-token-secret\n{material}".encode()).digest()
 
 

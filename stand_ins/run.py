@@ -18,6 +18,7 @@ from types import FrameType
 
 import requests
 
+from api.auth import api_callers
 from settings import PROJECT_ROOT, get_settings
 from stand_ins import local
 
@@ -62,7 +63,7 @@ def main() -> int:
                 settings.local_stripe_port, f"http://127.0.0.1:{settings.app_port}/webhooks/stripe", webhook_secret
             )
             notes.append(f"stripe     localstripe at 127.0.0.1:{settings.local_stripe_port}, webhooks to the API")
-        api_key = settings.api_keys[0] if settings.api_keys else made["api_key"]
+        api_key = api_callers(settings.api_keys)[0][1] if settings.api_keys else made["api_key"]
         if not settings.api_keys:
             _export("API_KEYS", api_key)
         return _serve(settings.app_port, api_key, notes, settings.socket_port)

@@ -224,6 +224,49 @@ def test_keys_are_scoped_per_api_key(api_url, mariadb):
     assert one.json()["id"] != two.json()["id"]
 
 
+def test_a_retry_sent_with_a_callers_new_key_after_a_rotation_replays_instead_of_charging_again(
+    api_url, stripe_api, mariadb
+):
+    from models import Customer, unit_of_work
+
+    key = f"rotation-{uuid.uuid4()}"
+    owner = customer()
+    with running_api("api-rotation-old.log", API_KEYS="acme:acme-old-key,other:other-key") as base:
+        method = {"customerId": owner, "stripePaymentMethodId": make_card(stripe_api), "setAsDefault": True}
+        assert Client(base, key="acme-old-key").post("/payment-methods", json=method).status_code == 201
+        body = {"customerId": owner, "amount": 1900, "currency": "usd", "confirm": True}
+        first = Client(base, key="acme-old-key").post("/payment-intents", json=body, headers={"Idempotency-Key": key})
+        # Another caller's same key is another request.
+        other = Client(base, key="other-key").post("/payment-intents", json=body, headers={"Idempotency-Key": key})
+    with running_api("api-rotation-new.log", API_KEYS="acme:acme-new-key,other:other-key") as base:
+        assert Client(base, key="acme-old-key").get(f"/payment-intents/{first.json()['id']}").status_code == 401
+        retry = Client(base, key="acme-new-key").post("/payment-intents", json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == retry.status_code == other.status_code == 201
+    assert retry.json() == first.json() and other.json()["id"] != first.json()["id"]
+    with unit_of_work():
+        at_stripe = Customer.get(Customer.platform_customer_id == owner).stripe_customer_id
+    charges = stripe_api.v1.payment_intents.list(params={"customer": at_stripe, "limit": 10})
+    assert sorted(pi.id for pi in charges.data) == sorted(
+        {first.json()["stripePaymentIntentId"], other.json()["stripePaymentIntentId"]}
+    )
+
+
+def test_api_keys_entries_name_their_callers_and_a_bare_key_is_its_own_caller():
+    import hashlib
+
+    from api.auth import api_callers, key_id
+
+    entries = ("acme:k-1", "acme:k-2", "bare-key", "not a name:k-3")
+    assert api_callers(entries) == (
+        ("n:acme", "k-1"),
+        ("n:acme", "k-2"),
+        (hashlib.sha256(b"bare-key").hexdigest()[:16], "bare-key"),
+        (hashlib.sha256(b"not a name:k-3").hexdigest()[:16], "not a name:k-3"),
+    )
+    assert key_id("k-2", entries) == key_id("k-1", entries) == "n:acme"
+    assert key_id("acme:k-1", entries) is None and key_id("", entries) is None
+
+
 def test_a_key_still_in_flight_is_409(client, mariadb):
     import hashlib
 
