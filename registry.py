@@ -25,6 +25,7 @@ class Operation:
     queue: str
     success_status: int = 200
     mutating: bool = False  # takes an idempotency key; its task may reach Stripe
+    location: str | None = None  # where what a 201 created lives (`{id}` of the answer), for its Location header
 
     @property
     def task_name(self) -> str:
@@ -51,6 +52,7 @@ OPERATIONS: dict[str, Operation] = {
             "payments",
             201,
             mutating=True,
+            location="/payment-intents/{id}",
         ),
         Operation(
             "get-payment-intent",
@@ -77,6 +79,7 @@ OPERATIONS: dict[str, Operation] = {
             "payments",
             201,
             mutating=True,
+            location="/refunds/{id}",
         ),
         Operation(
             "get-refund",
@@ -103,6 +106,7 @@ OPERATIONS: dict[str, Operation] = {
             "payment-methods",
             201,
             mutating=True,
+            location="/payment-methods/{id}",
         ),
         Operation(
             "list-payment-methods",

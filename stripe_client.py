@@ -69,9 +69,13 @@ def translate(exc: stripe.StripeError) -> Exception:
         err = exc.error
         details = {"declineCode": getattr(err, "decline_code", None), "stripeCode": exc.code}
         return OperationError("card_declined", exc.user_message or "The card was declined.", details)
-    if isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError)):
-        # No answer (Stripe may or may not have the request) or refused before executing: the same key is safe.
-        return TransientError(f"Stripe unreachable or rate-limited ({type(exc).__name__})", code="stripe_error")
+    if isinstance(exc, stripe.RateLimitError):
+        # Refused before executing: the same key is safe. Retried within the task's bounded budget with backoff;
+        # once spent, the caller is told to come back later (429), never sent into more retries here.
+        return TransientError("Stripe is rate-limiting this account", code="rate_limited")
+    if isinstance(exc, stripe.APIConnectionError):
+        # No answer: Stripe may or may not have the request; the same key is safe.
+        return TransientError(f"Stripe unreachable ({type(exc).__name__})", code="stripe_error")
     if isinstance(exc, stripe.IdempotencyError):
         # Our derived key reached Stripe earlier with other parameters: what it did then is looked up, never assumed.
         return StripeMayHaveActed(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import secrets
+import time
 import uuid
 from typing import Any
 
@@ -13,7 +16,11 @@ from api.errors import error_response, register_error_handlers
 from api.routes import resource_blueprints
 from api.socket_tokens import socket_tokens
 from api.system import docs, system
+from logging_setup import log_context, reset_log_context
+from observability import metrics
 from settings import Settings, get_settings
+
+access_log = logging.getLogger("api.access")
 
 MAX_BODY = 1024 * 1024
 PUBLIC_ENDPOINTS = {
@@ -26,6 +33,42 @@ PUBLIC_ENDPOINTS = {
 }
 PUBLIC_BLUEPRINTS = ("docs.",)
 TRACE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# W3C Trace Context: version 00, a trace id and a parent span id (never all zeros), the flags.
+TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+W3C_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def account(response: Response) -> None:
+    """One JSON access line and the HTTP metrics per request, by route template (never the raw path's ids)."""
+    route = request.url_rule.rule if request.url_rule else "<unmatched>"
+    seconds = time.monotonic() - g.get("started", time.monotonic())
+    metrics.HTTP_REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+    metrics.HTTP_SECONDS.labels(route, request.method).observe(seconds)
+    access_log.info(
+        "%s %s %d",
+        request.method,
+        route,
+        response.status_code,
+        extra={
+            "method": request.method,
+            "route": route,
+            "status": response.status_code,
+            "durationMs": round(seconds * 1000, 1),
+            "caller": g.get("caller_key_id"),
+        },
+    )
+
+
+def incoming_trace() -> tuple[str, str | None]:
+    """(trace id, W3C flags) of a request: its X-Trace-Id, else its `traceparent`'s trace id, else a new one (in
+    W3C's shape, so that it can be propagated as a traceparent)."""
+    presented = request.headers.get("X-Trace-Id", "")
+    if TRACE_ID.fullmatch(presented):
+        return presented, None
+    parent = TRACEPARENT.fullmatch(request.headers.get("traceparent", "").strip())
+    if parent and parent.group(1) != "0" * 32 and parent.group(2) != "0" * 16:
+        return parent.group(1), parent.group(3)
+    return uuid.uuid4().hex, None
 
 
 def create_app(settings: Settings | None = None, config: dict[str, Any] | None = None) -> Flask:
@@ -46,8 +89,9 @@ def create_app(settings: Settings | None = None, config: dict[str, Any] | None =
 
     @app.before_request
     def _trace_and_authenticate() -> Response | None:
-        presented = request.headers.get("X-Trace-Id", "")
-        g.trace_id = presented if TRACE_ID.fullmatch(presented) else str(uuid.uuid4())
+        g.started = time.monotonic()
+        g.trace_id, g.trace_flags = incoming_trace()
+        g.log_tokens = log_context(trace_id=g.trace_id, door="rest", operation=request.endpoint)
         endpoint = request.endpoint or ""
         if not endpoint or endpoint in PUBLIC_ENDPOINTS or endpoint.startswith(PUBLIC_BLUEPRINTS):
             return None
@@ -62,8 +106,19 @@ def create_app(settings: Settings | None = None, config: dict[str, Any] | None =
 
     @app.after_request
     def _trace_header(response: Response) -> Response:
-        response.headers["X-Trace-Id"] = g.get("trace_id") or ""
+        account(response)
+        trace_id = g.get("trace_id") or ""
+        response.headers["X-Trace-Id"] = trace_id
+        if W3C_TRACE_ID.fullmatch(trace_id):
+            # This request as a span of the caller's trace (W3C Trace Context).
+            response.headers["traceparent"] = f"00-{trace_id}-{secrets.token_hex(8)}-{g.get('trace_flags') or '01'}"
         return response
+
+    @app.teardown_request
+    def _forget_trace(_exc: BaseException | None) -> None:
+        tokens = g.pop("log_tokens", None)
+        if tokens:
+            reset_log_context(tokens)
 
     app.register_blueprint(system)
     app.register_blueprint(docs)

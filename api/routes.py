@@ -50,7 +50,7 @@ def json_body() -> dict[str, Any]:
     if not request.get_data(cache=True):
         return {}  # a POST whose fields are all optional (confirm, capture, cancel, retry) may come without a body
     if not request.is_json:
-        raise OperationError("validation_error", "The body must be JSON (Content-Type: application/json).")
+        raise OperationError("unsupported_media_type", "The body must be JSON (Content-Type: application/json).")
     try:
         body = request.get_json(silent=True)
     except RecursionError:  # nesting deeper than the parser's stack: bad input like any other
@@ -93,6 +93,10 @@ def respond(operation: Operation, envelope: dict[str, Any], caller_key: str | No
     else:
         response = jsonify(envelope["response"])
         response.status_code = operation.success_status
+        if operation.location and response.status_code == 201:
+            response.headers["Location"] = operation.location.format(id=envelope["response"]["id"])
+    if envelope.get("replayed"):
+        response.headers["Idempotent-Replayed"] = "true"  # as Stripe says it: this is the first request's answer
     if caller_key:
         response.headers["Idempotency-Key"] = caller_key
     return response

@@ -28,9 +28,22 @@ class OperationContext:
 _stripe_may_have_acted: ContextVar[bool] = ContextVar("stripe_may_have_acted", default=False)
 
 
+# Whether this execution answered with the stored outcome of an earlier one (REST: `Idempotent-Replayed: true`).
+_replayed: ContextVar[bool] = ContextVar("replayed", default=False)
+
+
 def begin_execution() -> None:
-    """A task starts an execution: nothing has been sent to Stripe by it yet."""
+    """A task starts an execution: nothing has been sent to Stripe by it yet, nothing replayed."""
     _stripe_may_have_acted.set(False)
+    _replayed.set(False)
+
+
+def note_replayed() -> None:
+    _replayed.set(True)
+
+
+def was_replayed() -> bool:
+    return _replayed.get()
 
 
 def note_stripe_may_have_acted() -> None:

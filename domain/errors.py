@@ -15,6 +15,7 @@ STATUS_BY_CODE = {
     "idempotency_key_in_use": 409,
     "invalid_state": 409,
     "payload_too_large": 413,
+    "unsupported_media_type": 415,
     "rate_limited": 429,
     "idempotency_key_reused": 422,
     "refund_exceeds_amount": 422,

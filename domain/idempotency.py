@@ -26,7 +26,7 @@ from typing import Any
 
 from peewee import Expression, IntegrityError, fn
 
-from domain.context import OperationContext, note_stripe_may_have_acted
+from domain.context import OperationContext, note_replayed, note_stripe_may_have_acted
 from domain.errors import OperationError, TransientError
 from domain.ids import new_id
 from models import IdempotencyRecord, Refund, database, utcnow, write_transaction
@@ -360,6 +360,7 @@ def execute_once(
     if claimed.stripe_started:
         note_stripe_may_have_acted()  # an earlier attempt's Stripe call may have acted
     if claimed.replay is not None:
+        note_replayed()
         if "error" in claimed.replay:
             err = claimed.replay["error"]
             raise OperationError(err["code"], err["message"], err.get("details"))

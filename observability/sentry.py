@@ -11,7 +11,7 @@ from sentry_sdk.integrations.flask import FlaskIntegration
 from sentry_sdk.integrations.logging import LoggingIntegration
 from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
 
-from logging_setup import scrub
+from logging_setup import scrub, trace_id_var
 from settings import Settings
 
 # The SDK's default denylist knows no card fields: add them, and Stripe's secrets.
@@ -53,6 +53,10 @@ def _scrub_values(value: Any) -> Any:
 
 
 def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+    trace_id = trace_id_var.get()
+    if trace_id:
+        # The operation's trace: search Sentry by the traceId a caller was answered with.
+        event.setdefault("tags", {})["traceId"] = trace_id
     return _scrub_values(event)
 
 

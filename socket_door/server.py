@@ -257,6 +257,7 @@ class SocketDoor:
                     door="websocket",
                     customer_scope=caller.customer,
                 )
+            envelope.pop("replayed", None)  # REST says it in a header; the gateway's envelope has no such field
         except OperationError as exc:
             envelope = {"error": exc.to_error()}
         except Exception:

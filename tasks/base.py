@@ -12,7 +12,13 @@ import celery
 from peewee import InterfaceError, OperationalError
 from playhouse.pool import MaxConnectionsExceeded
 
-from domain.context import OperationContext, begin_execution, note_stripe_may_have_acted, stripe_may_have_acted
+from domain.context import (
+    OperationContext,
+    begin_execution,
+    note_stripe_may_have_acted,
+    stripe_may_have_acted,
+    was_replayed,
+)
 from domain.errors import OperationError, TransientError
 from domain.idempotency import IN_USE
 from domain.schemas import parse_input
@@ -78,6 +84,8 @@ class OperationTask(celery.Task):
         try:
             with metrics.track(self.operation.name, door, "task"):
                 envelope = self._execute_alone(ctx, payload, meta, busy, started + self._wait_budget_s())
+            if was_replayed():
+                envelope = {**envelope, "replayed": True}  # the stored outcome of an earlier request: say so
             if self._should_wait_for_first_attempt(envelope, meta):
                 # Kafka has no caller to retry a 409: wait (as long as the gateway would) for the first
                 # attempt, then replay its result.

@@ -54,12 +54,13 @@ def test_a_web_failure_reaches_sentry_scrubbed(sentry, monkeypatch):
     response = app.test_client().post(
         "/payment-intents",
         json={"customerId": "c", "amount": 100, "currency": "usd", "description": CARD},
-        headers={"Authorization": f"Bearer {API_KEY}"},
+        headers={"Authorization": f"Bearer {API_KEY}", "X-Trace-Id": "trace-for-sentry-1"},
     )
-    assert response.status_code == 500
+    assert response.status_code == 500 and response.json["traceId"] == "trace-for-sentry-1"
     sentry_sdk.flush()
     sent = "\n".join(transport.envelopes)
     assert "RuntimeError" in sent and "staging" in sent  # the event is there, with its environment
+    assert '"traceId":"trace-for-sentry-1"' in sent.replace(" ", "")  # a tag: found by the trace a caller got
     for secret in (CARD, CLIENT_SECRET, STRIPE_KEY, API_KEY):
         assert secret not in sent
 

@@ -31,7 +31,7 @@ def test_a_token_needs_an_api_key_and_a_valid_customer(client, anonymous):
     for body in ({}, {"customerId": ""}, {"customerId": 42}, {"customerId": "c", "extra": 1}):
         answer = client.post("/socket-tokens", json=body)
         assert answer.status_code == 400 and answer.json()["error"]["code"] == "validation_error", body
-    assert client.post("/socket-tokens", data="customerId=c").status_code == 400
+    assert client.post("/socket-tokens", data="customerId=c").status_code == 415
 
 
 def test_a_tampered_or_foreign_token_is_not_valid(client):

@@ -133,6 +133,32 @@ def test_no_answer_or_a_rate_limit_is_retried_with_the_same_stripe_key_until_it_
     assert len({r["idempotency_key"] for r in posts}) == 1 and posts[0]["idempotency_key"].startswith("vy-")
 
 
+def test_a_stripe_rate_limit_that_lasts_is_retried_a_bounded_number_of_times_then_answered_retry_later(
+    domain_db, stripe_at
+):
+    from settings import get_settings
+
+    with scripted_stripe([(429, error("rate_limit_error"))] * 50) as (base, seen):
+        stripe_at(base)
+        envelope = create_for_new_customer("ratelimited-cust", f"rl-{uuid.uuid4()}")
+        # A keyed create was sent: the caller is told to retry with its key (the retry sends the same request).
+        assert envelope["error"]["code"] == "outcome_unknown" and envelope["error"]["status"] == 503, envelope
+        assert len(posts_of(seen)) == get_settings().task_max_retries + 1  # bounded: never a stream of retries
+
+
+def test_a_read_stripe_keeps_rate_limiting_is_answered_429_rate_limited_after_bounded_tries(domain_db, stripe_at):
+    from settings import get_settings
+
+    intent = {**INTENT, "id": f"pi_{uuid.uuid4().hex}"}
+    with scripted_stripe([(200, intent)], gets=lambda path, seen: (429, error("rate_limit_error"))) as (base, seen):
+        stripe_at(base)
+        created = create_for_new_customer("rl-read-cust", f"rl-read-{uuid.uuid4()}")
+        read = run_task("payment-status-update", {"paymentIntentId": created["response"]["id"]}, None)
+    assert read["error"]["code"] == "rate_limited" and read["error"]["status"] == 429, read
+    reads = [r for r in seen if r["method"] == "GET" and r["path"] == f"/v1/payment_intents/{intent['id']}"]
+    assert len(reads) == get_settings().task_max_retries + 1
+
+
 def test_a_5xx_stripe_did_not_act_on_is_looked_up_then_sent_again_under_a_new_key(domain_db, stripe_at):
     intent = {**INTENT, "id": f"pi_{uuid.uuid4().hex}"}
     with scripted_stripe([(500, error("api_error"), NOT_ACTED), (200, intent)]) as (base, seen):
@@ -253,7 +279,7 @@ def test_a_redelivery_of_a_running_task_waits_for_it_and_answers_its_outcome(dom
     began = time.monotonic()
     envelope = run_task("create-refund", payload, key, task_id)
     finisher.join(10)
-    assert envelope == {"response": outcome}
+    assert envelope == {"response": outcome, "replayed": True}  # the first delivery's outcome, said to be so
     assert time.monotonic() - began >= 1.0  # it waited for the first delivery instead of running beside it
 
 
