@@ -104,6 +104,10 @@ class Settings:
     socket_token_secret: str = field(repr=False)
     socket_token_ttl_s: int
     stripe_publishable_key: str
+    # REST rate limits (api/limits.py): per caller, and for Stripe's webhooks per source; "" turns one off.
+    rate_limit: str
+    rate_limit_webhooks: str
+    rate_limit_storage: str = field(repr=False)
 
     @property
     def uses_sqlite(self) -> bool:
@@ -193,6 +197,9 @@ def load_settings() -> Settings:
         socket_token_secret=config("SOCKET_TOKEN_SECRET", default=""),
         socket_token_ttl_s=config("SOCKET_TOKEN_TTL_S", default=900, cast=int),
         stripe_publishable_key=config("STRIPE_PUBLISHABLE_KEY", default=""),
+        rate_limit=config("RATE_LIMIT", default="100/second;5000/minute"),
+        rate_limit_webhooks=config("RATE_LIMIT_WEBHOOKS", default="200/second"),
+        rate_limit_storage=config("RATE_LIMIT_STORAGE", default=""),
     )
 
 

@@ -13,6 +13,7 @@ from flask import Flask, Response, g, request
 
 from api.auth import caller_key_id
 from api.errors import error_response, register_error_handlers
+from api.limits import install_limits
 from api.routes import resource_blueprints
 from api.socket_tokens import socket_tokens
 from api.system import docs, system
@@ -125,4 +126,6 @@ def create_app(settings: Settings | None = None, config: dict[str, Any] | None =
     app.register_blueprint(socket_tokens)
     for blueprint in resource_blueprints():
         app.register_blueprint(blueprint)
+    # After the authentication hook: the limits count per caller.
+    app.extensions["vyp_limiter"] = install_limits(app, settings)
     return app

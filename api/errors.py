@@ -22,6 +22,8 @@ HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
 }
 
 
@@ -67,6 +69,7 @@ def register_error_handlers(app: Flask) -> None:
             404: "No such route.",
             405: "Method not allowed on this route.",
             413: "The request body is larger than 1 MiB.",
+            429: "Too many requests. Retry after the time in Retry-After.",
         }
         return error_response(
             code, messages.get(status, exc.description or "Bad request."), status=status, headers=headers

@@ -107,6 +107,9 @@ class Run:
             {
                 "NODE_ENV": "production",
                 "LOG_STREAM_LEVEL": "ProdStandard",
+                # One caller drives every load: the per-caller limits are measured elsewhere (tests/api).
+                "RATE_LIMIT": "",
+                "RATE_LIMIT_WEBHOOKS": "",
                 "TIDB_HOST": "127.0.0.1",
                 "TIDB_PORT": "3306",
                 "TIDB_USER": "root",

@@ -52,6 +52,10 @@ def pytest_configure(config: pytest.Config) -> None:
             "API_KEYS": API_KEY,
             "LOG_STREAM_LEVEL": "DebugEverything",
             "TASK_MAX_RETRIES": "3",
+            # The suite (fuzzing, drills) is one caller sending thousands of requests: the limits are tested on
+            # their own (tests/api/test_rate_limits.py), with their own settings.
+            "RATE_LIMIT": "100000/second",
+            "RATE_LIMIT_WEBHOOKS": "100000/second",
         }
     )
     import settings

@@ -47,9 +47,7 @@ def test_api_and_worker_metrics_count_requests_per_operation_and_door(client, an
     assert any(name == "payments_in_flight" for name, _ in after_api)
 
 
-def test_http_requests_are_counted_per_route_and_status_4xx_included_and_logged_as_json_access_lines(
-    client, anonymous
-):
+def test_http_requests_are_counted_per_route_and_status_4xx_included_and_logged_as_json_access_lines(client, anonymous):
     import json
     import uuid
 

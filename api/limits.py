@@ -1,0 +1,87 @@
+"""Per-caller rate limits (flask-limiter, counted in the service's Redis so every web process shares them).
+
+RATE_LIMIT applies to each caller (its name or key, as idempotency scopes it); Stripe's webhooks have their own,
+RATE_LIMIT_WEBHOOKS, per source address. Over a limit: 429 `rate_limited` with `Retry-After` and the RateLimit-*
+headers. Health, readiness, metrics and the documents are never limited. Redis away: the limits fail open (a
+payment is never refused because the counter is unreachable) and each process counts in memory meanwhile.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, g, request
+from flask_limiter import HeaderNames, Limiter, RequestLimit
+from flask_limiter.util import get_remote_address
+
+from api.errors import error_response
+from settings import Settings
+
+WEBHOOK_ENDPOINT = "webhooks.process-stripe-webhook"
+NEVER_LIMITED = {"system.healthz", "system.readyz", "system.metrics", "system.openapi_json", "system.asyncapi_json"}
+
+
+def storage_uri(settings: Settings) -> str:
+    """RATE_LIMIT_STORAGE, else the service's Redis (result store, or broker), else each process's memory."""
+    if settings.rate_limit_storage:
+        return settings.rate_limit_storage
+    for url in (settings.result_backend, settings.broker_url):
+        if url.startswith(("redis://", "rediss://")):
+            return url
+    return "memory://"
+
+
+def _caller() -> str:
+    # Set by the authentication hook, which runs first; an unauthenticated request never gets this far.
+    return f"caller:{g.get('caller_key_id') or get_remote_address()}"
+
+
+def _webhook_source() -> str:
+    return f"webhook:{get_remote_address()}"
+
+
+def _breached(limit: RequestLimit) -> Response:
+    return error_response(
+        "rate_limited",
+        f"Too many requests: at most {limit.limit}. Retry after the time in Retry-After.",
+        {"limit": str(limit.limit)},
+    )
+
+
+def install_limits(app: Flask, settings: Settings) -> Limiter | None:
+    """Limit every route but the public ones; call after the authentication hook is registered."""
+    if not settings.rate_limit and not settings.rate_limit_webhooks:
+        return None
+    limiter = Limiter(
+        _caller,
+        app=app,
+        default_limits=[settings.rate_limit] if settings.rate_limit else [],
+        storage_uri=storage_uri(settings),
+        storage_options={"socket_connect_timeout": 1, "socket_timeout": 1},
+        strategy="moving-window",
+        headers_enabled=True,
+        header_name_mapping={
+            HeaderNames.LIMIT: "RateLimit-Limit",
+            HeaderNames.REMAINING: "RateLimit-Remaining",
+            HeaderNames.RESET: "RateLimit-Reset",
+            HeaderNames.RETRY_AFTER: "Retry-After",
+        },
+        retry_after="delta-seconds",
+        swallow_errors=True,
+        in_memory_fallback_enabled=True,
+        key_prefix=f"vyp-limits:{settings.kafka_group}",
+        on_breach=_breached,
+    )
+
+    @limiter.request_filter
+    def _not_limited() -> bool:
+        endpoint = request.endpoint or ""
+        return endpoint in NEVER_LIMITED or endpoint.startswith("docs.")
+
+    if settings.rate_limit_webhooks:
+        view = app.view_functions[WEBHOOK_ENDPOINT]
+        # The wrapper checks the limit: it must be what the route calls.
+        app.view_functions[WEBHOOK_ENDPOINT] = limiter.limit(settings.rate_limit_webhooks, key_func=_webhook_source)(
+            view
+        )
+    elif settings.rate_limit:
+        limiter.exempt(app.view_functions[WEBHOOK_ENDPOINT])
+    return limiter
