@@ -99,9 +99,16 @@ class PaymentIntentStatus(Out):
     errorMessage: str | None
 
 
-class PaymentIntentPage(Out):
+class Page(Out):
+    hasMore: bool = Field(description="Whether more records lie beyond this page, in the direction it was read.")
+    nextCursor: str | None = Field(
+        description="Pass it as the same cursor (startingAfter, or endingBefore when this page was read with it) "
+        "for the next page; null when there is none."
+    )
+
+
+class PaymentIntentPage(Page):
     data: list[PaymentIntent]
-    hasMore: bool
 
 
 class AttemptSummary(Out):
@@ -147,14 +154,12 @@ class PaymentMethod(Out):
     createdAt: str
 
 
-class PaymentMethodPage(Out):
+class PaymentMethodPage(Page):
     data: list[PaymentMethod]
-    hasMore: bool
 
 
-class RefundPage(Out):
+class RefundPage(Page):
     data: list[Refund]
-    hasMore: bool
 
 
 class Deleted(Out):

@@ -15,6 +15,7 @@ from domain.customers import ensure_stripe_customer
 from domain.errors import OperationError, not_found
 from domain.ids import new_id
 from domain.intent_state import apply_stripe_intent, capture_deadline
+from domain.pages import page_of, paginate
 from domain.schemas import CreatePaymentIntentInput, GetPaymentIntentInput, ListPaymentIntentsInput
 from domain.webhooks import apply_unmatched_events
 from models import PaymentAttempt, PaymentIntent, PaymentMethod, ZtrackingPaymentIntent, write_transaction
@@ -259,16 +260,13 @@ def list_payment_intents(ctx: OperationContext, inp: ListPaymentIntentsInput) ->
             f"{field} is not a payment intent of this customer.",
             {"fields": [{"field": field, "message": "unknown cursor", "type": "value_error"}]},
         )
-    if inp.ending_before:
-        # The page just newer than the cursor: read upwards from it, then answer newest first.
-        rows = list(query.where(PaymentIntent.id > inp.ending_before).order_by(PaymentIntent.id).limit(inp.limit + 1))
-        has_more = len(rows) > inp.limit
-        rows = list(reversed(rows[: inp.limit]))
-    else:
-        if inp.starting_after:
-            query = query.where(PaymentIntent.id < inp.starting_after)
-        rows = list(query.order_by(PaymentIntent.id.desc()).limit(inp.limit + 1))
-        has_more = len(rows) > inp.limit
-        rows = rows[: inp.limit]
+    rows, has_more, next_cursor = paginate(
+        query,
+        PaymentIntent.id,
+        limit=inp.limit,
+        starting_after=inp.starting_after,
+        ending_before=inp.ending_before,
+        newest_first=True,
+    )
     attempts = attempts_by_intent([row.id for row in rows])
-    return {"data": [row.to_payload(attempts[row.id]) for row in rows], "hasMore": has_more}
+    return page_of([row.to_payload(attempts[row.id]) for row in rows], has_more, next_cursor)

@@ -9,6 +9,7 @@ from domain import idempotency, stripe_outcomes
 from domain.context import OperationContext
 from domain.customers import ensure_stripe_customer, find_customer, lock_customer
 from domain.errors import OperationError, not_found
+from domain.pages import page_of, paginate
 from domain.schemas import CreatePaymentMethodInput, DeletePaymentMethodInput, ListPaymentMethodsInput
 from models import PaymentMethod, utcnow, write_transaction
 from models.base import for_update
@@ -123,21 +124,27 @@ def create_payment_method(ctx: OperationContext, inp: CreatePaymentMethodInput) 
 
 
 def list_payment_methods(ctx: OperationContext, inp: ListPaymentMethodsInput) -> dict[str, Any]:
-    """Newest first; `startingAfter` is the last id of the previous page (ids sort by creation)."""
-    query = _active(inp.customer_id)
-    if inp.starting_after:
-        cursor = PaymentMethod.get_or_none(
-            PaymentMethod.id == inp.starting_after, PaymentMethod.customer_id == inp.customer_id
+    """Newest first; `startingAfter` pages on to older ones, `endingBefore` back to newer ones."""
+    cursor = inp.starting_after or inp.ending_before
+    if (
+        cursor
+        and PaymentMethod.get_or_none(PaymentMethod.id == cursor, PaymentMethod.customer_id == inp.customer_id) is None
+    ):
+        field = "startingAfter" if inp.starting_after else "endingBefore"
+        raise OperationError(
+            "validation_error",
+            f"{field} is not a payment method of this customer.",
+            {"fields": [{"field": field, "message": "unknown cursor", "type": "value_error"}]},
         )
-        if cursor is None:
-            raise OperationError(
-                "validation_error",
-                "startingAfter is not a payment method of this customer.",
-                {"fields": [{"field": "startingAfter", "message": "unknown cursor", "type": "value_error"}]},
-            )
-        query = query.where(PaymentMethod.id < inp.starting_after)
-    rows = list(query.order_by(PaymentMethod.id.desc()).limit(inp.limit + 1))
-    return {"data": [row.to_payload() for row in rows[: inp.limit]], "hasMore": len(rows) > inp.limit}
+    rows, has_more, next_cursor = paginate(
+        _active(inp.customer_id),
+        PaymentMethod.id,
+        limit=inp.limit,
+        starting_after=inp.starting_after,
+        ending_before=inp.ending_before,
+        newest_first=True,
+    )
+    return page_of([row.to_payload() for row in rows], has_more, next_cursor)
 
 
 def _detached_at_stripe(stripe_payment_method_id: str, refusal: OperationError) -> bool:

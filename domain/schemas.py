@@ -178,8 +178,22 @@ class ListPaymentIntentsInput(OperationInput):
         return self
 
 
-class ListRefundsInput(OperationInput):
+class Cursors(OperationInput):
+    """`startingAfter` or `endingBefore`, never both (ids of the list's own records)."""
+
+    starting_after: ObjectId | None = None
+    ending_before: ObjectId | None = None
+
+    @model_validator(mode="after")
+    def _one_cursor(self) -> Cursors:
+        if self.starting_after and self.ending_before:
+            raise ValueError("give startingAfter or endingBefore, not both")
+        return self
+
+
+class ListRefundsInput(Cursors):
     payment_intent_id: ObjectId
+    limit: Annotated[int, Field(ge=1, le=100)] = 100  # an intent's refunds are few: all of them by default
 
 
 class RetryPaymentAttemptInput(OperationInput):
@@ -217,10 +231,9 @@ class CreatePaymentMethodInput(OperationInput):
     set_as_default: bool = False
 
 
-class ListPaymentMethodsInput(OperationInput):
+class ListPaymentMethodsInput(Cursors):
     customer_id: PlatformId
     limit: Annotated[int, Field(ge=1, le=100)] = 10
-    starting_after: ObjectId | None = None
 
 
 class DeletePaymentMethodInput(OperationInput):

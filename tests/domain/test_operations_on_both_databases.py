@@ -121,6 +121,45 @@ def test_vault_the_same_card_twice_returns_the_first(domain_db, stripe_api):
     assert call("list-payment-methods", {"customerId": customer_id})["data"] == []
 
 
+def test_payment_methods_and_refunds_page_both_ways_with_next_cursors(domain_db, stripe_api):
+    customer_id = f"dom-pages-{uuid.uuid4().hex[:8]}"
+    methods = [
+        call("create-payment-method", {"customerId": customer_id, "stripePaymentMethodId": make_card(stripe_api, n)})
+        for n in ("4242424242424242", "5555555555554444", "4000056655665556")
+    ]
+    newest = [m["id"] for m in reversed(methods)]
+    first = call("list-payment-methods", {"customerId": customer_id, "limit": 2})
+    assert ([m["id"] for m in first["data"]], first["hasMore"], first["nextCursor"]) == (newest[:2], True, newest[1])
+    rest = call("list-payment-methods", {"customerId": customer_id, "limit": 2, "startingAfter": first["nextCursor"]})
+    assert ([m["id"] for m in rest["data"]], rest["hasMore"], rest["nextCursor"]) == (newest[2:], False, None)
+    back = call("list-payment-methods", {"customerId": customer_id, "limit": 1, "endingBefore": newest[2]})
+    assert ([m["id"] for m in back["data"]], back["hasMore"], back["nextCursor"]) == ([newest[1]], True, newest[1])
+    with pytest.raises(OperationError) as foreign:
+        call("list-payment-methods", {"customerId": "someone-else", "endingBefore": newest[0]})
+    assert foreign.value.code == "validation_error"
+
+    intent = call(
+        "create-payment-intent",
+        {
+            "customerId": customer_id,
+            "amount": 3000,
+            "currency": "usd",
+            "paymentMethodId": methods[0]["id"],
+            "confirm": True,
+        },
+    )
+    refunds = [call("create-refund", {"paymentIntentId": intent["id"], "amount": 500 + i}) for i in range(3)]
+    oldest = [r["id"] for r in refunds]
+    everything = call("list-refunds", {"paymentIntentId": intent["id"]})
+    assert ([r["id"] for r in everything["data"]], everything["nextCursor"]) == (oldest, None)
+    page = call("list-refunds", {"paymentIntentId": intent["id"], "limit": 2})
+    assert ([r["id"] for r in page["data"]], page["hasMore"], page["nextCursor"]) == (oldest[:2], True, oldest[1])
+    after = call("list-refunds", {"paymentIntentId": intent["id"], "startingAfter": page["nextCursor"]})
+    assert [r["id"] for r in after["data"]] == oldest[2:] and after["hasMore"] is False
+    before = call("list-refunds", {"paymentIntentId": intent["id"], "endingBefore": oldest[2], "limit": 1})
+    assert [r["id"] for r in before["data"]] == [oldest[1]] and before["nextCursor"] == oldest[1]
+
+
 def test_webhook_applies_once_ignores_stale_and_never_moves_back(domain_db, stripe_api):
     intent = call("create-payment-intent", {"customerId": "dom-wh", "amount": 900, "currency": "usd"})
     stripe_id = intent["stripePaymentIntentId"]

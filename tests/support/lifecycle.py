@@ -191,12 +191,17 @@ def the_list_pages_newest_first_both_ways_and_filters(door, stripe_api, stripe_u
 
     first = page(limit=2)
     assert [p["id"] for p in first["data"]] == newest_first[:2] and first["hasMore"]
-    second = page(limit=2, startingAfter=first["data"][-1]["id"])
+    assert first["nextCursor"] == newest_first[1]
+    second = page(limit=2, startingAfter=first["nextCursor"])
     assert [p["id"] for p in second["data"]] == newest_first[2:4] and second["hasMore"]
-    last = page(limit=2, startingAfter=second["data"][-1]["id"])
+    last = page(limit=2, startingAfter=second["nextCursor"])
     assert [p["id"] for p in last["data"]] == newest_first[4:] and not last["hasMore"]
+    assert last["nextCursor"] is None
     back = page(limit=2, endingBefore=second["data"][0]["id"])
     assert [p["id"] for p in back["data"]] == newest_first[:2] and not back["hasMore"]
+    assert back["nextCursor"] is None
+    back_one = page(limit=1, endingBefore=last["data"][0]["id"])  # one step back, and more beyond
+    assert [p["id"] for p in back_one["data"]] == [newest_first[3]] and back_one["nextCursor"] == newest_first[3]
     assert [p["id"] for p in page(status="succeeded")["data"]] == [made[4]["id"]]
     assert [p["id"] for p in page(orderId="order-1")["data"]] == [made[3]["id"], made[1]["id"]]
     assert page(orderId="order-1")["data"][0]["attempts"] == []

@@ -1,0 +1,41 @@
+"""Cursor pagination, as every list answers it: `{data, hasMore, nextCursor}` with `startingAfter` / `endingBefore`.
+
+Ids sort by creation (ULIDs). `startingAfter` pages on in the list's order from a record, `endingBefore` back
+towards its start; `nextCursor` is what to pass, under the same name, for the page after this one (None: none).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from peewee import Field, ModelSelect
+
+
+def paginate(
+    query: ModelSelect,
+    id_field: Field,
+    *,
+    limit: int,
+    starting_after: str | None,
+    ending_before: str | None,
+    newest_first: bool,
+) -> tuple[list[Any], bool, str | None]:
+    """(rows in the list's order, whether more lie beyond them in the direction read, the cursor to go on with)."""
+    if ending_before:
+        # The records just before the cursor in the list's order: read away from it, then put back in order.
+        towards = id_field > ending_before if newest_first else id_field < ending_before
+        order = id_field.asc() if newest_first else id_field.desc()
+        rows = list(query.where(towards).order_by(order).limit(limit + 1))
+        has_more = len(rows) > limit
+        rows = list(reversed(rows[:limit]))
+        return rows, has_more, (rows[0].id if has_more and rows else None)
+    if starting_after:
+        query = query.where(id_field < starting_after if newest_first else id_field > starting_after)
+    rows = list(query.order_by(id_field.desc() if newest_first else id_field.asc()).limit(limit + 1))
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, has_more, (rows[-1].id if has_more and rows else None)
+
+
+def page_of(data: list[dict[str, Any]], has_more: bool, next_cursor: str | None) -> dict[str, Any]:
+    return {"data": data, "hasMore": has_more, "nextCursor": next_cursor}
