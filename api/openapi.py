@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Any, Literal
+from importlib import metadata
+from typing import Annotated, Any, Literal
 
 from openapi_pydantic.util import PydanticSchema, construct_open_api_with_schema_class
 from openapi_pydantic.v3.v3_1 import OpenAPI
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from api.openapi_docs import EXAMPLES, FIELD_DOCS, SUMMARIES
 from domain.errors import STATUS_BY_CODE
 from domain.schemas import INTENT_STATUSES
 from registry import OPERATIONS, Operation
@@ -23,13 +25,30 @@ class Out(BaseModel):
 
 
 class PaymentError(Out):
-    code: str | None
+    """Stripe's `last_payment_error`, as Stripe gave it."""
+
+    code: str | None = Field(description="Stripe's error code: Stripe's own open list (card_declined, expired_card…).")
     declineCode: str | None
     message: str | None
     type: str | None
 
 
 IntentStatus = Literal[INTENT_STATUSES]  # type: ignore[valid-type]
+# Times are ISO 8601 strings in UTC, as answered.
+Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+RefundStatus = Literal["pending", "requires_action", "succeeded", "failed", "canceled"]
+# Stripe's reasons: ours, and those of refunds and cancellations Stripe or the Dashboard made.
+RefundReason = Literal["duplicate", "fraudulent", "requested_by_customer", "expired_uncaptured_charge"]
+CancellationReason = Literal[
+    "duplicate",
+    "fraudulent",
+    "requested_by_customer",
+    "abandoned",
+    "automatic",
+    "expired",
+    "failed_invoice",
+    "void_invoice",
+]
 
 
 class NextAction(Out):
@@ -46,8 +65,8 @@ class PaymentAttempt(Out):
     errorCode: str | None
     errorMessage: str | None
     retryOf: str | None
-    createdAt: str
-    updatedAt: str
+    createdAt: Timestamp
+    updatedAt: Timestamp
 
 
 class IntentFields(Out):
@@ -66,12 +85,12 @@ class IntentFields(Out):
     lastPaymentError: PaymentError | None
     orderId: str | None
     subscriptionId: str | None
-    captureBefore: str | None = Field(description="When an uncaptured authorisation expires (Stripe cancels it).")
-    cancellationReason: str | None
+    captureBefore: Timestamp | None = Field(description="When an uncaptured authorisation expires (Stripe cancels it).")
+    cancellationReason: CancellationReason | None
     nextAction: NextAction | None
     stripePaymentIntentId: str | None
-    createdAt: str
-    updatedAt: str
+    createdAt: Timestamp
+    updatedAt: Timestamp
 
 
 class PaymentIntent(IntentFields):
@@ -88,11 +107,11 @@ class ConfirmedPaymentIntent(PaymentIntent):
 
 class PaymentIntentSnapshot(IntentFields):
     ztrackingVersion: int
-    versionDate: str
+    versionDate: Timestamp
     cause: str
 
 
-class PaymentIntentStatus(Out):
+class PaymentStatus(Out):
     paymentIntentId: str
     status: IntentStatus
     errorCode: str | None
@@ -127,13 +146,13 @@ class Refund(Out):
     paymentIntentId: str
     amount: int
     currency: str
-    status: str
-    reason: str | None
+    status: RefundStatus
+    reason: RefundReason | None
     failureReason: str | None
     metadata: dict[str, str]
     stripeRefundId: str | None
-    createdAt: str
-    updatedAt: str
+    createdAt: Timestamp
+    updatedAt: Timestamp
 
 
 class Card(Out):
@@ -151,7 +170,7 @@ class PaymentMethod(Out):
     card: Card | None
     isDefault: bool
     stripePaymentMethodId: str
-    createdAt: str
+    createdAt: Timestamp
 
 
 class PaymentMethodPage(Page):
@@ -207,11 +226,11 @@ RESPONSES: dict[str, Any] = {
     "confirm-payment-intent": ConfirmedPaymentIntent,
     "capture-payment-intent": PaymentIntent,
     "cancel-payment-intent": PaymentIntent,
-    "get-payment-intent-status": PaymentIntentStatus,
+    "get-payment-intent-status": PaymentStatus,
     "list-payment-intents": PaymentIntentPage,
     "list-refunds": RefundPage,
     "retry-payment-attempt": AttemptSummary,
-    "payment-status-update": PaymentIntentStatus,
+    "payment-status-update": PaymentStatus,
 }
 
 # Which error statuses each operation can answer, beyond those every route can.
@@ -234,7 +253,7 @@ ERRORS: dict[str, tuple[int, ...]] = {
     "retry-payment-attempt": (402, 404, 409, 422, 502),
     "payment-status-update": (404, 502),
 }
-COMMON_ERRORS = (400, 413, 500, 503, 504)
+COMMON_ERRORS = (400, 413, 429, 500, 503, 504)
 PUBLIC = {"process-stripe-webhook"}
 
 
@@ -304,6 +323,47 @@ UNKNOWN_OUTCOME = (
 )
 
 
+HEADERS: dict[str, dict[str, Any]] = {
+    "X-Trace-Id": {
+        "description": "The request's trace (its X-Trace-Id, else its traceparent's trace id, else a new one): in "
+        "the logs, the Celery task, Stripe's metadata and Sentry.",
+        "schema": {"type": "string"},
+    },
+    "traceparent": {
+        "description": "W3C Trace Context: this request as a span of the trace (when the trace id is W3C's).",
+        "schema": {"type": "string", "pattern": r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"},
+    },
+    "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 0}},
+    "Idempotency-Key": {
+        "description": "The key the request ran under (the caller's, or one the server made): retry with it.",
+        "schema": {"type": "string"},
+    },
+    "Idempotent-Replayed": {
+        "description": "`true` when this is the stored answer of an earlier request with the same key.",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+    "Location": {"description": "Where the created resource is.", "schema": {"type": "string"}},
+}
+RATE_LIMIT_HEADERS: dict[str, dict[str, Any]] = {
+    "RateLimit-Limit": {"description": "Requests allowed in the window (RATE_LIMIT).", "schema": {"type": "integer"}},
+    "RateLimit-Remaining": {"description": "Requests left in the window.", "schema": {"type": "integer"}},
+    "RateLimit-Reset": {
+        "description": "When the window resets (epoch seconds).",
+        "schema": {"type": "integer"},
+    },
+}
+
+
+def _success_headers(operation: Operation) -> dict[str, Any]:
+    headers = {"X-Trace-Id": HEADERS["X-Trace-Id"], "traceparent": HEADERS["traceparent"], **RATE_LIMIT_HEADERS}
+    if operation.mutating:
+        headers["Idempotency-Key"] = HEADERS["Idempotency-Key"]
+        headers["Idempotent-Replayed"] = HEADERS["Idempotent-Replayed"]
+    if operation.location:
+        headers["Location"] = HEADERS["Location"]
+    return headers
+
+
 def _error_response(operation: Operation, status: int) -> dict[str, Any]:
     codes = [code for code, code_status in STATUS_BY_CODE.items() if code_status == status]
     if not operation.mutating:
@@ -315,27 +375,36 @@ def _error_response(operation: Operation, status: int) -> dict[str, Any]:
         "description": description,
         "content": {"application/json": {"schema": PydanticSchema(schema_class=ErrorBody)}},
     }
+    headers = {"X-Trace-Id": HEADERS["X-Trace-Id"]}
     if status in (429, 503, 504):
-        response["headers"] = {
-            "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
-        }
+        headers["Retry-After"] = HEADERS["Retry-After"]
+    if operation.mutating and status != 400:
+        headers["Idempotency-Key"] = HEADERS["Idempotency-Key"]
+        headers["Idempotent-Replayed"] = HEADERS["Idempotent-Replayed"]
+    if status == 429:
+        headers.update(RATE_LIMIT_HEADERS)
+    response["headers"] = headers
     return response
 
 
 def _operation(operation: Operation) -> dict[str, Any]:
     responses: dict[str, Any] = {
         str(operation.success_status): {
-            "description": "Success",
+            "description": "Created" if operation.success_status == 201 else "Success",
+            "headers": _success_headers(operation),
             "content": {"application/json": {"schema": _response_schema(RESPONSES[operation.name])}},
         }
     }
     statuses = set(ERRORS[operation.name]) | set(COMMON_ERRORS) | ({401} if operation.name not in PUBLIC else set())
+    if operation.method == "POST":
+        statuses.add(415)  # a body that is not JSON
     for status in sorted(statuses):
         responses[str(status)] = _error_response(operation, status)
     spec: dict[str, Any] = {
         "operationId": operation.name,
         "summary": operation.name.replace("-", " ").capitalize(),
-        "description": f"Kafka topic `{operation.name}`, replies on `{operation.response_topic}`.",
+        "description": f"{SUMMARIES[operation.name]} Kafka topic `{operation.name}`, replies on "
+        f"`{operation.response_topic}`; Socket.IO event `{operation.name}` on `/finance-payments`.",
         "tags": [operation.path.strip("/").split("/")[0]],
         "parameters": _parameters(operation),
         "responses": responses,
@@ -354,7 +423,19 @@ def _operation(operation: Operation) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": PydanticSchema(schema_class=operation.schema)}},
         }
+    _add_example(spec, operation)
     return spec
+
+
+def _add_example(spec: dict[str, Any], operation: Operation) -> None:
+    """The operation's example: its body for a POST, its parameters' values otherwise."""
+    example = EXAMPLES[operation.name]
+    for param in spec["parameters"]:
+        if param["name"] in example:
+            param["example"] = example[param["name"]]
+    body = spec.get("requestBody", {}).get("content", {}).get("application/json")
+    if body is not None:
+        body["example"] = {k: v for k, v in example.items() if k not in path_params(operation)}
 
 
 def _body_without_path_params(operation: Operation) -> dict[str, Any]:
@@ -432,13 +513,58 @@ def openapi_document() -> dict[str, Any]:
             "openapi": "3.1.0",
             "info": {
                 "title": "vy-finance-payments",
-                "version": "1.0.0",
-                "description": "Payments over Stripe. Every operation is also a Kafka topic with the same payload.",
+                "version": package_version(),
+                "description": "Payments over Stripe. Every operation is also a Kafka topic and a Socket.IO event "
+                "with the same payload. Lists page with startingAfter / endingBefore and answer nextCursor; "
+                "over RATE_LIMIT a caller gets 429 rate_limited.",
             },
+            "servers": [{"url": "/", "description": "This instance (the document is served by the API it describes)."}],
             "paths": paths,
             "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
             "security": [{"bearer": []}],
         }
     )
     document = construct_open_api_with_schema_class(document)
-    return document.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=True)
+    dumped = document.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=True)
+    _describe_fields(dumped)
+    return _integer_bounds(dumped)
+
+
+BOUNDS = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems", "minLength"}
+
+
+def _integer_bounds(value: Any) -> Any:
+    """openapi-pydantic types bounds as floats (`1.0`): an integer bound is written as the integer it is."""
+    if isinstance(value, dict):
+        return {
+            k: int(v) if k in BOUNDS and isinstance(v, float) and v.is_integer() else _integer_bounds(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_integer_bounds(v) for v in value]
+    return value
+
+
+def package_version() -> str:
+    """The installed package's version (pyproject.toml), so the document says which build it describes."""
+    try:
+        return metadata.version("vy-finance-payments")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "0.0.0+unknown"
+
+
+def _describe_fields(document: dict[str, Any]) -> None:
+    """Give every schema property and parameter its description from FIELD_DOCS (one wording for each name)."""
+    for schema in document.get("components", {}).get("schemas", {}).values():
+        for name, spec in schema.get("properties", {}).items():
+            if "description" not in spec and name in FIELD_DOCS:
+                spec["description"] = FIELD_DOCS[name]
+    for path in document["paths"].values():
+        for spec in path.values():
+            for param in spec.get("parameters", []):
+                if "description" not in param and param["name"] in FIELD_DOCS:
+                    param["description"] = FIELD_DOCS[param["name"]]
+            body = spec.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+            for name, prop in body.get("properties", {}).items():
+                if "description" not in prop and name in FIELD_DOCS:
+                    prop["description"] = FIELD_DOCS[name]

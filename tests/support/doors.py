@@ -16,6 +16,16 @@ from pydantic.alias_generators import to_camel
 from registry import OPERATIONS
 
 
+def documented(operation: str, body: Any) -> None:
+    """A success answer is exactly what the OpenAPI document says it is (its response model forbids any other field):
+    the document cannot drift from what is answered."""
+    from pydantic import TypeAdapter
+
+    from api.openapi import RESPONSES
+
+    TypeAdapter(RESPONSES[operation]).validate_python(body)
+
+
 @dataclass
 class Answer:
     ok: bool
@@ -49,6 +59,7 @@ class RestDoor:
             response = self.client.post(path, json=body, headers=headers)
         data = response.json()
         if response.status_code < 400:
+            documented(operation, data)
             return Answer(True, data, response.status_code, response)
         return Answer(False, data["error"], response.status_code, response)
 
@@ -74,6 +85,7 @@ class KafkaDoor:
         assert reply["kafkaResponseKey"] == key and reply["traceId"] == trace_id, reply
         if "response" in reply:
             assert reply["kafkaResponseStatus"] is True and reply["response"], reply
+            documented(operation, reply["response"])
             return Answer(True, reply["response"], 200, reply)
         assert reply["kafkaResponseStatus"] is False, reply
         return Answer(False, reply["error"], reply["error"]["status"], reply)

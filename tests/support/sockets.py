@@ -11,7 +11,7 @@ from typing import Any
 import socketio
 
 from registry import OPERATIONS
-from tests.support.doors import Answer
+from tests.support.doors import Answer, documented
 
 NAMESPACE = "/finance-payments"
 
@@ -112,6 +112,7 @@ class SocketIODoor:
         )
         if "response" in envelope:
             assert envelope["kafkaResponseStatus"] is True, envelope
+            documented(operation, envelope["response"])
             return Answer(True, envelope["response"], op.success_status, envelope)
         assert envelope["kafkaResponseStatus"] is False, envelope
         return Answer(False, envelope["error"], envelope["error"]["status"], envelope)
