@@ -121,14 +121,15 @@ async function pay() {
 }
 
 async function start() {
-  config = await (await fetch("config.json")).json();
   const fromFragment = new URLSearchParams(location.hash.slice(1)).get("token");
   if (fromFragment) {
-    $("token").value = fromFragment; // a link from `make run`'s banner; the fragment never reaches a server
-    history.replaceState(null, "", location.pathname);
+    $("token").value = fromFragment; // a link with the token; the fragment never reaches a server
+    history.replaceState(null, "", location.pathname); // nor stays in the address bar or the history
   }
+  config = await (await fetch("config.json")).json();
   $("connect").addEventListener("click", connect);
   $("pay").addEventListener("click", pay);
+  $("connect").disabled = false;
 }
 
 start();

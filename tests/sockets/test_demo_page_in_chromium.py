@@ -25,8 +25,9 @@ def test_the_demo_page_pays_through_3d_secure_and_shows_succeeded_pushed_over_th
             page = browser.new_page()
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(str(e)))
-            # The token in the fragment (never sent to a server), as `make run`'s banner links it.
+            # The token in the fragment: a link can carry it, and a fragment is never sent to a server.
             page.goto(f"{socket_stack.sockets[0]}/demo/#token={token}")
+            expect(page.locator("#connect")).to_be_enabled(timeout=20_000)  # the page has its configuration
             assert page.input_value("#token") == token and "#" not in page.url
             page.click("#connect")
             expect(page.locator("#connection")).to_have_text("connected", timeout=20_000)

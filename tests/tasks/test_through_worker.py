@@ -132,7 +132,8 @@ def test_one_key_sent_three_times_makes_one_intent_and_the_same_answer(dispatch,
     key = f"retry-{uuid.uuid4()}"
     before = count_stripe_intents(stripe_api)
     answers = [dispatch("create-payment-intent", payload, key=key) for _ in range(3)]
-    assert answers[0] == answers[1] == answers[2]
+    assert answers[0]["response"] == answers[1]["response"] == answers[2]["response"]
+    assert [a.get("replayed") for a in answers] == [None, True, True]  # the retries say they are replays
     assert count_stripe_intents(stripe_api) == before + 1
     assert PaymentIntent.select().where(PaymentIntent.customer_id == customer_id).count() == 1
 
