@@ -10,6 +10,8 @@ from typing import Any
 
 from peewee import Field, ModelSelect
 
+from domain.errors import OperationError
+
 
 def paginate(
     query: ModelSelect,
@@ -39,3 +41,27 @@ def paginate(
 
 def page_of(data: list[dict[str, Any]], has_more: bool, next_cursor: str | None) -> dict[str, Any]:
     return {"data": data, "hasMore": has_more, "nextCursor": next_cursor}
+
+
+def checked_page(
+    query: ModelSelect, owned: ModelSelect, id_field: Field, inp: Any, *, what: str, newest_first: bool
+) -> dict[str, Any]:
+    """The page `inp` asks for (its limit and cursor) of `query`, whose cursor must be one of the `owned` records
+    (`what` names them in the refusal); each row as its payload."""
+    cursor = inp.starting_after or inp.ending_before
+    if cursor and not owned.where(id_field == cursor).exists():
+        field = "startingAfter" if inp.starting_after else "endingBefore"
+        raise OperationError(
+            "validation_error",
+            f"{field} is not {what}.",
+            {"fields": [{"field": field, "message": "unknown cursor", "type": "value_error"}]},
+        )
+    rows, has_more, next_cursor = paginate(
+        query,
+        id_field,
+        limit=inp.limit,
+        starting_after=inp.starting_after,
+        ending_before=inp.ending_before,
+        newest_first=newest_first,
+    )
+    return {"rows": rows, "hasMore": has_more, "nextCursor": next_cursor}

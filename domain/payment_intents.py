@@ -15,7 +15,7 @@ from domain.customers import ensure_stripe_customer
 from domain.errors import OperationError, not_found
 from domain.ids import new_id
 from domain.intent_state import apply_stripe_intent, capture_deadline
-from domain.pages import page_of, paginate
+from domain.pages import checked_page, page_of
 from domain.schemas import CreatePaymentIntentInput, GetPaymentIntentInput, ListPaymentIntentsInput
 from domain.webhooks import apply_unmatched_events
 from models import PaymentAttempt, PaymentIntent, PaymentMethod, ZtrackingPaymentIntent, write_transaction
@@ -238,7 +238,8 @@ def _naive_utc(value: dt.datetime) -> dt.datetime:
 def list_payment_intents(ctx: OperationContext, inp: ListPaymentIntentsInput) -> dict[str, Any]:
     """A customer's intents, newest first (ids sort by creation), filtered; `startingAfter` pages on to older ones,
     `endingBefore` back to newer ones."""
-    query = PaymentIntent.select().where(PaymentIntent.customer_id == inp.customer_id)
+    owned = PaymentIntent.select().where(PaymentIntent.customer_id == inp.customer_id)
+    query = owned
     if inp.status:
         query = query.where(PaymentIntent.status == inp.status)
     if inp.order_id:
@@ -247,26 +248,8 @@ def list_payment_intents(ctx: OperationContext, inp: ListPaymentIntentsInput) ->
         query = query.where(PaymentIntent.created_at >= _naive_utc(inp.created_gte))
     if inp.created_lt:
         query = query.where(PaymentIntent.created_at < _naive_utc(inp.created_lt))
-    cursor = inp.starting_after or inp.ending_before
-    if (
-        cursor
-        and not PaymentIntent.select()
-        .where(PaymentIntent.id == cursor, PaymentIntent.customer_id == inp.customer_id)
-        .exists()
-    ):
-        field = "startingAfter" if inp.starting_after else "endingBefore"
-        raise OperationError(
-            "validation_error",
-            f"{field} is not a payment intent of this customer.",
-            {"fields": [{"field": field, "message": "unknown cursor", "type": "value_error"}]},
-        )
-    rows, has_more, next_cursor = paginate(
-        query,
-        PaymentIntent.id,
-        limit=inp.limit,
-        starting_after=inp.starting_after,
-        ending_before=inp.ending_before,
-        newest_first=True,
+    page = checked_page(
+        query, owned, PaymentIntent.id, inp, what="a payment intent of this customer", newest_first=True
     )
-    attempts = attempts_by_intent([row.id for row in rows])
-    return page_of([row.to_payload(attempts[row.id]) for row in rows], has_more, next_cursor)
+    attempts = attempts_by_intent([row.id for row in page["rows"]])
+    return page_of([row.to_payload(attempts[row.id]) for row in page["rows"]], page["hasMore"], page["nextCursor"])

@@ -9,7 +9,7 @@ from domain import idempotency, stripe_outcomes
 from domain.context import OperationContext
 from domain.customers import ensure_stripe_customer, find_customer, lock_customer
 from domain.errors import OperationError, not_found
-from domain.pages import page_of, paginate
+from domain.pages import checked_page, page_of
 from domain.schemas import CreatePaymentMethodInput, DeletePaymentMethodInput, ListPaymentMethodsInput
 from models import PaymentMethod, utcnow, write_transaction
 from models.base import for_update
@@ -125,26 +125,16 @@ def create_payment_method(ctx: OperationContext, inp: CreatePaymentMethodInput) 
 
 def list_payment_methods(ctx: OperationContext, inp: ListPaymentMethodsInput) -> dict[str, Any]:
     """Newest first; `startingAfter` pages on to older ones, `endingBefore` back to newer ones."""
-    cursor = inp.starting_after or inp.ending_before
-    if (
-        cursor
-        and PaymentMethod.get_or_none(PaymentMethod.id == cursor, PaymentMethod.customer_id == inp.customer_id) is None
-    ):
-        field = "startingAfter" if inp.starting_after else "endingBefore"
-        raise OperationError(
-            "validation_error",
-            f"{field} is not a payment method of this customer.",
-            {"fields": [{"field": field, "message": "unknown cursor", "type": "value_error"}]},
-        )
-    rows, has_more, next_cursor = paginate(
+    owned = PaymentMethod.select().where(PaymentMethod.customer_id == inp.customer_id)
+    page = checked_page(
         _active(inp.customer_id),
+        owned,
         PaymentMethod.id,
-        limit=inp.limit,
-        starting_after=inp.starting_after,
-        ending_before=inp.ending_before,
+        inp,
+        what="a payment method of this customer",
         newest_first=True,
     )
-    return page_of([row.to_payload() for row in rows], has_more, next_cursor)
+    return page_of([row.to_payload() for row in page["rows"]], page["hasMore"], page["nextCursor"])
 
 
 def _detached_at_stripe(stripe_payment_method_id: str, refusal: OperationError) -> bool:

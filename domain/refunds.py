@@ -9,7 +9,7 @@ from domain import currencies, idempotency, payment_events, stripe_outcomes
 from domain.context import OperationContext
 from domain.errors import OperationError, not_found
 from domain.intent_state import REFUND_RANK, refund_may_move
-from domain.pages import page_of, paginate
+from domain.pages import checked_page, page_of
 from domain.schemas import CreateRefundInput, GetRefundInput, ListRefundsInput
 from models import PaymentIntent, Refund, utcnow, write_transaction
 from models.base import for_update
@@ -198,20 +198,7 @@ def list_refunds(ctx: OperationContext, inp: ListRefundsInput) -> dict[str, Any]
     if not PaymentIntent.select().where(PaymentIntent.id == inp.payment_intent_id).exists():
         raise not_found("payment intent", inp.payment_intent_id)
     of_intent = Refund.select().where(Refund.payment_intent_id == inp.payment_intent_id)
-    cursor = inp.starting_after or inp.ending_before
-    if cursor and not of_intent.where(Refund.id == cursor).exists():
-        field = "startingAfter" if inp.starting_after else "endingBefore"
-        raise OperationError(
-            "validation_error",
-            f"{field} is not a refund of this payment intent.",
-            {"fields": [{"field": field, "message": "unknown cursor", "type": "value_error"}]},
-        )
-    rows, has_more, next_cursor = paginate(
-        of_intent,
-        Refund.id,
-        limit=inp.limit,
-        starting_after=inp.starting_after,
-        ending_before=inp.ending_before,
-        newest_first=False,
+    page = checked_page(
+        of_intent, of_intent, Refund.id, inp, what="a refund of this payment intent", newest_first=False
     )
-    return page_of([row.to_payload() for row in rows], has_more, next_cursor)
+    return page_of([row.to_payload() for row in page["rows"]], page["hasMore"], page["nextCursor"])

@@ -157,27 +157,6 @@ class CancelPaymentIntentInput(OperationInput):
     cancellation_reason: CancellationReason | None = None
 
 
-class ListPaymentIntentsInput(OperationInput):
-    customer_id: PlatformId
-    status: Literal[INTENT_STATUSES] | None = None  # type: ignore[valid-type]
-    order_id: PlatformId | None = None
-    created_gte: Timestamp | None = None
-    created_lt: Timestamp | None = None
-    limit: Annotated[int, Field(ge=1, le=100)] = 10
-    starting_after: ObjectId | None = None
-    ending_before: ObjectId | None = None
-
-    @model_validator(mode="after")
-    def _one_cursor(self) -> ListPaymentIntentsInput:
-        if self.starting_after and self.ending_before:
-            raise ValueError("give startingAfter or endingBefore, not both")
-        for name in ("created_gte", "created_lt"):
-            value = getattr(self, name)
-            if value is not None and value.tzinfo is None:
-                raise ValueError(f"{to_camel(name)} needs a time zone (e.g. Z)")
-        return self
-
-
 class Cursors(OperationInput):
     """`startingAfter` or `endingBefore`, never both (ids of the list's own records)."""
 
@@ -188,6 +167,23 @@ class Cursors(OperationInput):
     def _one_cursor(self) -> Cursors:
         if self.starting_after and self.ending_before:
             raise ValueError("give startingAfter or endingBefore, not both")
+        return self
+
+
+class ListPaymentIntentsInput(Cursors):
+    customer_id: PlatformId
+    status: Literal[INTENT_STATUSES] | None = None  # type: ignore[valid-type]
+    order_id: PlatformId | None = None
+    created_gte: Timestamp | None = None
+    created_lt: Timestamp | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 10
+
+    @model_validator(mode="after")
+    def _zoned_times(self) -> ListPaymentIntentsInput:
+        for name in ("created_gte", "created_lt"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{to_camel(name)} needs a time zone (e.g. Z)")
         return self
 
 
