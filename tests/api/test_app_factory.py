@@ -45,6 +45,20 @@ def test_a_broker_that_refuses_the_request_is_503(app, monkeypatch):
     monkeypatch.setattr(TASKS["get-refund"], "apply_async", refuse)
     response = app.test_client().get("/refunds/vyre_x", headers={"Authorization": "Bearer k1"})
     assert response.status_code == 503 and response.json["error"]["code"] == "service_unavailable"
+    assert int(response.headers["Retry-After"]) > 0  # when to ask again
+
+
+def test_no_result_in_time_for_a_read_is_504_timeout_with_retry_after(app, monkeypatch):
+    import api.routes
+    from domain.errors import OperationError
+
+    def late(*args, **kwargs):
+        raise OperationError("timeout", "No result in time. Retry the request.")
+
+    monkeypatch.setattr(api.routes, "run_operation", late)
+    response = app.test_client().get("/refunds/vyre_x", headers={"Authorization": "Bearer k1"})
+    assert response.status_code == 504 and response.json["error"]["code"] == "timeout"
+    assert int(response.headers["Retry-After"]) > 0
 
 
 def test_without_api_keys_every_protected_route_is_401():
