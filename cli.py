@@ -19,6 +19,7 @@ def _bind() -> None:
 
 
 @click.group(help="Operate vy-finance-payments. Settings come from the environment and .env, as for the service.")
+@click.version_option(package_name="vy-finance-payments", prog_name="payments")
 def main() -> None:
     from logging_setup import configure_logging
 

@@ -114,3 +114,30 @@ def env_example_defaults() -> dict[str, str]:
 
 def test_readme_configuration_table_matches_env_example():
     assert readme_configuration() == env_example_defaults()
+
+
+def test_pyproject_declares_the_runtime_requirements_with_their_pins():
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pinned = [
+        line.strip()
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert declared == pinned
+    assert any(d.startswith("click==") for d in declared)  # the `payments` command's own
+
+
+def test_payments_reports_its_version():
+    from importlib import metadata
+
+    from click.testing import CliRunner
+
+    from cli import main
+
+    answer = CliRunner().invoke(main, ["--version"])
+    assert (
+        answer.exit_code == 0
+        and answer.output.strip() == f"payments, version {metadata.version('vy-finance-payments')}"
+    )
