@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-from collections.abc import Callable
 
 import click
 
@@ -119,46 +118,15 @@ def janitor() -> None:
         click.echo(f"{outcome}: {count}")
 
 
-def _checks() -> dict[str, Callable[[], object]]:
-
-    from models.base import database_ready
-    from tasks.app import broker_ready, workers_ready
-
-    def stripe_ready() -> bool:
-        import stripe_client
-
-        stripe_client.client().v1.balance.retrieve()
-        return True
-
-    def kafka_ready() -> bool:
-        from confluent_kafka.admin import AdminClient
-
-        from kafka_relay.config import common_config
-
-        AdminClient(common_config(get_settings())).list_topics(timeout=5)
-        return True
-
-    return {
-        "database": database_ready,
-        "broker": broker_ready,
-        "worker": workers_ready,
-        "stripe": stripe_ready,
-        "kafka": kafka_ready,
-    }
-
-
 @main.command(help="Check every dependency: database, Celery broker, a worker, Stripe, Kafka. Exit 1 if any fails.")
 def check() -> None:
+    from observability.ops import readiness
+
     _bind()
     failed = 0
-    for name, probe in _checks().items():
-        try:
-            ok = bool(probe())
-            detail = "" if ok else "no answer"
-        except Exception as exc:  # each failure is reported, none stops the others
-            ok, detail = False, f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}"
-        failed += not ok
-        click.echo(f"{name:<9} {'ok' if ok else 'FAILED'}  {detail}".rstrip())
+    for name, answer in readiness().items():
+        failed += not answer["ok"]
+        click.echo(f"{name:<9} {'ok' if answer['ok'] else 'FAILED'}  {answer['detail']}".rstrip())
     try:
         backlog, oldest = _outbox_backlog()
         click.echo(f"{'events':<9} {backlog} waiting to be published, the oldest {oldest:.0f} s old")

@@ -14,6 +14,7 @@ from flask import Flask, Response, g, request
 from api.auth import caller_key_id
 from api.errors import error_response, register_error_handlers
 from api.limits import install_limits
+from api.ops import ops
 from api.routes import resource_blueprints
 from api.socket_tokens import socket_tokens
 from api.system import docs, system
@@ -98,10 +99,12 @@ def create_app(settings: Settings | None = None, config: dict[str, Any] | None =
             return None
         g.caller_key_id = caller_key_id(tuple(app.config["API_KEYS"]))
         if g.caller_key_id is None:
+            # The operator page is opened in a browser: offer it Basic (the API key as the password) too.
+            challenge = 'Bearer, Basic realm="vy-finance-payments"' if endpoint.startswith("ops.") else "Bearer"
             return error_response(
                 "unauthorized",
                 "A valid API key is required: Authorization: Bearer <key>.",
-                headers={"WWW-Authenticate": "Bearer"},
+                headers={"WWW-Authenticate": challenge},
             )
         return None
 
@@ -124,6 +127,7 @@ def create_app(settings: Settings | None = None, config: dict[str, Any] | None =
     app.register_blueprint(system)
     app.register_blueprint(docs)
     app.register_blueprint(socket_tokens)
+    app.register_blueprint(ops)
     for blueprint in resource_blueprints():
         app.register_blueprint(blueprint)
     # After the authentication hook: the limits count per caller.

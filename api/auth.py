@@ -3,6 +3,7 @@ of the Socket.IO door (POST /socket-tokens), signed like Stripe's ephemeral keys
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -56,8 +57,16 @@ def bearer(header: str) -> str:
 
 
 def caller_key_id(keys: tuple[str, ...]) -> str | None:
-    """The REST caller's key id (from its Authorization header), or None when not authorised."""
-    return key_id(bearer(request.headers.get("Authorization", "")), keys)
+    """The REST caller's id from its Authorization header — `Bearer <key>`, or HTTP Basic with the key as the user
+    name (as Stripe takes it) or as the password (what a browser's prompt makes easy) — or None."""
+    header = request.headers.get("Authorization", "")
+    if header[:6].lower() != "basic ":
+        return key_id(bearer(header), keys)
+    try:
+        user, _, password = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8").partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return key_id(user, keys) or key_id(password, keys)
 
 
 def _token_secret(settings: Settings) -> bytes:

@@ -51,9 +51,7 @@ SOCKET_CONNECTIONS = Gauge(
     ["kind"],
     multiprocess_mode="livesum",
 )
-SOCKET_REFUSED = Counter(
-    "payments_socket_refused_total", "Socket.IO handshakes refused, by reason.", ["reason"]
-)
+SOCKET_REFUSED = Counter("payments_socket_refused_total", "Socket.IO handshakes refused, by reason.", ["reason"])
 SOCKET_PUSHES = Counter(
     "payments_socket_pushes_total",
     "payment-status-update pushes sent from the payment events this process consumed.",
@@ -135,6 +133,9 @@ def api_registry() -> CollectorRegistry:
     except ValueError:
         registry = REGISTRY  # one process (tests, the Flask dev server): its own metrics are all there is
     registry.register(QUEUE_DEPTH)
+    from observability.ops import OpsCollector
+
+    registry.register(OpsCollector())  # the operator page's numbers
     return registry
 
 

@@ -80,3 +80,20 @@ def test_poison_answered_by_the_relay_is_counted_in_its_metrics(gateway, relay):
     gateway.flush()
     gateway.collector.wait_for_key(key.encode(), f"{TOPIC}-response", 30)
     assert poison_count() == before + 1
+
+
+def test_the_operator_view_counts_each_topics_dead_letters(gateway, relay):
+    from observability.ops import dead_letters as counted
+    from registry import OPERATIONS
+
+    before = counted()
+    assert before is not None and set(before) == {f"{name}-dlq" for name in OPERATIONS}
+    value = b'{"customerId": "c", "amount": "not a number", "currency": "usd", "n": "%s"}' % uuid.uuid4().hex.encode()
+    gateway.send(TOPIC, key=f"ops-dlq-{uuid.uuid4()}", value=value)
+    gateway.flush()
+    gateway.collector.wait(lambda: dead_letters(gateway.collector, value), 30, "dead-letter copy")
+    after = counted()
+    assert after[f"{TOPIC}-dlq"] == before[f"{TOPIC}-dlq"] + 1
+    assert {t: n for t, n in after.items() if t != f"{TOPIC}-dlq"} == {
+        t: n for t, n in before.items() if t != f"{TOPIC}-dlq"
+    }
