@@ -116,15 +116,25 @@ class Settings:
 
     @property
     def broker_url(self) -> str:
-        # Empty means the zero-setup local Redis that `make run` starts.
-        return self.celery_broker_url or "redis://127.0.0.1:6379/0"
+        # Empty means the zero-setup local Redis that `make run` starts (so `payments` beside it reaches it too).
+        return self.celery_broker_url or f"redis://127.0.0.1:{self.local_redis_port}/0"
 
     @property
     def result_backend(self) -> str:
         if self.celery_result_backend:
             return self.celery_result_backend
+        if not self.celery_broker_url:
+            return f"redis://127.0.0.1:{self.local_redis_port}/1"  # as `make run` sets it
         # A Redis broker doubles as the result store; AMQP needs one named.
         return self.broker_url if self.broker_url.startswith("redis") else "rpc://"
+
+    @property
+    def stripe_api_url(self) -> str:
+        """STRIPE_API_BASE; empty: Stripe's own API when a secret key is set, else `make run`'s localstripe (no key
+        never reaches real Stripe)."""
+        if self.stripe_api_base:
+            return self.stripe_api_base
+        return "https://api.stripe.com" if self.stripe_secret_key else f"http://127.0.0.1:{self.local_stripe_port}"
 
     @property
     def stripe_api_key(self) -> str:
@@ -145,7 +155,7 @@ def load_settings() -> Settings:
         sentry_dsn=config("SENTRY_DNS", default=""),
         stripe_secret_key=config("STRIPE_SECRET_KEY", default=""),
         stripe_webhook_secret=config("STRIPE_WEBHOOK_SECRET", default=""),
-        stripe_api_base=config("STRIPE_API_BASE", default="https://api.stripe.com"),
+        stripe_api_base=config("STRIPE_API_BASE", default=""),
         stripe_timeout_s=config("STRIPE_TIMEOUT_S", default=20.0, cast=float),
         tidb_host=config("TIDB_HOST", default=""),
         tidb_port=config("TIDB_PORT", default=4000, cast=int),

@@ -38,7 +38,7 @@ def client() -> stripe.StripeClient:
                 session.mount("http://", adapter)
                 _client = stripe.StripeClient(
                     settings.stripe_api_key,
-                    base_addresses={"api": settings.stripe_api_base},
+                    base_addresses={"api": settings.stripe_api_url},
                     # Retries belong to the Celery task, which keeps the same idempotency key.
                     max_network_retries=0,
                     http_client=stripe.RequestsClient(timeout=settings.stripe_timeout_s, session=session),

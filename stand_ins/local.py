@@ -153,7 +153,7 @@ def endpoints(settings: Settings, var: Path) -> Endpoints:
         api=f"http://127.0.0.1:{settings.app_port}",
         api_key=api_callers(settings.api_keys)[0][1] if settings.api_keys else made["api_key"],
         kafka=settings.kafka_broker or f"127.0.0.1:{settings.local_kafka_port}",
-        stripe_api=f"http://127.0.0.1:{settings.local_stripe_port}" if local_stripe else settings.stripe_api_base,
+        stripe_api=settings.stripe_api_url,
         stripe_key=made["stripe_key"] if local_stripe else settings.stripe_secret_key,
         stripe_is_local=local_stripe,
     )

@@ -101,6 +101,20 @@ def test_results_default_to_the_broker_when_redis_else_rpc(monkeypatch, broker, 
     assert settings_module.load_settings().result_backend == backend
 
 
+def test_empty_settings_name_the_local_services_make_run_starts_and_never_real_stripe(monkeypatch):
+    for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "STRIPE_SECRET_KEY", "STRIPE_API_BASE"):
+        monkeypatch.setenv(name, "")
+    monkeypatch.setenv("LOCAL_REDIS_PORT", "6555")
+    monkeypatch.setenv("LOCAL_STRIPE_PORT", "8555")
+    local = settings_module.load_settings()
+    assert (local.broker_url, local.result_backend) == ("redis://127.0.0.1:6555/0", "redis://127.0.0.1:6555/1")
+    assert local.stripe_api_url == "http://127.0.0.1:8555"  # no key: the local stand-in, never Stripe itself
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_live_x")
+    assert settings_module.load_settings().stripe_api_url == "https://api.stripe.com"
+    monkeypatch.setenv("STRIPE_API_BASE", "http://127.0.0.1:9999")
+    assert settings_module.load_settings().stripe_api_url == "http://127.0.0.1:9999"
+
+
 def readme_configuration() -> dict[str, str]:
     """The README's configuration table: variable → default."""
     rows = re.findall(r"^\| `([A-Z_]+)` \| ([^|]+) \|", (ROOT / "README.md").read_text(), flags=re.M)
