@@ -39,7 +39,10 @@ def api_callers(entries: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 def key_id(presented: str, keys: tuple[str, ...]) -> str | None:
     """The id of the caller whose API key is presented (it scopes idempotency keys), or None when it is not one of
     ours. `keys` are API_KEYS' entries."""
-    presented_bytes = presented.strip().encode()
+    try:
+        presented_bytes = presented.strip().encode()
+    except UnicodeError:  # a lone surrogate: no key of ours
+        return None
     if not presented_bytes:
         return None
     matched = None
@@ -69,33 +72,42 @@ def caller_key_id(keys: tuple[str, ...]) -> str | None:
     return key_id(user, keys) or key_id(password, keys)
 
 
-def _token_secret(settings: Settings) -> bytes:
+def _token_secret(settings: Settings) -> bytes | None:
+    """SOCKET_TOKEN_SECRET, else one derived from the API keys; None without either: then no token is made or
+    accepted (a secret anyone could compute from the source would let them sign tokens for any customer)."""
     if settings.socket_token_secret:
         return settings.socket_token_secret.encode()
-    # Derived from the API keys when none is set: never a fixed default a forger could know.
-    material = "\n".join(sorted(key for _, key in api_callers(settings.api_keys))) or "no-api-keys"
-    return hashlib.sha256(f"vyp-socket-token-secret\n{material}".encode()).digest()
+    keys = sorted(key for _, key in api_callers(settings.api_keys))
+    if not keys:
+        return None
+    return hashlib.sha256("\n".join(["vyp-socket-token-secret", *keys]).encode()).digest()
 
 
 def issue_socket_token(customer_id: str, settings: Settings) -> tuple[str, int]:
     """A signed token letting a browser act for `customer_id` only, and its expiry (epoch seconds)."""
+    secret = _token_secret(settings)
+    if secret is None:
+        raise ValueError("no SOCKET_TOKEN_SECRET and no API_KEYS: customer tokens cannot be signed")
     now = int(time.time())
     expires = now + settings.socket_token_ttl_s
     claims = {"sub": customer_id, "aud": TOKEN_AUDIENCE, "iat": now, "exp": expires, "jti": uuid.uuid4().hex}
-    return jwt.encode(claims, _token_secret(settings), algorithm=TOKEN_ALGORITHM), expires
+    return jwt.encode(claims, secret, algorithm=TOKEN_ALGORITHM), expires
 
 
 def socket_token_claims(token: str, settings: Settings) -> tuple[str, int] | None:
     """(customer id, expiry) of a valid token; None for an expired, forged or malformed one."""
+    secret = _token_secret(settings)
+    if secret is None:
+        return None
     try:
         claims = jwt.decode(
             token,
-            _token_secret(settings),
+            secret,
             algorithms=[TOKEN_ALGORITHM],  # never "none", never a key type the header picks
             audience=TOKEN_AUDIENCE,
             options={"require": ["sub", "exp", "aud"]},
         )
-    except jwt.PyJWTError:
+    except (jwt.PyJWTError, ValueError, UnicodeError):  # forged, expired, or not even text
         return None
     customer, expires = claims.get("sub"), claims.get("exp")
     if not isinstance(customer, str) or not customer or not isinstance(expires, int):

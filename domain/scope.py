@@ -10,8 +10,9 @@ from typing import Any
 from domain.errors import OperationError
 from models import PaymentAttempt, PaymentIntent, PaymentMethod, Refund
 
-# Operations a customer token may never run, whatever the record: Stripe's webhooks are the service's own.
-SERVER_ONLY = {"process-stripe-webhook"}
+# Operations a customer token may never run, whatever the record: those that give money back or take back a hold
+# (a refund, a capture of less than authorised, a cancel) are the merchant's, and Stripe's webhooks the service's.
+SERVER_ONLY = {"process-stripe-webhook", "create-refund", "capture-payment-intent", "cancel-payment-intent"}
 
 
 def _hidden() -> OperationError:
@@ -47,7 +48,7 @@ def check_scope(operation: str, inp: Any, customer_id: str) -> None:
     """Raise not_found unless every record the input names is `customer_id`'s (and the operation is one a customer
     may run at all)."""
     if operation in SERVER_ONLY:
-        raise OperationError("forbidden", "This operation is not open to a customer token.")
+        raise OperationError("forbidden", "This operation is the merchant's: a customer token cannot run it.")
     found = owners(inp)
     if not found or any(owner != customer_id for owner in found):
         raise _hidden()

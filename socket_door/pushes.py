@@ -90,8 +90,8 @@ class StatusFeed:
         """The feed's loop, in a greenlet."""
         _blocking(ensure_topics, self.settings, [self.topic])
         consumer = Consumer(self._config())
-        consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         try:
+            consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
             while not self.stopping:
                 message = _blocking(consumer.poll, POLL_S)
                 if message is None:
@@ -100,8 +100,8 @@ class StatusFeed:
                     if message.error().code() != KafkaError._PARTITION_EOF:
                         log.warning("status feed: %s", message.error().str())
                     continue
-                self._handle(message)
-                consumer.store_offsets(message)
+                if self._pushed(message):
+                    consumer.store_offsets(message)  # committed only once it reached the queue
         finally:
             self.assigned = False
             # Commits what was stored and leaves the group: its partitions move to another process at once.
@@ -113,36 +113,52 @@ class StatusFeed:
         try:
             committed = consumer.committed(partitions, timeout=5)
             fresh = [TopicPartition(p.topic, p.partition, self.started_ms) for p in committed if p.offset < 0]
-            starts = {(p.topic, p.partition): p.offset for p in consumer.offsets_for_times(fresh, timeout=5)}
+            starts = {}
+            if fresh:  # every partition committed on already: they resume where the group left them
+                starts = {(p.topic, p.partition): p.offset for p in consumer.offsets_for_times(fresh, timeout=5)}
             for partition in partitions:
                 start = starts.get((partition.topic, partition.partition))
                 if start is not None:
                     partition.offset = start if start >= 0 else OFFSET_END
-            consumer.assign(partitions)
         except KafkaException as exc:
             log.warning("status feed: start offsets not resolved (%s); the broker's end is used", exc)
+        consumer.assign(partitions)
         log.info("status feed assigned %d partition(s)", len(partitions))
         self.assigned = True
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("status feed gives back %d partition(s)", len(partitions))
 
-    def _handle(self, message: Message) -> None:
+    def _pushed(self, message: Message) -> bool:
+        """Push the event (or skip it: malformed, or already pushed); False only when stopping before it went out.
+        A queue that does not take it is retried: a change is never marked consumed without its push."""
         try:
             event = json.loads(message.value())
             customer, intent, version = event["customerId"], event["paymentIntentId"], int(event["version"])
+            body = status_push(event)
         except (ValueError, KeyError, TypeError):
             where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
             log.error("status feed: malformed event skipped at %s", where)
-            return
+            return True
         if self._versions.get(intent, -1) >= version:
-            return  # a redelivery (or an older change arriving late): already pushed
+            return True  # a redelivery (or an older change arriving late): already pushed
+        pause = 0.5
+        while True:
+            try:
+                self.push(customer, body)
+                break
+            except Exception as exc:  # the queue (Redis) away: wait for it rather than lose the push
+                if self.stopping:
+                    return False
+                log.warning("status feed: push not queued (%s); retrying", type(exc).__name__)
+                time.sleep(pause)
+                pause = min(5.0, pause * 2)
         self._versions[intent] = version
         self._versions.move_to_end(intent)
         while len(self._versions) > REMEMBERED_INTENTS:
             self._versions.popitem(last=False)
-        self.push(customer, status_push(event))
         log.info("pushed %s version %d (%s)", intent, version, event.get("status"))
+        return True
 
     def run_forever(self) -> None:
         """`run`, started again after an unexpected failure (Kafka away is not one: librdkafka reconnects)."""

@@ -95,12 +95,43 @@ def enveloped(envelope: dict[str, Any], trace_id: str | None = None) -> dict[str
     }
 
 
+class SocketLimits:
+    """RATE_LIMIT per caller over the socket door too (a token or a key), counted where the REST limits are."""
+
+    def __init__(self, settings: Settings) -> None:
+        from limits import parse_many, storage, strategies
+
+        from api.limits import storage_uri
+
+        self.items = parse_many(settings.rate_limit) if settings.rate_limit else []
+        self.limiter = strategies.MovingWindowRateLimiter(storage.storage_from_string(storage_uri(settings)))
+        self.namespace = f"vyp-limits:{settings.kafka_group}:socket"
+
+    def allow(self, scope: str) -> bool:
+        try:
+            return all(self.limiter.hit(item, self.namespace, scope) for item in self.items)
+        except Exception as exc:  # the counters' Redis away: fail open, as REST does
+            log.warning("socket rate limit not counted (%s)", type(exc).__name__)
+            return True
+
+
+class PushQueue(socketio.RedisManager):
+    """Socket.IO's Redis queue, but a message it gives up on raises instead of vanishing: the push feed then keeps
+    the change unconsumed and tries again (python-socketio only logs "giving up")."""
+
+    def _publish(self, data: Any) -> Any:
+        receivers = super()._publish(data)
+        if receivers is None:
+            raise ConnectionError("the Socket.IO queue (Redis) did not take the message")
+        return receivers
+
+
 def _client_manager(settings: Settings) -> socketio.PubSubManager:
     """Socket.IO's queue between processes: the service's Redis when it has one, else its AMQP broker."""
     channel = f"vyp-socketio:{settings.kafka_group}"
     for url in (settings.result_backend, settings.broker_url):
         if url.startswith(("redis://", "rediss://", "unix://")):
-            return socketio.RedisManager(url, channel=channel)
+            return PushQueue(url, channel=channel)
     return socketio.KombuManager(settings.broker_url, channel=channel)
 
 
@@ -120,6 +151,7 @@ class SocketDoor:
             engineio_logger=False,
         )
         self.callers: dict[str, Caller] = {}
+        self.limits = SocketLimits(settings)
         self.feed = StatusFeed(settings, self.push)
         self._register()
         self.app = socketio.WSGIApp(self.sio, self._side_app())
@@ -152,7 +184,10 @@ class SocketDoor:
         return Caller(scope=ident) if ident else None
 
     def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        caller = self._authenticate(environ, auth)
+        try:
+            caller = self._authenticate(environ, auth)
+        except Exception:  # whatever a client sends as credentials: refused, never a half-made connection
+            caller = None
         if caller is None:
             metrics.SOCKET_REFUSED.labels("unauthorized").inc()
             message = "A valid API key or customer token (POST /socket-tokens) is required: auth {token}."
@@ -241,6 +276,8 @@ class SocketDoor:
             return {"error": exc.to_error()}
         if caller.in_flight >= MAX_IN_FLIGHT:
             return _error("rate_limited", f"At most {MAX_IN_FLIGHT} requests at once per socket; wait for an answer.")
+        if not self.limits.allow(caller.scope):
+            return _error("rate_limited", "Too many requests from this caller (RATE_LIMIT); slow down.")
         caller_key = scoped = None
         if operation.mutating:
             caller_key = key or f"auto-{uuid.uuid4()}"
@@ -262,7 +299,9 @@ class SocketDoor:
             envelope = {"error": exc.to_error()}
         except Exception:
             log.exception("socket request failed unexpectedly")
-            envelope = _error("internal_error", "Internal error.")
+            # It may have been queued already: a mutating request's outcome is unknown, never "nothing happened".
+            code = "outcome_unknown" if operation.mutating else "internal_error"
+            envelope = _error(code, "The request's outcome is not known; retry with the same idempotencyKey.")
         finally:
             caller.in_flight -= 1
         error = envelope.get("error")
@@ -288,9 +327,14 @@ class SocketDoor:
     def subscribe(self, sid: str, data: Any = None) -> dict[str, Any]:
         """Hear one intent's pushes (of the socket's own customer), answered with its status now: a client that
         (re)subscribes knows where the payment stands and misses nothing after it."""
+        wanted = data.get("paymentIntentId") if isinstance(data, dict) else None
+        room = intent_room(wanted) if isinstance(wanted, str) and wanted else None
+        if room:
+            # In the room before the status is read: a change between the two is pushed, never missed.
+            self.sio.enter_room(sid, room, namespace=NAMESPACE)
         status = self.run(sid, OPERATIONS["get-payment-intent-status"], data)
-        if "response" in status:
-            self.sio.enter_room(sid, intent_room(status["response"]["paymentIntentId"]), namespace=NAMESPACE)
+        if "response" not in status and room:
+            self.sio.leave_room(sid, room, namespace=NAMESPACE)  # not one the socket may see
         return self.answer(sid, "subscribe-payment-intent", status)
 
     def unsubscribe(self, sid: str, data: Any = None) -> dict[str, Any]:
@@ -366,6 +410,6 @@ class SocketDoor:
         return {
             "namespace": NAMESPACE,
             "transports": list(self.settings.socket_transports),
-            "stripeApi": self.settings.stripe_api_base,
+            "stripeApi": self.settings.stripe_api_url,
             "publishableKey": self.settings.stripe_publishable_key,
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,7 +16,12 @@ pytestmark = pytest.mark.integration
 
 def test_a_burst_past_a_callers_limit_is_429_rate_limited_and_other_callers_and_health_are_not(worker):
     keys = (f"burst-{uuid.uuid4().hex[:8]}", f"calm-{uuid.uuid4().hex[:8]}")
-    env = {"API_KEYS": f"burst:{keys[0]},calm:{keys[1]}", "RATE_LIMIT": "25/minute", "RATE_LIMIT_WEBHOOKS": ""}
+    env = {
+        "API_KEYS": f"burst:{keys[0]},calm:{keys[1]}",
+        "RATE_LIMIT": "25/minute",
+        "RATE_LIMIT_WEBHOOKS": "",
+        "KAFKA_GROUP": f"vyp-limits-{uuid.uuid4().hex[:8]}",  # its own counters (the key prefix), whatever ran before
+    }
     with running_api("api-rate-limits.log", **env) as base:
         burst = Client(base, key=keys[0])
         # A read refused before anything is queued: the burst measures the limiter, not the worker.
@@ -36,22 +42,43 @@ def test_a_burst_past_a_callers_limit_is_429_rate_limited_and_other_callers_and_
         assert all(Client(base, key=None).get(p).status_code == 200 for p in ("/healthz", "/openapi.json", "/metrics"))
 
 
-def test_webhooks_have_their_own_limit_per_source_and_the_signature_is_still_checked(worker):
+def test_webhooks_have_their_own_limit_per_source_and_forged_ones_do_not_use_it(worker):
     from tests.conftest import WEBHOOK_SECRET
 
-    env = {"RATE_LIMIT": "", "RATE_LIMIT_WEBHOOKS": "4/minute"}
+    env = {"RATE_LIMIT": "", "RATE_LIMIT_WEBHOOKS": "4/minute", "KAFKA_GROUP": f"vyp-limits-{uuid.uuid4().hex[:8]}"}
     with running_api("api-webhook-limits.log", **env) as base:
         anonymous = Client(base, key=None)
-        payload = '{"id": "evt_limits", "type": "customer.created", "created": 1, "data": {"object": {}}}'
+
+        def event() -> str:
+            return json.dumps(
+                {"id": f"evt_{uuid.uuid4().hex}", "type": "customer.created", "created": 1, "data": {"object": {}}}
+            )
+
         forged = [
-            anonymous.post("/webhooks/stripe", data=payload, headers={"Stripe-Signature": "t=1,v1=00"})
-            for _ in range(4)
+            anonymous.post("/webhooks/stripe", data=event(), headers={"Stripe-Signature": "t=1,v1=00"})
+            for _ in range(8)
         ]
-        assert [a.status_code for a in forged] == [400] * 4
-        signed = anonymous.post(
-            "/webhooks/stripe", data=payload, headers={"Stripe-Signature": sign(payload, WEBHOOK_SECRET)}
-        )
-        assert signed.status_code == 429 and signed.json()["error"]["code"] == "rate_limited"
-        assert signed.headers["RateLimit-Limit"] == "4"
+        assert [a.status_code for a in forged] == [400] * 8  # refused at once, and not counted
+        signed = []
+        for _ in range(5):
+            payload = event()
+            signed.append(
+                anonymous.post(
+                    "/webhooks/stripe", data=payload, headers={"Stripe-Signature": sign(payload, WEBHOOK_SECRET)}
+                )
+            )
+        assert [a.status_code for a in signed] == [200, 200, 200, 200, 429]
+        assert signed[-1].json()["error"]["code"] == "rate_limited" and signed[-1].headers["RateLimit-Limit"] == "4"
         # No per-caller limit was set: a caller's requests are not held back by the webhooks'.
         assert Client(base).get("/payment-methods").status_code == 400
+
+
+def test_the_socket_door_counts_each_callers_requests_against_rate_limit_too():
+    import dataclasses
+
+    from settings import get_settings
+    from socket_door.server import SocketLimits
+
+    limits = SocketLimits(dataclasses.replace(get_settings(), rate_limit="3/minute", rate_limit_storage="memory://"))
+    assert [limits.allow("c-one") for _ in range(4)] == [True, True, True, False]
+    assert limits.allow("c-two")  # each caller its own budget

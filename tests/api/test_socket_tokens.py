@@ -44,3 +44,18 @@ def test_a_tampered_or_foreign_token_is_not_valid(client):
         "victim",
         jwt.decode(token, options={"verify_signature": False})["exp"],
     )
+
+
+def test_without_a_secret_or_api_keys_no_token_is_made_or_accepted():
+    import dataclasses
+
+    import pytest
+
+    from api.auth import issue_socket_token
+
+    keyed = get_settings()
+    token, _ = issue_socket_token("someone", keyed)
+    bare = dataclasses.replace(keyed, api_keys=(), socket_token_secret="")
+    with pytest.raises(ValueError):
+        issue_socket_token("someone", bare)
+    assert socket_token_claims(token, bare) is None  # no secret anyone could compute from the source

@@ -128,8 +128,6 @@ def test_a_customer_token_acts_on_its_own_customers_records_and_nothing_else(soc
             ("get-payment-intent-status", {"paymentIntentId": other["id"]}),
             ("get-ztracking-payment-intent", {"paymentIntentId": other["id"]}),
             ("list-refunds", {"paymentIntentId": other["id"]}),
-            ("create-refund", {"paymentIntentId": other["id"], "amount": 100}),
-            ("cancel-payment-intent", {"paymentIntentId": other["id"]}),
             ("payment-status-update", {"paymentIntentId": other["stripePaymentIntentId"]}),
             ("list-payment-methods", {"customerId": theirs}),
             ("list-payment-intents", {"customerId": theirs}),
@@ -139,7 +137,16 @@ def test_a_customer_token_acts_on_its_own_customers_records_and_nothing_else(soc
             ("register-user", {"userId": theirs}),
         ):
             refused(browser.call(event, payload), "not_found")
-        assert ok(server_socket.call("get-payment-intent", {"paymentIntentId": other["id"]}))["amountRefunded"] == 0
+        # Giving money back or taking back a hold is the merchant's, even on the customer's own payment.
+        for event, payload in (
+            ("create-refund", {"paymentIntentId": intent["id"], "amount": 100}),
+            ("create-refund", {"paymentIntentId": other["id"], "amount": 100}),
+            ("capture-payment-intent", {"paymentIntentId": intent["id"]}),
+            ("cancel-payment-intent", {"paymentIntentId": intent["id"]}),
+        ):
+            assert refused(browser.call(event, payload), "forbidden")["status"] == 403
+        for paid in (intent, other):
+            assert ok(server_socket.call("get-payment-intent", {"paymentIntentId": paid["id"]}))["amountRefunded"] == 0
     finally:
         browser.close()
 
@@ -162,6 +169,7 @@ def test_missing_forged_expired_and_revoked_credentials_are_refused_at_the_hands
         {"token": unsigned},
         {"apiKey": "not-a-key"},
         {"token": "garbage"},
+        {"apiKey": "\ud800"},  # not even text: refused, never a traceback
     ):
         client = SocketClient(
             base, **({"token": auth["token"]} if "token" in auth else {"api_key": auth.get("apiKey")})
@@ -172,7 +180,7 @@ def test_missing_forged_expired_and_revoked_credentials_are_refused_at_the_hands
         (error,) = client.wait_for("connect_error", timeout=5)
         assert error["data"]["code"] == "unauthorized" and "API key or customer token" in error["message"]
         client.close()
-    assert socket_stack.metric(base, "payments_socket_refused_total") - before == 6
+    assert socket_stack.metric(base, "payments_socket_refused_total") - before == 7
     # A token is only had with an API key.
     assert requests.post(f"{socket_stack.api}/socket-tokens", json={"customerId": "x"}, timeout=10).status_code == 401
 
@@ -379,6 +387,7 @@ def test_when_a_socket_process_goes_the_other_takes_its_partitions_and_every_cha
 ):
     owner = customer()
     browser = SocketClient(socket_stack.sockets[1], token=socket_stack.token(owner)).connect()
+    merchant = SocketClient(socket_stack.sockets[1], api_key=API_KEY).connect()  # captures are the merchant's
     try:
         vault(browser, stripe_api)
         authorised: list[dict] = []
@@ -392,7 +401,7 @@ def test_when_a_socket_process_goes_the_other_takes_its_partitions_and_every_cha
         gone.send_signal(how)
         gone.wait(30)
         for intent in authorised:
-            ok(browser.call("capture-payment-intent", {"paymentIntentId": intent["id"]}))
+            ok(merchant.call("capture-payment-intent", {"paymentIntentId": intent["id"]}))
         for intent in authorised:
             browser.wait_for(
                 "payment-status-update",
@@ -401,4 +410,5 @@ def test_when_a_socket_process_goes_the_other_takes_its_partitions_and_every_cha
             )
     finally:
         browser.close()
+        merchant.close()
         socket_stack.start_sockets("sockets-a")
