@@ -125,6 +125,18 @@ def test_make_run_demo_stop_and_restart_keeps_the_data(copy, tmp_path):
         finally:
             browser.close()
         assert requests.get(f"{sockets}/demo/", timeout=10).status_code == 200  # test keys: the demo page is on
+        # `payments` from a second terminal, with no settings either, reaches the very services `make run` started.
+        check = subprocess.run(
+            [str(copy / ".venv" / "bin" / "python"), "-c", "from cli import main; main()", "check"],
+            cwd=copy,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
+        for dependency in ("database", "broker", "worker", "stripe", "kafka"):
+            assert re.search(rf"^{dependency}\s+ok", check.stdout, flags=re.M), check.stdout
     finally:
         ctrl_c(proc)
     assert leftovers(copy, ports) == []
