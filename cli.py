@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -94,12 +95,17 @@ def replay(event_id: str) -> None:
 @webhooks.command("sweep", help="Fetch Stripe's events of the last HOURS and ingest those no webhook delivered.")
 @click.option("--hours", default=1.0, show_default=True, help="How far back to look (Stripe keeps events 30 days).")
 def sweep(hours: float) -> None:
-    from domain.webhooks import sweep_events
+    from domain.webhooks import events_since, ingest_missing
     from models import unit_of_work
 
     _bind()
-    with unit_of_work():
-        recovered = sweep_events(window_s=int(hours * 3600))
+    with (
+        unit_of_work(),
+        click.progressbar(
+            events_since(window_s=int(hours * 3600)), label="Stripe's events checked", show_pos=True, file=sys.stderr
+        ) as events,
+    ):
+        recovered = ingest_missing(events)
     click.echo(f"events recovered: {recovered}")
 
 
@@ -132,6 +138,152 @@ def check() -> None:
         click.echo(f"{'events':<9} {backlog} waiting to be published, the oldest {oldest:.0f} s old")
     except Exception as exc:  # the database check above already says why
         click.echo(f"{'events':<9} backlog unknown ({type(exc).__name__})")
+    sys.exit(1 if failed else 0)
+
+
+@webhooks.command("unmatched", help="Stored events that name a payment the service does not know (yet).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def unmatched(as_json: bool) -> None:
+    from models import WebhookEvent, unit_of_work, utcnow
+
+    _bind()
+    with unit_of_work():
+        rows = list(
+            WebhookEvent.select()
+            .where(WebhookEvent.status == "unmatched")
+            .order_by(WebhookEvent.received_at)
+            .limit(200)
+        )
+        now = utcnow()
+    found = [
+        {"eventId": r.id, "type": r.type, "object": r.object_id, "ageS": round((now - r.received_at).total_seconds())}
+        for r in rows
+    ]
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    for row in found:
+        click.echo(f"{row['eventId']}  {row['type']:<32} {row['object'] or '-':<32} {row['ageS']} s ago")
+    click.echo(
+        f"{len(found)} unmatched; `payments webhooks replay <event id>` applies one again once its payment exists"
+    )
+
+
+@main.group(help="Idempotency claims: the requests being run, and those nobody is finishing.")
+def claims() -> None:
+    pass
+
+
+@claims.command("stuck", help="Claims nobody is finishing (the janitor's backlog), oldest first. Exit 1 if any.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def claims_stuck(as_json: bool) -> None:
+    from models import unit_of_work, utcnow
+    from observability.ops import claims as read_claims
+
+    _bind()
+    with unit_of_work():
+        found = read_claims(utcnow(), shown=1000)
+    stuck = found["abandoned"]
+    if as_json:
+        click.echo(json.dumps(found, indent=2, default=str))
+    else:
+        for row in stuck["rows"]:
+            stripe = "Stripe called" if row["stripeCalled"] else "Stripe not called"
+            click.echo(
+                f"{row['operation']:<24} {row['resourceId']:<34} {row['state']:<10} attempts {row['attempts']:<3} "
+                f"{stripe:<17} {row['age_s']:.0f} s old"
+            )
+        click.echo(f"{stuck['count']} stuck, {found['in_flight']['count']} in flight; `payments janitor` settles them")
+    sys.exit(1 if stuck["count"] else 0)
+
+
+@main.group(help="Dead-lettered Kafka requests (`<topic>-dlq`): what the relay could not read.")
+def dlq() -> None:
+    pass
+
+
+def _dead_letters(topic: str) -> list[Any]:
+    """Every message of `<topic>-dlq`, read from the start without committing anything."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from kafka_relay.config import common_config, dlq_topic
+
+    settings = get_settings()
+    name = dlq_topic(topic)
+    consumer = Consumer(
+        {**common_config(settings), "group.id": f"{settings.kafka_group}-cli", "enable.auto.commit": False}
+    )
+    try:
+        metadata = consumer.list_topics(name, timeout=10)
+        partitions = metadata.topics[name].partitions if name in metadata.topics else {}
+        found = []
+        for partition in sorted(partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
+            if high <= low:
+                continue
+            consumer.assign([TopicPartition(name, partition, OFFSET_BEGINNING)])
+            while True:
+                message = consumer.poll(10)
+                if message is None or message.error():
+                    break
+                found.append(message)
+                if message.offset() >= high - 1:
+                    break
+        return found
+    finally:
+        consumer.close()
+
+
+def _headers(message: Any) -> dict[str, bytes]:
+    return {k: v for k, v in (message.headers() or [])}
+
+
+@dlq.command("list", help="The dead letters of TOPIC (a request topic, e.g. create-payment-intent).")
+@click.argument("topic")
+def dlq_list(topic: str) -> None:
+    from logging_setup import scrub
+
+    messages = _dead_letters(topic)
+    for message in messages:
+        headers = _headers(message)
+        reason = headers.get("dlq-reason", b"?").decode(errors="replace")
+        key = (message.key() or b"").decode(errors="replace")
+        value = scrub((message.value() or b"").decode(errors="replace"))[:160]
+        click.echo(f"{message.partition()}:{message.offset():<8} {reason:<18} key={key!r} {value}")
+    click.echo(f"{len(messages)} dead letters on {topic}-dlq")
+
+
+@dlq.command("replay", help="Send dead letters of TOPIC back to it after a fix: --offset P:O (repeatable) or --all.")
+@click.argument("topic")
+@click.option("--offset", "offsets", multiple=True, help="PARTITION:OFFSET of one dead letter, from `dlq list`.")
+@click.option("--all", "everything", is_flag=True, help="Every dead letter of the topic.")
+def dlq_replay(topic: str, offsets: tuple[str, ...], everything: bool) -> None:
+    from confluent_kafka import Producer
+
+    from kafka_relay.config import producer_config
+
+    if not offsets and not everything:
+        raise click.UsageError("name the dead letters: --offset PARTITION:OFFSET (repeatable), or --all")
+    wanted = {tuple(int(part) for part in item.split(":", 1)) for item in offsets}
+    chosen = [m for m in _dead_letters(topic) if everything or (m.partition(), m.offset()) in wanted]
+    if not everything and len(chosen) != len(wanted):
+        raise click.UsageError(f"no such dead letter on {topic}-dlq: {sorted(wanted)}")
+    producer = Producer(producer_config(get_settings()))
+    failed: list[str] = []
+    with click.progressbar(chosen, label=f"replaying to {topic}", file=sys.stderr) as messages:
+        for message in messages:
+            headers = [(k, v) for k, v in _headers(message).items() if not k.startswith(("dlq-", "kafka_dlt-"))]
+            headers.append(
+                ("dlq-replayed-from", f"{message.topic()}[{message.partition()}]@{message.offset()}".encode())
+            )
+
+            def delivered(err: Any, _msg: Any, where: str = f"{message.partition()}:{message.offset()}") -> None:
+                if err is not None:
+                    failed.append(where)
+
+            producer.produce(topic, value=message.value(), key=message.key(), headers=headers, on_delivery=delivered)
+    producer.flush(30)
+    click.echo(f"{len(chosen) - len(failed)} sent back to {topic}" + (f"; failed: {failed}" if failed else ""))
     sys.exit(1 if failed else 0)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -240,9 +241,18 @@ def process_stripe_webhook(ctx: OperationContext, inp: ProcessStripeWebhookInput
 
 def sweep_events(window_s: int = SWEEP_WINDOW_S, now: int | None = None) -> int:
     """Fetch Stripe's events of the last `window_s` and ingest those no webhook brought; returns how many."""
-    since = int(now if now is not None else time.time()) - window_s
+    return ingest_missing(events_since(window_s, now))
+
+
+def events_since(window_s: int = SWEEP_WINDOW_S, now: int | None = None) -> Iterable[dict[str, Any]]:
+    """Stripe's events of the last `window_s` seconds, fetched page by page as they are read."""
+    return stripe_client.list_events(int(now if now is not None else time.time()) - window_s)
+
+
+def ingest_missing(events: Iterable[dict[str, Any]]) -> int:
+    """Ingest the events no webhook brought (a progress bar may wrap `events`); returns how many."""
     recovered = 0
-    for event in stripe_client.list_events(since):
+    for event in events:
         if WebhookEvent.get_or_none(WebhookEvent.id == event["id"]) is None and ingest_event(event):
             recovered += 1
     return recovered

@@ -100,7 +100,7 @@ def _age_s(moment: dt.datetime | None, now: dt.datetime) -> float | None:
     return None if moment is None else max(0.0, (now - moment).total_seconds())
 
 
-def claims(now: dt.datetime) -> dict[str, Any]:
+def claims(now: dt.datetime, shown: int = 20) -> dict[str, Any]:
     """Idempotency claims being run now, and those nobody is finishing (the janitor's backlog), with their age."""
     from models import IdempotencyRecord
 
@@ -112,7 +112,7 @@ def claims(now: dt.datetime) -> dict[str, Any]:
     for name, condition in (("in_flight", live), ("abandoned", abandoned)):
         query = IdempotencyRecord.select().where(condition)
         oldest = query.order_by(IdempotencyRecord.created_at).first()
-        rows = query.order_by(IdempotencyRecord.created_at).limit(20)
+        rows = query.order_by(IdempotencyRecord.created_at).limit(shown)
         summary[name] = {
             "count": query.count(),
             "oldest_s": _age_s(oldest.created_at if oldest else None, now),

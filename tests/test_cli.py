@@ -97,3 +97,57 @@ def test_janitor_and_sweep_commands_run_a_pass(run):
     assert result.exit_code == 0 and "expired keys purged:" in result.output
     swept = run("webhooks", "sweep", "--hours", "0.01")
     assert swept.exit_code == 0 and "events recovered:" in swept.output
+
+
+def test_version_and_every_operator_command_are_listed(run):
+    assert run("--version").output.startswith("payments, version ")
+    listed = run("--help").output
+    for command in ("claims", "dlq", "events", "janitor", "webhooks"):
+        assert command in listed
+    assert "unmatched" in run("webhooks", "--help").output and "replay" in run("dlq", "--help").output
+
+
+def test_claims_stuck_lists_a_claim_nobody_finishes_and_exits_1(run, mariadb):
+    from domain import idempotency
+    from models import IdempotencyRecord, unit_of_work, utcnow
+
+    with unit_of_work():
+        stuck = idempotency.claim(
+            "create-refund", f"cli:{uuid.uuid4()}", {"amount": 1}, "gone-worker", "refund", 3600, "trace-cli"
+        )
+        idempotency.release(stuck)  # given back after its retries: the janitor's to settle
+        IdempotencyRecord.update(updated_at=utcnow()).where(IdempotencyRecord.id == stuck.record_id).execute()
+    result = run("claims", "stuck")
+    assert result.exit_code == 1 and stuck.resource_id in result.output and "create-refund" in result.output
+    found = json.loads(run("claims", "stuck", "--json").stdout)
+    assert found["abandoned"]["count"] >= 1
+    assert stuck.resource_id in {row["resourceId"] for row in found["abandoned"]["rows"]}
+
+
+def test_webhooks_unmatched_lists_events_that_name_a_payment_not_known_here(run, mariadb):
+    event_id = f"evt_{uuid.uuid4().hex}"
+    payload = json.dumps(
+        {
+            "id": event_id,
+            "type": "payment_intent.succeeded",
+            "created": int(time.time()),
+            "data": {
+                "object": {
+                    "id": f"pi_{uuid.uuid4().hex[:14]}",
+                    "object": "payment_intent",
+                    "status": "succeeded",
+                    "metadata": {"vy_payment_intent_id": f"vypi_{uuid.uuid4().hex[:26]}"},
+                }
+            },
+        }
+    )
+    call("process-stripe-webhook", {"payload": payload, "signature": sign(payload, WEBHOOK_SECRET)})
+    listed = run("webhooks", "unmatched", "--json")
+    assert listed.exit_code == 0
+    assert event_id in {row["eventId"] for row in json.loads(listed.stdout)}
+    assert event_id in run("webhooks", "unmatched").output
+
+
+def test_webhooks_sweep_shows_its_progress(run):
+    swept = run("webhooks", "sweep", "--hours", "0.01")
+    assert swept.exit_code == 0 and "Stripe's events checked" in swept.stderr

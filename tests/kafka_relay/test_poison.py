@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import pytest
@@ -97,3 +98,26 @@ def test_the_operator_view_counts_each_topics_dead_letters(gateway, relay):
     assert {t: n for t, n in after.items() if t != f"{TOPIC}-dlq"} == {
         t: n for t, n in before.items() if t != f"{TOPIC}-dlq"
     }
+
+
+def test_payments_dlq_lists_the_dead_letters_and_replays_one_to_its_topic_after_a_fix(gateway, relay):
+    from click.testing import CliRunner
+
+    from cli import main
+
+    runner = CliRunner()
+    key = f"dlq-cli-{uuid.uuid4()}"
+    # A request dead-lettered before a fix (written to the DLQ as the relay writes its copies); now it is readable.
+    headers = [("dlq-reason", b"validation_error"), ("kafka_dlt-original-topic", TOPIC.encode()), ("origin", b"t")]
+    gateway.send(f"{TOPIC}-dlq", key=key, value=json.dumps({**GOOD, "amount": 1234}).encode(), headers=headers)
+    gateway.flush()
+    listed = runner.invoke(main, ["dlq", "list", TOPIC], catch_exceptions=False)
+    assert listed.exit_code == 0, listed.output
+    [line] = [line for line in listed.output.splitlines() if key in line]
+    where = line.split()[0]
+    assert "validation_error" in line and re.fullmatch(r"\d+:\d+", where)
+    assert runner.invoke(main, ["dlq", "replay", TOPIC], catch_exceptions=False).exit_code == 2  # says which
+    replayed = runner.invoke(main, ["dlq", "replay", TOPIC, "--offset", where], catch_exceptions=False)
+    assert replayed.exit_code == 0 and "1 sent back" in replayed.output, replayed.output
+    answer = gateway.reply(TOPIC, key)  # the relay ran it this time
+    assert answer["response"]["amount"] == 1234
