@@ -28,6 +28,7 @@ install: $(DEV_STAMP)
 
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 # The browser tests drive Debian's Chromium (no browser download at run time).
 chromium:

@@ -106,7 +106,6 @@ def configure_logging(settings: Settings, process: str) -> None:
         logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
 
 
-
 def log_context(**values: Any) -> list[tuple[contextvars.ContextVar[Any], contextvars.Token[Any]]]:
     """Set traceId/operation/door for the current unit of work; undo with `reset_log_context`."""
     variables = {"trace_id": trace_id_var, "operation": operation_var, "door": door_var}

@@ -94,9 +94,7 @@ class FakeStripe:
     async def create_customer(self, request: web.Request) -> web.Response:
         form = _form(await request.post())
         await self._wait()
-        return _json(
-            {"id": _new_id("cus"), "object": "customer", "metadata": _metadata(form), "invoice_settings": {}}
-        )
+        return _json({"id": _new_id("cus"), "object": "customer", "metadata": _metadata(form), "invoice_settings": {}})
 
     async def update_customer(self, request: web.Request) -> web.Response:
         form = _form(await request.post())
@@ -178,9 +176,7 @@ def main() -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))  # loopback only: nothing off this machine
-    web.run_app(
-        FakeStripe(args.latency_ms / 1000).app(), sock=sock, access_log=None, print=None, backlog=2048
-    )
+    web.run_app(FakeStripe(args.latency_ms / 1000).app(), sock=sock, access_log=None, print=None, backlog=2048)
 
 
 if __name__ == "__main__":

@@ -185,8 +185,11 @@ class Run:
             self.patched_root, applied, left_out = patched_tree(self.o.root, patches, self.run_dir / "patched-tree")
             self.notes.append(
                 f"The +proposals rows run this tree with {', '.join(applied) or 'no patch'} applied"
-                + (f"; left out (already made in the tree, or its lines changed): {', '.join(left_out)}" if left_out
-                   else "")
+                + (
+                    f"; left out (already made in the tree, or its lines changed): {', '.join(left_out)}"
+                    if left_out
+                    else ""
+                )
             )
         return True
 
@@ -224,13 +227,27 @@ class Run:
                 waits.append(("relay", "partitions assigned"))
             elif phase.kind == "sync-peer":
                 workers = str(2 * (os.cpu_count() or 1) + 1)
-                argv = [str(Path(PYTHON).parent / "gunicorn"), "-k", "sync", "-w", workers, "-b",
-                        f"127.0.0.1:{env['APP_PORT']}", "--timeout", "60", "bench.baselines.sync_peer:create_app()"]
+                argv = [
+                    str(Path(PYTHON).parent / "gunicorn"),
+                    "-k",
+                    "sync",
+                    "-w",
+                    workers,
+                    "-b",
+                    f"127.0.0.1:{env['APP_PORT']}",
+                    "--timeout",
+                    "60",
+                    "bench.baselines.sync_peer:create_app()",
+                ]
                 self.processes.spawn("sync-peer", argv, env)
                 names.append("sync-peer")
             elif phase.kind == "direct-read":
-                argv = [str(Path(PYTHON).parent / "gunicorn"), "-c", "gunicorn.conf.py",
-                        "bench.baselines.direct_read:create_app()"]
+                argv = [
+                    str(Path(PYTHON).parent / "gunicorn"),
+                    "-c",
+                    "gunicorn.conf.py",
+                    "bench.baselines.direct_read:create_app()",
+                ]
                 self.processes.spawn("direct-web", argv, env)
                 self.processes.spawn("direct-relay", [PYTHON, "-m", "bench.baselines.direct_read"], env)
                 names += ["direct-web", "direct-relay"]
@@ -261,8 +278,11 @@ class Run:
         started = time.monotonic()
         with self.phase_processes(phase) as endpoints:
             self.log(f"phase {phase.name}: ready in {time.monotonic() - started:.1f} s")
-            service = [n for n in self.monitor.watched if n in (*SERVICE_PROCESSES, "sync-peer", "direct-web",
-                                                                  "direct-relay", "kafka-ceiling")]
+            service = [
+                n
+                for n in self.monitor.watched
+                if n in (*SERVICE_PROCESSES, "sync-peer", "direct-web", "direct-relay", "kafka-ceiling")
+            ]
             if not self.o.smoke:
                 idle_start = time.time()
                 time.sleep(3)
@@ -276,8 +296,14 @@ class Run:
                 result = self.measure(workload, phase, endpoints, service)
                 self.results.append(result)
 
-    def load_spec(self, workload: Workload, endpoints: dict[str, str], rates: tuple[float, ...], step_s: float,
-                  stop_on_break: bool) -> dict[str, Any]:
+    def load_spec(
+        self,
+        workload: Workload,
+        endpoints: dict[str, str],
+        rates: tuple[float, ...],
+        step_s: float,
+        stop_on_break: bool,
+    ) -> dict[str, Any]:
         return {
             "name": workload.name,
             "door": workload.door,
@@ -386,8 +412,8 @@ class Run:
             "sent": best.get("sent", 0),
             "slo_p99_ms": workload.slo_p99_ms,
             "slo_met": bool(passed),
-            "broke_at": broke and {k: broke[k] for k in ("rate", "throughput_per_s", "p99_ms", "errors",
-                                                          "error_kinds")},
+            "broke_at": broke
+            and {k: broke[k] for k in ("rate", "throughput_per_s", "p99_ms", "errors", "error_kinds")},
             "cpu_s_per_op": round(sum(cpu.get(n, 0.0) for n in service) / ops, 5),
             "cpu_s_per_op_by_process": {n: round(cpu.get(n, 0.0) / ops, 5) for n in service},
             "broker_cpu_s_per_op": round(cpu.get("tansu", 0.0) / ops, 5) if "tansu" in cpu else None,
@@ -415,14 +441,31 @@ class Run:
             if group is None or name == "tansu":
                 continue
             for proc in group.processes():
-                if "python" not in " ".join(proc.cmdline()[:2]) and "gunicorn" not in " ".join(proc.cmdline()[:2]) \
-                        and "celery" not in " ".join(proc.cmdline()[:2]):
+                if (
+                    "python" not in " ".join(proc.cmdline()[:2])
+                    and "gunicorn" not in " ".join(proc.cmdline()[:2])
+                    and "celery" not in " ".join(proc.cmdline()[:2])
+                ):
                     continue
                 out = self.run_dir / f"profile-{tag}-{name}-{proc.pid}.txt"
-                argv = [spy, "record", "-p", str(proc.pid), "-r", "50", "-f", "raw", "-o", str(out), "--nonblocking",
-                        "-d", str(int(self.o.step_s * len(self.o.rates.get(tag, (1,)))) + 2)]
-                started.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                                start_new_session=True))
+                argv = [
+                    spy,
+                    "record",
+                    "-p",
+                    str(proc.pid),
+                    "-r",
+                    "50",
+                    "-f",
+                    "raw",
+                    "-o",
+                    str(out),
+                    "--nonblocking",
+                    "-d",
+                    str(int(self.o.step_s * len(self.o.rates.get(tag, (1,)))) + 2),
+                ]
+                started.append(
+                    subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                )
         return started
 
     def stop_profilers(self, profilers: list[subprocess.Popen[bytes]]) -> None:
@@ -459,8 +502,14 @@ def machine_facts() -> dict[str, str]:
         except OSError:
             return "?"
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "nproc": sh("nproc"),

@@ -210,8 +210,11 @@ def start_tansu(processes: Processes, name: str, env: dict[str, str]) -> tuple[G
     group = processes.spawn(name, [*argv, "--storage-engine", "memory://tansu/"], env)
     address = f"127.0.0.1:{port}"
     # Listening first, so that the admin client does not log refused connections while Tansu starts.
-    wait_until(lambda: group.running and socket.create_connection(("127.0.0.1", port), timeout=1).close() is None,
-               30, "tansu port")
+    wait_until(
+        lambda: group.running and socket.create_connection(("127.0.0.1", port), timeout=1).close() is None,
+        30,
+        "tansu port",
+    )
     admin = AdminClient({"bootstrap.servers": address})
     wait_until(lambda: group.running and admin.list_topics(timeout=1) is not None, 30, "tansu")
     return group, address

@@ -30,26 +30,112 @@ KAFKA_READ_RATES = (50, 100, 200, 300, 400, 500, 600, 750, 900)
 WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
-        Workload("W1", "create-payment-intent + confirm, REST", "rest", "create-payment-intent", 600, CREATE_RATES,
-                 "B-sync-peer", "creates", 250),
-        Workload("W2", "create-payment-intent + confirm, Kafka", "kafka", "create-payment-intent", 600, CREATE_RATES,
-                 "B-sync-peer", "creates", 250),
-        Workload("R1", "get-payment-intent, REST", "rest", "get-payment-intent", 50, READ_RATES, "B-direct-rest",
-                 "gets", 1000),
-        Workload("R2", "get-payment-intent, Kafka", "kafka", "get-payment-intent", 50, KAFKA_READ_RATES,
-                 "B-kafka-ceiling", "gets", 600),
-        Workload("R3", "get-ztracking-payment-intent, Kafka", "kafka", "get-ztracking-payment-intent", 50,
-                 KAFKA_READ_RATES, "B-kafka-ceiling", "gets", 600),
-        Workload("H1", "Stripe webhook ingestion, REST (10 % duplicates)", "rest", "process-stripe-webhook", 1000,
-                 (50, 100, 150, 200, 300, 400, 500, 600), None, "events", 500),
-        Workload("B-sync-peer", "baseline (a): synchronous Flask peer, create + confirm", "rest",
-                 "create-payment-intent", 600, (5, 10, 15, 20, 25, 30), None, "creates"),
-        Workload("B-direct-rest", "baseline (b): REST door reading in-process (no Celery hop)", "rest",
-                 "get-payment-intent", 50, (100, 200, 300, 400, 600, 800, 1000, 1200), None, "gets"),
-        Workload("B-direct-kafka", "baseline (b): relay reading in-process (no Celery hop)", "kafka",
-                 "get-payment-intent", 50, KAFKA_READ_RATES, None, "gets"),
-        Workload("B-kafka-ceiling", "baseline (c): trivial Kafka responder (the rig's ceiling)", "kafka",
-                 "get-payment-intent", 50, (100, 200, 400, 600, 800, 1000, 1200, 1500), None, "round trips"),
+        Workload(
+            "W1",
+            "create-payment-intent + confirm, REST",
+            "rest",
+            "create-payment-intent",
+            600,
+            CREATE_RATES,
+            "B-sync-peer",
+            "creates",
+            250,
+        ),
+        Workload(
+            "W2",
+            "create-payment-intent + confirm, Kafka",
+            "kafka",
+            "create-payment-intent",
+            600,
+            CREATE_RATES,
+            "B-sync-peer",
+            "creates",
+            250,
+        ),
+        Workload(
+            "R1",
+            "get-payment-intent, REST",
+            "rest",
+            "get-payment-intent",
+            50,
+            READ_RATES,
+            "B-direct-rest",
+            "gets",
+            1000,
+        ),
+        Workload(
+            "R2",
+            "get-payment-intent, Kafka",
+            "kafka",
+            "get-payment-intent",
+            50,
+            KAFKA_READ_RATES,
+            "B-kafka-ceiling",
+            "gets",
+            600,
+        ),
+        Workload(
+            "R3",
+            "get-ztracking-payment-intent, Kafka",
+            "kafka",
+            "get-ztracking-payment-intent",
+            50,
+            KAFKA_READ_RATES,
+            "B-kafka-ceiling",
+            "gets",
+            600,
+        ),
+        Workload(
+            "H1",
+            "Stripe webhook ingestion, REST (10 % duplicates)",
+            "rest",
+            "process-stripe-webhook",
+            1000,
+            (50, 100, 150, 200, 300, 400, 500, 600),
+            None,
+            "events",
+            500,
+        ),
+        Workload(
+            "B-sync-peer",
+            "baseline (a): synchronous Flask peer, create + confirm",
+            "rest",
+            "create-payment-intent",
+            600,
+            (5, 10, 15, 20, 25, 30),
+            None,
+            "creates",
+        ),
+        Workload(
+            "B-direct-rest",
+            "baseline (b): REST door reading in-process (no Celery hop)",
+            "rest",
+            "get-payment-intent",
+            50,
+            (100, 200, 300, 400, 600, 800, 1000, 1200),
+            None,
+            "gets",
+        ),
+        Workload(
+            "B-direct-kafka",
+            "baseline (b): relay reading in-process (no Celery hop)",
+            "kafka",
+            "get-payment-intent",
+            50,
+            KAFKA_READ_RATES,
+            None,
+            "gets",
+        ),
+        Workload(
+            "B-kafka-ceiling",
+            "baseline (c): trivial Kafka responder (the rig's ceiling)",
+            "kafka",
+            "get-payment-intent",
+            50,
+            (100, 200, 400, 600, 800, 1000, 1200, 1500),
+            None,
+            "round trips",
+        ),
     )
 }
 
@@ -95,10 +181,18 @@ def phases(brokers: tuple[str, ...], only: set[str] | None, variants: bool = Tru
             )
     result = []
     for phase in planned:
-        kept = tuple(
-            n for n in phase.workloads if only is None or n in only or phase.tag(n) in only
-        )
+        kept = tuple(n for n in phase.workloads if only is None or n in only or phase.tag(n) in only)
         if kept:
-            result.append(Phase(phase.name, phase.kind, kept, phase.broker, phase.env, phase.suffix,
-                                phase.default_broker, phase.patched))
+            result.append(
+                Phase(
+                    phase.name,
+                    phase.kind,
+                    kept,
+                    phase.broker,
+                    phase.env,
+                    phase.suffix,
+                    phase.default_broker,
+                    phase.patched,
+                )
+            )
     return result
