@@ -9,6 +9,7 @@ Then honcho starts the Procfile's processes. Ctrl-C stops everything; var/ keeps
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -86,14 +87,11 @@ def _say(line: str) -> None:
 def _serve(port: int, api_key: str, notes: list[str], socket_port: int) -> int:
     """Run honcho until Ctrl-C; print where things are once the API is ready."""
     bin_dir = Path(sys.executable).parent
-    # The Procfile names plain `python` and `gunicorn`, as a production image has them: here they are the venv's.
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    honcho = subprocess.Popen(
-        [str(bin_dir / "honcho"), "start", "-f", "Procfile", "-e", "/dev/null"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        start_new_session=True,
-    )
+    # The Procfile names plain `python` and `gunicorn`, as a production image has them: here they are the venv's,
+    # first on the PATH the shell hands honcho.
+    honcho_bin = shlex.quote(str(bin_dir / "honcho"))
+    launch = f'PATH={shlex.quote(str(bin_dir))}:"$PATH" exec {honcho_bin} start -f Procfile -e /dev/null'
+    honcho = subprocess.Popen(["/bin/sh", "-c", launch], cwd=PROJECT_ROOT, start_new_session=True)
     stopping: list[int] = []
 
     def stop(signum: int, _frame: FrameType | None) -> None:

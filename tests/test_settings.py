@@ -143,6 +143,27 @@ def test_pyproject_declares_the_runtime_requirements_with_their_pins():
     assert any(d.startswith("click==") for d in declared)  # the `payments` command's own
 
 
+def test_pyproject_offers_the_stand_ins_as_an_extra_with_requirements_local_pins():
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["local"]
+    pinned = [
+        line.strip()
+        for line in (ROOT / "requirements-local.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert declared == pinned
+
+
+def test_deptry_finds_no_missing_unused_or_transitive_dependency():
+    import subprocess
+    import sys
+
+    deptry = Path(sys.executable).parent / "deptry"
+    found = subprocess.run([str(deptry), "."], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert found.returncode == 0, found.stdout + found.stderr
+
+
 def test_payments_reports_its_version():
     from importlib import metadata
 
