@@ -80,29 +80,21 @@ def test_a_generated_client_round_trips_every_operation(generated, api_url, stri
     def key() -> str:
         return f"gen-{uuid.uuid4()}"
 
+    def send(tag: str, operation: str, status: int, body: str, data: dict[str, Any], **kwargs: Any) -> Any:
+        """A mutating operation: its body as its generated model, under a new idempotency key."""
+        return call(tag, operation, status, body=model(body, data), idempotency_key=key(), **kwargs)
+
     owner = f"gen-{uuid.uuid4().hex[:10]}"
     token = call("socket_tokens", "create-socket-token", 200, body=model("SocketTokenInput", {"customerId": owner}))
     assert token.parsed.customer_id == owner and token.parsed.expires_in == 900
     vault = {"customerId": owner, "stripePaymentMethodId": make_card(stripe_api), "setAsDefault": True}
-    method = call(
-        "payment_methods",
-        "create-payment-method",
-        201,
-        body=model("CreatePaymentMethodInput", vault),
-        idempotency_key=key(),
-    ).parsed
+    method = send("payment_methods", "create-payment-method", 201, "CreatePaymentMethodInput", vault).parsed
     assert method.card.last4 == "4242" and method.is_default
     page = call("payment_methods", "list-payment-methods", 200, customer_id=owner).parsed
     assert [m.id for m in page.data] == [method.id] and page.has_more is False and page.next_cursor is None
 
     create = {"customerId": owner, "amount": 2500, "currency": "usd", "captureMethod": "manual", "confirm": True}
-    created = call(
-        "payment_intents",
-        "create-payment-intent",
-        201,
-        body=model("CreatePaymentIntentInput", create),
-        idempotency_key=key(),
-    )
+    created = send("payment_intents", "create-payment-intent", 201, "CreatePaymentIntentInput", create)
     intent = created.parsed
     assert intent.status == "requires_capture" and created.headers["location"] == f"/payment-intents/{intent.id}"
     assert call("payment_intents", "get-payment-intent", 200, payment_intent_id=intent.id).parsed.amount == 2500
@@ -110,21 +102,17 @@ def test_a_generated_client_round_trips_every_operation(generated, api_url, stri
     assert status.status == "requires_capture"
     history = call("payment_intents", "get-ztracking-payment-intent", 200, payment_intent_id=intent.id).parsed
     assert [h.ztracking_version for h in history][:1] == [1]
-    captured = call(
+    captured = send(
         "payment_intents",
         "capture-payment-intent",
         200,
+        "CapturePaymentIntentBody",
+        {"amountToCapture": 2000},
         payment_intent_id=intent.id,
-        body=model("CapturePaymentIntentBody", {"amountToCapture": 2000}),
-        idempotency_key=key(),
     ).parsed
     assert (captured.status, captured.amount_received) == ("succeeded", 2000)
-    refund = call(
-        "refunds",
-        "create-refund",
-        201,
-        body=model("CreateRefundInput", {"paymentIntentId": intent.id, "amount": 500}),
-        idempotency_key=key(),
+    refund = send(
+        "refunds", "create-refund", 201, "CreateRefundInput", {"paymentIntentId": intent.id, "amount": 500}
     ).parsed
     assert call("refunds", "get-refund", 200, refund_id=refund.id).parsed.status == "succeeded"
     refunds = call("payment_intents", "list-refunds", 200, payment_intent_id=intent.id).parsed
@@ -133,36 +121,26 @@ def test_a_generated_client_round_trips_every_operation(generated, api_url, stri
     assert synced.status == "succeeded"
 
     later = {"customerId": owner, "amount": 900, "currency": "usd"}
-    unpaid = call(
-        "payment_intents",
-        "create-payment-intent",
-        201,
-        body=model("CreatePaymentIntentInput", later),
-        idempotency_key=key(),
-    ).parsed
-    confirmed = call(
+    unpaid = send("payment_intents", "create-payment-intent", 201, "CreatePaymentIntentInput", later).parsed
+    confirmed = send(
         "payment_intents",
         "confirm-payment-intent",
         200,
+        "ConfirmPaymentIntentBody",
+        {"paymentMethodId": method.id},
         payment_intent_id=unpaid.id,
-        body=model("ConfirmPaymentIntentBody", {"paymentMethodId": method.id}),
-        idempotency_key=key(),
     ).parsed
     assert confirmed.status == "succeeded"
-    held = call(
-        "payment_intents",
-        "create-payment-intent",
-        201,
-        body=model("CreatePaymentIntentInput", {**create, "amount": 700}),
-        idempotency_key=key(),
+    held = send(
+        "payment_intents", "create-payment-intent", 201, "CreatePaymentIntentInput", {**create, "amount": 700}
     ).parsed
-    canceled = call(
+    canceled = send(
         "payment_intents",
         "cancel-payment-intent",
         200,
+        "CancelPaymentIntentBody",
+        {"cancellationReason": "abandoned"},
         payment_intent_id=held.id,
-        body=model("CancelPaymentIntentBody", {"cancellationReason": "abandoned"}),
-        idempotency_key=key(),
     ).parsed
     assert (canceled.status, canceled.cancellation_reason) == ("canceled", "abandoned")
     listed = call("payment_intents", "list-payment-intents", 200, customer_id=owner, limit=2).parsed
@@ -170,19 +148,13 @@ def test_a_generated_client_round_trips_every_operation(generated, api_url, stri
 
     # An error is an answer too: a decline, then its retry with the same card, read back as ErrorBody.
     declined_card = {"customerId": owner, "stripePaymentMethodId": make_card(stripe_api, DECLINED)}
-    bad = call(
-        "payment_methods",
-        "create-payment-method",
-        201,
-        body=model("CreatePaymentMethodInput", declined_card),
-        idempotency_key=key(),
-    ).parsed
-    declined = call(
+    bad = send("payment_methods", "create-payment-method", 201, "CreatePaymentMethodInput", declined_card).parsed
+    declined = send(
         "payment_intents",
         "create-payment-intent",
         402,
-        body=model("CreatePaymentIntentInput", {**later, "paymentMethodId": bad.id, "confirm": True}),
-        idempotency_key=key(),
+        "CreatePaymentIntentInput",
+        {**later, "paymentMethodId": bad.id, "confirm": True},
     ).parsed
     assert declined.error.code == "card_declined"
     attempt_id = declined.error.details.additional_properties["attemptId"]
