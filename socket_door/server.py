@@ -300,8 +300,11 @@ class SocketDoor:
         except Exception:
             log.exception("socket request failed unexpectedly")
             # It may have been queued already: a mutating request's outcome is unknown, never "nothing happened".
-            code = "outcome_unknown" if operation.mutating else "internal_error"
-            envelope = _error(code, "The request's outcome is not known; retry with the same idempotencyKey.")
+            if operation.mutating:
+                message = "The request's outcome is not known; retry with the same idempotencyKey."
+                envelope = _error("outcome_unknown", message)
+            else:
+                envelope = _error("internal_error", "Internal error; retry the request.")
         finally:
             caller.in_flight -= 1
         error = envelope.get("error")
@@ -327,14 +330,20 @@ class SocketDoor:
     def subscribe(self, sid: str, data: Any = None) -> dict[str, Any]:
         """Hear one intent's pushes (of the socket's own customer), answered with its status now: a client that
         (re)subscribes knows where the payment stands and misses nothing after it."""
+        caller = self.callers.get(sid)
         wanted = data.get("paymentIntentId") if isinstance(data, dict) else None
         room = intent_room(wanted) if isinstance(wanted, str) and wanted else None
-        if room:
-            # In the room before the status is read: a change between the two is pushed, never missed.
+        # A server may see every intent: in the room before the status is read, so a change between the two is
+        # pushed, never missed. A customer's socket already hears its own intents in its customer room; it joins
+        # only once the read proved the intent is its own (never, even for an instant, another customer's room).
+        early = room is not None and caller is not None and caller.customer is None
+        if early:
             self.sio.enter_room(sid, room, namespace=NAMESPACE)
         status = self.run(sid, OPERATIONS["get-payment-intent-status"], data)
-        if "response" not in status and room:
-            self.sio.leave_room(sid, room, namespace=NAMESPACE)  # not one the socket may see
+        if "response" in status and room and not early:
+            self.sio.enter_room(sid, room, namespace=NAMESPACE)
+        elif "response" not in status and early:
+            self.sio.leave_room(sid, room, namespace=NAMESPACE)
         return self.answer(sid, "subscribe-payment-intent", status)
 
     def unsubscribe(self, sid: str, data: Any = None) -> dict[str, Any]:
