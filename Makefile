@@ -1,28 +1,35 @@
 # The two commands of the README: `make run` and `make test`. Each installs what it needs, and only that:
-# `make run` the runtime and its local stand-ins, `make test` the test and benchmark tools on top.
+# `make run` the runtime and its local stand-ins, `make test` the test and benchmark tools on top. Both install the
+# locked versions, every file checked against its hash (requirements*.lock, made by `make lock`).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
-RUN_STAMP := $(VENV)/.run-$(shell cat requirements.txt requirements-local.txt pyproject.toml | sha256sum | cut -c1-12)
-DEV_STAMP := $(VENV)/.dev-$(shell cat requirements*.txt pyproject.toml | sha256sum | cut -c1-12)
+RUN_STAMP := $(VENV)/.run-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-12)
+DEV_STAMP := $(VENV)/.dev-$(shell cat requirements.lock requirements-dev.lock pyproject.toml | sha256sum | cut -c1-12)
+LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11
 
-.PHONY: run demo test lint install clean bench chromium python-version
+.PHONY: run demo test lint install clean bench chromium python-version lock
 
 python-version:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "vy-finance-payments needs Python 3.11 or newer; $(PYTHON) is " + sys.version.split()[0])'
 
-$(RUN_STAMP): requirements.txt requirements-local.txt pyproject.toml | python-version
-	@echo "== installing what running needs into $(VENV): requirements.txt, requirements-local.txt (stand-ins)"
+$(RUN_STAMP): requirements.lock pyproject.toml | python-version
+	@echo "== installing what running needs into $(VENV): requirements.lock (runtime and stand-ins, hashes checked)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) -r requirements.txt -r requirements-local.txt
+	$(PIP) --require-hashes -r requirements.lock
 	$(PIP) --no-deps -e .
 	rm -f $(VENV)/.run-* && touch $(RUN_STAMP)
 
-$(DEV_STAMP): $(RUN_STAMP) requirements-dev.txt
-	@echo "== installing the test and benchmark tools into $(VENV): requirements-dev.txt"
-	$(PIP) -r requirements-dev.txt
+$(DEV_STAMP): $(RUN_STAMP) requirements-dev.lock
+	@echo "== installing the test and benchmark tools into $(VENV): requirements-dev.lock (hashes checked)"
+	$(PIP) --require-hashes -r requirements-dev.lock
 	rm -f $(VENV)/.dev-* && touch $(DEV_STAMP)
+
+# After a change to requirements*.txt: resolve again and write the locks with every file's hash.
+lock: $(DEV_STAMP)
+	$(LOCK) requirements.txt requirements-local.txt -o requirements.lock
+	$(LOCK) requirements-dev.txt -o requirements-dev.lock
 
 install: $(DEV_STAMP)
 

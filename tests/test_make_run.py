@@ -156,7 +156,7 @@ def test_make_run_demo_stop_and_restart_keeps_the_data(copy, tmp_path):
 
 
 def test_make_run_installs_only_what_running_needs_after_checking_python_and_make_test_adds_the_tools(tmp_path):
-    for name in ("Makefile", "requirements.txt", "requirements-dev.txt", "requirements-local.txt", "pyproject.toml"):
+    for name in ("Makefile", "requirements.lock", "requirements-dev.lock", "pyproject.toml"):
         shutil.copy(ROOT / name, tmp_path / name)
     # As from a terminal, not as a sub-make of `make test` (which would print "Entering directory" lines).
     alone = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
@@ -164,10 +164,10 @@ def test_make_run_installs_only_what_running_needs_after_checking_python_and_mak
     run = subprocess.run([*dry, "run"], cwd=tmp_path, env=alone, capture_output=True, text=True, timeout=60).stdout
     lines = run.splitlines()
     assert "sys.version_info >= (3, 11)" in lines[0]  # the Python version is checked before anything
-    assert any("-r requirements.txt -r requirements-local.txt" in line for line in lines)
-    assert "requirements-dev.txt" not in run and lines[-1].endswith("-m stand_ins.run")
+    assert any("--require-hashes -r requirements.lock" in line for line in lines)
+    assert "requirements-dev" not in run and lines[-1].endswith("-m stand_ins.run")
     test = subprocess.run([*dry, "test"], cwd=tmp_path, env=alone, capture_output=True, text=True, timeout=60).stdout
-    assert "-r requirements-dev.txt" in test and "-m pytest" in test
+    assert "--require-hashes -r requirements-dev.lock" in test and "-m pytest" in test
 
 
 def test_the_procfile_assumes_no_virtualenv_and_beat_makes_its_folder():
