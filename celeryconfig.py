@@ -27,6 +27,8 @@ task_default_queue = "payments"
 task_routes = {op.task_name: {"queue": op.queue, "routing_key": op.queue} for op in OPERATIONS.values()}
 # The periodic tasks call Stripe: they run beside the payments.
 task_routes.update({name: {"queue": "payments", "routing_key": "payments"} for name in PERIODIC})
+# The operator view's Stripe probe is a read: never behind a queue of payments.
+task_routes["payments.probe-stripe"] = {"queue": "reads", "routing_key": "reads"}
 
 # Celery beat (Procfile `beat`): one scheduler per deployment.
 beat_schedule = {

@@ -129,6 +129,15 @@ class Settings:
         return self.broker_url if self.broker_url.startswith("redis") else "rpc://"
 
     @property
+    def redis_url(self) -> str | None:
+        """The service's Redis (the result store's, else the broker's), shared by its web processes for rate-limit
+        counts and Socket.IO's queue; None when it runs without Redis."""
+        for url in (self.result_backend, self.broker_url):
+            if url.startswith(("redis://", "rediss://", "unix://")):
+                return url
+        return None
+
+    @property
     def stripe_api_url(self) -> str:
         """STRIPE_API_BASE; empty: Stripe's own API when a secret key is set, else `make run`'s localstripe (no key
         never reaches real Stripe)."""

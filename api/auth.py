@@ -4,6 +4,7 @@ of the Socket.IO door (POST /socket-tokens), signed like Stripe's ephemeral keys
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -23,6 +24,7 @@ TOKEN_ALGORITHM = "HS256"  # noqa: S105
 CALLER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 
 
+@functools.lru_cache(maxsize=8)
 def api_callers(entries: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     """(caller id, key) of each API_KEYS entry. A named caller's id is its name, so the idempotency keys it used
     with an old key still replay once it has a new one; a bare key's id is its hash (as before names existed)."""
@@ -75,9 +77,14 @@ def caller_key_id(keys: tuple[str, ...]) -> str | None:
 def _token_secret(settings: Settings) -> bytes | None:
     """SOCKET_TOKEN_SECRET, else one derived from the API keys; None without either: then no token is made or
     accepted (a secret anyone could compute from the source would let them sign tokens for any customer)."""
-    if settings.socket_token_secret:
-        return settings.socket_token_secret.encode()
-    keys = sorted(key for _, key in api_callers(settings.api_keys))
+    return _secret_of(settings.socket_token_secret, settings.api_keys)
+
+
+@functools.lru_cache(maxsize=8)
+def _secret_of(configured: str, api_keys: tuple[str, ...]) -> bytes | None:
+    if configured:
+        return configured.encode()
+    keys = sorted(key for _, key in api_callers(api_keys))
     if not keys:
         return None
     return hashlib.sha256("\n".join(["vyp-socket-token-secret", *keys]).encode()).digest()

@@ -21,12 +21,7 @@ NEVER_LIMITED = {"system.healthz", "system.readyz", "system.metrics", "system.op
 
 def storage_uri(settings: Settings) -> str:
     """RATE_LIMIT_STORAGE, else the service's Redis (result store, or broker), else each process's memory."""
-    if settings.rate_limit_storage:
-        return settings.rate_limit_storage
-    for url in (settings.result_backend, settings.broker_url):
-        if url.startswith(("redis://", "rediss://")):
-            return url
-    return "memory://"
+    return settings.rate_limit_storage or settings.redis_url or "memory://"
 
 
 def _caller() -> str:

@@ -59,16 +59,20 @@ NOT_PROCESSED = OperationError(
 )
 
 
+def nobody_finishing(now: dt.datetime) -> Any:
+    """The claims nobody is finishing: given back after retries, or in flight past their lease (the operator view
+    counts them with the same condition)."""
+    return (IdempotencyRecord.state == "retryable") | (
+        (IdempotencyRecord.state == "in_flight") & (IdempotencyRecord.locked_until < now)
+    )
+
+
 def _abandoned(now: dt.datetime, grace: dt.timedelta) -> list[IdempotencyRecord]:
-    """Claims nobody is finishing: given back after retries, or in flight past their lease; least recently tried
-    first (a failed resolution touches `updated_at`, which sends it to the back)."""
+    """Claims nobody is finishing; least recently tried first (a failed resolution touches `updated_at`, which sends
+    it to the back)."""
     return list(
         IdempotencyRecord.select()
-        .where(
-            IdempotencyRecord.updated_at < now - grace,
-            (IdempotencyRecord.state == "retryable")
-            | ((IdempotencyRecord.state == "in_flight") & (IdempotencyRecord.locked_until < now)),
-        )
+        .where(IdempotencyRecord.updated_at < now - grace, nobody_finishing(now))
         .order_by(IdempotencyRecord.updated_at, IdempotencyRecord.id)
         .limit(PER_PASS)
     )

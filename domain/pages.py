@@ -6,6 +6,7 @@ towards its start; `nextCursor` is what to pass, under the same name, for the pa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from peewee import Field, ModelSelect
@@ -39,15 +40,18 @@ def paginate(
     return rows, has_more, (rows[-1].id if has_more and rows else None)
 
 
-def page_of(data: list[dict[str, Any]], has_more: bool, next_cursor: str | None) -> dict[str, Any]:
-    return {"data": data, "hasMore": has_more, "nextCursor": next_cursor}
-
-
 def checked_page(
-    query: ModelSelect, owned: ModelSelect, id_field: Field, inp: Any, *, what: str, newest_first: bool
+    query: ModelSelect,
+    owned: ModelSelect,
+    id_field: Field,
+    inp: Any,
+    *,
+    what: str,
+    newest_first: bool,
+    payloads: Callable[[list[Any]], list[dict[str, Any]]],
 ) -> dict[str, Any]:
-    """The page `inp` asks for (its limit and cursor) of `query`, whose cursor must be one of the `owned` records
-    (`what` names them in the refusal); each row as its payload."""
+    """`{data, hasMore, nextCursor}`: the page `inp` asks for (its limit and cursor) of `query`, whose cursor must be
+    one of the `owned` records (`what` names them in the refusal); `payloads` turns the page's rows into its data."""
     cursor = inp.starting_after or inp.ending_before
     if cursor and not owned.where(id_field == cursor).exists():
         field = "startingAfter" if inp.starting_after else "endingBefore"
@@ -64,4 +68,4 @@ def checked_page(
         ending_before=inp.ending_before,
         newest_first=newest_first,
     )
-    return {"rows": rows, "hasMore": has_more, "nextCursor": next_cursor}
+    return {"data": payloads(rows), "hasMore": has_more, "nextCursor": next_cursor}

@@ -15,7 +15,7 @@ from domain.customers import ensure_stripe_customer
 from domain.errors import OperationError, not_found
 from domain.ids import new_id
 from domain.intent_state import apply_stripe_intent, capture_deadline
-from domain.pages import checked_page, page_of
+from domain.pages import checked_page
 from domain.schemas import CreatePaymentIntentInput, GetPaymentIntentInput, ListPaymentIntentsInput
 from domain.webhooks import apply_unmatched_events
 from models import PaymentAttempt, PaymentIntent, PaymentMethod, ZtrackingPaymentIntent, write_transaction
@@ -248,8 +248,17 @@ def list_payment_intents(ctx: OperationContext, inp: ListPaymentIntentsInput) ->
         query = query.where(PaymentIntent.created_at >= _naive_utc(inp.created_gte))
     if inp.created_lt:
         query = query.where(PaymentIntent.created_at < _naive_utc(inp.created_lt))
-    page = checked_page(
-        query, owned, PaymentIntent.id, inp, what="a payment intent of this customer", newest_first=True
+
+    def payloads(rows: list[PaymentIntent]) -> list[dict[str, Any]]:
+        attempts = attempts_by_intent([row.id for row in rows])
+        return [row.to_payload(attempts[row.id]) for row in rows]
+
+    return checked_page(
+        query,
+        owned,
+        PaymentIntent.id,
+        inp,
+        what="a payment intent of this customer",
+        newest_first=True,
+        payloads=payloads,
     )
-    attempts = attempts_by_intent([row.id for row in page["rows"]])
-    return page_of([row.to_payload(attempts[row.id]) for row in page["rows"]], page["hasMore"], page["nextCursor"])

@@ -9,7 +9,7 @@ from domain import idempotency, stripe_outcomes
 from domain.context import OperationContext
 from domain.customers import ensure_stripe_customer, find_customer, lock_customer
 from domain.errors import OperationError, not_found
-from domain.pages import checked_page, page_of
+from domain.pages import checked_page
 from domain.schemas import CreatePaymentMethodInput, DeletePaymentMethodInput, ListPaymentMethodsInput
 from models import PaymentMethod, utcnow, write_transaction
 from models.base import for_update
@@ -126,15 +126,15 @@ def create_payment_method(ctx: OperationContext, inp: CreatePaymentMethodInput) 
 def list_payment_methods(ctx: OperationContext, inp: ListPaymentMethodsInput) -> dict[str, Any]:
     """Newest first; `startingAfter` pages on to older ones, `endingBefore` back to newer ones."""
     owned = PaymentMethod.select().where(PaymentMethod.customer_id == inp.customer_id)
-    page = checked_page(
+    return checked_page(
         _active(inp.customer_id),
         owned,
         PaymentMethod.id,
         inp,
         what="a payment method of this customer",
         newest_first=True,
+        payloads=lambda rows: [row.to_payload() for row in rows],
     )
-    return page_of([row.to_payload() for row in page["rows"]], page["hasMore"], page["nextCursor"])
 
 
 def _detached_at_stripe(stripe_payment_method_id: str, refusal: OperationError) -> bool:

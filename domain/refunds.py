@@ -9,7 +9,7 @@ from domain import currencies, idempotency, payment_events, stripe_outcomes
 from domain.context import OperationContext
 from domain.errors import OperationError, not_found
 from domain.intent_state import REFUND_RANK, refund_may_move
-from domain.pages import checked_page, page_of
+from domain.pages import checked_page
 from domain.schemas import CreateRefundInput, GetRefundInput, ListRefundsInput
 from models import PaymentIntent, Refund, utcnow, write_transaction
 from models.base import for_update
@@ -198,7 +198,12 @@ def list_refunds(ctx: OperationContext, inp: ListRefundsInput) -> dict[str, Any]
     if not PaymentIntent.select().where(PaymentIntent.id == inp.payment_intent_id).exists():
         raise not_found("payment intent", inp.payment_intent_id)
     of_intent = Refund.select().where(Refund.payment_intent_id == inp.payment_intent_id)
-    page = checked_page(
-        of_intent, of_intent, Refund.id, inp, what="a refund of this payment intent", newest_first=False
+    return checked_page(
+        of_intent,
+        of_intent,
+        Refund.id,
+        inp,
+        what="a refund of this payment intent",
+        newest_first=False,
+        payloads=lambda rows: [row.to_payload() for row in rows],
     )
-    return page_of([row.to_payload() for row in page["rows"]], page["hasMore"], page["nextCursor"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
@@ -16,6 +17,16 @@ log = logging.getLogger("kafka_relay")
 librdkafka_log = logging.getLogger("kafka_relay.librdkafka")
 
 CLIENT_ID = "vy-finance-payments"
+
+
+def off_the_hub(call: Callable[..., Any], *args: Any) -> Any:
+    """Run a librdkafka call that blocks in C on a native thread of gevent's pool when gevent runs the process (the
+    result comes back to the calling greenlet), so one slow broker does not stop every other greenlet."""
+    from gevent import get_hub, monkey
+
+    if monkey.is_module_patched("socket"):
+        return get_hub().threadpool.apply(call, args)
+    return call(*args)
 
 
 def dlq_topic(topic: str) -> str:

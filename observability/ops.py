@@ -18,6 +18,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from kafka_relay.config import off_the_hub
 from settings import get_settings
 
 log = logging.getLogger("ops")
@@ -25,6 +26,8 @@ log = logging.getLogger("ops")
 OPS_TTL_S = 10.0
 # A scrape must answer well within Prometheus's 10 s: Kafka gets this long, and is not asked again when away.
 KAFKA_TIMEOUT_S = 2.0
+# How long the page waits for a worker's answer from Stripe.
+STRIPE_PROBE_S = 5.0
 # What becomes of a stored Stripe event (domain/webhooks.py): each shown, at 0 too.
 WEBHOOK_STATUSES = ("received", "processed", "unmatched", "ignored", "stale")
 # Fields whose change a timeline shows, in this order (the payload's names).
@@ -42,28 +45,25 @@ TIMELINE_FIELDS = (
 )
 
 
-def off_the_hub(call: Callable[..., Any], *args: Any) -> Any:
-    """Run a call that blocks in C (librdkafka) on a native thread of gevent's pool when gevent runs the process,
-    so that one slow broker does not stop every other request of a gevent worker."""
-    try:
-        from gevent import get_hub, monkey
-    except ImportError:  # pragma: no cover (gevent is a dependency)
-        return call(*args)
-    if monkey.is_module_patched("socket"):
-        return get_hub().threadpool.apply(call, args)
-    return call(*args)
-
-
-def dependency_checks() -> dict[str, Callable[[], object]]:
-    """Each dependency and how to ask it whether it answers (raising or falsy: it does not)."""
+def dependency_checks(stripe_directly: bool = False) -> dict[str, Callable[[], object]]:
+    """Each dependency and how to ask it whether it answers (raising or falsy: it does not). Stripe is asked by a
+    worker (a door never calls Stripe); the `payments` command, run by an operator, may ask it directly."""
     from models.base import database_ready
     from tasks.app import broker_ready, workers_ready
 
     def stripe_ready() -> bool:
-        import stripe_client
+        if stripe_directly:
+            import stripe_client
 
-        stripe_client.client().v1.balance.retrieve()
-        return True
+            stripe_client.client().v1.balance.retrieve()
+            return True
+        from tasks.maintenance import probe_stripe
+
+        result = probe_stripe.apply_async()
+        try:
+            return bool(result.get(timeout=STRIPE_PROBE_S))
+        finally:
+            result.forget()
 
     def kafka_ready() -> bool:
         from confluent_kafka.admin import AdminClient
@@ -83,10 +83,10 @@ def dependency_checks() -> dict[str, Callable[[], object]]:
     }
 
 
-def readiness() -> dict[str, dict[str, Any]]:
+def readiness(stripe_directly: bool = False) -> dict[str, dict[str, Any]]:
     """{dependency: {"ok": bool, "detail": str}}; every dependency is asked, whatever the others answer."""
     answers = {}
-    for name, probe in dependency_checks().items():
+    for name, probe in dependency_checks(stripe_directly).items():
         try:
             ok = bool(probe())
             detail = "" if ok else "no answer"
@@ -102,20 +102,18 @@ def _age_s(moment: dt.datetime | None, now: dt.datetime) -> float | None:
 
 def claims(now: dt.datetime, shown: int = 20) -> dict[str, Any]:
     """Idempotency claims being run now, and those nobody is finishing (the janitor's backlog), with their age."""
+    from domain.janitor import nobody_finishing
     from models import IdempotencyRecord
 
     live = (IdempotencyRecord.state == "in_flight") & (IdempotencyRecord.locked_until >= now)
-    abandoned = (IdempotencyRecord.state == "retryable") | (
-        (IdempotencyRecord.state == "in_flight") & (IdempotencyRecord.locked_until < now)
-    )
+    abandoned = nobody_finishing(now)
     summary: dict[str, Any] = {}
     for name, condition in (("in_flight", live), ("abandoned", abandoned)):
         query = IdempotencyRecord.select().where(condition)
-        oldest = query.order_by(IdempotencyRecord.created_at).first()
-        rows = query.order_by(IdempotencyRecord.created_at).limit(shown)
+        rows = list(query.order_by(IdempotencyRecord.created_at).limit(shown))
         summary[name] = {
             "count": query.count(),
-            "oldest_s": _age_s(oldest.created_at if oldest else None, now),
+            "oldest_s": _age_s(rows[0].created_at if rows else None, now),  # oldest first
             "rows": [
                 {
                     "operation": r.operation,

@@ -17,7 +17,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from kafka_relay.config import common_config, ensure_topics
+from kafka_relay.config import common_config, ensure_topics, off_the_hub
 from settings import Settings
 
 log = logging.getLogger("socket_door")
@@ -50,16 +50,6 @@ def status_push(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _blocking(call: Callable[..., Any], *args: Any) -> Any:
-    """Run a librdkafka call that blocks on a native thread of gevent's pool, this greenlet waiting for it; the
-    result comes back to the greenlet, so whatever follows (Socket.IO, Redis) stays on gevent's hub."""
-    from gevent import get_hub, monkey
-
-    if monkey.is_module_patched("socket"):
-        return get_hub().threadpool.apply(call, args)
-    return call(*args)
-
-
 class StatusFeed:
     """Consumes the status topic in the sockets' group and calls `push(customer_id, body)` once per new version."""
 
@@ -88,12 +78,12 @@ class StatusFeed:
 
     def run(self) -> None:
         """The feed's loop, in a greenlet."""
-        _blocking(ensure_topics, self.settings, [self.topic])
+        off_the_hub(ensure_topics, self.settings, [self.topic])
         consumer = Consumer(self._config())
         try:
             consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
             while not self.stopping:
-                message = _blocking(consumer.poll, POLL_S)
+                message = off_the_hub(consumer.poll, POLL_S)
                 if message is None:
                     continue
                 if message.error():
@@ -105,7 +95,7 @@ class StatusFeed:
         finally:
             self.assigned = False
             # Commits what was stored and leaves the group: its partitions move to another process at once.
-            _blocking(consumer.close)
+            off_the_hub(consumer.close)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """A partition the group never committed on starts where the group started, not at the broker's end: an

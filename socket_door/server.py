@@ -129,9 +129,8 @@ class PushQueue(socketio.RedisManager):
 def _client_manager(settings: Settings) -> socketio.PubSubManager:
     """Socket.IO's queue between processes: the service's Redis when it has one, else its AMQP broker."""
     channel = f"vyp-socketio:{settings.kafka_group}"
-    for url in (settings.result_backend, settings.broker_url):
-        if url.startswith(("redis://", "rediss://", "unix://")):
-            return PushQueue(url, channel=channel)
+    if settings.redis_url:
+        return PushQueue(settings.redis_url, channel=channel)
     return socketio.KombuManager(settings.broker_url, channel=channel)
 
 

@@ -105,3 +105,16 @@ def test_the_ops_page_in_chromium_shows_a_payment_made_here_with_no_console_erro
         finally:
             browser.close()
     assert problems == []
+
+
+def test_the_web_door_learns_stripes_readiness_from_a_worker_never_calling_stripe_itself(worker, monkeypatch):
+    import stripe_client
+    from observability.ops import dependency_checks
+
+    def no_stripe_here() -> None:
+        raise AssertionError("the web process called Stripe")
+
+    monkeypatch.setattr(stripe_client, "client", no_stripe_here)
+    assert dependency_checks()["stripe"]() is True  # answered by the worker's probe task
+    with pytest.raises(AssertionError):
+        dependency_checks(stripe_directly=True)["stripe"]()  # what `payments check` does, from an operator's shell
