@@ -57,15 +57,44 @@ def refuse_if_another_is_running(intent: PaymentIntent, operation: str) -> None:
         )
 
 
+def _outcome(intent: PaymentIntent, error: dict[str, Any] | None) -> dict[str, Any]:
+    """How an attempt ended, from the intent Stripe answered (and Stripe's error, if it refused)."""
+    status = "failed" if error else attempt_status_for(intent.status)
+    failure = error or (intent.last_payment_error if status == "failed" else None) or {}
+    return {
+        "status": status,
+        "error_code": failure.get("code") or (status == "failed" and intent.status) or None,
+        "error_message": (failure.get("message") or "")[:500] or None,
+    }
+
+
 def settle(attempt: PaymentAttempt, intent: PaymentIntent, error: dict[str, Any] | None = None) -> PaymentAttempt:
     """Record how the attempt ended, from the intent Stripe answered (and Stripe's error, if it refused)."""
-    attempt.status = "failed" if error else attempt_status_for(intent.status)
-    failure = error or (intent.last_payment_error if attempt.status == "failed" else None) or {}
-    attempt.error_code = failure.get("code") or (attempt.status == "failed" and intent.status) or None
-    attempt.error_message = (failure.get("message") or "")[:500] or None
+    for name, value in _outcome(intent, error).items():
+        setattr(attempt, name, value)
     attempt.updated_at = utcnow()
     attempt.save()
     return attempt
+
+
+def record_first(
+    intent: PaymentIntent,
+    attempt_id: str,
+    operation: str,
+    *,
+    payment_method_id: str | None,
+    error: dict[str, Any] | None,
+) -> PaymentAttempt:
+    """The first attempt of an intent created in this same transaction, already ended: one insert (number 1, as
+    nothing can precede it), not an open attempt settled at once."""
+    return PaymentAttempt.create(
+        id=attempt_id,
+        payment_intent_id=intent.id,
+        attempt_number=1,
+        operation=operation,
+        payment_method_id=payment_method_id,
+        **_outcome(intent, error),
+    )
 
 
 def settle_open_attempts(intent: PaymentIntent) -> None:

@@ -62,31 +62,52 @@ def event_id(event_type: str, *about: str | int) -> str:
     return f"vyev_{digest}"
 
 
+Event = tuple[str, dict[str, Any], tuple[str | int, ...]]  # type, its fields, what it is about (its id's parts)
+
+
+def announce_all(intent: PaymentIntent, events: list[Event]) -> int:
+    """Write a change's events into the outbox, inside the caller's transaction, in two statements whatever their
+    number (which are told already, then the new ones in one insert); returns how many were new."""
+    if not events:
+        return 0
+    now = utcnow()
+    rows: dict[str, dict[str, Any]] = {}
+    for event_type, fields, about in events:
+        ident = event_id(event_type, *about)
+        payload = {
+            "eventId": ident,
+            "type": event_type,
+            "occurredAt": iso(now),
+            "traceId": trace_id_var.get(),
+            "version": intent.ztracking_version,
+            "paymentIntentId": intent.id,
+            **fields,
+        }
+        row = {
+            "event_id": ident,
+            "type": event_type,
+            "payment_intent_id": intent.id,
+            "shard": shard_of(intent.id),
+            "version": intent.ztracking_version,
+            "payload": payload,
+            "occurred_at": now,
+            "publish_attempts": 0,
+        }
+        rows.setdefault(ident, row)
+    # Told already: a redelivery, or another path to the same change.
+    told = {
+        ident
+        for (ident,) in PaymentEvent.select(PaymentEvent.event_id).where(PaymentEvent.event_id.in_(list(rows))).tuples()
+    }
+    new = [row for ident, row in rows.items() if ident not in told]
+    if new:
+        PaymentEvent.insert_many(new).execute()  # in the order given: the publisher sends a shard in id order
+    return len(new)
+
+
 def announce(event_type: str, intent: PaymentIntent, fields: dict[str, Any], *about: str | int) -> bool:
     """Write one event into the outbox, inside the caller's transaction; False if this fact was already written."""
-    ident = event_id(event_type, *about)
-    if PaymentEvent.select().where(PaymentEvent.event_id == ident).exists():
-        return False  # told already (a redelivery, or another path to the same change)
-    now = utcnow()
-    payload = {
-        "eventId": ident,
-        "type": event_type,
-        "occurredAt": iso(now),
-        "traceId": trace_id_var.get(),
-        "version": intent.ztracking_version,
-        "paymentIntentId": intent.id,
-        **fields,
-    }
-    PaymentEvent.create(
-        event_id=ident,
-        type=event_type,
-        payment_intent_id=intent.id,
-        shard=shard_of(intent.id),
-        version=intent.ztracking_version,
-        payload=payload,
-        occurred_at=now,
-    )
-    return True
+    return announce_all(intent, [(event_type, fields, about)]) == 1
 
 
 def _error_of(intent: PaymentIntent) -> tuple[str | None, str | None]:
@@ -96,6 +117,12 @@ def _error_of(intent: PaymentIntent) -> tuple[str | None, str | None]:
 
 def intent_changed(intent: PaymentIntent, before: str | None, *, created: bool = False) -> None:
     """The events an intent's change tells of (call in the change's transaction, after its snapshot)."""
+    announce_all(intent, events_of_change(intent, before, created=created))
+
+
+def events_of_change(intent: PaymentIntent, before: str | None, *, created: bool = False) -> list[Event]:
+    """What an intent's change tells, in the order it is told."""
+    events: list[Event] = []
     if created:
         fields = {
             "orderId": intent.order_id,
@@ -103,20 +130,21 @@ def intent_changed(intent: PaymentIntent, before: str | None, *, created: bool =
             "amount": intent.amount,
             "currency": intent.currency,
         }
-        announce(CREATED_PAYMENT_INTENT, intent, fields, intent.id)
+        events.append((CREATED_PAYMENT_INTENT, fields, (intent.id,)))
     if intent.status == before and not created:
-        return
-    status_changed(intent, None if created else before)
+        return events
+    events.append(_status_event(intent, None if created else before))
     if intent.status == "succeeded":
         fields = {"orderId": intent.order_id, "subscriptionId": intent.subscription_id}
-        announce(SUCCEEDED_PAYMENT, intent, {**fields, "amountReceived": intent.amount_received}, intent.id)
+        events.append((SUCCEEDED_PAYMENT, {**fields, "amountReceived": intent.amount_received}, (intent.id,)))
     elif intent.status == "requires_payment_method" and intent.last_payment_error:
         code, message = _error_of(intent)
         failed = {"orderId": intent.order_id, "errorCode": code, "errorMessage": message}
-        announce(FAILED_PAYMENT, intent, failed, intent.id, intent.ztracking_version)
+        events.append((FAILED_PAYMENT, failed, (intent.id, intent.ztracking_version)))
     elif intent.status == "canceled":
         reason = intent.cancellation_reason
-        announce(CANCELED_PAYMENT, intent, {"orderId": intent.order_id, "cancellationReason": reason}, intent.id)
+        canceled = {"orderId": intent.order_id, "cancellationReason": reason}
+        events.append((CANCELED_PAYMENT, canceled, (intent.id,)))
         if reason == "automatic" and before == "requires_capture":
             # The authorisation expired uncaptured: the payment failed as well as being canceled.
             expired = {
@@ -124,10 +152,11 @@ def intent_changed(intent: PaymentIntent, before: str | None, *, created: bool =
                 "errorCode": "authorization_expired",
                 "errorMessage": "The authorisation expired before it was captured.",
             }
-            announce(FAILED_PAYMENT, intent, expired, intent.id, intent.ztracking_version)
+            events.append((FAILED_PAYMENT, expired, (intent.id, intent.ztracking_version)))
+    return events
 
 
-def status_changed(intent: PaymentIntent, before: str | None) -> None:
+def _status_event(intent: PaymentIntent, before: str | None) -> Event:
     """One event per status change, whichever status (requires_action and processing too): browsers watching a
     payment over the Socket.IO door learn of each step. It names the customer, so a push reaches only its sockets."""
     # An error belongs to the status it caused (a decline leaves requires_payment_method), not to later ones.
@@ -141,7 +170,7 @@ def status_changed(intent: PaymentIntent, before: str | None) -> None:
         "errorCode": code,
         "errorMessage": message,
     }
-    announce(PAYMENT_STATUS_CHANGED, intent, fields, intent.id, intent.ztracking_version)
+    return (PAYMENT_STATUS_CHANGED, fields, (intent.id, intent.ztracking_version))
 
 
 def save_intent_change(intent: PaymentIntent, cause: str, *, before: str | None, create: bool = False) -> None:

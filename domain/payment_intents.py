@@ -115,7 +115,8 @@ def execute_create(
 
     `found_at_stripe` is the PaymentIntent the janitor found at Stripe for an abandoned claim: stored, not created.
     """
-    existing = PaymentIntent.get_or_none(PaymentIntent.id == claim.resource_id)
+    # Only a resumed claim can have stored its intent: a fresh one's resource id was made a moment ago.
+    existing = PaymentIntent.get_or_none(PaymentIntent.id == claim.resource_id) if claim.resumed else None
     if existing is not None:
         # Stored by an attempt that died before answering: that is the answer.
         idempotency.finish(claim, {"response": existing.to_payload()})
@@ -171,11 +172,10 @@ def execute_create(
 def _first_attempt(
     intent: PaymentIntent, params: dict[str, Any], error: dict[str, Any] | None = None
 ) -> PaymentAttempt:
-    """A create that confirms is the intent's first attempt."""
-    attempt = payment_attempts.open_attempt(
-        intent, new_id("payment_attempt"), "confirm", payment_method_id=intent.payment_method_id
+    """A create that confirms is the intent's first attempt (the intent is inserted in the same transaction)."""
+    return payment_attempts.record_first(
+        intent, new_id("payment_attempt"), "confirm", payment_method_id=intent.payment_method_id, error=error
     )
-    return payment_attempts.settle(attempt, intent, error)
 
 
 def apply_unmatched_events_safely(stripe_payment_intent_id: str | None) -> None:

@@ -1,0 +1,56 @@
+"""A create is bound by its database round trips (bench/RESULTS.md): the statements it sends stay few."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import pytest
+
+from models import PaymentAttempt, PaymentEvent
+from tests.conftest import make_card
+from tests.domain.helpers import call
+
+pytestmark = pytest.mark.integration
+
+
+def _statements(caplog: pytest.LogCaptureFixture) -> list[str]:
+    # peewee logs each statement as (sql, params)
+    return [r.msg[0] for r in caplog.records if r.name == "peewee" and isinstance(r.msg, tuple)]
+
+
+def test_a_confirmed_create_sends_eleven_statements_and_writes_its_events_in_one_insert(domain_db, stripe_api, caplog):
+    customer_id = f"dom-count-{uuid.uuid4().hex[:10]}"
+    method = {"customerId": customer_id, "stripePaymentMethodId": make_card(stripe_api), "setAsDefault": True}
+    call("create-payment-method", method)
+    caplog.set_level(logging.DEBUG, logger="peewee")
+    intent = call(
+        "create-payment-intent", {"customerId": customer_id, "amount": 1000, "currency": "usd", "confirm": True}
+    )
+    sent = _statements(caplog)
+    # claim; method, customer; write-ahead; intent, history, events seen, events, attempt, outcome; early events
+    assert len(sent) == 11, "\n".join(s[:120] for s in sent)
+    assert sum(s.replace('"', "`").startswith("INSERT INTO `payment_event`") for s in sent) == 1
+    events = PaymentEvent.select().where(PaymentEvent.payment_intent_id == intent["id"]).order_by(PaymentEvent.id)
+    assert [e.type for e in events] == ["created-payment-intent", "payment-status-changed", "succeeded-payment"]
+    (attempt,) = PaymentAttempt.select().where(PaymentAttempt.payment_intent_id == intent["id"])
+    assert (attempt.attempt_number, attempt.status, attempt.error_code) == (1, "succeeded", None)
+    assert intent["attempts"][0]["attemptId"] == attempt.id
+
+
+def test_writing_the_same_events_again_writes_nothing(domain_db, stripe_api):
+    from domain import payment_events
+    from models import PaymentIntent
+
+    customer_id = f"dom-count-{uuid.uuid4().hex[:10]}"
+    call(
+        "create-payment-method",
+        {"customerId": customer_id, "stripePaymentMethodId": make_card(stripe_api), "setAsDefault": True},
+    )
+    created = call(
+        "create-payment-intent", {"customerId": customer_id, "amount": 1000, "currency": "usd", "confirm": True}
+    )
+    intent = PaymentIntent.get_by_id(created["id"])
+    events = payment_events.events_of_change(intent, None, created=True)
+    assert payment_events.announce_all(intent, events) == 0
+    assert PaymentEvent.select().where(PaymentEvent.payment_intent_id == intent.id).count() == 3
