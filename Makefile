@@ -36,6 +36,7 @@ install: $(DEV_STAMP)
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 # The browser tests drive Debian's Chromium (no browser download at run time).
 chromium:

@@ -227,7 +227,8 @@ def _dead_letters(topic: str) -> list[Any]:
                 if message is None or message.error():
                     break
                 found.append(message)
-                if message.offset() >= high - 1:
+                offset = message.offset()
+                if offset is None or offset >= high - 1:  # None never comes with a message that is not an error
                     break
         return found
     finally:
@@ -272,7 +273,10 @@ def dlq_replay(topic: str, offsets: tuple[str, ...], everything: bool) -> None:
     failed: list[str] = []
     with click.progressbar(chosen, label=f"replaying to {topic}", file=sys.stderr) as messages:
         for message in messages:
-            headers = [(k, v) for k, v in _headers(message).items() if not k.startswith(("dlq-", "kafka_dlt-"))]
+            # produce() takes the wider header type (a list is invariant), hence the annotation.
+            headers: list[tuple[str, str | bytes | None]] = [
+                (k, v) for k, v in _headers(message).items() if not k.startswith(("dlq-", "kafka_dlt-"))
+            ]
             headers.append(
                 ("dlq-replayed-from", f"{message.topic()}[{message.partition()}]@{message.offset()}".encode())
             )

@@ -9,6 +9,7 @@ from typing import Any
 import requests
 import requests.adapters
 import stripe
+from peewee import Database
 from playhouse.pool import PooledDatabase
 
 from domain.context import note_stripe_may_have_acted
@@ -111,7 +112,8 @@ def _call(
         note_stripe_may_have_acted()
     call = getattr(method, "__qualname__", "stripe")
     db = database.obj
-    if isinstance(db, PooledDatabase) and not db.in_transaction():
+    # PooledDatabase is a mixin: the pooled database is also a peewee Database.
+    if isinstance(db, PooledDatabase) and isinstance(db, Database) and not db.in_transaction():
         # A Stripe call takes hundreds of ms: the pooled connection serves other tasks meanwhile.
         db.close()
     try:
@@ -127,11 +129,10 @@ def _call(
 def card_error_payment_intent(exc: BaseException) -> dict[str, Any] | None:
     """The PaymentIntent Stripe attaches to a decline on confirm, if any."""
     cause = exc.__cause__
-    if isinstance(cause, stripe.CardError) and cause.json_body:
-        intent = cause.json_body.get("error", {}).get("payment_intent")
-        if isinstance(intent, dict):
-            return intent
-    return None
+    body = cause.json_body if isinstance(cause, stripe.CardError) else None
+    error = body.get("error") if isinstance(body, dict) else None
+    intent = error.get("payment_intent") if isinstance(error, dict) else None
+    return intent if isinstance(intent, dict) else None
 
 
 def create_customer(platform_customer_id: str, *, idempotency_key: str) -> dict[str, Any]:

@@ -76,7 +76,9 @@ def install_limits(app: Flask, settings: Settings) -> Limiter | None:
         # The wrapper checks the limit: it must be what the route calls.
         # Only events whose signature checked out count: a forged flood (refused 400 at once) cannot use up the
         # budget of Stripe's real deliveries, which behind a balancer all come from one address.
-        app.view_functions[WEBHOOK_ENDPOINT] = limiter.limit(
+        # The ignore: Flask-Limiter's decorator is Callable[P, R] -> Callable[P, R], and given Flask's union of a sync
+        # and an async view mypy joins R into a type that Flask's view mapping refuses.
+        app.view_functions[WEBHOOK_ENDPOINT] = limiter.limit(  # type: ignore[assignment]
             settings.rate_limit_webhooks, key_func=_webhook_source, deduct_when=lambda r: r.status_code != 400
         )(view)
     elif settings.rate_limit:

@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 from flask import Blueprint, Response, abort, make_response, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
 
 from domain.schemas import OBJECT_ID_PATTERN
 from observability.ops import OPS_TTL_S, intent_timeline, snapshot
@@ -42,7 +43,7 @@ def _page(template: str, **context: Any) -> Response:
 
 
 @ops.get("/")
-def index() -> Response:
+def index() -> BaseResponse:  # a redirect is werkzeug's Response, a page Flask's (a subclass)
     wanted = request.args.get("intent", "").strip()
     if wanted:
         return redirect(url_for("ops.intent", payment_intent_id=wanted))

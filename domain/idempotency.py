@@ -94,6 +94,13 @@ class Claim:
     stripe_step: int = 1  # the round of derived keys; a new round only once the old key provably did not act
     created_at: dt.datetime | None = None  # when the key was first claimed: the window a look-up at Stripe searches
 
+    def recorded_stripe_params(self) -> dict[str, Any]:
+        """What the claim's Stripe call sends, recorded by `start_stripe_call` before any call: a claim without it
+        started none, and reading it then is a bug in the caller, not a case to handle."""
+        if self.stripe_params is None:
+            raise RuntimeError(f"idempotency record {self.record_id}: no Stripe call was started")
+        return self.stripe_params
+
     def stripe_key(self, operation: str, step: str) -> str:
         """The derived key of one Stripe call of this claim, in the claim's current round."""
         return stripe_key(operation, self.resource_id, step if self.stripe_step == 1 else f"{step}-s{self.stripe_step}")
@@ -329,7 +336,7 @@ def purge_expired(now: dt.datetime | None = None) -> int:
         Refund.stripe_refund_id.is_null(), Refund.status.in_(HOLDING_STATUSES)
     )
     return (
-        IdempotencyRecord.delete()
+        IdempotencyRecord.delete()  # type: ignore[misc]  # types-peewee declares delete as a Self-typed class attribute
         .where(
             IdempotencyRecord.expires_at <= (now or utcnow()),
             IdempotencyRecord.state == "completed",

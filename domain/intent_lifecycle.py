@@ -17,7 +17,7 @@ from domain.context import OperationContext
 from domain.errors import OperationError, not_found
 from domain.intent_state import apply_stripe_intent, intent_may_move
 from domain.payment_intents import capture_deadline_of, status_of, vaulted_method
-from domain.refunds import lock_intent, refundable_amount
+from domain.refunds import lock_existing_intent, refundable_amount
 from domain.schemas import (
     CancelPaymentIntentInput,
     CapturePaymentIntentInput,
@@ -57,6 +57,13 @@ def _intent(payment_intent_id: str) -> PaymentIntent:
     return intent
 
 
+def _stripe_id(intent: PaymentIntent) -> str:
+    """The intent's Stripe id: a row without one (its create never reached Stripe) is not found, as in `_intent`."""
+    if not intent.stripe_payment_intent_id:
+        raise not_found("payment intent", intent.id)
+    return intent.stripe_payment_intent_id
+
+
 def _with_client_secret(payload: dict[str, Any], stripe_intent: dict[str, Any] | None) -> dict[str, Any]:
     """3-D Secure: the browser finishes with Stripe.js, which needs the client secret (never stored, fetched)."""
     if payload.get("status") != "requires_action" or "stripePaymentIntentId" not in payload:
@@ -81,7 +88,7 @@ def _record(
     """Store Stripe's answer on the intent (one snapshot), settle the attempt, and store the key's outcome."""
     deadline = capture_deadline_of(stripe_intent)
     with write_transaction():
-        intent = lock_intent(intent_id)
+        intent = lock_existing_intent(intent_id)
         before = intent.status
         if intent_may_move(intent.status, stripe_intent["status"]):
             if apply_stripe_intent(intent, stripe_intent, deadline):
@@ -104,7 +111,7 @@ def _record(
 def _refused(exc: OperationError, intent: PaymentIntent) -> tuple[OperationError, dict[str, Any]]:
     """Stripe refused for good: its view of the intent is read back (to be stored), and the refusal said in our
     terms."""
-    current = stripe_client.retrieve_payment_intent(intent.stripe_payment_intent_id)
+    current = stripe_client.retrieve_payment_intent(_stripe_id(intent))
     if current["status"] == "canceled" and intent.status == "requires_capture":
         expired = OperationError(
             "invalid_state",
@@ -131,8 +138,8 @@ def _act_and_record(
 ) -> dict[str, Any]:
     """Make the claim's Stripe call on the intent (its parameters as recorded, its derived key), resolving an unknown
     outcome by `looked_up`, then record what Stripe says; a refusal is recorded with Stripe's view of the intent."""
-    params = claim.stripe_params["params"]
-    stripe_id = intent.stripe_payment_intent_id
+    params = claim.recorded_stripe_params()["params"]
+    stripe_id = _stripe_id(intent)
     cause = f"{operation}:{attempt.id}" if attempt is not None else operation
     try:
         stripe_intent = stripe_outcomes.send_or_resolve(
@@ -182,10 +189,10 @@ def run_confirm(
             raise OperationError("invalid_state", "A canceled payment cannot be confirmed.", {"status": intent.status})
         method = vaulted_method(intent.customer_id, payment_method_id or intent.payment_method_id, default=True)
         assert method is not None
-        before = stripe_client.retrieve_payment_intent(intent.stripe_payment_intent_id)
+        before = stripe_client.retrieve_payment_intent(_stripe_id(intent))
         charge = before.get("latest_charge")
         with write_transaction():
-            intent = lock_intent(intent.id)
+            intent = lock_existing_intent(intent.id)
             payment_attempts.refuse_if_another_is_running(intent, "confirm")
             attempt = payment_attempts.open_attempt(
                 intent, claim.resource_id, "confirm", payment_method_id=method.id, retry_of=retry_of
@@ -201,8 +208,9 @@ def run_confirm(
             if intent.payment_method_id != method.id:
                 intent.payment_method_id = method.id
                 save_with_history(intent, cause=f"{CONFIRM}:{attempt.id}:payment-method")
-    params, before = claim.stripe_params["params"], claim.stripe_params["before"]
-    stripe_id = intent.stripe_payment_intent_id
+    recorded = claim.recorded_stripe_params()
+    params, before = recorded["params"], recorded["before"]
+    stripe_id = _stripe_id(intent)
     try:
         stripe_intent = stripe_outcomes.send_or_resolve(
             claim,
@@ -220,7 +228,7 @@ def run_confirm(
     if stripe_intent["status"] == "requires_payment_method" and stripe_intent.get("last_payment_error"):
         # Found by the look-up after a lost answer: the confirm was declined.
         error = stripe_intent["last_payment_error"]
-        declined = OperationError(
+        decline = OperationError(
             "card_declined",
             error.get("message") or "The card was declined.",
             {
@@ -228,7 +236,7 @@ def run_confirm(
                 "stripeCode": error.get("code"),
             },
         )
-        return _record(claim, intent.id, stripe_intent, f"{CONFIRM}:{attempt.id}:declined", attempt, answer, declined)
+        return _record(claim, intent.id, stripe_intent, f"{CONFIRM}:{attempt.id}:declined", attempt, answer, decline)
     payload = _record(claim, intent.id, stripe_intent, f"{CONFIRM}:{attempt.id}", attempt, answer)
     return _with_client_secret(payload, stripe_intent) if answer is intent_answer else payload
 
@@ -267,7 +275,7 @@ def run_capture(
     intent = _intent(payment_intent_id)
     if attempt is None:
         with write_transaction():
-            intent = lock_intent(intent.id)
+            intent = lock_existing_intent(intent.id)
             if intent.status != "requires_capture":
                 hint = " It was captured already; refund it to give money back." if intent.status == "succeeded" else ""
                 raise OperationError(
@@ -410,7 +418,7 @@ def sync_payment_intent(ctx: OperationContext, inp: SyncPaymentIntentInput) -> d
     stripe_intent = stripe_client.retrieve_payment_intent(intent.stripe_payment_intent_id)
     deadline = capture_deadline_of(stripe_intent)
     with write_transaction():
-        intent = lock_intent(intent.id)
+        intent = lock_existing_intent(intent.id)
         before = intent.status
         if intent_may_move(intent.status, stripe_intent["status"]) and apply_stripe_intent(
             intent, stripe_intent, deadline
@@ -429,7 +437,7 @@ def resolve_abandoned(operation: str, request: dict[str, Any], claim: idempotenc
     attempt = PaymentAttempt.get_or_none(PaymentAttempt.id == claim.resource_id)
     intent_id = attempt.payment_intent_id if attempt else request.get("paymentIntentId")
     intent = _intent(str(intent_id))
-    stripe_id = intent.stripe_payment_intent_id
+    stripe_id = _stripe_id(intent)
     params = claim.stripe_params or {}
     looked_up = {
         CONFIRM: lambda: _confirm_looked_up(stripe_id, params.get("before") or {"status": intent.status}),

@@ -103,7 +103,7 @@ def apply_stripe_intent(
 
     `capture_before` is when an authorisation expires (read from its charge): kept once known.
     """
-    before = intent_payload(intent)
+    before = intent_payload(intent, intent.id)
     status = stripe_intent["status"]
     intent.stripe_payment_intent_id = stripe_intent["id"]
     intent.status = status
@@ -117,7 +117,7 @@ def apply_stripe_intent(
         intent.cancellation_reason = stripe_intent.get("cancellation_reason") or intent.cancellation_reason
     if capture_before is not None:
         intent.capture_before = capture_before
-    after = intent_payload(intent)
+    after = intent_payload(intent, intent.id)
     before.pop("updatedAt"), after.pop("updatedAt")
     return before != after
 

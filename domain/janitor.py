@@ -122,8 +122,12 @@ def resolve_refund(record: IdempotencyRecord, claim: idempotency.Claim, now: dt.
         idempotency.complete(claim, {"error": NOT_PROCESSED.to_error()})
         return "not processed"
     intent = PaymentIntent.get_by_id(refund.payment_intent_id)
+    stripe_intent_id = intent.stripe_payment_intent_id
+    # An intent Stripe never made has no refund there either: nothing to look up.
     found = (
-        stripe_client.find_refund(intent.stripe_payment_intent_id, refund.id) if not refund.stripe_refund_id else None
+        stripe_client.find_refund(stripe_intent_id, refund.id)
+        if not refund.stripe_refund_id and stripe_intent_id
+        else None
     )
     if refund.stripe_refund_id and found is None:
         found = stripe_client.retrieve_refund(refund.stripe_refund_id)
@@ -147,12 +151,13 @@ def resolve_payment_method(record: IdempotencyRecord, claim: idempotency.Claim, 
     money, so it is finished the way its caller's retry would finish it."""
     from domain import payment_methods, schemas
 
-    schema, function = {
-        CREATE_METHOD: (schemas.CreatePaymentMethodInput, payment_methods.finish_create),
-        DELETE_METHOD: (schemas.DeletePaymentMethodInput, payment_methods.finish_delete),
-    }[record.operation]
+    if record.operation not in (CREATE_METHOD, DELETE_METHOD):
+        raise KeyError(record.operation)
     try:
-        function(claim, schema.model_validate(record.request))
+        if record.operation == CREATE_METHOD:
+            payment_methods.finish_create(claim, schemas.CreatePaymentMethodInput.model_validate(record.request))
+        else:
+            payment_methods.finish_delete(claim, schemas.DeletePaymentMethodInput.model_validate(record.request))
     except OperationError as exc:
         idempotency.complete(claim, {"error": exc.to_error()})
         return f"answered {exc.code}"
@@ -242,6 +247,7 @@ def reconcile_pending_refunds(now: dt.datetime, grace: dt.timedelta, counts: Cou
     for refund in waiting:
 
         def work(refund: Refund = refund) -> str:
+            assert refund.stripe_refund_id is not None  # the query reads only refunds Stripe took
             found = stripe_client.retrieve_refund(refund.stripe_refund_id)
             with write_transaction():
                 locked = for_update(Refund.select().where(Refund.id == refund.id)).get()
@@ -290,15 +296,15 @@ def reapply_unmatched_events(now: dt.datetime, counts: Counter[str]) -> None:
     )
     seen: set[str] = set()
     for row in waiting:
-        if row.object_id in seen:
+        object_id = row.object_id
+        if object_id is None or object_id in seen:  # without an object id nothing can match it: it just expires
             continue
-        seen.add(row.object_id)
-        _isolated(
-            "event",
-            counts,
-            row.object_id,
-            lambda oid=row.object_id: "applied" if apply_unmatched_events(oid) else "still unmatched",
-        )
+        seen.add(object_id)
+
+        def apply(oid: str = object_id) -> str:
+            return "applied" if apply_unmatched_events(oid) else "still unmatched"
+
+        _isolated("event", counts, object_id, apply)
 
 
 def run(grace: dt.timedelta = GRACE, now: dt.datetime | None = None) -> dict[str, Any]:

@@ -7,22 +7,30 @@ towards its start; `nextCursor` is what to pass, under the same name, for the pa
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-from peewee import Field, ModelSelect
+from peewee import Field, Model, ModelSelect
 
 from domain.errors import OperationError
 
+_M = TypeVar("_M", bound=Model)
+
+
+def _cursor(row: Model, id_field: Field[str]) -> str:
+    """The row's value of the field the list is ordered by: what a cursor names."""
+    value: str = getattr(row, id_field.name)
+    return value
+
 
 def paginate(
-    query: ModelSelect,
-    id_field: Field,
+    query: ModelSelect[_M],
+    id_field: Field[str],
     *,
     limit: int,
     starting_after: str | None,
     ending_before: str | None,
     newest_first: bool,
-) -> tuple[list[Any], bool, str | None]:
+) -> tuple[list[_M], bool, str | None]:
     """(rows in the list's order, whether more lie beyond them in the direction read, the cursor to go on with)."""
     if ending_before:
         # The records just before the cursor in the list's order: read away from it, then put back in order.
@@ -31,24 +39,24 @@ def paginate(
         rows = list(query.where(towards).order_by(order).limit(limit + 1))
         has_more = len(rows) > limit
         rows = list(reversed(rows[:limit]))
-        return rows, has_more, (rows[0].id if has_more and rows else None)
+        return rows, has_more, (_cursor(rows[0], id_field) if has_more and rows else None)
     if starting_after:
         query = query.where(id_field < starting_after if newest_first else id_field > starting_after)
     rows = list(query.order_by(id_field.desc() if newest_first else id_field.asc()).limit(limit + 1))
     has_more = len(rows) > limit
     rows = rows[:limit]
-    return rows, has_more, (rows[-1].id if has_more and rows else None)
+    return rows, has_more, (_cursor(rows[-1], id_field) if has_more and rows else None)
 
 
 def checked_page(
-    query: ModelSelect,
-    owned: ModelSelect,
-    id_field: Field,
+    query: ModelSelect[_M],
+    owned: ModelSelect[_M],
+    id_field: Field[str],
     inp: Any,
     *,
     what: str,
     newest_first: bool,
-    payloads: Callable[[list[Any]], list[dict[str, Any]]],
+    payloads: Callable[[list[_M]], list[dict[str, Any]]],
 ) -> dict[str, Any]:
     """`{data, hasMore, nextCursor}`: the page `inp` asks for (its limit and cursor) of `query`, whose cursor must be
     one of the `owned` records (`what` names them in the refusal); `payloads` turns the page's rows into its data."""

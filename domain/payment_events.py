@@ -200,7 +200,7 @@ def prune_published(now: dt.datetime | None = None) -> int:
     """Delete events published longer ago than OUTBOX_RETENTION_DAYS; one still waiting is never deleted."""
     cutoff = (now or utcnow()) - dt.timedelta(days=get_settings().outbox_retention_days)
     return (
-        PaymentEvent.delete()
+        PaymentEvent.delete()  # type: ignore[misc]  # types-peewee declares delete as a Self-typed class attribute
         .where(PaymentEvent.published_at.is_null(False), PaymentEvent.published_at < cutoff)
         .execute()
     )

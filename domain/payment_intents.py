@@ -122,7 +122,8 @@ def execute_create(
         idempotency.finish(claim, {"response": existing.to_payload()})
         return _replay(existing.to_payload())
     claim = _stripe_request(claim, inp)
-    params = claim.stripe_params["params"]
+    recorded = claim.recorded_stripe_params()
+    params = recorded["params"]
     intent = PaymentIntent(
         id=claim.resource_id,
         customer_id=inp.customer_id,
@@ -130,7 +131,7 @@ def execute_create(
         amount=inp.amount,
         currency=inp.currency,
         capture_method=inp.capture_method,
-        payment_method_id=claim.stripe_params["paymentMethodId"],
+        payment_method_id=recorded["paymentMethodId"],
         description=inp.description,
         metadata=inp.metadata,
         order_id=inp.order_id,

@@ -67,6 +67,8 @@ def finish_create(claim: idempotency.Claim, inp: CreatePaymentMethodInput) -> di
     if owner and (known is None or owner != known.stripe_customer_id):
         raise OperationError("invalid_state", "This payment method belongs to another customer.")
     customer = ensure_stripe_customer(inp.customer_id)
+    stripe_customer_id = customer.stripe_customer_id
+    assert stripe_customer_id is not None  # ensure_stripe_customer returns the row with its Stripe Customer
 
     card = stripe_method.get("card") or {}
     fingerprint = card.get("fingerprint")
@@ -83,13 +85,13 @@ def finish_create(claim: idempotency.Claim, inp: CreatePaymentMethodInput) -> di
         with stripe_outcomes.repeatable_by_nature(claim):
             stripe_client.attach_payment_method(
                 inp.stripe_payment_method_id,
-                customer.stripe_customer_id,
+                stripe_customer_id,
                 idempotency_key=claim.stripe_key(CREATE, "attach"),
             )
     if inp.set_as_default:
         with stripe_outcomes.repeatable_by_nature(claim):
             stripe_client.set_default_payment_method(
-                customer.stripe_customer_id,
+                stripe_customer_id,
                 chosen_stripe_id,
                 idempotency_key=claim.stripe_key(CREATE, "default"),
             )

@@ -24,6 +24,15 @@ def lock_intent(payment_intent_id: str) -> PaymentIntent | None:
     return for_update(PaymentIntent.select().where(PaymentIntent.id == payment_intent_id)).first()
 
 
+def lock_existing_intent(payment_intent_id: str) -> PaymentIntent:
+    """The intent under a row lock where the caller knows it exists (read just before, or named by a refund):
+    intents are never deleted, so a missing one is refused as not found rather than handled as a case."""
+    intent = lock_intent(payment_intent_id)
+    if intent is None:
+        raise not_found("payment intent", payment_intent_id)
+    return intent
+
+
 def refundable_amount(intent: PaymentIntent) -> int:
     """What is left to refund: received minus every refund not failed or canceled (pending ones hold theirs)."""
     return intent.amount_received - intent.amount_refunded
@@ -141,7 +150,7 @@ def send_refund(
         # Reserved by an attempt that stopped before recording its parameters: decided now, once.
         intent = PaymentIntent.get_by_id(refund.payment_intent_id)
         claim = idempotency.start_stripe_call(claim, _stripe_params(claim, refund, intent))
-    params = claim.stripe_params["params"]
+    params = claim.recorded_stripe_params()["params"]
     try:
         stripe_refund = found_at_stripe or stripe_outcomes.send_or_resolve(
             claim,
@@ -162,7 +171,7 @@ def send_refund(
         refund = for_update(Refund.select().where(Refund.id == refund.id)).get()
         refund.stripe_refund_id = stripe_refund["id"]
         refund.save()
-        payment_events.refund_accepted(refund, lock_intent(refund.payment_intent_id))
+        payment_events.refund_accepted(refund, lock_existing_intent(refund.payment_intent_id))
         apply_refund_status(
             refund,
             stripe_refund.get("status") or "pending",

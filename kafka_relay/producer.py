@@ -51,6 +51,8 @@ PRODUCER_STATE_LOST = {
 }
 
 LogLine = tuple[logging.Logger, int, str, tuple[Any, ...]]
+# produce()'s partition when the record names none: librdkafka's partitioner chooses (RD_KAFKA_PARTITION_UA).
+ANY_PARTITION = -1
 
 
 class Delivery:
@@ -82,6 +84,11 @@ class Delivery:
     def undeliverable(self) -> bool:
         """Refused for good (no such partition, too large): sending it again cannot help."""
         return self.error is not None and self.error.code() in UNDELIVERABLE
+
+    @property
+    def reason(self) -> str:
+        """Why it is not acknowledged, as librdkafka says it, or that no answer came in time."""
+        return self.error.str() if self.error is not None else "no acknowledgement in time"
 
     @property
     def failed(self) -> bool:
@@ -177,7 +184,9 @@ class ReplyProducer:
     def produce(self, record: Record, deadline: float) -> Delivery:
         """Queue a record; while librdkafka's queue is full, let the poller make room until `deadline`."""
         delivery = Delivery(record)
-        extra = {} if record.partition is None else {"partition": record.partition}
+        partition = ANY_PARTITION if record.partition is None else record.partition
+        # produce() takes the wider header type (a list is invariant): the same pairs, in a list of that type.
+        headers: list[tuple[str, str | bytes | None]] = list(record.headers)
         queue_was_full = False
         while True:
             try:
@@ -186,9 +195,9 @@ class ReplyProducer:
                         record.topic,
                         value=record.value,
                         key=record.key,
-                        headers=record.headers,
+                        headers=headers,
                         on_delivery=delivery,
-                        **extra,
+                        partition=partition,
                     )
                 self._kick()
                 return delivery

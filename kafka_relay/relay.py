@@ -51,7 +51,7 @@ class PartitionProgress:
                 break
             for delivery in deliveries:
                 if delivery.undeliverable:
-                    log.error("%s refused for good, not retried: %s", delivery.record.topic, delivery.error.str())
+                    log.error("%s refused for good, not retried: %s", delivery.record.topic, delivery.reason)
             next_offset = offset + 1
         return next_offset, failed_at
 
@@ -98,18 +98,24 @@ class Relay:
         """Hand over each message, then store offsets up to the first one that was not handed over."""
         progress: dict[tuple[str, int], PartitionProgress] = {}
         for message in messages:
-            if message.error():
-                self._log_consumer_error(message.error())
+            error = message.error()
+            if error is not None:
+                self._log_consumer_error(error)
                 continue
             if self.stopping:
                 break  # the rest is read again by whoever consumes next
-            state = progress.setdefault((message.topic(), message.partition()), PartitionProgress())
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            if topic is None or partition is None or offset is None:
+                # librdkafka sets all three on every message that is not an error: none to hand over or store.
+                log.error("consumer: a message without topic, partition or offset, skipped")
+                continue
+            state = progress.setdefault((topic, partition), PartitionProgress())
             if state.failed_at is not None:
                 continue
             try:
-                state.handled.append((message.offset(), self.handle(message)))
+                state.handled.append((offset, self.handle(message)))
             except HandOverFailed:
-                state.failed_at = message.offset()
+                state.failed_at = offset
         deliveries = [d for state in progress.values() for _, ds in state.handled for d in ds]
         self.producer.wait(deliveries, time.monotonic() + self.settings.kafka_delivery_timeout_s)
         self._store_and_rewind(progress)

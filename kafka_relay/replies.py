@@ -23,9 +23,8 @@ def publish_reply(envelope: dict[str, Any], meta: dict[str, Any]) -> None:
     delivery = shared_producer(settings).deliver(record, settings.kafka_delivery_timeout_s)
     if delivery.undeliverable:
         # Retrying a record the broker refuses for good would retry forever; say so loudly instead.
-        log.error("reply to %s can never be delivered: %s", record.topic, delivery.error.str())
+        log.error("reply to %s can never be delivered: %s", record.topic, delivery.reason)
         return
     if delivery.failed:
-        reason = delivery.error.str() if delivery.error else "no acknowledgement in time"
-        raise ReplyNotDelivered(f"reply to {record.topic} not delivered: {reason}")
+        raise ReplyNotDelivered(f"reply to {record.topic} not delivered: {delivery.reason}")
     log.debug("reply published to %s", record.topic)

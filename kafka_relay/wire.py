@@ -83,8 +83,24 @@ def encode_json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+def message_headers(message: Message) -> list[tuple[str, bytes]]:
+    """The headers with a value, as bytes: a consumed message has a list of them; the binding also types a dict and
+    text values, which are taken as the producer would send them."""
+    raw = message.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return [(name, value.encode() if isinstance(value, str) else value) for name, value in pairs if value is not None]
+
+
 def _headers(message: Message) -> dict[str, bytes]:
-    return {name: value for name, value in (message.headers() or []) if value is not None}
+    return dict(message_headers(message))
+
+
+def consumed_topic(message: Message) -> str:
+    """The topic of a consumed message: librdkafka sets it on every message that is not an error event."""
+    topic = message.topic()
+    if topic is None:
+        raise ValueError("a consumed message without a topic (an error event?)")
+    return topic
 
 
 def _text(value: bytes | None) -> str | None:
@@ -135,7 +151,7 @@ def _invalid(message: str, fields: list[dict[str, str]] | None = None) -> Operat
 
 def decode_request(message: Message) -> Request:
     """The request a consumed message carries; raises PoisonMessage for anything the contract refuses."""
-    topic = message.topic()
+    topic = consumed_topic(message)
     raw_key = message.key()
     key = _text(raw_key)
     try:
@@ -146,7 +162,7 @@ def decode_request(message: Message) -> Request:
         # A key that is not text still names the caller: answer under the same bytes.
         reply = {"topic": OPERATIONS[topic].response_topic, "key": raw_key.decode("utf-8", "replace"), "headers": {}}
     try:
-        return _decode(message, raw_key, key, reply)
+        return _decode(message, topic, raw_key, key, reply)
     except PoisonMessage:
         raise
     except Exception as exc:
@@ -155,8 +171,9 @@ def decode_request(message: Message) -> Request:
         raise PoisonMessage("unreadable", unreadable, str(uuid.uuid4()), reply) from exc
 
 
-def _decode(message: Message, raw_key: bytes | None, key: str | None, reply: dict[str, Any] | None) -> Request:
-    topic = message.topic()
+def _decode(
+    message: Message, topic: str, raw_key: bytes | None, key: str | None, reply: dict[str, Any] | None
+) -> Request:
     data: Any = None
     problem: tuple[str, OperationError] | None = None
     try:
@@ -230,14 +247,14 @@ def dlq_record(message: Message, poison: PoisonMessage) -> Record:
     error = poison.error.to_error()
     _, timestamp = message.timestamp()
     headers = [
-        *[(name, value) for name, value in (message.headers() or []) if value is not None],
+        *message_headers(message),
         (DLQ_REASON, poison.reason.encode()),
         (DLQ_ERROR, encode_json(error)),
         (DLQ_MESSAGE, error["message"].encode()),
-        (DLQ_TOPIC, message.topic().encode()),
+        (DLQ_TOPIC, consumed_topic(message).encode()),
         (DLQ_PARTITION, str(message.partition()).encode()),
         (DLQ_OFFSET, str(message.offset()).encode()),
         (DLQ_TIMESTAMP, str(timestamp).encode()),
         (TRACE_ID_HEADER, poison.trace_id.encode()),
     ]
-    return Record(topic=dlq_topic(message.topic()), key=message.key(), value=message.value(), headers=headers)
+    return Record(topic=dlq_topic(consumed_topic(message)), key=message.key(), value=message.value(), headers=headers)

@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from peewee import (
     BigIntegerField,
@@ -24,6 +24,8 @@ from playhouse.pool import PooledDatabase, PooledMySQLDatabase
 from settings import Settings
 
 database = DatabaseProxy()
+
+_M = TypeVar("_M", bound=Model)
 
 
 def utcnow() -> dt.datetime:
@@ -155,7 +157,7 @@ def write_transaction() -> Any:
     return db.atomic()
 
 
-def for_update(query: ModelSelect) -> ModelSelect:
+def for_update(query: ModelSelect[_M]) -> ModelSelect[_M]:
     """`SELECT … FOR UPDATE` where the database has row locks; SQLite serialises writers instead."""
     if isinstance(database.obj, SqliteDatabase):
         return query

@@ -1,11 +1,12 @@
 """Idempotency records: one per (scoped) key, with Stripe's replay semantics."""
 
-from peewee import CharField, IntegerField
+from peewee import AutoField, CharField, IntegerField
 
 from models.base import BaseModel, JSONField, UTCDateTimeField, utcnow
 
 
 class IdempotencyRecord(BaseModel):
+    id = AutoField()  # peewee's implicit key, declared so the type checker knows it
     # sha256 of the scoped key, so any caller key fits one fixed-width unique index.
     key_hash = CharField(max_length=64, unique=True)
     operation = CharField(max_length=64)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from peewee import BigIntegerField, CharField, IntegerField, TextField
+from peewee import AutoField, BigIntegerField, CharField, IntegerField, TextField
 
 from models.base import BaseModel, JSONField, MoneyField, UTCDateTimeField, iso, utcnow
 from models.payment_attempts import attempts_of
@@ -47,7 +47,7 @@ class PaymentIntent(PaymentIntentColumns):
     def to_payload(self, attempts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """The PaymentIntent of DESIGN.md §Payloads (without `clientSecret`, never stored), with its attempts
         (read here unless the caller already has them)."""
-        payload = intent_payload(self)
+        payload = intent_payload(self, self.id)
         payload["attempts"] = attempts if attempts is not None else attempts_of(self.id)
         return payload
 
@@ -55,6 +55,7 @@ class PaymentIntent(PaymentIntentColumns):
 class ZtrackingPaymentIntent(PaymentIntentColumns):
     """A full snapshot of a payment intent at each change: the platform's history convention."""
 
+    id = AutoField()  # peewee's implicit key, declared so the type checker knows it
     payment_intent_id = CharField(max_length=40)
     ztracking_version = IntegerField()
     version_date = UTCDateTimeField(default=utcnow)
@@ -64,7 +65,7 @@ class ZtrackingPaymentIntent(PaymentIntentColumns):
         indexes = ((("payment_intent_id", "ztracking_version"), True),)
 
     def to_payload(self) -> dict[str, Any]:
-        payload = intent_payload(self, intent_id=self.payment_intent_id)
+        payload = intent_payload(self, self.payment_intent_id)
         payload.update(
             ztrackingVersion=self.ztracking_version,
             versionDate=iso(self.version_date),
@@ -76,9 +77,10 @@ class ZtrackingPaymentIntent(PaymentIntentColumns):
 SNAPSHOT_FIELDS = [name for name in PaymentIntentColumns._meta.fields if name != "id"]
 
 
-def intent_payload(row: PaymentIntentColumns, intent_id: str | None = None) -> dict[str, Any]:
+def intent_payload(row: PaymentIntentColumns, intent_id: str) -> dict[str, Any]:
+    """The payload of an intent or of a snapshot of one: the shared columns carry no id of their own."""
     return {
-        "id": intent_id or row.id,
+        "id": intent_id,
         "customerId": row.customer_id,
         "amount": row.amount,
         "amountCapturable": row.amount_capturable,

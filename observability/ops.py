@@ -12,8 +12,8 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, cast
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -136,12 +136,9 @@ def webhooks(now: dt.datetime) -> dict[str, Any]:
     from models import WebhookEvent
 
     by_status = dict.fromkeys(WEBHOOK_STATUSES, 0)
-    by_status |= {
-        row.status: row.n
-        for row in WebhookEvent.select(WebhookEvent.status, fn.COUNT(WebhookEvent.id).alias("n")).group_by(
-            WebhookEvent.status
-        )
-    }
+    counts = WebhookEvent.select(WebhookEvent.status, fn.COUNT(WebhookEvent.id)).group_by(WebhookEvent.status)
+    # tuples() yields (status, count) rows; types-peewee types it as yielding the model.
+    by_status |= dict(cast(Iterable[tuple[str, int]], counts.tuples()))
     last = WebhookEvent.select(fn.MAX(WebhookEvent.received_at)).scalar()
     if isinstance(last, str):  # SQLite answers an aggregate of a datetime column as text
         last = dt.datetime.fromisoformat(last)

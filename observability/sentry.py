@@ -10,6 +10,7 @@ from sentry_sdk.integrations.celery import CeleryIntegration
 from sentry_sdk.integrations.flask import FlaskIntegration
 from sentry_sdk.integrations.logging import LoggingIntegration
 from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
+from sentry_sdk.types import Breadcrumb, BreadcrumbHint, Event, Hint
 
 from logging_setup import scrub, trace_id_var
 from settings import Settings
@@ -52,7 +53,7 @@ def _scrub_values(value: Any) -> Any:
     return value
 
 
-def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+def before_send(event: Event, hint: Hint) -> Event | None:
     trace_id = trace_id_var.get()
     if trace_id:
         # The operation's trace: search Sentry by the traceId a caller was answered with.
@@ -60,7 +61,7 @@ def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
     return _scrub_values(event)
 
 
-def before_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+def before_breadcrumb(crumb: Breadcrumb, hint: BreadcrumbHint) -> Breadcrumb | None:
     return _scrub_values(crumb)
 
 

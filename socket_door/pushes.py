@@ -123,7 +123,7 @@ class StatusFeed:
         """Push the event (or skip it: malformed, or already pushed); False only when stopping before it went out.
         A queue that does not take it is retried: a change is never marked consumed without its push."""
         try:
-            event = json.loads(message.value())
+            event = json.loads(message.value() or b"")  # no value: malformed, like any JSON that is not an event
             customer, intent, version = event["customerId"], event["paymentIntentId"], int(event["version"])
             body = status_push(event)
         except (ValueError, KeyError, TypeError):

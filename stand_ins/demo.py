@@ -16,6 +16,7 @@ from typing import Any
 import requests
 from confluent_kafka import Consumer, Producer
 
+from kafka_relay.wire import message_headers
 from settings import PROJECT_ROOT, get_settings
 from stand_ins.local import Endpoints, endpoints
 
@@ -92,7 +93,10 @@ def kafka(ends: Endpoints) -> Callable[[str, dict[str, Any]], Any]:
             message = consumer.poll(0.5)
             if message is None or message.error():
                 continue
-            reply = json.loads(message.value())
+            body = message.value()
+            if body is None:  # no body: not a reply of ours
+                continue
+            reply = json.loads(body)
             if reply.get("kafkaResponseKey") == key:
                 if "error" in reply:
                     raise SystemExit(f"{operation} failed: {reply['error']}")
@@ -122,8 +126,9 @@ def show_events(ends: Endpoints, intent_ids: list[str], wanted: int, timeout_s: 
         message = consumer.poll(0.5)
         if message is None or message.error() or message.key() not in keys:
             continue
-        headers = dict(message.headers() or [])
-        found[headers["eventId"].decode()] = {"sequence": int(headers["sequence"]), **json.loads(message.value())}
+        headers = dict(message_headers(message))
+        event = json.loads(message.value() or b"")
+        found[headers["eventId"].decode()] = {"sequence": int(headers["sequence"]), **event}
     consumer.close()
     print(f"\n== payment events ({len(found)}; the publisher sends them, `make run` runs it)")
     for event in sorted(found.values(), key=lambda e: e["sequence"]):

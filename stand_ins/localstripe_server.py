@@ -111,6 +111,7 @@ def _intent_export(self: Any, expand: Any = None) -> dict[str, Any]:
 
 def _list_intents(
     cls: Any,
+    /,
     url: str,
     customer: str | None = None,
     created: Any = None,
@@ -194,7 +195,7 @@ def _refund_init(self: Any, reason: str | None = None, **kwargs: Any) -> None:
         self.payment_intent = resources.Charge._api_retrieve(self.charge).payment_intent
 
 
-def _refund_create(cls: Any, **data: Any) -> Any:
+def _refund_create(cls: Any, /, **data: Any) -> Any:
     refund = cls(**data)
     # The events Stripe sends for a new refund today (charge.refunded without a refunds list).
     resources.schedule_webhook(resources.Event("refund.created", refund))
@@ -207,11 +208,11 @@ def _event_init(self: Any, type: str, data: Any) -> None:
     self.api_version = stripe.api_version  # the version the service's SDK is pinned to, not localstripe's 2017
 
 
-def _list_events(cls: Any, url: str, **kwargs: Any) -> Any:
+def _list_events(cls: Any, /, url: str, **kwargs: Any) -> Any:
     return _newest_first(_original_event_list(cls, url, **kwargs))
 
 
-def _list_refunds(cls: Any, url: str, **kwargs: Any) -> Any:
+def _list_refunds(cls: Any, /, url: str, **kwargs: Any) -> Any:
     return _newest_first(_original_refund_list(cls, url, **kwargs))
 
 

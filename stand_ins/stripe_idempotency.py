@@ -168,8 +168,8 @@ class StripeIdempotency:
             if now - saved.started_at < self.ttl_s:
                 break
             del self._saved[oldest]
-        saved = self._saved.get(scope)
-        if saved is not None and now - saved.started_at >= self.ttl_s:  # saved out of start order (a slow one)
+        late = self._saved.get(scope)
+        if late is not None and now - late.started_at >= self.ttl_s:  # saved out of start order (a slow one)
             del self._saved[scope]
 
 

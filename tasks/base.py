@@ -62,7 +62,7 @@ class OperationTask(celery.Task):
     acks_late = True
     reject_on_worker_lost = True
 
-    def run(self, payload: Any, meta: dict[str, Any] | None = None) -> dict[str, Any]:  # type: ignore[override]
+    def run(self, payload: Any, meta: dict[str, Any] | None = None) -> dict[str, Any]:
         meta = meta or {}
         trace_id = str(meta.get("traceId") or uuid.uuid4())
         task_id = self.request.id or str(uuid.uuid4())
