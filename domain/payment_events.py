@@ -95,10 +95,7 @@ def announce_all(intent: PaymentIntent, events: list[Event]) -> int:
         }
         rows.setdefault(ident, row)
     # Told already: a redelivery, or another path to the same change.
-    told = {
-        ident
-        for (ident,) in PaymentEvent.select(PaymentEvent.event_id).where(PaymentEvent.event_id.in_(list(rows))).tuples()
-    }
+    told = set(PaymentEvent.select(PaymentEvent.event_id).where(PaymentEvent.event_id.in_(list(rows))).scalars())
     new = [row for ident, row in rows.items() if ident not in told]
     if new:
         PaymentEvent.insert_many(new).execute()  # in the order given: the publisher sends a shard in id order
