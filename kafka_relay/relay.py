@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from kafka_relay import wire
 from kafka_relay.config import consumer_config, ensure_topics, librdkafka_log, producer_config
+from kafka_relay.handover import BatchHandOver
 from kafka_relay.producer import Delivery, ReplyProducer
 from logging_setup import log_context, reset_log_context
 from observability import metrics
@@ -41,11 +42,21 @@ class PartitionProgress:
 
     handled: list[tuple[int, list[Delivery]]] = field(default_factory=list)
     failed_at: int | None = None  # first offset not handed over; nothing after it counts
+    published: list[tuple[int, int]] = field(default_factory=list)  # (offset, delivery tag) awaiting the confirm
+
+    def unconfirmed(self, refused: set[int]) -> None:
+        """The broker did not confirm these tags: the partition is handed over again from the first of them."""
+        for offset, tag in self.published:
+            if tag in refused:
+                self.failed_at = offset if self.failed_at is None else min(self.failed_at, offset)
+                return
 
     def settle(self) -> tuple[int | None, int | None]:
         """(offset to store, offset to rewind to): stored only past messages handed over without a gap."""
         next_offset, failed_at = None, self.failed_at
         for offset, deliveries in self.handled:
+            if failed_at is not None and offset >= failed_at:
+                break  # handed over after one that was not (its publish unconfirmed): read again with it
             if any(d.failed for d in deliveries):
                 failed_at = offset
                 break
@@ -64,6 +75,7 @@ class Relay:
         self.topics = list(OPERATIONS)
         self.consumer = Consumer(consumer_config(settings), logger=librdkafka_log)
         self.producer = ReplyProducer(producer_config(settings))
+        self.handover = BatchHandOver(TASKS[next(iter(TASKS))].app, settings.kafka_delivery_timeout_s)
         self.stopping = False
 
     def request_stop(self, signum: int, _frame: FrameType | None = None) -> None:
@@ -91,6 +103,7 @@ class Relay:
     def close(self) -> None:
         """Flush what is queued, then leave the group; closing commits the stored offsets."""
         left = self.producer.flush(self.settings.kafka_delivery_timeout_s)
+        self.handover.close()
         self.consumer.close()
         log.info("relay stopped (%d messages left unflushed)", left)
 
@@ -113,9 +126,16 @@ class Relay:
             if state.failed_at is not None:
                 continue
             try:
-                state.handled.append((offset, self.handle(message)))
+                state.handled.append((offset, self.handle(message, state, offset)))
             except HandOverFailed:
                 state.failed_at = offset
+        # The batch's publishes are confirmed together: a request counts as handed over only once confirmed.
+        refused = self.handover.confirm()
+        for (topic, partition), state in progress.items():
+            state.unconfirmed(refused)
+            for offset, _tag in state.published:
+                if state.failed_at is None or offset < state.failed_at:
+                    log.debug("request %s[%d]@%d handed over", topic, partition, offset)
         deliveries = [d for state in progress.values() for _, ds in state.handled for d in ds]
         self.producer.wait(deliveries, time.monotonic() + self.settings.kafka_delivery_timeout_s)
         self._store_and_rewind(progress)
@@ -144,19 +164,27 @@ class Relay:
             log.warning("rewound %d partitions to messages not handed over", len(to_rewind))
             time.sleep(REWIND_PAUSE_S)
 
-    def handle(self, message: Message) -> list[Delivery]:
+    def handle(self, message: Message, state: PartitionProgress, offset: int) -> list[Delivery]:
         """Hand one message over: a request to its task, poison to its error reply and dead-letter copy."""
         try:
             request = wire.decode_request(message)
         except wire.PoisonMessage as poison:
             return self._dead_letter(message, poison)
         tokens = log_context(trace_id=request.trace_id, operation=request.operation)
+        task = TASKS[request.operation]
         try:
-            # RabbitMQ confirms the publish (confirm_publish): once this returns the request is durably queued.
+            # The broker confirms the publish (confirm_publish), for the whole batch at once (handle_batch).
             # The reply goes over Kafka: no result is stored, and the relay subscribes to none.
             with metrics.track(request.operation, "kafka", "door"):
-                TASKS[request.operation].apply_async(args=[request.payload, request.meta], ignore_result=True)
-            log.debug("request %s[%d]@%d handed over", message.topic(), message.partition(), message.offset())
+                tag = self.handover.publish(
+                    lambda producer: task.apply_async(
+                        args=[request.payload, request.meta], ignore_result=True, producer=producer, retry=False
+                    )
+                )
+            if tag is None:
+                log.debug("request %s[%d]@%d handed over", message.topic(), message.partition(), offset)
+            else:
+                state.published.append((offset, tag))
             return []
         except Exception as exc:
             log.error("request not handed over to the Celery broker: %s: %s", type(exc).__name__, exc)

@@ -24,7 +24,7 @@ from domain.errors import OperationError
 from domain.schemas import parse_input
 from kafka_relay import wire
 from kafka_relay.producer import Delivery
-from kafka_relay.relay import Relay
+from kafka_relay.relay import PartitionProgress, Relay
 from models import bind_database, unit_of_work
 from registry import OPERATIONS, Operation
 
@@ -65,13 +65,13 @@ def create_app() -> Flask:
 class DirectRelay(Relay):
     """The relay, answering reads itself from the consumer loop (writes still go to their tasks)."""
 
-    def handle(self, message: Message) -> list[Delivery]:
+    def handle(self, message: Message, state: PartitionProgress, offset: int) -> list[Delivery]:
         if message.topic() not in {op.name for op in READS}:
-            return super().handle(message)
+            return super().handle(message, state, offset)
         try:
             request = wire.decode_request(message)
         except wire.PoisonMessage:
-            return super().handle(message)
+            return super().handle(message, state, offset)
         envelope = run_in_process(OPERATIONS[request.operation], request.payload, request.trace_id)
         record = wire.reply_record(envelope, request.meta["reply"], request.trace_id)
         return [self.producer.produce(record, time.monotonic() + self.settings.kafka_delivery_timeout_s)]
