@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from peewee import IntegrityError
 
 import stripe_client
 from domain.errors import StripeMayHaveActed
 from domain.idempotency import key_hash
 from domain.ids import new_id
-from models import Customer, utcnow, write_transaction
+from models import Customer, statements, utcnow, write_transaction
 from models.base import for_update
 
 
+def _customer_by_platform_id(platform_customer_id: str) -> Any:
+    return Customer.select().where(Customer.platform_customer_id == platform_customer_id).limit(1)
+
+
 def find_customer(platform_customer_id: str) -> Customer | None:
-    return Customer.get_or_none(Customer.platform_customer_id == platform_customer_id)
+    return statements.first("customer-by-platform-id", _customer_by_platform_id, platform_customer_id)
 
 
 def lock_customer(platform_customer_id: str) -> Customer:

@@ -29,7 +29,7 @@ from peewee import Expression, IntegrityError, fn
 from domain.context import OperationContext, note_replayed, note_stripe_may_have_acted
 from domain.errors import OperationError, TransientError
 from domain.ids import new_id
-from models import IdempotencyRecord, Refund, database, utcnow, write_transaction
+from models import IdempotencyRecord, Refund, database, statements, utcnow, write_transaction
 from models.base import discard_connection, for_update
 from models.refunds import HOLDING_STATUSES
 
@@ -140,7 +140,7 @@ def claim(
     token = uuid.uuid4().hex  # this execution's, fresh on every delivery and retry of the task
     try:
         with write_transaction():
-            record = IdempotencyRecord.create(
+            record = IdempotencyRecord(
                 key_hash=digest,
                 operation=operation,
                 fingerprint=request_fp,
@@ -154,6 +154,7 @@ def claim(
                 locked_until=now + LEASE,
                 expires_at=now + dt.timedelta(seconds=ttl_s),
             )
+            statements.insert([record])
         return Claim(
             record.id,
             record.resource_id,

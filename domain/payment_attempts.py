@@ -9,7 +9,7 @@ from peewee import fn
 
 from domain.errors import OperationError
 from domain.intent_state import attempt_status_for
-from models import PaymentAttempt, PaymentIntent, utcnow
+from models import PaymentAttempt, PaymentIntent, statements, utcnow
 
 OPEN = ("processing", "requires_action")
 # An attempt still open this long after it was made is not "in progress" any more (its worker is gone).
@@ -87,7 +87,7 @@ def record_first(
 ) -> PaymentAttempt:
     """The first attempt of an intent created in this same transaction, already ended: one insert (number 1, as
     nothing can precede it), not an open attempt settled at once."""
-    return PaymentAttempt.create(
+    attempt = PaymentAttempt(
         id=attempt_id,
         payment_intent_id=intent.id,
         attempt_number=1,
@@ -95,6 +95,8 @@ def record_first(
         payment_method_id=payment_method_id,
         **_outcome(intent, error),
     )
+    statements.insert([attempt])
+    return attempt
 
 
 def settle_open_attempts(intent: PaymentIntent) -> None:

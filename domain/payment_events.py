@@ -26,7 +26,7 @@ import zlib
 from typing import Any
 
 from logging_setup import trace_id_var
-from models import PaymentEvent, PaymentIntent, Refund, utcnow
+from models import PaymentEvent, PaymentIntent, Refund, statements, utcnow
 from models.base import iso
 from models.payment_intents import save_with_history
 from settings import get_settings
@@ -95,11 +95,14 @@ def announce_all(intent: PaymentIntent, events: list[Event]) -> int:
         }
         rows.setdefault(ident, row)
     # Told already: a redelivery, or another path to the same change.
-    told = set(PaymentEvent.select(PaymentEvent.event_id).where(PaymentEvent.event_id.in_(list(rows))).scalars())
-    new = [row for ident, row in rows.items() if ident not in told]
-    if new:
-        PaymentEvent.insert_many(new).execute()  # in the order given: the publisher sends a shard in id order
+    told = {e.event_id for e in statements.select(f"events-told-{len(rows)}", _events_told, *rows)}
+    new = [PaymentEvent(**row) for ident, row in rows.items() if ident not in told]
+    statements.insert(new)  # one statement, in the order given: the publisher sends a shard in id order
     return len(new)
+
+
+def _events_told(*event_ids: str) -> Any:
+    return PaymentEvent.select(PaymentEvent.event_id).where(PaymentEvent.event_id.in_(list(event_ids)))
 
 
 def announce(event_type: str, intent: PaymentIntent, fields: dict[str, Any], *about: str | int) -> bool:

@@ -18,19 +18,30 @@ from domain.intent_state import apply_stripe_intent, capture_deadline
 from domain.pages import checked_page
 from domain.schemas import CreatePaymentIntentInput, GetPaymentIntentInput, ListPaymentIntentsInput
 from domain.webhooks import apply_unmatched_events
-from models import PaymentAttempt, PaymentIntent, PaymentMethod, ZtrackingPaymentIntent, write_transaction
+from models import PaymentAttempt, PaymentIntent, PaymentMethod, ZtrackingPaymentIntent, statements, write_transaction
 from models.payment_attempts import attempts_by_intent
 
 OPERATION = "create-payment-intent"
 log = logging.getLogger(__name__)
 
 
+def _active_methods(customer_id: str) -> Any:
+    return PaymentMethod.select().where(PaymentMethod.customer_id == customer_id, PaymentMethod.deleted_at.is_null())
+
+
+def _vaulted(customer_id: str, payment_method_id: str) -> Any:
+    return _active_methods(customer_id).where(PaymentMethod.id == payment_method_id).limit(1)
+
+
+def _default_method(customer_id: str) -> Any:
+    return _active_methods(customer_id).where(PaymentMethod.is_default == True).limit(1)  # noqa: E712 (peewee)
+
+
 def vaulted_method(customer_id: str, payment_method_id: str | None, *, default: bool) -> PaymentMethod | None:
     """The method to charge: the one named (ours, vaulted for this customer), else with `default` the customer's
     default, else none."""
-    active = PaymentMethod.select().where(PaymentMethod.customer_id == customer_id, PaymentMethod.deleted_at.is_null())
     if payment_method_id:
-        method = active.where(PaymentMethod.id == payment_method_id).first()
+        method = statements.first("vaulted-method", _vaulted, customer_id, payment_method_id)
         if method is None:
             raise OperationError(
                 "not_found",
@@ -39,7 +50,7 @@ def vaulted_method(customer_id: str, payment_method_id: str | None, *, default: 
             )
         return method
     if default:
-        method = active.where(PaymentMethod.is_default == True).first()  # noqa: E712 (peewee expression)
+        method = statements.first("default-method", _default_method, customer_id)
         if method is None:
             raise OperationError(
                 "validation_error",
@@ -194,8 +205,12 @@ def create_payment_intent(ctx: OperationContext, inp: CreatePaymentIntentInput) 
     )
 
 
+def _intent_by_id(intent_id: str) -> Any:
+    return PaymentIntent.select().where(PaymentIntent.id == intent_id).limit(1)
+
+
 def get_payment_intent(ctx: OperationContext, inp: GetPaymentIntentInput) -> dict[str, Any]:
-    intent = PaymentIntent.get_or_none(PaymentIntent.id == inp.payment_intent_id)
+    intent = statements.first("payment-intent-by-id", _intent_by_id, inp.payment_intent_id)
     if intent is None:
         raise not_found("payment intent", inp.payment_intent_id)
     return intent.to_payload()

@@ -18,7 +18,7 @@ from domain.ids import new_id
 from domain.intent_state import apply_stripe_intent, capture_deadline, intent_event_applies, refund_event_applies
 from domain.refunds import apply_refund_status, lock_intent
 from domain.schemas import ProcessStripeWebhookInput
-from models import PaymentIntent, Refund, WebhookEvent, utcnow, write_transaction
+from models import PaymentIntent, Refund, WebhookEvent, statements, utcnow, write_transaction
 from models.base import for_update
 from models.payment_intents import save_with_history
 from models.refunds import HOLDING_STATUSES
@@ -271,15 +271,19 @@ def _apply_stored(stored: WebhookEvent) -> str:
     return status
 
 
-def apply_unmatched_events(stripe_object_id: str | None) -> int:
-    """Apply events that arrived before the intent they name was stored (webhooks can outrun the create)."""
-    if not stripe_object_id:
-        return 0
-    waiting = (
+def _unmatched_events_of(stripe_object_id: str) -> Any:
+    return (
         WebhookEvent.select()
         .where(WebhookEvent.object_id == stripe_object_id, WebhookEvent.status == "unmatched")
         .order_by(WebhookEvent.event_created, WebhookEvent.received_at)
     )
+
+
+def apply_unmatched_events(stripe_object_id: str | None) -> int:
+    """Apply events that arrived before the intent they name was stored (webhooks can outrun the create)."""
+    if not stripe_object_id:
+        return 0
+    waiting = statements.select("unmatched-events-of", _unmatched_events_of, stripe_object_id)
     return sum(_apply_stored(stored) == "processed" for stored in waiting)
 
 

@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import time
 from collections.abc import Iterator
 from typing import Any, TypeVar
 
@@ -26,6 +27,9 @@ from settings import Settings
 database = DatabaseProxy()
 
 _M = TypeVar("_M", bound=Model)
+# A pooled connection idle longer than this is pinged before use (the server may have closed it meanwhile).
+PING_AFTER_IDLE_S = 1.0
+SERVER_STATUS_IN_TRANS = 0x0001  # the MySQL protocol's status flag: a transaction is open on this connection
 
 
 def utcnow() -> dt.datetime:
@@ -70,6 +74,38 @@ class BaseModel(Model):
         legacy_table_names = False
 
 
+class PaymentsMySQLDatabase(PooledMySQLDatabase):
+    """peewee's MySQL pool without two round trips per use: it pings every connection it hands out and rolls back
+    every connection handed back (pymysql has no `in_transaction`), even when nothing is open."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._returned_at: dict[int, float] = {}
+
+    def _is_closed(self, conn: Any) -> bool:
+        if getattr(conn, "_sock", True) is None:
+            return True  # closed on our side
+        returned = self._returned_at.get(self.conn_key(conn))
+        if returned is not None and time.monotonic() - returned < PING_AFTER_IDLE_S:
+            # In use a moment ago: alive. If the server went away since, the query fails and the task retries.
+            return False
+        return bool(super()._is_closed(conn))
+
+    def _can_reuse(self, conn: Any) -> bool:
+        status = getattr(conn, "server_status", None)
+        if status is None or status & SERVER_STATUS_IN_TRANS:
+            reusable = bool(super()._can_reuse(conn))  # a transaction left open: rolled back
+        else:
+            reusable = True  # every reply says whether a transaction is open: none is
+        if reusable:
+            self._returned_at[self.conn_key(conn)] = time.monotonic()
+        return reusable
+
+    def _close_raw(self, conn: Any) -> Any:
+        self._returned_at.pop(self.conn_key(conn), None)
+        return super()._close_raw(conn)
+
+
 def make_database(settings: Settings) -> Database:
     """SQLite for the zero-setup run; pooled MySQL protocol (TiDB, MariaDB) otherwise."""
     if settings.uses_sqlite:
@@ -79,7 +115,7 @@ def make_database(settings: Settings) -> Database:
             pragmas={"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 30000, "synchronous": "normal"},
             timeout=30,
         )
-    return PooledMySQLDatabase(
+    return PaymentsMySQLDatabase(
         settings.tidb_database,
         max_connections=settings.db_pool_size,
         stale_timeout=300,  # recycle before TiDB's / MariaDB's idle cut-off

@@ -6,6 +6,7 @@ from typing import Any
 
 from peewee import BigIntegerField, CharField, IntegerField
 
+from models import statements
 from models.base import BaseModel, UTCDateTimeField, iso, utcnow
 
 
@@ -44,8 +45,13 @@ class PaymentAttempt(BaseModel):
 
 def attempts_of(payment_intent_id: str) -> list[dict[str, Any]]:
     """An intent's attempts, first first."""
-    rows = PaymentAttempt.select().where(PaymentAttempt.payment_intent_id == payment_intent_id)
-    return [row.to_payload() for row in rows.order_by(PaymentAttempt.attempt_number)]
+    rows = statements.select("attempts-of-intent", _attempts_of, payment_intent_id)
+    return [row.to_payload() for row in rows]
+
+
+def _attempts_of(payment_intent_id: str) -> Any:
+    query = PaymentAttempt.select().where(PaymentAttempt.payment_intent_id == payment_intent_id)
+    return query.order_by(PaymentAttempt.attempt_number)
 
 
 def attempts_by_intent(payment_intent_ids: list[str]) -> dict[str, list[dict[str, Any]]]:

@@ -6,6 +6,7 @@ from typing import Any
 
 from peewee import AutoField, BigIntegerField, CharField, IntegerField, TextField
 
+from models import statements
 from models.base import BaseModel, JSONField, MoneyField, UTCDateTimeField, iso, utcnow
 from models.payment_attempts import attempts_of
 
@@ -109,12 +110,17 @@ def save_with_history(intent: PaymentIntent, cause: str, *, create: bool = False
     now = utcnow()
     intent.updated_at = now
     intent.ztracking_version += 1
-    intent.save(force_insert=create)
+    if create:
+        statements.insert([intent])
+    else:
+        intent.save()
     snapshot = {name: getattr(intent, name) for name in SNAPSHOT_FIELDS}
-    return ZtrackingPaymentIntent.create(
+    row = ZtrackingPaymentIntent(
         payment_intent_id=intent.id,
         ztracking_version=intent.ztracking_version,
         version_date=now,
         cause=cause[:255],
         **snapshot,
     )
+    statements.insert([row])
+    return row

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from playhouse.pool import PooledMySQLDatabase
 
 import settings as settings_module
 from models.base import make_database, mysql_connect_params
@@ -82,7 +83,7 @@ def test_tidb_gets_a_pool_and_tls_that_verifies_certificate_and_host(monkeypatch
     assert params["ssl_ca"] == "/etc/ssl/tidb-ca.pem"
     assert "ssl_disabled" not in params
     db = make_database(loaded)
-    assert type(db).__name__ == "PooledMySQLDatabase"
+    assert isinstance(db, PooledMySQLDatabase)
 
 
 def test_tls_is_off_unless_enabled_and_no_tls_context_is_built_when_off(monkeypatch):

@@ -62,3 +62,48 @@ def test_a_failed_unit_of_work_gives_its_healthy_connection_back_to_the_pool(mar
         conn = mariadb.connection()
         raise ValueError("an ordinary failure: the connection itself is fine")
     assert any(c is conn for c in _pooled(mariadb)) and conn.open
+
+
+def _round_trips(conn: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What the pool itself sends on this connection: pings and rollbacks."""
+    sent: list[str] = []
+    monkeypatch.setattr(conn, "ping", lambda *a, **k: sent.append("ping"), raising=False)
+    real_rollback = conn.rollback
+    monkeypatch.setattr(conn, "rollback", lambda: (sent.append("rollback"), real_rollback())[1], raising=False)
+    return sent
+
+
+def test_a_connection_handed_back_without_a_transaction_is_neither_rolled_back_nor_pinged_when_reused(
+    mariadb, monkeypatch
+):
+    with unit_of_work():
+        PaymentIntent.select().count()
+        conn = mariadb.connection()
+    sent = _round_trips(conn, monkeypatch)
+    with unit_of_work():
+        assert mariadb.connection() is conn  # the same pooled connection, used a moment ago
+        PaymentIntent.select().count()
+    assert sent == []
+
+
+def test_a_connection_handed_back_inside_a_transaction_is_rolled_back(mariadb, monkeypatch):
+    with unit_of_work():
+        conn = mariadb.connection()
+    sent = _round_trips(conn, monkeypatch)
+    with unit_of_work():
+        assert mariadb.connection() is conn
+        conn.begin()  # left open underneath peewee, as a bug or a failure might leave it
+    assert sent == ["rollback"]
+    assert any(c is conn for c in _pooled(mariadb))
+
+
+def test_a_connection_idle_in_the_pool_is_pinged_before_it_is_handed_out(mariadb, monkeypatch):
+    import models.base
+
+    with unit_of_work():
+        conn = mariadb.connection()
+    sent = _round_trips(conn, monkeypatch)
+    monkeypatch.setattr(models.base, "PING_AFTER_IDLE_S", 0.0)
+    with unit_of_work():
+        assert mariadb.connection() is conn
+    assert sent == ["ping"]

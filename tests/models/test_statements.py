@@ -1,0 +1,144 @@
+"""Statements whose SQL is built once: they read and write exactly what peewee's own queries do, on both databases."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import pytest
+
+from domain.ids import new_id
+from models import (
+    IdempotencyRecord,
+    PaymentAttempt,
+    PaymentEvent,
+    PaymentIntent,
+    ZtrackingPaymentIntent,
+    statements,
+    utcnow,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _intent(**changes: Any) -> PaymentIntent:
+    fields: dict[str, Any] = {
+        "id": new_id("payment_intent"),
+        "customer_id": f"stmt-{uuid.uuid4().hex[:8]}",
+        "stripe_customer_id": "cus_x",
+        "amount": 1234,
+        "currency": "usd",
+        "status": "requires_capture",
+        "capture_method": "manual",
+        "metadata": {"order": "o-1", "nested": {"a": [1, 2]}},
+        "last_payment_error": {"code": "card_declined", "message": "declined"},
+        "capture_before": dt.datetime(2030, 1, 2, 3, 4, 5, 678000),
+        "ztracking_version": 1,
+    }
+    return PaymentIntent(**{**fields, **changes})
+
+
+def _stored(model: Any, key: Any) -> dict[str, Any]:
+    return dict(model.get_by_id(key).__data__)
+
+
+def _same_but(a: dict[str, Any], b: dict[str, Any], *differ: str) -> None:
+    differ = (*differ, "created_at", "updated_at")  # each row's own time of making
+    assert {k: v for k, v in a.items() if k not in differ} == {k: v for k, v in b.items() if k not in differ}
+
+
+def test_an_inserted_intent_is_stored_as_peewee_saves_it(domain_db):
+    ours, theirs = _intent(), _intent()
+    statements.insert([ours])
+    theirs.save(force_insert=True)
+    _same_but(_stored(PaymentIntent, ours.id), _stored(PaymentIntent, theirs.id), "id", "customer_id")
+    assert _stored(PaymentIntent, ours.id)["metadata"] == {"order": "o-1", "nested": {"a": [1, 2]}}
+    assert not ours.is_dirty()
+
+
+def test_an_auto_increment_row_gets_its_new_id_like_peewee_create(domain_db):
+    now = utcnow()
+    common = {
+        "operation": "create-refund",
+        "fingerprint": "f",
+        "state": "in_flight",
+        "owner": "o",
+        "request": {"x": 1},
+        "trace_id": "t",
+        "locked_until": now,
+    }
+    ours = IdempotencyRecord(key_hash=uuid.uuid4().hex, resource_id=new_id("refund"), expires_at=now, **common)
+    statements.insert([ours])
+    theirs = IdempotencyRecord.create(key_hash=uuid.uuid4().hex, resource_id=new_id("refund"), expires_at=now, **common)
+    assert isinstance(ours.id, int) and ours.id > 0
+    _same_but(
+        _stored(IdempotencyRecord, ours.id), _stored(IdempotencyRecord, theirs.id), "id", "key_hash", "resource_id"
+    )
+    from models.payment_intents import save_with_history
+
+    intent = _intent()
+    snapshot = save_with_history(intent, "test", create=True)  # the intent's insert, then its snapshot's
+    assert isinstance(snapshot.id, int)
+    assert ZtrackingPaymentIntent.get_by_id(snapshot.id).__data__ == snapshot.__data__
+
+
+def test_a_duplicate_key_raises_the_integrity_error_the_claim_relies_on(domain_db):
+    from peewee import IntegrityError
+
+    intent = _intent()
+    statements.insert([intent])
+    with pytest.raises(IntegrityError):
+        statements.insert([_intent(id=intent.id)])
+
+
+def test_several_rows_go_in_one_statement_in_the_order_given(domain_db):
+    intent_id = new_id("payment_intent")
+    events = [
+        PaymentEvent(
+            event_id=f"vyev_{uuid.uuid4().hex}",
+            type=f"t{i}",
+            payment_intent_id=intent_id,
+            shard=i,
+            version=1,
+            payload={"i": i},
+        )
+        for i in range(3)
+    ]
+    statements.insert(events)
+    stored = list(PaymentEvent.select().where(PaymentEvent.payment_intent_id == intent_id).order_by(PaymentEvent.id))
+    assert [(e.type, e.payload, e.publish_attempts) for e in stored] == [(f"t{i}", {"i": i}, 0) for i in range(3)]
+    with pytest.raises(ValueError, match="same columns"):
+        statements.insert([events[0], PaymentEvent(event_id="x", type="t", payment_intent_id="p", shard=1, version=1)])
+
+
+def test_a_compiled_select_reads_the_rows_peewee_reads_for_each_value(domain_db):
+    intent = _intent()
+    statements.insert([intent])
+    for number in (2, 1):  # stored out of order: the statement's ORDER BY holds
+        PaymentAttempt.create(
+            id=new_id("payment_attempt"),
+            payment_intent_id=intent.id,
+            attempt_number=number,
+            operation="confirm",
+            status="failed",
+        )
+
+    def by_intent(intent_id: str) -> Any:
+        query = PaymentAttempt.select().where(PaymentAttempt.payment_intent_id == intent_id)
+        return query.order_by(PaymentAttempt.attempt_number)
+
+    for intent_id in (intent.id, "vypi_none", intent.id):
+        ours = statements.select("test-attempts", by_intent, intent_id)
+        assert [r.__data__ for r in ours] == [r.__data__ for r in by_intent(intent_id)]
+    assert [a.attempt_number for a in statements.select("test-attempts", by_intent, intent.id)] == [1, 2]
+    found = statements.first(
+        "test-intent", lambda i: PaymentIntent.select().where(PaymentIntent.id == i).limit(1), intent.id
+    )
+    assert found is not None and found.__data__ == PaymentIntent.get_by_id(intent.id).__data__
+    assert found.capture_before == dt.datetime(2030, 1, 2, 3, 4, 5, 678000)
+
+
+def test_a_select_whose_value_is_not_among_its_parameters_is_refused(domain_db):
+    with pytest.raises(ValueError, match="exactly once"):
+        statements.select("test-constant", lambda _i: PaymentIntent.select().where(PaymentIntent.id == "fixed"), "x")
