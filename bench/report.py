@@ -117,7 +117,9 @@ def statements_table(results: list[dict[str, Any]]) -> str:
         if not counts:
             continue
         cells = [r["name"], _fmt(r["throughput_per_s"]), *[_fmt(counts.get(n), 2) for n in STATUS_COUNTERS]]
-        cells.append(_fmt(r.get("db_background_statements_per_s"), 0))
+        background = r.get("db_background_statements_per_s")
+        share = background / r["throughput_per_s"] if background is not None and r["throughput_per_s"] else None
+        cells.append("-" if background is None else f"{background:.0f}" + (f" (≈ {share:.1f}/op)" if share else ""))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -284,9 +286,9 @@ sustained step, less the bench's own polling statements, divided by the step's s
 performance_schema is off on this server, so the counters are **server-wide**: another user of the shared MariaDB
 adds to them, and work a step leaves behind (a task still running at its end) falls in the pause after it.
 `Questions` is every statement a client sent; `Com_begin`/`Com_commit` are explicit transactions (autocommit
-statements count in neither). The last column is the server's statements per second in the second before the step,
-the service idle: other users' share, which a step's figures include at that rate (divide by the sustained rate to
-see how much of a column it can be).
+statements count in neither; `Com_rollback` includes a pool's rollback when a connection is handed back). The
+last column is the server's statements per second in the second before the step, the service idle — other users'
+share — and what it would add per operation at the sustained rate: a row with a large share is not the service's.
 
 {statements_table(results)}
 
@@ -310,7 +312,9 @@ the stopped relay held — the survivor serves that partition from then on. The 
 without any answer on the moved partitions and on the survivor's own (an eager rebalance pauses those too).
 Every request is counted: lost = never answered; duplicate answers = answers beyond the first (at-least-once:
 requests a killed relay handed over but had not committed are handed over again by the survivor; a get is
-answered twice, a create is not done twice — tests/drills/test_drill_05_relay_crashes.py).
+answered twice, a create is not done twice — tests/drills/test_drill_05_relay_crashes.py). Duplicates are
+about the moved partitions' rate times the time since the killed relay's last offset commit (librdkafka commits
+stored offsets every `auto.commit.interval.ms`, 5 s by default).
 
 {moves_table(moves)}
 
@@ -323,9 +327,11 @@ median latency, over the `-c` greenlets of a payments worker, or a gunicorn work
 filled to {capacity.UTILISATION:.0%}). Database connections: the peak measured at the sustained rate, scaled by
 rate. Kafka partitions: at least one per relay. MariaDB, RabbitMQ, Redis and Tansu are single instances here: each
 is *assumed* to have the usable cores of `bench/capacity.py` SINGLE_INSTANCE (MariaDB 16, RabbitMQ 1 — a classic
-queue is one Erlang process —, Redis 1, Tansu 4), and runs out at those cores x {capacity.UTILISATION:.0%} / its CPU
-per create. Their CPU per create is measured on a shared machine (other users' work included), and the service's
-processes at two cores shared with everything else: the model extrapolates linearly and ignores contention.
+queue is one Erlang process, and the broker's whole CPU is charged to the payments queue: a pessimistic ceiling —,
+Redis 1, Tansu 4), and runs out at those cores x {capacity.UTILISATION:.0%} / its CPU per create. Only the
+processes a create passes through are counted (web or relay, and the payments worker). The single instances' CPU
+per create is measured on a shared machine (other users' work included), and the service's processes on two cores
+shared with everything else: the model extrapolates linearly and ignores contention.
 
 {capacity.table(models)}
 

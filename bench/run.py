@@ -478,7 +478,8 @@ class Run:
         """Under a steady Kafka load, stop the second relay (SIGTERM, then SIGKILL after a restart) and measure
         how long its partitions go unanswered and whether any request is lost or answered twice."""
         workload = WORKLOADS[phase.workloads[0]]
-        topic, partitions = workload.request, int(dict(phase.env).get("KAFKA_TOPIC_PARTITIONS", "3"))
+        settings = {**dict(phase.env), **self.o.env}  # as service_env merges them: --env wins
+        topic, partitions = workload.request, int(settings.get("KAFKA_TOPIC_PARTITIONS", "3"))
         relays = [n for n in self.processes.groups if base_name(n) == "relay"]
         stopped = relays[-1]
         before_s, after_s = (1.5, 6.0) if self.o.smoke else (self.o.move_before_s, self.o.move_after_s)
@@ -510,7 +511,7 @@ class Run:
                 stopped_exit=exited,
                 stopped_cleanly=closed,
                 session_timeout_ms=int(
-                    {**LOCAL_KAFKA, **(SMOKE_KAFKA if self.o.smoke else {}), **self.o.env}[
+                    {**LOCAL_KAFKA, **(SMOKE_KAFKA if self.o.smoke else {}), **settings}[
                         "KAFKA_CONSUMER_OPT_SESSION_TIMEOUT_MS"
                     ]
                 ),
