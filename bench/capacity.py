@@ -37,9 +37,13 @@ DOORS = (("W1", "REST"), ("W2", "Kafka"))  # the creates measured through each d
 CREATE_PATH = {"REST": ("web", "worker"), "Kafka": ("relay", "worker")}
 
 
-def process_concurrency(root: Path, payments_concurrency: int) -> dict[str, int]:
+def process_concurrency(root: Path, payments_concurrency: int | None = None) -> dict[str, int]:
     """In-flight work one process of each kind holds: the Procfile's `-c`, else PAYMENTS_CONCURRENCY (celeryconfig's
-    worker_concurrency) for the payments worker; gunicorn.conf.py's worker_connections for web."""
+    worker_concurrency) for the payments worker — settings.py's default when not given; gunicorn.conf.py's
+    worker_connections for web."""
+    if payments_concurrency is None:
+        default = re.search(r'"PAYMENTS_CONCURRENCY",\s*default=(\d+)', (root / "settings.py").read_text())
+        payments_concurrency = int(default.group(1)) if default else 1
     found: dict[str, int] = {}
     for line in (root / "Procfile").read_text().splitlines():
         match = re.match(r"^(worker|reads):.*", line)

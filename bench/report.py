@@ -121,7 +121,7 @@ def statements_table(results: list[dict[str, Any]]) -> str:
         share = background / r["throughput_per_s"] if background is not None and r["throughput_per_s"] else None
         cells.append("-" if background is None else f"{background:.0f}" + (f" (≈ {share:.1f}/op)" if share else ""))
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines) if len(lines) > 2 else "(the statement counters were not read in this run)"
 
 
 SCALED = {"+2worker": "worker", "+2reads": "reads", "+2relay": "relay"}
@@ -232,7 +232,9 @@ def render(payload: dict[str, Any], out_dir: Path) -> None:
     before, after, results = payload["machine"], payload["machine_after"], payload["results"]
     moves = payload.get("partition_moves", [])
     # Computed again at each render from the figures above (never stored hand-made): results.json keeps a copy.
-    models = capacity.model(results, payload.get("concurrency", {}))
+    # A results.json from before issue 17 has no concurrency: the tree's Procfile and defaults stand in.
+    concurrency = payload.get("concurrency") or capacity.process_concurrency(Path(__file__).resolve().parents[1])
+    models = capacity.model(results, concurrency)
     notes = payload.get("notes", [])
     latency_ms, step_s, env = payload["stripe_latency_ms"], payload["step_s"], payload["env_overrides"]
     findings = FINDINGS.read_text() if FINDINGS.exists() else ""

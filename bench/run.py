@@ -482,7 +482,7 @@ class Run:
         topic, partitions = workload.request, int(settings.get("KAFKA_TOPIC_PARTITIONS", "3"))
         relays = [n for n in self.processes.groups if base_name(n) == "relay"]
         stopped = relays[-1]
-        before_s, after_s = (1.5, 6.0) if self.o.smoke else (self.o.move_before_s, self.o.move_after_s)
+        before_s, after_s = self.o.move_before_s, self.o.move_after_s
         for sig in (signal.SIGTERM, signal.SIGKILL):
             tag = f"{phase.tag(workload.name)}-{sig.name}"
             self.settle(service)
