@@ -86,8 +86,9 @@ def door_model(result: dict[str, Any], concurrency: dict[str, int], door: str) -
         for kind, seconds in sorted(cpu.items()):
             by_cpu = math.ceil(rate * seconds / UTILISATION)
             slots = concurrency.get(kind) if kind in ("worker", "web") else None
-            by_flight = math.ceil(rate * hold_s / (slots * UTILISATION)) if slots else 0
-            processes[kind] = {"count": max(1, by_cpu, by_flight), "by_cpu": by_cpu, "by_in_flight": by_flight}
+            # The relay holds nothing in flight (it hands over without waiting): no such bound, None.
+            by_flight = math.ceil(rate * hold_s / (slots * UTILISATION)) if slots else None
+            processes[kind] = {"count": max(1, by_cpu, by_flight or 0), "by_cpu": by_cpu, "by_in_flight": by_flight}
         relays = processes.get("relay", {}).get("count", 0)
         targets[str(rate)] = {
             "processes": processes,
@@ -139,7 +140,7 @@ def table(models: list[dict[str, Any]]) -> str:
                 f"| {kind} processes (CPU / in-flight bound) | "
                 + " | ".join(
                     f"{c['processes'][kind]['count']} ({c['processes'][kind]['by_cpu']} / "
-                    f"{c['processes'][kind]['by_in_flight']})"
+                    f"{'-' if c['processes'][kind]['by_in_flight'] is None else c['processes'][kind]['by_in_flight']})"
                     for c in cells
                 )
                 + " |"

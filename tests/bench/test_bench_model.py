@@ -117,6 +117,7 @@ def test_the_kafka_door_counts_the_relay_tansu_and_partitions():
     # 10 000 x 1 ms / 0.7 = 14.3 relay cores -> 15 relays -> at least 15 partitions.
     assert m["targets"]["10000"]["kafka_partitions"] == 15
     assert m["targets"]["100"]["kafka_partitions"] == capacity.DEFAULT_PARTITIONS
+    assert m["targets"]["10000"]["processes"]["relay"]["by_in_flight"] is None  # it holds nothing in flight
 
 
 def test_process_concurrency_reads_the_procfile_and_gunicorn_conf():
