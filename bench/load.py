@@ -36,6 +36,8 @@ class Outcome:
     done: float | None = None
     ok: bool = False
     error: str | None = None
+    partition: int | None = None  # Kafka: where the request was written (from its delivery report)
+    replies: int = 0  # Kafka: answers received under its key (more than one is a duplicate)
 
 
 @dataclass
@@ -44,7 +46,22 @@ class Step:
     duration_s: float
     wall_start: float = 0.0
     wall_end: float = 0.0
+    monotonic_start: float = 0.0
     outcomes: list[Outcome] = field(default_factory=list)
+
+    def trace(self) -> list[list[float | int | None]]:
+        """Every request as [sent, partition, first answer, answers]: wall-clock seconds, so that the orchestrator
+        can set them against the moment it signalled a relay."""
+        to_wall = self.wall_start - self.monotonic_start
+        return [
+            [
+                round(o.scheduled + to_wall, 4),
+                o.partition,
+                None if o.done is None else round(o.done + to_wall, 4),
+                o.replies,
+            ]
+            for o in self.outcomes
+        ]
 
     def summary(self, slo_p99_ms: float) -> dict[str, Any]:
         latencies = sorted((o.done - o.scheduled) * 1000 for o in self.outcomes if o.ok and o.done is not None)
@@ -187,7 +204,7 @@ async def arrivals(step: Step) -> AsyncIterator[Outcome]:
     """Open-loop arrivals at the step's fixed rate: each request is due at its scheduled time, whether or not the
     earlier ones were answered (latency counts from then), and is recorded in the step."""
     start = time.monotonic()
-    step.wall_start = time.time()
+    step.wall_start, step.monotonic_start = time.time(), start
     for k in range(min(MAX_REQUESTS_PER_STEP, int(step.rate * step.duration_s))):
         scheduled = start + k / step.rate
         delay = scheduled - time.monotonic()
@@ -243,7 +260,7 @@ async def run_rest(spec: dict[str, Any], requests: Requests) -> list[Step]:
 class KafkaGateway:
     """A gateway-like client: requests under uuid keys, replies matched by key on the response topic."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, trace: bool = False) -> None:
         from confluent_kafka import Consumer, Producer, TopicPartition
 
         check_loopback(bootstrap)
@@ -266,6 +283,9 @@ class KafkaGateway:
             partitions.append(TopicPartition(response_topic, p, high))
         self.consumer.assign(partitions)
         self.pending: dict[bytes, Outcome] = {}
+        # Tracing keeps every answered request, so that a second answer to it is counted (a relay's crash may
+        # hand a request over twice: at-least-once), not dropped as unknown.
+        self.answered: dict[bytes, Outcome] | None = {} if trace else None
         self.lock = threading.Lock()
         self.stopping = False
         self.thread = threading.Thread(target=self._read, daemon=True)
@@ -280,8 +300,16 @@ class KafkaGateway:
                 now = time.monotonic()
                 with self.lock:
                     outcome = self.pending.pop(message.key(), None)
+                    if outcome is None and self.answered is not None:
+                        seen = self.answered.get(message.key())
+                        if seen is not None:
+                            seen.replies += 1
+                        continue
+                    if outcome is not None and self.answered is not None:
+                        self.answered[message.key()] = outcome
                 if outcome is None:
                     continue
+                outcome.replies += 1
                 try:
                     body = json.loads(message.value())
                     outcome.ok = "response" in body and bool(body["response"])
@@ -295,9 +323,14 @@ class KafkaGateway:
         with self.lock:
             self.pending[key] = outcome
         body = {**payload, "traceId": f"bench-{key.decode()}"}
+
+        def delivered(error: Any, message: Any) -> None:
+            if error is None:
+                outcome.partition = message.partition()
+
         while True:
             try:
-                self.producer.produce(self.topic, value=json.dumps(body).encode(), key=key)
+                self.producer.produce(self.topic, value=json.dumps(body).encode(), key=key, on_delivery=delivered)
                 break
             except BufferError:
                 self.producer.poll(0.01)
@@ -311,13 +344,16 @@ class KafkaGateway:
 
 
 async def run_kafka(spec: dict[str, Any], requests: Requests) -> list[Step]:
-    gateway = KafkaGateway(spec["bootstrap"], spec["topic"])
+    gateway = KafkaGateway(spec["bootstrap"], spec["topic"], trace=bool(spec.get("trace")))
     steps: list[Step] = []
     counter = 0
 
     async def run_step(rate: float, duration: float) -> Step:
         nonlocal counter
         step = Step(rate, duration)
+        if spec.get("started_path"):
+            # The orchestrator times its signal to a relay from the moment requests start, not from this start.
+            open(spec["started_path"], "w").close()
         async for outcome in arrivals(step):
             gateway.send(requests.kafka(counter), outcome)
             counter += 1
@@ -325,6 +361,8 @@ async def run_kafka(spec: dict[str, Any], requests: Requests) -> list[Step]:
         deadline = time.monotonic() + spec["timeout_s"]
         while time.monotonic() < deadline and any(o.done is None for o in step.outcomes):
             await asyncio.sleep(0.05)
+        if gateway.answered is not None:
+            await asyncio.sleep(spec.get("duplicate_wait_s", 0.0))  # late second answers are counted too
         with gateway.lock:
             gateway.pending.clear()  # what has not answered by now counts as no reply
         for o in step.outcomes:
@@ -392,6 +430,8 @@ def main() -> None:
         "steps": [s.summary(spec["slo_p99_ms"]) for s in steps],
         "load_cpu_s": round(time.process_time() - started, 2),
     }
+    if spec.get("trace") and steps:
+        result["trace"] = steps[0].trace()
     json.dump(result, sys.stdout)
 
 

@@ -106,6 +106,72 @@ def rss_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def statements_table(results: list[dict[str, Any]]) -> str:
+    """SQL statements, transactions and commits per successful operation, at the sustained step."""
+    from bench.stack import STATUS_COUNTERS
+
+    head = ["name", "sustained /s", *STATUS_COUNTERS, "server's statements /s before (idle)"]
+    lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
+    for r in results:
+        counts = r.get("db_statements_per_op")
+        if not counts:
+            continue
+        cells = [r["name"], _fmt(r["throughput_per_s"]), *[_fmt(counts.get(n), 2) for n in STATUS_COUNTERS]]
+        background = r.get("db_background_statements_per_s")
+        share = background / r["throughput_per_s"] if background is not None and r["throughput_per_s"] else None
+        cells.append("-" if background is None else f"{background:.0f}" + (f" (≈ {share:.1f}/op)" if share else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else "(the statement counters were not read in this run)"
+
+
+SCALED = {"+2worker": "worker", "+2reads": "reads", "+2relay": "relay"}
+
+
+def scale_table(results: list[dict[str, Any]]) -> str:
+    """Each scale-out result against the same workload with one process of each kind (the default phase)."""
+    from bench import capacity
+
+    by_name = {r["name"]: r for r in results}
+    lines = [
+        "| workload | process doubled | sustained /s, 1 process | 2 processes | ratio | added /s per process "
+        "| machine cores busy (1 → 2) | most CPU per op in the 1-process run |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for r in results:
+        suffix = next((s for s in SCALED if r["name"].endswith(s)), None)
+        one = by_name.get(r["name"][: -len(suffix)]) if suffix else None
+        if suffix is None or one is None:
+            continue
+        s1, s2 = one["throughput_per_s"], r["throughput_per_s"]
+        by_process = capacity.by_kind(one.get("cpu_s_per_op_by_process", {}))
+        busiest = max(by_process, key=lambda n: by_process[n], default="-")
+        lines.append(
+            f"| {one['name']} | {SCALED[suffix]} | {_fmt(s1)} | {_fmt(s2)} | {_fmt(s2 / s1 if s1 else None, 2)} "
+            f"| {_fmt(s2 - s1)} | {_fmt(one['machine_cores_busy'], 2)} → {_fmt(r['machine_cores_busy'], 2)} "
+            f"| {busiest} ({_fmt(by_process.get(busiest, 0) * 1000, 2)} ms) |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else "(no scale-out phase in this run)"
+
+
+def moves_table(moves: list[dict[str, Any]]) -> str:
+    """Partition moves between two relays: time to the survivor's first answer on the moved partitions, and counts."""
+    if not moves:
+        return "(no partition-move phase in this run)"
+    lines = [
+        "| move | rate /s | moved partitions | move s | longest gap, moved / kept s | worst wait, moved / kept ms "
+        "| sent | answered | lost | duplicate answers | stopped relay closed cleanly (its log) |",
+        "| --- | ---: | --- | ---: | --- | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for m in moves:
+        lines.append(
+            f"| {m['name']} | {m['rate_per_s']:.0f} | {m['moved_partitions']} of {m['partitions']} | "
+            f"{_fmt(m['move_s'], 2)} | {_fmt(m['longest_gap_moved_s'], 2)} / {_fmt(m['longest_gap_kept_s'], 2)} | "
+            f"{_fmt(m['worst_wait_moved_ms'], 0)} / {_fmt(m['worst_wait_kept_ms'], 0)} | {m['sent']} | "
+            f"{m['answered']} | {m['lost']} | {m['duplicates']} | {'yes' if m.get('stopped_cleanly') else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
 def steps_table(results: list[dict[str, Any]]) -> str:
     lines = [
         "| name | offered /s | done /s | p50 | p95 | p99 | max | errors | met |",
@@ -129,6 +195,7 @@ def write(
     after: dict[str, str],
     notes: list[str],
     out_dir: Path,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     """Write results.json and RESULTS.md (measured part, then the hand-written findings of FINDINGS.md)."""
     summary = [
@@ -143,6 +210,7 @@ def write(
         "env_overrides": options.env,
         "notes": notes,
         "results": summary,
+        **(extra or {}),
     }
     (out_dir / "results.json").write_text(json.dumps(payload, indent=1) + "\n")
     # Every run is kept beside the latest, so that figures can be compared from run to run.
@@ -159,7 +227,14 @@ def rerender(out_dir: Path) -> None:
 
 
 def render(payload: dict[str, Any], out_dir: Path) -> None:
+    from bench import capacity
+
     before, after, results = payload["machine"], payload["machine_after"], payload["results"]
+    moves = payload.get("partition_moves", [])
+    # Computed again at each render from the figures above (never stored hand-made): results.json keeps a copy.
+    # A results.json from before issue 17 has no concurrency: the tree's Procfile and defaults stand in.
+    concurrency = payload.get("concurrency") or capacity.process_concurrency(Path(__file__).resolve().parents[1])
+    models = capacity.model(results, concurrency)
     notes = payload.get("notes", [])
     latency_ms, step_s, env = payload["stripe_latency_ms"], payload["step_s"], payload["env_overrides"]
     findings = FINDINGS.read_text() if FINDINGS.exists() else ""
@@ -205,6 +280,62 @@ load generator, MariaDB, RabbitMQ, Redis), at the sustained step. No design can 
 than the cores divided by that sum; the last column is the cores the issue's target needs at this cost.
 
 {budget_table(results, int(before.get("nproc") or 2))}
+
+## Database round trips per operation (at the sustained step)
+
+MariaDB's `SHOW GLOBAL STATUS` counters, read every 0.25 s by the bench, taken between the samples just outside the
+sustained step, less the bench's own polling statements, divided by the step's successful operations.
+performance_schema is off on this server, so the counters are **server-wide**: another user of the shared MariaDB
+adds to them, and work a step leaves behind (a task still running at its end) falls in the pause after it.
+`Questions` is every statement a client sent; `Com_begin`/`Com_commit` are explicit transactions (autocommit
+statements count in neither; `Com_rollback` includes a pool's rollback when a connection is handed back). The
+last column is the server's statements per second in the second before the step, the service idle — other users'
+share — and what it would add per operation at the sustained rate: a row with a large share is not the service's.
+
+{statements_table(results)}
+
+## Scale-out: one process of a kind against two (issue 17)
+
+The same workload, ramped the same way, with the process its requests queue for started twice: W1's creates run on
+the payments `worker`, R2's gets on the `reads` worker, both behind the relay for R2/W2 (`+2relay`: two relays in
+one consumer group, request topics with 4 partitions, against the default phase's one relay on 3). "added /s per
+process" is the sustained rate gained by the second process. On a machine whose cores are already busy (see
+"machine cores busy") a second process can only share them: the ratio then measures the machine, not the design.
+
+{scale_table(results)}
+
+## Partition moves between two relays (issue 17)
+
+Two relays in one group, each holding half of the request topic's partitions, under a steady R2 load; the second
+relay is stopped (SIGTERM: it finishes its batch, commits and leaves the group; then, restarted, SIGKILL: it
+vanishes and the broker waits out the session timeout, {moves[0]["session_timeout_ms"] if moves else "-"} ms).
+**move s** is the time from the signal to the first answer to a request written *after* the signal to a partition
+the stopped relay held — the survivor serves that partition from then on. The longest gaps are the longest time
+without any answer on the moved partitions and on the survivor's own (an eager rebalance pauses those too).
+Every request is counted: lost = never answered; duplicate answers = answers beyond the first (at-least-once:
+requests a killed relay handed over but had not committed are handed over again by the survivor; a get is
+answered twice, a create is not done twice — tests/drills/test_drill_05_relay_crashes.py). Duplicates are
+about the moved partitions' rate times the time since the killed relay's last offset commit (librdkafka commits
+stored offsets every `auto.commit.interval.ms`, 5 s by default).
+
+{moves_table(moves)}
+
+## Capacity: what 100, 1 000 and 10 000 creates per second would need
+
+Computed from this run's figures (bench/capacity.py), at the run's Stripe stand-in latency ({latency_ms:.0f} ms), for
+a target utilisation of {capacity.UTILISATION:.0%}. Processes of a kind: the larger of the CPU bound (rate x CPU per
+create / {capacity.UTILISATION:.0%}, one core at most per Python process) and the in-flight bound (rate x a create's
+median latency, over the `-c` greenlets of a payments worker, or a gunicorn worker's `worker_connections`, each
+filled to {capacity.UTILISATION:.0%}). Database connections: the peak measured at the sustained rate, scaled by
+rate. Kafka partitions: at least one per relay. MariaDB, RabbitMQ, Redis and Tansu are single instances here: each
+is *assumed* to have the usable cores of `bench/capacity.py` SINGLE_INSTANCE (MariaDB 16, RabbitMQ 1 — a classic
+queue is one Erlang process, and the broker's whole CPU is charged to the payments queue: a pessimistic ceiling —,
+Redis 1, Tansu 4), and runs out at those cores x {capacity.UTILISATION:.0%} / its CPU per create. Only the
+processes a create passes through are counted (web or relay, and the payments worker). The single instances' CPU
+per create is measured on a shared machine (other users' work included), and the service's processes on two cores
+shared with everything else: the model extrapolates linearly and ignores contention.
+
+{capacity.table(models)}
 
 ## Every step
 

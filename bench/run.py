@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -18,14 +19,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from bench import report
+from bench import capacity, report
+from bench.moves import held_partitions, move_figures
 from bench.stack import (
     PYTHON,
     ROOT,
@@ -48,6 +50,7 @@ from bench.stack import (
 from bench.workloads import WORKLOADS, Phase, Workload, phases
 
 SERVICE_PROCESSES = ("web", "worker", "reads", "relay")  # the Procfile lines the service phase starts
+METRICS_PORTS = ("WORKER_METRICS_PORT", "READS_METRICS_PORT", "RELAY_METRICS_PORT")
 # Tansu holds a group join for about half of session.timeout.ms and a fetch for about half of fetch.wait.max.ms
 # (DESIGN.md): the local values, as the tests use them; real Kafka answers a fetch as soon as data arrives.
 LOCAL_KAFKA = {
@@ -77,6 +80,9 @@ class Options:
     seed_intents: int = 5000
     seed_customers: int = 200
     report_only: bool = False
+    move_rate: float = 100.0  # R2 at a rate one relay and one reads worker sustain on this machine
+    move_before_s: float = 5.0  # steady load before the relay is signalled
+    move_after_s: float = 20.0  # …and after: longer than the session timeout (6 s) and the rejoin it causes
 
 
 class Run:
@@ -89,6 +95,8 @@ class Run:
         self.processes = Processes(run_dir, options.root)
         self.monitor = Monitor()
         self.results: list[dict[str, Any]] = []
+        self.moves: list[dict[str, Any]] = []
+        self.started: dict[str, tuple[str, dict[str, str], Path]] = {}  # label -> (command, env, tree), to restart
         self.notes: list[str] = []
         self.secrets = {
             "STRIPE_SECRET_KEY": f"sk_test_bench{self.id}",
@@ -222,9 +230,12 @@ class Run:
                 tree = self.patched_root if phase.patched else self.o.root
                 for name, command in procfile(tree).items():
                     if name in SERVICE_PROCESSES:
-                        self.processes.shell(name, command, env, tree)
-                        names.append(name)
-                waits.append(("relay", "partitions assigned"))
+                        for copy in range(phase.copies(name)):
+                            label, line, copy_env = copy_of(name, command, env, copy)
+                            self.started[label] = (line, copy_env, tree)
+                            self.processes.shell(label, line, copy_env, tree)
+                            names.append(label)
+                waits += [(n, "partitions assigned") for n in names if base_name(n) == "relay"]
             elif phase.kind == "sync-peer":
                 workers = str(2 * (os.cpu_count() or 1) + 1)
                 argv = [
@@ -281,7 +292,7 @@ class Run:
             service = [
                 n
                 for n in self.monitor.watched
-                if n in (*SERVICE_PROCESSES, "sync-peer", "direct-web", "direct-relay", "kafka-ceiling")
+                if base_name(n) in (*SERVICE_PROCESSES, "sync-peer", "direct-web", "direct-relay", "kafka-ceiling")
             ]
             if not self.o.smoke:
                 idle_start = time.time()
@@ -291,6 +302,9 @@ class Run:
                     f"Idle CPU of phase {phase.name} (cores busy, 3 s with no load): "
                     + ", ".join(f"{k} {v / 3:.2f}" for k, v in sorted(idle.items()) if v > 0.005)
                 )
+            if phase.move:
+                self.measure_moves(phase, endpoints, service)
+                return
             for name in phase.workloads:
                 workload = WORKLOADS[name]
                 result = self.measure(workload, phase, endpoints, service)
@@ -322,8 +336,8 @@ class Run:
             "data": self.data,
         }
 
-    def run_load(self, spec: dict[str, Any], tag: str) -> dict[str, Any]:
-        """The load generator as a process of its own; bounded by its ramp's length."""
+    def run_load(self, spec: dict[str, Any], tag: str, during: Callable[[], None] | None = None) -> dict[str, Any]:
+        """The load generator as a process of its own; bounded by its ramp's length. `during` runs meanwhile."""
         spec_path = self.run_dir / f"load-{tag}.spec.json"
         out_path = self.run_dir / f"load-{tag}.out.json"
         spec_path.write_text(json.dumps(spec))
@@ -338,6 +352,8 @@ class Run:
         self.processes.groups[group_name] = Group(group_name, proc, out_path)
         self.monitor.watch_group("load", self.processes.groups[group_name])
         try:
+            if during is not None:
+                during()
             proc.wait(bound)
         finally:
             self.monitor.unwatch("load")
@@ -372,6 +388,10 @@ class Run:
             warm = self.load_spec(workload, endpoints, (min(rates[0], 100),), 3, False)
             warm["slo_p99_ms"] = 1e9
             self.run_load(warm, f"{tag}-warmup")
+        # The shared server's statements with our service idle (the bench's own polling subtracted): what other
+        # users add per second to the server-wide counters the step's statements are read from.
+        time.sleep(0.3)
+        quiet = self.db_connections.statements_between(time.time() - 1.3, time.time() - 0.3, 1) or {}
         self.monitor.reset_peaks()
         self.db_connections.take_peak()
         self.log(f"{tag}: {workload.title}, rates {list(rates)}")
@@ -380,7 +400,9 @@ class Run:
             outcome = self.run_load(self.load_spec(workload, endpoints, rates, step_s, stop), tag)
         finally:
             self.stop_profilers(profilers)
-        return self.summarise(workload, phase, tag, outcome, service)
+        result = self.summarise(workload, phase, tag, outcome, service)
+        result["db_background_statements_per_s"] = quiet.get("Questions")
+        return result
 
     def summarise(self, workload: Workload, phase: Phase, tag: str, outcome: dict, service: list[str]) -> dict:
         steps = outcome["steps"]
@@ -423,12 +445,84 @@ class Run:
             "machine_cores_busy": round(cpu.get("machine", 0.0) / max(best.get("duration_s", 1), 1e-9), 2),
             "peak_rss_mb": max(service_peaks.values(), default=0.0),
             "db_connections_peak": self.db_connections.take_peak(),
+            # Server-wide counters over the sustained step, less the bench's own polling (stack.STATUS_COUNTERS).
+            "db_statements_per_op": self.db_connections.statements_between(best["wall_start"], best["wall_end"], ops)
+            if best
+            else None,
             "peak_rss_mb_by_process": peaks,
             "baseline": workload.baseline,
             "ratio_to_baseline": None,
             "steps": steps,
             "load_cpu_s": outcome.get("load_cpu_s"),
         }
+
+    # --- partition moves (issue 17) ------------------------------------------------------------------------
+
+    def wait_for_split(self, relays: list[str], topic: str, partitions: int, bound_s: float = 90.0) -> None:
+        """Until every relay holds some of the topic's partitions and together all of them, none twice."""
+
+        def split() -> bool:
+            held = [held_partitions(self.processes.groups[r].log_text(), topic) for r in relays]
+            return all(held) and sum(len(h) for h in held) == partitions == len(set().union(*held))
+
+        wait_until(split, bound_s, f"{topic} split between {', '.join(relays)}", 0.5)
+
+    def signal_after(self, started: Path, delay_s: float, name: str, sig: int, signalled: list[float]) -> None:
+        """`delay_s` after the load's first request, signal a process group; its wall-clock time into `signalled`."""
+        wait_until(started.exists, 60, "the move's load")
+        time.sleep(delay_s)
+        signalled.append(time.time())
+        os.killpg(self.processes.groups[name].popen.pid, sig)
+
+    def measure_moves(self, phase: Phase, endpoints: dict[str, str], service: list[str]) -> None:
+        """Under a steady Kafka load, stop the second relay (SIGTERM, then SIGKILL after a restart) and measure
+        how long its partitions go unanswered and whether any request is lost or answered twice."""
+        workload = WORKLOADS[phase.workloads[0]]
+        settings = {**dict(phase.env), **self.o.env}  # as service_env merges them: --env wins
+        topic, partitions = workload.request, int(settings.get("KAFKA_TOPIC_PARTITIONS", "3"))
+        relays = [n for n in self.processes.groups if base_name(n) == "relay"]
+        stopped = relays[-1]
+        before_s, after_s = self.o.move_before_s, self.o.move_after_s
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            tag = f"{phase.tag(workload.name)}-{sig.name}"
+            self.settle(service)
+            self.wait_for_split(relays, topic, partitions)
+            moved = held_partitions(self.processes.groups[stopped].log_text(), topic)
+            started_path = self.run_dir / f"load-{tag}.started"
+            started_path.unlink(missing_ok=True)
+            spec = self.load_spec(workload, endpoints, (self.o.move_rate,), before_s + after_s, False)
+            # Generous: the killed relay's partitions wait out the session timeout before anyone answers them.
+            spec.update(trace=True, started_path=str(started_path), timeout_s=25.0, duplicate_wait_s=3.0)
+            spec["slo_p99_ms"] = 1e9
+            signalled: list[float] = []
+            self.log(f"{tag}: {self.o.move_rate:.0f}/s, {sig.name} to {stopped} (holds {sorted(moved)})")
+            during = functools.partial(self.signal_after, started_path, before_s, stopped, sig, signalled)
+            outcome = self.run_load(spec, tag, during=during)
+            figures = move_figures(outcome["trace"], signalled[0], moved)
+            exited = self.processes.groups[stopped].popen.wait(30)
+            # The Procfile line's shell is what died of the signal; the relay's own log says whether it closed.
+            closed = "relay stopped" in self.processes.groups[stopped].log_text()
+            figures.update(
+                name=tag,
+                signal=sig.name,
+                rate_per_s=self.o.move_rate,
+                relays=len(relays),
+                partitions=partitions,
+                stopped_exit=exited,
+                stopped_cleanly=closed,
+                session_timeout_ms=int(
+                    {**LOCAL_KAFKA, **(SMOKE_KAFKA if self.o.smoke else {}), **settings}[
+                        "KAFKA_CONSUMER_OPT_SESSION_TIMEOUT_MS"
+                    ]
+                ),
+            )
+            self.log(f"{tag}: {json.dumps({k: v for k, v in figures.items() if k != 'name'})}")
+            self.moves.append(figures)
+            # The stopped relay back, as a fresh member: the next move starts from the same two-relay group.
+            self.monitor.unwatch(stopped)
+            self.processes.stop(stopped)
+            command, env, tree = self.started[stopped]
+            self.monitor.watch_group(stopped, self.processes.shell(stopped, command, env, tree))
 
     # --- profiling ---------------------------------------------------------------------------------------
 
@@ -475,6 +569,24 @@ class Run:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+
+
+def base_name(label: str) -> str:
+    """The Procfile line a monitored label runs: `worker-2` is the second `worker`."""
+    return re.sub(r"-\d+$", "", label)
+
+
+def copy_of(name: str, command: str, env: dict[str, str], copy: int) -> tuple[str, str, dict[str, str]]:
+    """(label, command, environment) of the copy-th process of a Procfile line (0: the line itself).
+
+    A further copy gets metrics ports of its own (two cannot bind one) and, for Celery, a node name of its own
+    (two nodes of one name in a vhost make Celery warn and confuse its control commands).
+    """
+    if copy == 0:
+        return name, command, env
+    label = f"{name}-{copy + 1}"
+    copy_env = {**env, **{port: str(free_port()) for port in METRICS_PORTS}}
+    return label, re.sub(r"(-n\s+)([^@\s]+)@", rf"\g<1>\g<2>-{copy + 1}@", command), copy_env
 
 
 def link_baselines(results: list[dict[str, Any]]) -> None:
@@ -533,6 +645,7 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--out", default=str(ROOT / "bench"), help="where RESULTS.md and results.json go")
     parser.add_argument("--root", default=str(ROOT), help="the service tree to run (a copy, for experiments)")
     parser.add_argument("--report", action="store_true", help="only render RESULTS.md again from results.json")
+    parser.add_argument("--move-rate", type=float, default=100.0, help="R2+move: the steady rate while relays move")
     args = parser.parse_args(argv)
     return Options(
         smoke=args.smoke,
@@ -546,6 +659,7 @@ def parse_args(argv: list[str] | None) -> Options:
         out_dir=Path(args.out),
         root=Path(args.root).resolve(),
         report_only=args.report,
+        move_rate=args.move_rate,
     )
 
 
@@ -592,7 +706,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"smoke: {len(results)} workloads answered in {elapsed:.0f} s")
             return 0
         options.out_dir.mkdir(parents=True, exist_ok=True)
-        report.write(options, results, facts_before, machine_facts(), run.notes, options.out_dir)
+        import settings
+
+        concurrency = capacity.process_concurrency(options.root, settings.get_settings().payments_concurrency)
+        extra = {
+            "partition_moves": run.moves,
+            "concurrency": concurrency,
+            "capacity": capacity.model(results, concurrency),
+        }
+        report.write(options, results, facts_before, machine_facts(), run.notes, options.out_dir, extra)
         print(report.table(results))
     return 0
 

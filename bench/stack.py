@@ -355,13 +355,47 @@ class Monitor:
                 w.peak_rss.clear()
 
 
+# MariaDB's server-wide statement counters read around each step (performance_schema is off on this server, so
+# there is no per-connection count): the bench's own polling is subtracted, other users' statements are not.
+STATUS_COUNTERS = (
+    "Questions",
+    "Com_select",
+    "Com_insert",
+    "Com_update",
+    "Com_delete",
+    "Com_begin",
+    "Com_commit",
+    "Com_rollback",
+)
+# What one poll of DatabaseConnections adds itself: a SELECT on the processlist, then SHOW GLOBAL STATUS (measured).
+OWN_STATEMENTS_PER_POLL = {"Questions": 2, "Com_select": 1}
+
+
+def statements_per_op(before: dict[str, int], after: dict[str, int], polls: int, ops: int) -> dict[str, float | None]:
+    """Each counter's increase between two samples, less the poller's own statements, per successful operation.
+
+    A counter missing from either sample (another server version, a status variable renamed) is None, not 0.
+    """
+    result: dict[str, float | None] = {}
+    for name in STATUS_COUNTERS:
+        if name not in before or name not in after:
+            result[name] = None
+            continue
+        delta = after[name] - before[name] - OWN_STATEMENTS_PER_POLL.get(name, 0) * polls
+        result[name] = round(max(0, delta) / max(1, ops), 2)
+    return result
+
+
 class DatabaseConnections:
-    """Peak number of MariaDB connections to the run's database (how many the pools really hold), sampled."""
+    """Peak number of MariaDB connections to the run's database (how many the pools really hold), sampled; and the
+    server's statement counters at each poll, so that a step's statements can be taken between its start and end."""
 
     def __init__(self, database: str, interval: float = 0.25) -> None:
         self.database = database
         self.interval = interval
         self.peak = 0
+        self.samples: list[tuple[float, int, dict[str, int]]] = []  # (wall time, poll number, counters)
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-db-connections", daemon=True)
 
@@ -376,13 +410,33 @@ class DatabaseConnections:
         peak, self.peak = self.peak, 0
         return peak
 
+    def statements_between(self, t0: float, t1: float, ops: int) -> dict[str, float | None] | None:
+        """Statements per operation between two wall-clock times (the samples just outside them); None if the
+        counters were never read."""
+        with self._lock:
+            samples = list(self.samples)
+        before = max((s for s in samples if s[0] <= t0), key=lambda s: s[0], default=None)
+        after = min((s for s in samples if s[0] >= t1), key=lambda s: s[0], default=None)
+        if before is None or after is None:
+            return None
+        return statements_per_op(before[2], after[2], after[1] - before[1], ops)
+
     def _run(self) -> None:
         conn = pymysql.connect(**MARIADB, autocommit=True)
+        names = ", ".join(f"'{n}'" for n in STATUS_COUNTERS)
+        polls = 0
         try:
             while not self._stop.wait(self.interval):
                 with conn.cursor() as cur:
                     cur.execute("SELECT COUNT(*) FROM information_schema.processlist WHERE db = %s", (self.database,))
                     self.peak = max(self.peak, int(cur.fetchone()[0]))
+                    cur.execute(f"SHOW GLOBAL STATUS WHERE Variable_name IN ({names})")
+                    counters = {str(k): int(v) for k, v in cur.fetchall()}
+                polls += 1
+                with self._lock:
+                    self.samples.append((time.time(), polls, counters))
+                    # Bounded: a long run keeps about an hour of samples at the default interval.
+                    del self.samples[:-15000]
         finally:
             conn.close()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,11 @@ class Phase:
     suffix: str = ""  # added to its results' names when it runs a variant
     default_broker: bool = True
     patched: bool = False  # runs the tree with bench/proposals/*.patch applied
+    scale: tuple[tuple[str, int], ...] = ()  # Procfile lines started more than once: (name, copies)
+    move: bool = False  # measures partition moves between its relays instead of ramping its workloads
+
+    def copies(self, process: str) -> int:
+        return dict(self.scale).get(process, 1)
 
     def tag(self, workload: str) -> str:
         """The result's name: the workload, then what this phase changes (`W1+proposals`, `W1@redis`)."""
@@ -161,6 +166,16 @@ class Phase:
 # The baselines' consumers take one message per poll (the relay's own loop no longer waits for a batch to fill:
 # bench/FINDINGS.md §4).
 CONSUME_ONE = (("KAFKA_CONSUME_BATCH", "1"),)
+# Two relays in one group share a topic's partitions: 4 splits each request topic 2 + 2 (the default 3 would
+# split it 2 + 1). Tansu is fresh per phase, so the relay creates the topics with this count.
+TWO_RELAYS = (("KAFKA_TOPIC_PARTITIONS", "4"),)
+# The process each scale-out phase doubles: the one its workload's requests queue for. W1's creates run on the
+# payments `worker`; R2's gets on the `reads` worker (registry.py's queue "reads"), behind one relay or two.
+SCALE_PHASES = (
+    ("2worker", ("W1",), (("worker", 2),), ()),
+    ("2reads", ("R2",), (("reads", 2),), ()),
+    ("2relay", ("R2", "W2"), (("relay", 2),), TWO_RELAYS),
+)
 
 
 def phases(brokers: tuple[str, ...], only: set[str] | None, variants: bool = True) -> list[Phase]:
@@ -179,20 +194,26 @@ def phases(brokers: tuple[str, ...], only: set[str] | None, variants: bool = Tru
             planned.append(
                 Phase(f"service-{broker}-proposals", "service", names, broker, suffix="+proposals", patched=True)
             )
+            # Scale-out (issue 17): the same workloads with one process kind doubled, then partition moves.
+            for suffix, names_, scale, env in SCALE_PHASES:
+                planned.append(
+                    Phase(f"service-{broker}-{suffix}", "service", names_, broker, env, f"+{suffix}", scale=scale)
+                )
+            planned.append(
+                Phase(
+                    f"service-{broker}-move",
+                    "service",
+                    ("R2",),
+                    broker,
+                    TWO_RELAYS,
+                    "+move",
+                    scale=(("relay", 2),),
+                    move=True,
+                )
+            )
     result = []
     for phase in planned:
         kept = tuple(n for n in phase.workloads if only is None or n in only or phase.tag(n) in only)
         if kept:
-            result.append(
-                Phase(
-                    phase.name,
-                    phase.kind,
-                    kept,
-                    phase.broker,
-                    phase.env,
-                    phase.suffix,
-                    phase.default_broker,
-                    phase.patched,
-                )
-            )
+            result.append(replace(phase, workloads=kept))
     return result
