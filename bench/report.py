@@ -18,6 +18,12 @@ RESULT_FIELDS = (
     "ratio_to_baseline",
 )
 FINDINGS = Path(__file__).resolve().parent / "FINDINGS.md"
+# Issue 17 compares every run with the first round's reference run (issue 6's, on the same machine and rates).
+ROUND_ONE = Path(__file__).resolve().parent / "runs" / "2026-11-26T08-42-17.json"
+# Issue 17's targets: our CPU ms per operation, and the sustained rate (and p99 ms) that should follow.
+CPU_TARGETS_MS = {"W1": 3.6, "W2": 3.5, "R1": 1.7, "R2": 2.0, "H1": 1.9}
+RATE_TARGETS = {"W1": (250, 600), "W2": (250, 600), "R1": (1000, 50), "H1": (500, 1000)}
+R2_CEILING_SHARE = 0.8  # R2's rate target: this share of the Kafka rig's ceiling (B-kafka-ceiling) of the same run
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -103,6 +109,46 @@ def rss_table(results: list[dict[str, Any]]) -> str:
                 continue
             for process, mb in sorted(processes.items()):
                 lines.append(f"| {r['name']} | {group}: {process} | {mb:.1f} |")
+    return "\n".join(lines)
+
+
+def round_two_table(results: list[dict[str, Any]], reference: list[dict[str, Any]]) -> str:
+    """Each workload of the first round's reference run beside this run: rate, p99, our CPU per operation (whole
+    and per process), against issue 17's targets."""
+    old = {r["name"]: r for r in reference}
+    new = {r["name"]: r for r in results}
+    ceiling = new.get("B-kafka-ceiling", {}).get("throughput_per_s")
+    lines = [
+        "| name | sustained /s, round 1 -> 2 | p99 ms | our CPU ms/op | change | CPU target | "
+        "CPU per process, ms/op (round 1 -> 2) | rate target | met (CPU, rate) |",
+        "| --- | --- | --- | --- | ---: | ---: | --- | --- | --- |",
+    ]
+    for name in CPU_TARGETS_MS:
+        if name not in old or name not in new:
+            continue
+        a, b = old[name], new[name]
+        cpu_a, cpu_b = a["cpu_s_per_op"] * 1000, b["cpu_s_per_op"] * 1000
+        processes = sorted(
+            n
+            for n in {*a["cpu_s_per_op_by_process"], *b["cpu_s_per_op_by_process"]}
+            if max(a["cpu_s_per_op_by_process"].get(n, 0), b["cpu_s_per_op_by_process"].get(n, 0)) >= 0.00005
+        )
+        before, after = a["cpu_s_per_op_by_process"], b["cpu_s_per_op_by_process"]
+        per_process = ", ".join(f"{n} {before.get(n, 0) * 1000:.2f} -> {after.get(n, 0) * 1000:.2f}" for n in processes)
+        if name == "R2":
+            rate, budget = (R2_CEILING_SHARE * ceiling if ceiling else None), 50
+            rate_text = f">= {R2_CEILING_SHARE} x ceiling ({_fmt(rate, 0)}/s), p99 <= {budget}"
+        else:
+            rate, budget = RATE_TARGETS[name]
+            rate_text = f">= {rate}/s, p99 <= {budget}"
+        cpu_met = cpu_b <= CPU_TARGETS_MS[name]
+        rate_met = rate is not None and b["throughput_per_s"] >= rate and (b["p99_ms"] or 1e9) <= budget
+        lines.append(
+            f"| {name} | {_fmt(a['throughput_per_s'], 0)} -> {_fmt(b['throughput_per_s'], 0)} "
+            f"| {_fmt(a['p99_ms'], 0)} -> {_fmt(b['p99_ms'], 0)} | {cpu_a:.2f} -> {cpu_b:.2f} "
+            f"| {(cpu_b / cpu_a - 1) * 100:+.0f} % | {CPU_TARGETS_MS[name]} | {per_process} | {rate_text} "
+            f"| {'yes' if cpu_met else 'no'}, {'yes' if rate_met else 'no'} |"
+        )
     return "\n".join(lines)
 
 
@@ -238,6 +284,8 @@ def render(payload: dict[str, Any], out_dir: Path) -> None:
     notes = payload.get("notes", [])
     latency_ms, step_s, env = payload["stripe_latency_ms"], payload["step_s"], payload["env_overrides"]
     findings = FINDINGS.read_text() if FINDINGS.exists() else ""
+    reference = json.loads(ROUND_ONE.read_text())["results"] if ROUND_ONE.exists() else []
+    round_two = round_two_table(results, reference) if reference else "(the first round's run is not in bench/runs)"
     text = (
         f"""# Benchmark results (issue 6)
 
@@ -280,6 +328,15 @@ load generator, MariaDB, RabbitMQ, Redis), at the sustained step. No design can 
 than the cores divided by that sum; the last column is the cores the issue's target needs at this cost.
 
 {budget_table(results, int(before.get("nproc") or 2))}
+
+## Round two against round one (issue 17)
+
+The first round's reference run ({ROUND_ONE.name}: same machine, same rates, same stand-in) beside this one, for the
+workloads issue 17 sets targets for. CPU per operation is measured at each run's sustained step, and it falls as the
+rate rises (fixed costs such as Tansu's idle fetches are shared by more operations): where the sustained rates
+differ, so does that share. "met" compares this run with the targets.
+
+{round_two}
 
 ## Database round trips per operation (at the sustained step)
 

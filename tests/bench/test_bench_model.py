@@ -131,3 +131,29 @@ def test_the_scale_table_sets_two_processes_against_one():
     two = {**RESULT, "name": "W1+2worker", "throughput_per_s": 150.0, "machine_cores_busy": 1.8}
     text = report.scale_table([one, two])
     assert "| W1 | worker | 100.0 | 150.0 | 1.50 | 50.0 | 1.20 → 1.80 | worker (5.00 ms) |" in text
+
+
+def test_round_two_puts_each_target_workload_beside_round_one_and_says_what_is_met():
+    from bench.report import round_two_table
+
+    def result(name: str, rate: float, p99: float, cpu: dict[str, float]) -> dict:
+        return {
+            "name": name,
+            "throughput_per_s": rate,
+            "p99_ms": p99,
+            "cpu_s_per_op": sum(cpu.values()),
+            "cpu_s_per_op_by_process": cpu,
+        }
+
+    old = [result("W1", 125, 438, {"web": 0.0017, "worker": 0.0055}), result("R2", 100, 30, {"reads": 0.003})]
+    new = [
+        result("W1", 250, 500, {"web": 0.0010, "worker": 0.0025}),
+        result("R2", 300, 45, {"reads": 0.0019}),
+        result("B-kafka-ceiling", 600, 40, {}),
+    ]
+    rows = round_two_table(new, old).splitlines()[2:]
+    assert rows[0].startswith("| W1 | 125 -> 250 | 438 -> 500 | 7.20 -> 3.50 | -51 % | 3.6 |")
+    assert "web 1.70 -> 1.00, worker 5.50 -> 2.50" in rows[0] and rows[0].endswith("| yes, yes |")
+    # R2's rate target is a share of the same run's Kafka ceiling: 0.8 x 600 = 480/s, not reached at 300/s.
+    assert ">= 0.8 x ceiling (480/s)" in rows[1] and rows[1].endswith("| yes, no |")
+    assert len(rows) == 2  # a workload missing from either run has no row
