@@ -62,6 +62,13 @@ class OperationTask(celery.Task):
     acks_late = True
     reject_on_worker_lost = True
 
+    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        """Celery's, with a fixed repr of the request in the message's headers: building one (saferepr of the
+        payload) cost a tenth of a REST read's CPU in the door, and the payload need not travel twice."""
+        options.setdefault("argsrepr", f"({self.name} request)")
+        options.setdefault("kwargsrepr", "{}")
+        return super().apply_async(args, kwargs, **options)
+
     def run(self, payload: Any, meta: dict[str, Any] | None = None) -> dict[str, Any]:
         meta = meta or {}
         trace_id = str(meta.get("traceId") or uuid.uuid4())
