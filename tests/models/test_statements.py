@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from domain.ids import new_id
+from domain.payment_events import TYPES
 from models import (
     IdempotencyRecord,
     PaymentAttempt,
@@ -94,20 +95,23 @@ def test_a_duplicate_key_raises_the_integrity_error_the_claim_relies_on(domain_d
 
 def test_several_rows_go_in_one_statement_in_the_order_given(domain_db):
     intent_id = new_id("payment_intent")
+    # Real types, already published: the suite's event publishers must never pick these up.
+    kinds = TYPES[:3]
     events = [
         PaymentEvent(
             event_id=f"vyev_{uuid.uuid4().hex}",
-            type=f"t{i}",
+            type=kinds[i],
             payment_intent_id=intent_id,
             shard=i,
             version=1,
             payload={"i": i},
+            published_at=utcnow(),
         )
         for i in range(3)
     ]
     statements.insert(events)
     stored = list(PaymentEvent.select().where(PaymentEvent.payment_intent_id == intent_id).order_by(PaymentEvent.id))
-    assert [(e.type, e.payload, e.publish_attempts) for e in stored] == [(f"t{i}", {"i": i}, 0) for i in range(3)]
+    assert [(e.type, e.payload, e.publish_attempts) for e in stored] == [(kinds[i], {"i": i}, 0) for i in range(3)]
     with pytest.raises(ValueError, match="same columns"):
         statements.insert([events[0], PaymentEvent(event_id="x", type="t", payment_intent_id="p", shard=1, version=1)])
 
