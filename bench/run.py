@@ -80,6 +80,7 @@ class Options:
     seed_intents: int = 5000
     seed_customers: int = 200
     report_only: bool = False
+    variants: bool = True  # the scale-out, partition-move and proposals phases beside the default ones
     move_rate: float = 100.0  # R2 at a rate one relay and one reads worker sustain on this machine
     move_before_s: float = 5.0  # steady load before the relay is signalled
     move_after_s: float = 20.0  # …and after: longer than the session timeout (6 s) and the rejoin it causes
@@ -178,7 +179,7 @@ class Run:
             self.monitor.watch_group("fake-stripe", self.processes.groups["fake-stripe"])
             self.log(f"run {self.id}: database {self.database}, vhost {self.vhost}, redis dbs {self.redis_dbs}")
             self.seed()
-            for phase in phases(self.o.brokers, self.o.only, variants=not self.o.smoke):
+            for phase in phases(self.o.brokers, self.o.only, variants=self.o.variants and not self.o.smoke):
                 if phase.patched and not self.prepare_patched_tree():
                     continue
                 self.run_phase(phase)
@@ -663,6 +664,9 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--out", default=str(ROOT / "bench"), help="where RESULTS.md and results.json go")
     parser.add_argument("--root", default=str(ROOT), help="the service tree to run (a copy, for experiments)")
     parser.add_argument("--report", action="store_true", help="only render RESULTS.md again from results.json")
+    parser.add_argument(
+        "--no-variants", action="store_true", help="only the default phases (no scale-out, moves, proposals): an A/B"
+    )
     parser.add_argument("--move-rate", type=float, default=100.0, help="R2+move: the steady rate while relays move")
     args = parser.parse_args(argv)
     return Options(
@@ -677,6 +681,7 @@ def parse_args(argv: list[str] | None) -> Options:
         out_dir=Path(args.out),
         root=Path(args.root).resolve(),
         report_only=args.report,
+        variants=not args.no_variants,
         move_rate=args.move_rate,
     )
 
