@@ -49,8 +49,9 @@ from bench.stack import (
 )
 from bench.workloads import WORKLOADS, Phase, Workload, phases
 
-SERVICE_PROCESSES = ("web", "worker", "reads", "relay")  # the Procfile lines the service phase starts
-METRICS_PORTS = ("WORKER_METRICS_PORT", "READS_METRICS_PORT", "RELAY_METRICS_PORT")
+# The Procfile lines the service phase starts: the publisher too, since a create writes three outbox events.
+SERVICE_PROCESSES = ("web", "worker", "reads", "relay", "publisher")
+METRICS_PORTS = ("WORKER_METRICS_PORT", "READS_METRICS_PORT", "RELAY_METRICS_PORT", "PUBLISHER_METRICS_PORT")
 # Tansu holds a group join for about half of session.timeout.ms and a fetch for about half of fetch.wait.max.ms
 # (DESIGN.md): the local values, as the tests use them; real Kafka answers a fetch as soon as data arrives.
 LOCAL_KAFKA = {
@@ -150,6 +151,7 @@ class Run:
                 "WORKER_METRICS_PORT": str(free_port()),
                 "READS_METRICS_PORT": str(free_port()),
                 "RELAY_METRICS_PORT": str(free_port()),
+                "PUBLISHER_METRICS_PORT": str(free_port()),
                 **LOCAL_KAFKA,
                 **(SMOKE_KAFKA if self.o.smoke else {}),
                 **dict(overrides),

@@ -42,3 +42,13 @@ def call(operation: str, payload: dict[str, Any], ctx: OperationContext | None =
     """The operation's domain function, as its task calls it (the registry names both)."""
     op = OPERATIONS[operation]
     return op.resolve_handler()(ctx or context(), schemas.parse_input(op.schema, payload))
+
+
+def customer_with_card(stripe_api: Any, prefix: str) -> str:
+    """A new customer whose default card is vaulted, as create-payment-method leaves it: ready to pay."""
+    from tests.conftest import make_card
+
+    customer_id = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    method = {"customerId": customer_id, "stripePaymentMethodId": make_card(stripe_api), "setAsDefault": True}
+    call("create-payment-method", method)
+    return customer_id

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
 
 from models import PaymentAttempt, PaymentEvent
-from tests.conftest import make_card
-from tests.domain.helpers import call
+from tests.domain.helpers import call, customer_with_card
 
 pytestmark = pytest.mark.integration
 
@@ -30,9 +28,7 @@ def _counting(db: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_a_confirmed_create_sends_eleven_statements_and_writes_its_events_in_one_insert(
     domain_db, stripe_api, monkeypatch
 ):
-    customer_id = f"dom-count-{uuid.uuid4().hex[:10]}"
-    method = {"customerId": customer_id, "stripePaymentMethodId": make_card(stripe_api), "setAsDefault": True}
-    call("create-payment-method", method)
+    customer_id = customer_with_card(stripe_api, "dom-count")
     sent = _counting(domain_db, monkeypatch)
     intent = call(
         "create-payment-intent", {"customerId": customer_id, "amount": 1000, "currency": "usd", "confirm": True}
@@ -51,11 +47,7 @@ def test_writing_the_same_events_again_writes_nothing(domain_db, stripe_api):
     from domain import payment_events
     from models import PaymentIntent
 
-    customer_id = f"dom-count-{uuid.uuid4().hex[:10]}"
-    call(
-        "create-payment-method",
-        {"customerId": customer_id, "stripePaymentMethodId": make_card(stripe_api), "setAsDefault": True},
-    )
+    customer_id = customer_with_card(stripe_api, "dom-count")
     created = call(
         "create-payment-intent", {"customerId": customer_id, "amount": 1000, "currency": "usd", "confirm": True}
     )

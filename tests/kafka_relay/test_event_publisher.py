@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -14,8 +13,7 @@ from event_publisher.publisher import Publisher, outbox_backlog
 from kafka_relay.config import ensure_topics
 from models import OutboxLease, OutboxPublisher, PaymentEvent, unit_of_work, utcnow
 from settings import get_settings
-from tests.conftest import make_card
-from tests.domain.helpers import call
+from tests.domain.helpers import call, customer_with_card
 from tests.support import kafka
 
 pytestmark = pytest.mark.integration
@@ -39,11 +37,7 @@ def payments(stripe_api, count: int) -> list[str]:
     ids = []
     with unit_of_work():
         for _ in range(count):
-            customer_id = f"pub-{uuid.uuid4().hex[:10]}"
-            call(
-                "create-payment-method",
-                {"customerId": customer_id, "stripePaymentMethodId": make_card(stripe_api), "setAsDefault": True},
-            )
+            customer_id = customer_with_card(stripe_api, "pub")
             intent = call(
                 "create-payment-intent", {"customerId": customer_id, "amount": 2000, "currency": "usd", "confirm": True}
             )
