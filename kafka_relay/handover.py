@@ -19,7 +19,7 @@ from kombu import Connection, Producer
 
 log = logging.getLogger("kafka_relay")
 
-Send = Callable[[Producer], Any]  # publishes one task message with the producer it is given
+Send = Callable[[Producer, bool], Any]  # publishes one task message with the producer given; kombu retries if True
 
 
 class HandOverError(Exception):
@@ -38,6 +38,7 @@ class BatchHandOver:
         self._connection: Connection | None = None
         self._producer: Producer | None = None
         self._next_tag = 1  # RabbitMQ numbers a confirm-mode channel's publishes 1, 2, … (delivery tags)
+        self._base = 0  # publishes on earlier connections: a tag here is this plus the channel's delivery tag
         self._pending: set[int] = set()
         self._refused: set[int] = set()
         self._broken = False
@@ -45,12 +46,13 @@ class BatchHandOver:
     def publish(self, send: Send) -> int | None:
         """Publish one message; its delivery tag to confirm (None when the broker confirms nothing)."""
         if not self.confirmed_publishing:
-            send(self._unconfirmed_producer())  # kombu retries and returns once the broker took it
+            send(self._unconfirmed_producer(), True)  # kombu retries and returns once the broker took it
             return None
         if self._broken:
             raise HandOverError("the broker connection of this batch failed")
         try:
-            send(self._confirming_producer())
+            # No kombu retry: a reconnect would renumber the channel's delivery tags under the batch.
+            send(self._confirming_producer(), False)
         except Exception as exc:
             self._broken = True
             if self._pending:
@@ -59,11 +61,11 @@ class BatchHandOver:
             log.info("broker connection replaced after %s: %s", type(exc).__name__, exc)
             self.reset()
             try:
-                send(self._confirming_producer())
+                send(self._confirming_producer(), False)
             except Exception as again:
                 self._broken = True
                 raise HandOverError(f"{type(again).__name__}: {again}") from again
-        tag = self._next_tag
+        tag = self._base + self._next_tag
         self._next_tag += 1
         self._pending.add(tag)
         return tag
@@ -91,18 +93,21 @@ class BatchHandOver:
             self.reset()
         return failed
 
-    def reset(self) -> None:
-        """Drop the connection (a new one, with delivery tags from 1, is made on the next publish)."""
+    def reset(self, graceful: bool = False) -> None:
+        """Drop the connection (a new one, its delivery tags from 1 again, is made on the next publish). Not
+        gracefully unless asked: AMQP's close handshake waits without a bound on a broker that stopped answering."""
         connection, self._connection, self._producer = self._connection, None, None
+        self._base += self._next_tag - 1  # tags stay unique across connections: a batch may span two
         self._next_tag, self._broken = 1, False
         if connection is not None:
             try:
-                connection.close()
+                connection.close() if graceful else connection.collect()
             except Exception as exc:  # already gone: nothing to release
                 log.debug("closing the old broker connection: %s", exc)
 
     def close(self) -> None:
-        self.reset()
+        """The relay stops: close a healthy connection properly."""
+        self.reset(graceful=not self._broken)
 
     def _unconfirmed_producer(self) -> Producer:
         if self._producer is None:
@@ -114,15 +119,20 @@ class BatchHandOver:
         if self._producer is None:
             # A connection of its own, without kombu's wait after each publish (confirm mode is set here instead).
             connection = self.app.connection_for_write(transport_options={"confirm_publish": False})
-            channel = connection.default_channel
-            channel.confirm_select()
-            channel.events["basic_ack"].add(self._on_ack)
-            channel.events["basic_nack"].add(self._on_nack)
+            try:
+                channel = connection.default_channel
+                channel.confirm_select()
+                channel.events["basic_ack"].add(self._on_ack)
+                channel.events["basic_nack"].add(self._on_nack)
+            except Exception:
+                connection.collect()  # never stored: released here
+                raise
             self._connection, self._producer = connection, Producer(channel)
         return self._producer
 
-    def _settled(self, tag: int, multiple: bool) -> set[int]:
-        done = {t for t in self._pending if t <= tag} if multiple else {tag} & self._pending
+    def _settled(self, delivery_tag: int, multiple: bool) -> set[int]:
+        tag = self._base + delivery_tag
+        done = {t for t in self._pending if self._base < t <= tag} if multiple else {tag} & self._pending
         self._pending -= done
         return done
 

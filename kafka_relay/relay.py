@@ -177,8 +177,8 @@ class Relay:
             # The reply goes over Kafka: no result is stored, and the relay subscribes to none.
             with metrics.track(request.operation, "kafka", "door"):
                 tag = self.handover.publish(
-                    lambda producer: task.apply_async(
-                        args=[request.payload, request.meta], ignore_result=True, producer=producer, retry=False
+                    lambda producer, retry: task.apply_async(
+                        args=[request.payload, request.meta], ignore_result=True, producer=producer, retry=retry
                     )
                 )
             if tag is None:

@@ -83,9 +83,9 @@ class PaymentsMySQLDatabase(PooledMySQLDatabase):
         self._returned_at: dict[int, float] = {}
 
     def _is_closed(self, conn: Any) -> bool:
+        returned = self._returned_at.pop(self.conn_key(conn), None)  # handed out now, or dropped if closed
         if getattr(conn, "_sock", True) is None:
-            return True  # closed on our side
-        returned = self._returned_at.get(self.conn_key(conn))
+            return True  # closed on our side (pymysql closes the socket on any failure mid-read)
         if returned is not None and time.monotonic() - returned < PING_AFTER_IDLE_S:
             # In use a moment ago: alive. If the server went away since, the query fails and the task retries.
             return False

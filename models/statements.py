@@ -37,9 +37,12 @@ _selects: dict[tuple[type, str], _Select] = {}
 _inserts: dict[tuple[type, type, tuple[str, ...], int], _Insert] = {}
 
 
+_MARKED = "\x00vyp-statement-parameter-"
+
+
 def _marker(index: int) -> str:
     # A text no caller sends: where it lands among the built query's parameters is where value `index` goes.
-    return f"\x00vyp-statement-parameter-{index}\x00"
+    return f"{_MARKED}{index}\x00"
 
 
 def _db() -> Database:
@@ -58,6 +61,9 @@ def select(key: str, build: Callable[..., ModelSelect[_M]], *values: str) -> lis
         slots = tuple((markers.index(p), None) if p in markers else (None, p) for p in params)
         if sorted(i for i, _ in slots if i is not None) != list(range(len(values))):
             raise ValueError(f"statement {key}: each value must appear exactly once among its parameters")
+        if any(isinstance(c, str) and _MARKED in c for i, c in slots if i is None):
+            # A value used transformed (`contains`, a prefix…) would be kept as the first call's constant.
+            raise ValueError(f"statement {key}: a value may only be compared as it is")
         compiled = _selects.setdefault((type(db), key), _Select(query, sql, slots))
     params = [values[i] if i is not None else constant for i, constant in compiled.slots]
     cursor = db.execute_sql(compiled.sql, params)

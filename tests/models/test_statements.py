@@ -146,3 +146,12 @@ def test_a_compiled_select_reads_the_rows_peewee_reads_for_each_value(domain_db)
 def test_a_select_whose_value_is_not_among_its_parameters_is_refused(domain_db):
     with pytest.raises(ValueError, match="exactly once"):
         statements.select("test-constant", lambda _i: PaymentIntent.select().where(PaymentIntent.id == "fixed"), "x")
+
+
+def test_a_select_that_transforms_its_value_is_refused_rather_than_cached_with_the_first_value(domain_db):
+    with pytest.raises(ValueError, match="as it is"):
+        statements.select(
+            "test-contains",
+            lambda i: PaymentIntent.select().where(PaymentIntent.id == i, PaymentIntent.customer_id.contains(i)),
+            "x",
+        )
