@@ -16,10 +16,10 @@ from api.dispatch import run_operation
 from api.errors import error_response, from_envelope_error
 from domain.errors import OperationError
 from domain.schemas import parse_input
+from domain.webhook_signature import verify_webhook
 from domain.webhooks import TOLERANCE_S
 from observability import metrics
 from registry import OPERATIONS, Operation
-from stripe_client import verify_webhook
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, as Stripe accepts
 

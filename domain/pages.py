@@ -7,7 +7,7 @@ towards its start; `nextCursor` is what to pass, under the same name, for the pa
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from peewee import Field, Model, ModelSelect
 
@@ -56,10 +56,11 @@ def checked_page(
     *,
     what: str,
     newest_first: bool,
-    payloads: Callable[[list[_M]], list[dict[str, Any]]],
+    payloads: Callable[[list[_M]], list[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """`{data, hasMore, nextCursor}`: the page `inp` asks for (its limit and cursor) of `query`, whose cursor must be
-    one of the `owned` records (`what` names them in the refusal); `payloads` turns the page's rows into its data."""
+    one of the `owned` records (`what` names them in the refusal); `payloads` turns the page's rows into its data
+    (by default each row's own `to_payload()`)."""
     cursor = inp.starting_after or inp.ending_before
     if cursor and not owned.where(id_field == cursor).exists():
         field = "startingAfter" if inp.starting_after else "endingBefore"
@@ -76,4 +77,5 @@ def checked_page(
         ending_before=inp.ending_before,
         newest_first=newest_first,
     )
-    return {"data": payloads(rows), "hasMore": has_more, "nextCursor": next_cursor}
+    data = payloads(rows) if payloads else [cast(Any, row).to_payload() for row in rows]
+    return {"data": data, "hasMore": has_more, "nextCursor": next_cursor}

@@ -135,7 +135,6 @@ def list_payment_methods(ctx: OperationContext, inp: ListPaymentMethodsInput) ->
         inp,
         what="a payment method of this customer",
         newest_first=True,
-        payloads=lambda rows: [row.to_payload() for row in rows],
     )
 
 

@@ -214,5 +214,4 @@ def list_refunds(ctx: OperationContext, inp: ListRefundsInput) -> dict[str, Any]
         inp,
         what="a refund of this payment intent",
         newest_first=False,
-        payloads=lambda rows: [row.to_payload() for row in rows],
     )

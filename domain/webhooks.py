@@ -18,6 +18,7 @@ from domain.ids import new_id
 from domain.intent_state import apply_stripe_intent, capture_deadline, intent_event_applies, refund_event_applies
 from domain.refunds import apply_refund_status, lock_intent
 from domain.schemas import ProcessStripeWebhookInput
+from domain.webhook_signature import verify_webhook
 from models import PaymentIntent, Refund, WebhookEvent, statements, utcnow, write_transaction
 from models.base import for_update
 from models.payment_intents import save_with_history
@@ -234,7 +235,7 @@ def tolerance_for(received_at: float | None, now: float | None = None) -> int:
 def process_stripe_webhook(ctx: OperationContext, inp: ProcessStripeWebhookInput) -> dict[str, Any]:
     """Verify the signature (the worker trusts no unverified body), store the event once, apply it in the same
     transaction."""
-    event = stripe_client.verify_webhook(inp.payload, inp.signature, tolerance_s=tolerance_for(ctx.received_at))
+    event = verify_webhook(inp.payload, inp.signature, tolerance_s=tolerance_for(ctx.received_at))
     stored = ingest_event(event)
     return {"eventId": event["id"], "type": event["type"], "duplicate": not stored}
 

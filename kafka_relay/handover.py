@@ -19,7 +19,8 @@ from kombu import Connection, Producer
 
 log = logging.getLogger("kafka_relay")
 
-Send = Callable[[Producer, bool], Any]  # publishes one task message with the producer given; kombu retries if True
+# Publishes one task message with the producer given (None: Celery's own pool); kombu retries if True.
+Send = Callable[[Producer | None, bool], Any]
 
 
 class HandOverError(Exception):
@@ -46,7 +47,7 @@ class BatchHandOver:
     def publish(self, send: Send) -> int | None:
         """Publish one message; its delivery tag to confirm (None when the broker confirms nothing)."""
         if not self.confirmed_publishing:
-            send(self._unconfirmed_producer(), True)  # kombu retries and returns once the broker took it
+            send(None, True)  # as Celery publishes: kombu retries and returns once the broker took it
             return None
         if self._broken:
             raise HandOverError("the broker connection of this batch failed")
@@ -108,12 +109,6 @@ class BatchHandOver:
     def close(self) -> None:
         """The relay stops: close a healthy connection properly."""
         self.reset(graceful=not self._broken)
-
-    def _unconfirmed_producer(self) -> Producer:
-        if self._producer is None:
-            self._connection = self.app.connection_for_write()
-            self._producer = Producer(self._connection)
-        return self._producer
 
     def _confirming_producer(self) -> Producer:
         if self._producer is None:

@@ -24,6 +24,7 @@ from logging_setup import log_context, reset_log_context
 from observability import metrics
 from registry import OPERATIONS
 from settings import Settings
+from tasks.app import app as celery_app
 from tasks.operations import TASKS
 
 log = logging.getLogger("kafka_relay")
@@ -75,7 +76,7 @@ class Relay:
         self.topics = list(OPERATIONS)
         self.consumer = Consumer(consumer_config(settings), logger=librdkafka_log)
         self.producer = ReplyProducer(producer_config(settings))
-        self.handover = BatchHandOver(TASKS[next(iter(TASKS))].app, settings.kafka_delivery_timeout_s)
+        self.handover = BatchHandOver(celery_app, settings.kafka_delivery_timeout_s)
         self.stopping = False
 
     def request_stop(self, signum: int, _frame: FrameType | None = None) -> None:

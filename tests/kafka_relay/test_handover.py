@@ -92,3 +92,17 @@ def test_a_partition_whose_publishes_were_all_confirmed_stores_past_its_last_mes
     state = PartitionProgress(handled=[(10, []), (11, [])], published=[(10, 7), (11, 8)])
     state.unconfirmed({99})
     assert state.settle() == (12, None)
+
+
+def test_a_broker_without_publisher_confirms_is_published_to_as_celery_does_with_its_retries():
+    from celery import Celery
+
+    redis_app = Celery()
+    redis_app.conf.broker_write_url = "redis://127.0.0.1:6379/13"  # (the suite's CELERY_BROKER_URL is RabbitMQ)
+    redis_app.conf.broker_transport_options = {"confirm_publish": True}  # meaningless on Redis
+    handover = BatchHandOver(redis_app, confirm_timeout_s=1.0)
+    sent: list[tuple[Any, bool]] = []
+    assert not handover.confirmed_publishing
+    assert handover.publish(lambda producer, retry: sent.append((producer, retry))) is None
+    assert sent == [(None, True)]  # Celery's own producer pool, kombu's retries on
+    assert handover.confirm() == set()
