@@ -7,7 +7,10 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 RUN_STAMP := $(VENV)/.run-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-12)
 DEV_STAMP := $(VENV)/.dev-$(shell cat requirements.lock requirements-dev.lock pyproject.toml | sha256sum | cut -c1-12)
-LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11
+# The locks resolve against the package index as it stood at LOCK_DATE (uv's --exclude-newer, written into each lock's
+# header), so the same requirement files always give the same lock, whatever the index publishes later.
+LOCK_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LOCK := $(VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 --exclude-newer $(LOCK_DATE)
 
 .PHONY: run demo test lint install clean bench chromium python-version lock
 
@@ -26,8 +29,10 @@ $(DEV_STAMP): $(RUN_STAMP) requirements-dev.lock
 	$(PIP) --require-hashes -r requirements-dev.lock
 	rm -f $(VENV)/.dev-* && touch $(DEV_STAMP)
 
-# After a change to requirements*.txt: resolve again and write the locks with every file's hash.
+# After a change to requirements*.txt (or to take newer releases on purpose): resolve afresh as of now and write the
+# locks with every file's hash. The old locks are removed first so that uv does not prefer their versions.
 lock: $(DEV_STAMP)
+	rm -f requirements.lock requirements-dev.lock
 	$(LOCK) requirements.txt requirements-local.txt -o requirements.lock
 	$(LOCK) requirements-dev.txt -o requirements-dev.lock
 
