@@ -57,6 +57,7 @@ IDENTIFIERS: dict[str, list[tuple[str, int, bool]]] = {
         ("owner", 255, False),
         ("execution_token", 32, True),
         ("resource_id", 40, False),
+        ("trace_id", 128, False),
     ],
     "payment_attempt": [
         ("id", 40, False),

@@ -65,6 +65,16 @@ def binary_identifiers() -> ModuleType:
     return module
 
 
+def textual_id_columns(db: Any) -> list[tuple[str, str]]:
+    """Columns named as ids (`id`, `…_id`) that compare as text under the database's collation."""
+    rows = db.execute_sql(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = DATABASE()"
+        " AND data_type IN ('varchar', 'char', 'text') AND (column_name = 'id' OR column_name LIKE '%%\\_id')"
+        " AND table_name <> 'migratehistory'"
+    ).fetchall()
+    return sorted(rows)
+
+
 @pytest.fixture()
 def database_at_008(mariadb: Any) -> Any:
     """A MariaDB database of its own, migrated up to 008 (the schema before identifiers were binary)."""
@@ -98,7 +108,9 @@ def test_the_binary_identifiers_migration_alters_a_database_holding_rows(databas
         before = "SELECT COUNT(*) FROM customer WHERE platform_customer_id = %s"
         assert db.execute_sql(before, ("Alice",)).fetchone()[0] == 1  # the old collation: Alice is alice
 
+        assert ("customer", "platform_customer_id") in textual_id_columns(db)  # positive control of the check
         assert migrate(db) == ["009_binary_identifiers"]
+        assert textual_id_columns(db) == []
 
         assert db.execute_sql(before, ("Alice",)).fetchone()[0] == 0
         assert db.execute_sql(before, ("alice ",)).fetchone()[0] == 0
@@ -136,6 +148,7 @@ def test_every_identifier_column_is_binary_on_mariadb(mariadb):
             )
             assert {name: kinds[name] for name, _, _ in columns} == {name: "varbinary" for name, _, _ in columns}
             assert kinds.get("created_at", kinds.get("seen_at", kinds.get("until"))) != "varbinary"
+        assert textual_id_columns(mariadb) == []  # a column added later that holds an id is binary too
 
 
 class _Answers:
