@@ -28,12 +28,17 @@ def main() -> None:
 
 @main.command(help="Apply pending schema migrations (idempotent); with --seed, also fill reference data.")
 @click.option("--seed/--no-seed", default=False, help="Fill the currency reference table too.")
-def migrate(seed: bool) -> None:
+@click.option(
+    "--rebuild-tables",
+    is_flag=True,
+    help="Every other process of the service is stopped: a migration may rebuild tables that hold rows (TiDB).",
+)
+def migrate(seed: bool, rebuild_tables: bool) -> None:
     from models.schema import migrate as run_migrations
     from models.schema import seed as run_seed
 
     _bind()
-    applied = run_migrations()
+    applied = run_migrations(rebuild_tables=rebuild_tables)
     click.echo(f"migrations applied: {', '.join(applied) if applied else 'none (schema is current)'}")
     if seed:
         click.echo(f"currencies seeded: {run_seed()}")

@@ -90,7 +90,10 @@ FIELD_DOCS: dict[str, str] = {
     "createdGte": "Only those created at or after this time (ISO 8601 with a zone).",
     "createdLt": "Only those created before this time (ISO 8601 with a zone).",
     "currency": "ISO 4217 code Stripe charges in, lower case in answers.",
-    "customerId": "The platform's customer id (its Stripe Customer is made on first use).",
+    "customerId": (
+        "The platform's customer id (its Stripe Customer is made on first use); compared byte for byte (case, accents"
+        " and spaces count), so no whitespace at either end and no control characters."
+    ),
     "data": "This page's records.",
     "declineCode": "The bank's decline code, when the card was declined.",
     "deleted": "Always true: the card is detached and forgotten.",

@@ -41,8 +41,34 @@ def _one_of_ours(value: str) -> str:
 
 # Our ids and Stripe's: letters, digits, underscore; anything else cannot name a record of ours.
 ObjectId = Annotated[str, AfterValidator(_one_of_ours), Field(json_schema_extra={"pattern": OBJECT_ID_PATTERN})]
-# The platform's customer id is opaque: printable, no control characters.
-PlatformId = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
+PLATFORM_ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"  # no control character (C0, DEL, C1)
+
+
+def _whole_platform_id(value: str) -> str:
+    # Ids are compared byte for byte everywhere: "alice " and "alice" would be two customers that look like one.
+    if value != value.strip():
+        raise PydanticCustomError("id_whitespace", "an id may not begin or end with whitespace")
+    return value
+
+
+def platform_id_problem(value: object) -> str | None:
+    """Why `value` cannot be a platform id (for a door that checks one outside a schema), or None."""
+    if not isinstance(value, str) or not 1 <= len(value) <= 255:
+        return "1 to 255 characters"
+    if not re.fullmatch(PLATFORM_ID_PATTERN, value):
+        return "no control characters"
+    if value != value.strip():
+        return "no whitespace at either end"
+    return None
+
+
+# The platform's customer (and order, subscription) id is opaque: printable, no control characters, no whitespace at
+# either end — compared byte for byte by Python and the database alike, so it must be written exactly one way.
+PlatformId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=255, pattern=PLATFORM_ID_PATTERN),
+    AfterValidator(_whole_platform_id),
+]
 StripePaymentMethodId = Annotated[str, StringConstraints(pattern=r"^pm_[A-Za-z0-9_]{1,250}$")]
 Amount = Annotated[int, Field(ge=1, le=MAX_AMOUNT)]
 

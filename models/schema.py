@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fcntl
 import logging
 import os
@@ -20,6 +21,13 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 LOCK_NAME = "vy_finance_payments_migrate"
 
 log = logging.getLogger(__name__)
+# A migration that rebuilds tables holding rows (009 on TiDB) runs only when the operator said the writers are stopped.
+_rebuild_tables = contextvars.ContextVar("rebuild_tables", default=False)
+
+
+def rebuild_tables_allowed() -> bool:
+    """Whether this migration run may rebuild tables that hold rows (`payments migrate --rebuild-tables`)."""
+    return _rebuild_tables.get()
 
 
 @contextlib.contextmanager
@@ -49,15 +57,20 @@ def pending_migrations(db: Database | None = None) -> list[str]:
     return list(router.diff)
 
 
-def migrate(db: Database | None = None) -> list[str]:
-    """Apply every pending migration; a no-op when the schema is current. Returns what ran."""
+def migrate(db: Database | None = None, *, rebuild_tables: bool = False) -> list[str]:
+    """Apply every pending migration; a no-op when the schema is current. Returns what ran. `rebuild_tables`: every
+    other process is stopped, so a migration may copy a table holding rows into a new one."""
     db = db or database.obj
-    with db.connection_context(), _migration_lock(db):
-        router = Router(db, migrate_dir=str(MIGRATIONS_DIR), logger=log)
-        todo = list(router.diff)
-        if todo:
-            router.run()
-        return todo
+    token = _rebuild_tables.set(rebuild_tables)
+    try:
+        with db.connection_context(), _migration_lock(db):
+            router = Router(db, migrate_dir=str(MIGRATIONS_DIR), logger=log)
+            todo = list(router.diff)
+            if todo:
+                router.run()
+            return todo
+    finally:
+        _rebuild_tables.reset(token)
 
 
 def seed(db: Database | None = None) -> int:

@@ -29,7 +29,7 @@ from api.auth import bearer, key_id, socket_token_claims
 from api.dispatch import run_operation
 from api.routes import IDEMPOTENCY_KEY
 from domain.errors import OperationError
-from domain.schemas import parse_input
+from domain.schemas import parse_input, platform_id_problem
 from observability import metrics
 from registry import OPERATIONS, Operation
 from settings import Settings
@@ -319,8 +319,10 @@ class SocketDoor:
         if isinstance(found, dict):
             return self.answer(sid, "register-user", found)
         user = data.get("userId") if isinstance(data, dict) else None
-        if not isinstance(user, str) or not user or len(user) > 255:
-            return self.answer(sid, "register-user", _error("validation_error", "userId is required."))
+        problem = platform_id_problem(user)
+        if problem is not None or not isinstance(user, str):
+            message = f"userId is required: a customer id ({problem})."
+            return self.answer(sid, "register-user", _error("validation_error", message))
         if found.customer is not None and user != found.customer:
             return self.answer(sid, "register-user", _error("not_found", "No customer has this id."))
         self.sio.enter_room(sid, customer_room(user), namespace=NAMESPACE)

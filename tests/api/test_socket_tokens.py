@@ -28,7 +28,15 @@ def test_a_token_names_one_customer_expires_in_15_minutes_and_is_never_cached(cl
 
 def test_a_token_needs_an_api_key_and_a_valid_customer(client, anonymous):
     assert anonymous.post("/socket-tokens", json={"customerId": "c"}).status_code == 401
-    for body in ({}, {"customerId": ""}, {"customerId": 42}, {"customerId": "c", "extra": 1}):
+    for body in (
+        {},
+        {"customerId": ""},
+        {"customerId": 42},
+        {"customerId": "c", "extra": 1},
+        {"customerId": "alice "},  # ids are compared byte for byte: written one way only
+        {"customerId": " alice"},
+        {"customerId": "ali\u0085ce"},
+    ):
         answer = client.post("/socket-tokens", json=body)
         assert answer.status_code == 400 and answer.json()["error"]["code"] == "validation_error", body
     assert client.post("/socket-tokens", data="customerId=c").status_code == 415

@@ -151,6 +151,34 @@ def test_a_customer_token_acts_on_its_own_customers_records_and_nothing_else(soc
         browser.close()
 
 
+def test_a_token_for_alice_written_another_way_sees_and_moves_nothing_of_alices(
+    socket_stack, server_socket, stripe_api
+):
+    """Issue 24, point 1, at the door: `Alice` and `alicé` are other customers than `alice`, on MariaDB too."""
+    alice = f"alice-{uuid.uuid4().hex[:10]}"
+    vault(server_socket, stripe_api, alice)
+    hers = ok(server_socket.call("create-payment-intent", {"customerId": alice, "amount": 800, "currency": "usd"}))
+    for other in (alice.replace("alice", "Alice"), alice.replace("alice", "alicé")):
+        browser = SocketClient(socket_stack.sockets[0], token=socket_stack.token(other)).connect()
+        try:
+            assert ok(browser.call("list-payment-methods", {}))["data"] == []
+            assert ok(browser.call("list-payment-intents", {}))["data"] == []
+            refused(browser.call("get-payment-intent", {"paymentIntentId": hers["id"]}), "not_found")
+            # Without a paymentMethodId a confirm charges the token's customer's default card: it has none.
+            create = {"amount": 800, "currency": "usd", "confirm": True}
+            refused(browser.call("create-payment-intent", create), "validation_error")
+        finally:
+            browser.close()
+    mine = SocketClient(socket_stack.sockets[0], token=socket_stack.token(alice)).connect()
+    try:  # positive control: alice's own token sees her card and intent
+        assert len(ok(mine.call("list-payment-methods", {}))["data"]) == 1
+        assert [i["id"] for i in ok(mine.call("list-payment-intents", {}))["data"]] == [hers["id"]]
+    finally:
+        mine.close()
+    refused(server_socket.call("register-user", {"userId": f"{alice} "}), "validation_error")
+    assert ok(server_socket.call("register-user", {"userId": alice}))["registered"] is True
+
+
 def test_missing_forged_expired_and_revoked_credentials_are_refused_at_the_handshake(socket_stack):
     settings = get_settings()
     base = socket_stack.sockets[0]
