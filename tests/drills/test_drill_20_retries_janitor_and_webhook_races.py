@@ -269,6 +269,8 @@ def test_a_dashboard_refund_told_by_webhooks_while_a_refund_is_held_is_recorded_
     assert at_stripe == {seen["dashboard"]: 3000}  # Stripe refused the excess: never more back than was captured
     assert rows_of([seen["dashboard"]]) == {seen["dashboard"]: 1}  # two events, one refund recorded
     assert ours.status == "failed" and refused.value.details["refundId"] == ours.id
+    # Told as when the service refuses it itself, with what is left now that its hold is given back.
+    assert refused.value.code == "refund_exceeds_amount" and refused.value.details["refundable"] == 2000
     assert stored.amount_refunded == 3000 <= stored.amount_received
 
 
