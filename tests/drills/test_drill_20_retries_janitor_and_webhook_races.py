@@ -4,16 +4,21 @@ on an abandoned card vaulting, and webhooks arriving in the middle of a refund o
 Against the drills' faithful Stripe (localstripe behind the proxy that keeps Stripe's idempotency and plays the
 faults; a refund larger than what a charge has left is refused, as Stripe refuses it). The service's own code runs in
 this process (fixture `service`) on a database of its own, since the janitor works on every claim it finds. Webhooks
-are signed as Stripe signs them; a race is played at its worst moment: the event is applied between Stripe acting
-and the service recording Stripe's answer.
+are signed as Stripe signs them; a race is played at its worst moment (the event is applied between Stripe acting
+and the service recording Stripe's answer), and once through the drills' stack with everything at once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import stripe
 
 import stripe_client
 from domain import idempotency, janitor
@@ -21,8 +26,8 @@ from domain.errors import OperationError, TransientError
 from domain.schemas import CreatePaymentMethodInput
 from models import PaymentAttempt, PaymentEvent, PaymentIntent, PaymentMethod, Refund, ZtrackingPaymentIntent
 from tests.domain.helpers import Killed, call, context
-from tests.drills.conftest import make_card
-from tests.drills.helpers import customer, stripe_refunds_of, vaulted
+from tests.drills.conftest import WEBHOOK_SECRET, make_card, size
+from tests.drills.helpers import customer, invariant_violations, paid_intent, stripe_refunds_of, vaulted
 from tests.drills.report import report
 from tests.drills.test_drill_14_unknown_outcomes import (  # noqa: F401  (own_database, service_database: fixtures)
     SAVED_500,
@@ -34,6 +39,7 @@ from tests.drills.test_drill_14_unknown_outcomes import (  # noqa: F401  (own_da
 )
 from tests.drills.test_drill_15_webhooks_and_input import deliver
 from tests.support.stripe_proxy import ACT_THEN_500, TIMEOUT_AFTER_SENT, Fault, StripeProxy
+from tests.support.webhooks import sign
 
 pytestmark = pytest.mark.integration
 
@@ -355,3 +361,60 @@ def test_a_success_webhook_landing_during_a_capture_is_one_change_and_one_succee
     assert len(changes) == 1 and changes[0].startswith("evt_")  # the event's change; our answer had nothing to add
     assert attempt.status == "succeeded"
     captured_once(stripe_api, intent)
+
+
+def test_refunds_racing_dashboard_refunds_and_their_webhooks_never_exceed_the_capture_and_are_each_recorded_once(
+    stack, api, stripe_api
+):
+    """Through the stack, all at once: service refunds over REST, and refunds made in the Dashboard whose events
+    (refund.created, charge.refunded, each sent twice as Stripe retries) reach the webhook door meanwhile."""
+    captured = 10_000
+    intent = paid_intent(api, stripe_api, "race-dashboard", amount=captured)
+    stripe_id = intent["stripePaymentIntentId"]
+    ours, theirs = size(8, 14), size(6, 8)  # 700 and 900 each: together more than was captured
+
+    def refund(_: int) -> int:
+        body = {"paymentIntentId": intent["id"], "amount": 700}
+        return api.post("/refunds", json=body, headers={"Idempotency-Key": f"race-{uuid.uuid4()}"}).status_code
+
+    def webhook(event_type: str, obj: dict) -> int:
+        payload = json.dumps(
+            {"id": f"evt_{uuid.uuid4().hex}", "object": "event", "type": event_type, "created": int(time.time()),
+             "data": {"object": obj}}
+        )  # fmt: skip
+        headers = {"Stripe-Signature": sign(payload, WEBHOOK_SECRET), "Content-Type": "application/json"}
+        return api.post("/webhooks/stripe", data=payload, headers=headers).status_code
+
+    def dashboard(_: int) -> list[int]:
+        try:
+            made = stripe_api.v1.refunds.create(params={"payment_intent": stripe_id, "amount": 900}).to_dict()
+        except stripe.InvalidRequestError:  # Stripe refused it: not that much was left to refund
+            return [422]
+        charge = stripe_api.v1.charges.retrieve(made["charge"]).to_dict()
+        return [webhook(t, o) for t, o in [("refund.created", made), ("charge.refunded", charge)] * 2]
+
+    with ThreadPoolExecutor(ours + theirs) as pool:
+        answers = pool.map(refund, range(ours))
+        told = pool.map(dashboard, range(theirs))
+        answers, told = list(answers), [code for codes in told for code in codes]
+    at_stripe = {r["id"]: r["amount"] for r in stripe_refunds_of(stripe_api, stripe_id) if r["status"] == "succeeded"}
+    rows = dict(stack.sql("SELECT stripe_refund_id, COUNT(*) FROM refund WHERE payment_intent_id = %s "
+                          "AND stripe_refund_id IS NOT NULL GROUP BY stripe_refund_id", (intent["id"],)))  # fmt: skip
+    refunded = api.get(f"/payment-intents/{intent['id']}").json()["amountRefunded"]
+    report(
+        "20",
+        f"{ours} refunds of 700 racing {theirs} Dashboard refunds of 900 (events sent twice) on {captured}",
+        refunded_201=answers.count(201),
+        refused_422=answers.count(422),
+        dashboard_refused=told.count(422),
+        webhooks_200=told.count(200),
+        refunded=refunded,
+        at_stripe=sum(at_stripe.values()),
+        refunds_at_stripe=len(at_stripe),
+    )
+    assert set(answers) <= {201, 422} and set(told) <= {200, 422}
+    assert 422 in answers + told  # the capture ran out: someone was refused
+    assert sum(at_stripe.values()) <= captured  # Stripe's total never exceeds the capture
+    assert rows == {i: 1 for i in at_stripe}  # every refund at Stripe recorded here, once
+    assert refunded == sum(at_stripe.values())
+    assert invariant_violations(stack.sql) == {}
