@@ -168,6 +168,37 @@ def test_a_retried_capture_left_unknown_is_settled_by_the_janitor_and_a_new_retr
     captured_once(stripe_api, intent)
 
 
+def test_a_retried_confirm_stripe_charged_before_answering_500_is_found_by_a_look_up_and_charges_once(
+    service, stripe_api
+):
+    customer_id = vaulted(stripe_api, "retry-confirm")
+    method = call("list-payment-methods", {"customerId": customer_id})["data"][0]
+    create = {"customerId": customer_id, "amount": AUTHORISED, "currency": "usd", "paymentMethodId": method["id"]}
+    intent = call("create-payment-intent", create)
+    confirm_path = f"/v1/payment_intents/{intent['stripePaymentIntentId']}/confirm"
+    on_confirm = lambda verb, path, form: verb == "POST" and path == confirm_path  # noqa: E731
+    service.add_rule(on_confirm, [Fault.error(400, "invalid_request_error", code="payment_intent_unexpected_state")])
+    with pytest.raises(OperationError):
+        call("confirm-payment-intent", {"paymentIntentId": intent["id"]})
+    service.clear()
+    failed = PaymentAttempt.get(PaymentAttempt.payment_intent_id == intent["id"], PaymentAttempt.operation == "confirm")
+    assert failed.status == "failed"
+    service.add_rule(on_confirm, [Fault(ACT_THEN_500)])
+    retried = call("retry-payment-attempt", {"attemptId": failed.id}, context(final_attempt=False))
+    posts = service.requests_for(lambda s: s.method == "POST" and s.path == confirm_path)
+    listed = stripe_api.v1.charges.list(params={"limit": 100}).auto_paging_iter()
+    charges = [c for c in listed if c.payment_intent == intent["stripePaymentIntentId"]]
+    report(
+        "20",
+        "a retried confirm Stripe charged, then answered 500 (saved)",
+        answered=retried["status"],
+        charges=len(charges),
+    )
+    assert (retried["status"], retried["operation"], retried["retryOf"]) == ("succeeded", "confirm", failed.id)
+    assert len(posts) == 2 and len(charges) == 1  # charged once: found by the look-up, never confirmed again
+    captured_once(stripe_api, intent)
+
+
 # -- the janitor on an abandoned create-payment-method
 
 
