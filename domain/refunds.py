@@ -134,6 +134,28 @@ def apply_refund_status(
     return True
 
 
+# Stripe's refusals of a refund larger than what the charge has left (a refund made elsewhere took part of it).
+STRIPE_EXCEEDS = frozenset({"amount_too_large", "charge_already_refunded"})
+
+
+def _exceeds_at_stripe(exc: OperationError, refund: Refund) -> OperationError | None:
+    """Stripe refused the refund as more than is left: the caller hears `refund_exceeds_amount`, as when we refuse
+    it ourselves, with what is refundable now that this refund's hold is given back (call after releasing it)."""
+    if exc.details.get("stripeCode") not in STRIPE_EXCEEDS:
+        return None
+    intent = PaymentIntent.get_by_id(refund.payment_intent_id)
+    return OperationError(
+        "refund_exceeds_amount",
+        "The refund is larger than what is left to refund at Stripe (a refund made elsewhere took part of it).",
+        {
+            "requested": refund.amount,
+            "refundable": refundable_amount(intent),
+            "currency": intent.currency,
+            "stripeCode": exc.details["stripeCode"],
+        },
+    )
+
+
 def send_refund(
     claim: idempotency.Claim, refund: Refund, cause: str = OPERATION, found_at_stripe: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -164,9 +186,12 @@ def send_refund(
         with write_transaction():
             refund = for_update(Refund.select().where(Refund.id == refund.id)).get()
             apply_refund_status(refund, "failed", exc.message[:255], cause=f"{cause}:{refund.id}:failed")
-            exc.details["refundId"] = refund.id
-            idempotency.finish(claim, {"error": exc.to_error()})
-        raise
+            refusal = _exceeds_at_stripe(exc, refund) or exc
+            refusal.details["refundId"] = refund.id
+            idempotency.finish(claim, {"error": refusal.to_error()})
+        if refusal is exc:
+            raise
+        raise refusal from exc
     with write_transaction():
         refund = for_update(Refund.select().where(Refund.id == refund.id)).get()
         refund.stripe_refund_id = stripe_refund["id"]

@@ -2,7 +2,8 @@
 
 The outbox is split into shards by intent; a publisher leases shards (`outbox_lease`) and only the lease holder
 publishes a shard, in the order its events were written, with the idempotent producer, marking published what the
-broker acknowledged — the acknowledged prefix, so an event is never marked while one before it is not. Kafka down:
+broker acknowledged. Each type has its own topic, so an intent's next event is produced only once the one before it
+was acknowledged: a later event never reaches Kafka before an earlier one, whichever partition fails. Kafka down:
 nothing is acknowledged, the events wait and go out when it is back. A publisher that dies keeps its leases until
 they lapse; another takes its shards and sends again what was not marked (the same eventId, so a consumer drops the
 repeat). Publishers share the shards evenly: each sees the others (`outbox_publisher`) and keeps its fair share.
@@ -133,7 +134,12 @@ class Publisher:
         )
 
     def publish_shard(self, shard: int) -> tuple[int, bool]:
-        """Send one batch of a shard's unpublished events, in order; returns (how many were marked, all went)."""
+        """Send one batch of a shard's unpublished events; returns (how many were marked, all went).
+
+        Each type has its own topic and Kafka keeps order only within a partition, so an intent's events go out in
+        waves: its next event is produced only once the one before it was acknowledged. An intent whose event is not
+        acknowledged sends nothing after it in this pass (a later event never reaches Kafka before an earlier one,
+        even when one partition fails while another takes its writes), and only acknowledged events are marked."""
         events = list(
             PaymentEvent.select()
             .where(PaymentEvent.shard == shard, PaymentEvent.published_at.is_null())
@@ -143,13 +149,22 @@ class Publisher:
         if not events:
             return 0, True
         deadline = time.monotonic() + self.settings.kafka_delivery_timeout_s
-        deliveries: list[Delivery] = [self.producer.produce(self._record(event), deadline) for event in events]
-        self.producer.wait(deliveries, deadline)
-        acknowledged = []
-        for event, delivery in zip(events, deliveries, strict=True):
-            if not delivery.acknowledged:
-                break  # nothing after an unacknowledged event is marked: the order of an intent's events holds
-            acknowledged.append(event.id)
+        acknowledged: list[int] = []
+        first_failure: tuple[PaymentEvent, Delivery] | None = None
+        blocked: set[str] = set()  # intents with an event not acknowledged: nothing after it is sent
+        for wave in _waves(events):
+            sending = [event for event in wave if event.payment_intent_id not in blocked]
+            if not sending or time.monotonic() >= deadline:
+                break
+            deliveries = [self.producer.produce(self._record(event), deadline) for event in sending]
+            self.producer.wait(deliveries, deadline)
+            for event, delivery in zip(sending, deliveries, strict=True):
+                if delivery.acknowledged:
+                    acknowledged.append(event.id)
+                    continue
+                blocked.add(event.payment_intent_id)
+                if first_failure is None or event.id < first_failure[0].id:
+                    first_failure = (event, delivery)
         if acknowledged:
             PaymentEvent.update(published_at=utcnow(), publish_attempts=PaymentEvent.publish_attempts + 1).where(
                 PaymentEvent.id.in_(acknowledged)
@@ -157,10 +172,14 @@ class Publisher:
             metrics.EVENTS_PUBLISHED.inc(len(acknowledged))
         failed = len(acknowledged) < len(events)
         if failed:
-            first = deliveries[len(acknowledged)]
-            reason = first.error.str() if first.error is not None else "no acknowledgement in time"
+            # The earliest event not acknowledged carries why (a pass cut short by its deadline: the first unsent).
+            done = set(acknowledged)
+            unsent = next(event for event in events if event.id not in done)
+            event, reason = (
+                (first_failure[0], first_failure[1].reason) if first_failure else (unsent, "no acknowledgement in time")
+            )
             PaymentEvent.update(publish_attempts=PaymentEvent.publish_attempts + 1, last_error=reason[:1000]).where(
-                PaymentEvent.id == events[len(acknowledged)].id
+                PaymentEvent.id == event.id
             ).execute()
             log.warning("shard %d: %d of %d events published (%s)", shard, len(acknowledged), len(events), reason)
         if failed or self.producer.fatal_error is not None:
@@ -211,6 +230,19 @@ class Publisher:
         finally:
             self.close()
             log.info("publisher stopped")
+
+
+def _waves(events: list[PaymentEvent]) -> list[list[PaymentEvent]]:
+    """A batch (in id order) as waves: the first wave holds each intent's first event, the second its second..."""
+    waves: list[list[PaymentEvent]] = []
+    seen: dict[str, int] = {}
+    for event in events:
+        position = seen.get(event.payment_intent_id, 0)
+        seen[event.payment_intent_id] = position + 1
+        if position == len(waves):
+            waves.append([])
+        waves[position].append(event)
+    return waves
 
 
 def outbox_backlog(now: dt.datetime | None = None) -> tuple[int, float]:

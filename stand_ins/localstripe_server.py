@@ -7,8 +7,9 @@ localstripe (a stateful fake Stripe) differs from Stripe where this service read
   the charge's id (expandable), no `charges` list; listing filters by `customer` and `created[gt|gte|lt|lte]`,
   newest first;
 - Charge: `amount_captured`; no `refunds` list (gone since API version 2022-11-15, only expanded);
-- Refund: `reason`, `payment_intent` also for a refund made by charge; creating one sends `refund.created` and
-  `charge.refunded`; events carry the stripe SDK's pinned `api_version`; lists are newest first;
+- Refund: `reason`, `payment_intent` also for a refund made by charge; more than the charge has left is refused
+  (`amount_too_large`, `charge_already_refunded`); creating one sends `refund.created` and `charge.refunded`;
+  events carry the stripe SDK's pinned `api_version`; lists are newest first;
 - a decline on confirm answers `card_error` carrying the `payment_intent`, as Stripe does;
 - its store is pickled to a fixed /tmp path after every write: here a path of ours, or nothing.
 `Idempotency-Key` is honoured as Stripe documents it (stand_ins/stripe_idempotency.py); `--no-idempotency`
@@ -189,10 +190,35 @@ def _charge_export(self: Any, expand: Any = None) -> dict[str, Any]:
 def _refund_init(self: Any, reason: str | None = None, **kwargs: Any) -> None:
     if reason not in (None, "duplicate", "fraudulent", "requested_by_customer"):
         raise UserError(400, "Invalid reason")
+    _refuse_more_than_unrefunded(kwargs.get("charge"), kwargs.get("payment_intent"), kwargs.get("amount"))
     _original_refund_init(self, **kwargs)
     self.reason = reason
     if self.payment_intent is None:  # refunded by charge: Stripe still names the charge's intent
         self.payment_intent = resources.Charge._api_retrieve(self.charge).payment_intent
+
+
+def _refuse_more_than_unrefunded(charge_id: Any, intent_id: Any, amount: Any) -> None:
+    """Stripe never refunds more than a charge took: a refund larger than what is left is refused (its Dashboard
+    and the API alike), so two refunds racing on one charge cannot both go through."""
+    try:
+        if isinstance(intent_id, str):
+            charge = resources.PaymentIntent._api_retrieve(intent_id).latest_charge
+        else:
+            charge = resources.Charge._api_retrieve(charge_id) if isinstance(charge_id, str) else None
+    except UserError:
+        return  # localstripe's own checks answer for an unknown object
+    if charge is None or not charge.captured:
+        return
+    left = charge.amount_captured - charge.amount_refunded
+    wanted = resources.try_convert_to_int(amount) if amount is not None else left
+    if left <= 0:
+        raise UserError(400, f"Charge {charge.id} has already been refunded.", {"code": "charge_already_refunded"})
+    if isinstance(wanted, int) and wanted > left:
+        raise UserError(
+            400,
+            f"Refund amount ({wanted}) is greater than unrefunded amount on charge ({left})",
+            {"code": "amount_too_large", "param": "amount"},
+        )
 
 
 def _refund_create(cls: Any, /, **data: Any) -> Any:

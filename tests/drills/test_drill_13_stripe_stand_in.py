@@ -468,3 +468,22 @@ def test_listing_intents_filters_by_customer_and_created_newest_first_and_pages(
     assert first.has_more and [i.id for i in first.data + rest.data] == made[::-1] and not rest.has_more
     with pytest.raises(stripe.InvalidRequestError):
         sdk.v1.payment_intents.list(params={"customer": customer, "created": {"around": now}})
+
+
+def test_a_refund_larger_than_what_the_charge_has_left_is_refused_as_stripe_refuses_it(stand_in):
+    sdk = client(stand_in)
+    customer = sdk.v1.customers.create().id
+    card = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}
+    method = sdk.v1.payment_methods.create(params={"type": "card", "card": card}).id
+    sdk.v1.payment_methods.attach(method, params={"customer": customer})
+    intent = sdk.v1.payment_intents.create(
+        params={"amount": 1000, "currency": "usd", "customer": customer, "payment_method": method, "confirm": True}
+    )
+    sdk.v1.refunds.create(params={"payment_intent": intent.id, "amount": 600})
+    with pytest.raises(stripe.InvalidRequestError) as too_much:
+        sdk.v1.refunds.create(params={"payment_intent": intent.id, "amount": 401})
+    assert too_much.value.code == "amount_too_large"
+    assert sdk.v1.refunds.create(params={"payment_intent": intent.id, "amount": 400}).amount == 400  # what is left
+    with pytest.raises(stripe.InvalidRequestError) as nothing_left:
+        sdk.v1.refunds.create(params={"payment_intent": intent.id})
+    assert nothing_left.value.code == "charge_already_refunded"

@@ -101,6 +101,16 @@ def wait_all(reader: QuietCollector, written: dict[str, list], timeout: float) -
     reader.wait(done, timeout, "every event written")
 
 
+def copies_of(reader: QuietCollector, intent_id: str) -> str:
+    """Every copy Kafka has of an intent's events, as produced (CreateTime): what a failed order check shows."""
+    copies = sorted(reader.received(intent_id.encode()), key=lambda m: (m.timestamp_ms, int(m.headers["sequence"])))
+    lines = [
+        f"CreateTime {m.timestamp_ms} sequence {int(m.headers['sequence'])} {m.topic}[{m.partition}]@{m.offset}"
+        for m in copies
+    ]
+    return f"{intent_id}:\n" + "\n".join(lines)
+
+
 def order_kept(reader: QuietCollector, written: dict[str, list]) -> tuple[int, int]:
     """Checks, per intent, that Kafka has every written event, each repeat identical to the first, and the first
     copies in the order written; returns (events, repeats)."""
@@ -115,7 +125,7 @@ def order_kept(reader: QuietCollector, written: dict[str, list]) -> tuple[int, i
                 continue
             firsts[event_id] = (seq, body)
         # First copies, in the order they were produced (CreateTime), are the events in the order written.
-        assert [event_id for _, event_id, _ in wrote] == list(firsts), intent_id
+        assert [event_id for _, event_id, _ in wrote] == list(firsts), copies_of(reader, intent_id)
         versions = [payload["version"] for _, payload in sorted(firsts.values(), key=lambda i: i[0])]
         assert versions == sorted(versions), (intent_id, versions)
         total += len(wrote)

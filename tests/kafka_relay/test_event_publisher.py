@@ -135,3 +135,57 @@ def test_with_kafka_unreachable_events_wait_unpublished_and_go_out_when_it_is_ba
         back.close()
     arrived = [e["type"] for e in received_by_intent(events_topics, ids)[ids[0]]]
     assert len([t for t in arrived if t != "payment-status-changed"]) == 4 and "payment-status-changed" in arrived
+
+
+def test_a_later_event_of_an_intent_never_reaches_kafka_before_an_earlier_one_that_failed(stripe_api, events_topics):
+    """One partition fails an intent's first event while the others take their writes (a partition leader away):
+    the intent's later events wait for it, so every event's first copy on Kafka comes in the order written."""
+    from confluent_kafka import KafkaError
+
+    from kafka_relay.producer import Delivery
+
+    ids = payments(stripe_api, 2)
+    with unit_of_work():
+        written = {
+            i: [
+                e.event_id
+                for e in PaymentEvent.select().where(PaymentEvent.payment_intent_id == i).order_by(PaymentEvent.id)
+            ]
+            for i in ids
+        }
+    stuck = written[ids[0]][0]
+    publisher = Publisher(get_settings(), owner="one-partition-down")
+    sent = publisher.producer.produce
+
+    def produce(record, deadline):
+        if dict(record.headers)["eventId"] == stuck.encode():
+            failed = Delivery(record)
+            failed(KafkaError(KafkaError._MSG_TIMED_OUT))  # its partition's leader did not answer in time
+            return failed
+        return sent(record, deadline)
+
+    publisher.producer.produce = produce  # the publisher's next producer (after the failure) is a plain one
+    try:
+        with unit_of_work():
+            _, clean = publisher.run_once()
+        assert not clean
+        drain(publisher)
+    finally:
+        publisher.close()
+    events_topics.wait(
+        lambda: all(
+            {m.headers["eventId"].decode() for m in events_topics.received(i.encode())} >= set(w)
+            for i, w in written.items()
+        ),
+        60,
+        "every event",
+    )
+    for intent_id, order in written.items():
+        firsts: list[str] = []
+        copies = sorted(
+            events_topics.received(intent_id.encode()), key=lambda m: (m.timestamp_ms, int(m.headers["sequence"]))
+        )
+        for message in copies:
+            if message.headers["eventId"].decode() not in firsts:
+                firsts.append(message.headers["eventId"].decode())
+        assert firsts == order, intent_id
