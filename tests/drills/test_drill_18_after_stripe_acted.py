@@ -1,9 +1,10 @@
 """Drill 18 (issue 24, point 7): after Stripe acted, no definitive "nothing happened".
 
-An authorisation's deadline is read from its charge after the create or confirm that made it. A refusal of that
-read (401, 403, 404) says nothing about the act before it: it must never become the key's stored answer (a
-`stripe_error` the caller reads as "send it again with a new key", which authorises a second time). It is an
-unknown outcome: the retry under the same key gets Stripe's replay, and past the retries the janitor looks it up.
+An authorisation's deadline is read from its charge after the create or confirm that made it, and a call that may
+have acted is resolved by reading the intent. A refusal of such a read (401, 403, 404) says nothing about the act
+before it: it must never become the key's stored answer (a `stripe_error` the caller reads as "send it again with a
+new key", which authorises or captures a second time). It is an unknown outcome: the retry under the same key gets
+Stripe's replay or looks again, and past the retries the janitor looks it up.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from tests.domain.helpers import call, context
 from tests.drills.conftest import database_of_its_own
 from tests.drills.helpers import stripe_intents, vaulted
 from tests.drills.report import report
-from tests.support.stripe_proxy import Fault, StripeProxy
+from tests.support.stripe_proxy import ACT_THEN_500, Fault, StripeProxy
 
 pytestmark = pytest.mark.integration
 
+ACTED_500 = Fault(ACT_THEN_500)
 REFUSED_READS = [
     pytest.param(Fault.error(401, "invalid_request_error"), id="401"),
     pytest.param(Fault.error(403, "invalid_request_error"), id="403"),
@@ -106,3 +108,28 @@ def test_a_refused_charge_read_after_a_confirm_is_never_the_keys_answer_and_the_
     assert answer["status"] == "requires_capture" and answer["captureBefore"]
     assert PaymentIntent.get_by_id(created["id"]).status == "requires_capture"
     assert len(confirms) == 1  # looked up, never sent again
+
+
+@pytest.mark.parametrize("refusal", REFUSED_READS)
+def test_a_refused_look_up_after_a_capture_that_may_have_acted_stays_unknown_and_the_retry_finds_the_capture(
+    service: StripeProxy, stripe_api, refusal
+):
+    intent = call("create-payment-intent", authorising(vaulted(stripe_api, "lookup-refused")))
+    stripe_path = f"/v1/payment_intents/{intent['stripePaymentIntentId']}"
+    service.add_rule(lambda method, path, form: method == "POST" and path == f"{stripe_path}/capture", [ACTED_500])
+    service.add_rule(lambda method, path, form: method == "GET" and path.startswith(stripe_path), [refusal])
+    ctx = context(final_attempt=False)
+    with pytest.raises(TransientError) as first:
+        call("capture-payment-intent", {"paymentIntentId": intent["id"]}, ctx)
+    captured = call("capture-payment-intent", {"paymentIntentId": intent["id"]}, ctx)  # the task's retry
+    captures = posts_to(service, f"{stripe_path}/capture")
+    report(
+        "18",
+        f"capture acted then 500, its look-up answered {refusal.status}",
+        first=first.value.code,
+        answered=captured["status"],
+        capture_posts=len(captures),
+    )
+    assert first.value.code == "outcome_unknown"  # never the refusal as the key's answer
+    assert (captured["status"], captured["amountReceived"]) == ("succeeded", 4100)
+    assert len(captures) == 1  # found by the retry's look-up, never sent again
