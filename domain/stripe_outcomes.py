@@ -24,6 +24,8 @@ from models import utcnow
 
 # The claim's last Stripe answer was a 5xx that Stripe said it did not act on (`Stripe-Should-Retry: true`).
 NOT_ACTED = "server_error_not_acted"
+# What a 401 or 403 answers (stripe_client.translate): Stripe refused the credentials, not the request.
+CREDENTIALS_REFUSED = "stripe_error"
 # Seconds either side of a claim's creation that a look-up at Stripe searches (clocks and queues drift).
 LOOKUP_MARGIN_S = 600
 # Stripe keeps an idempotency key 24 h; past this (with a margin) a key may no longer protect a repeat.
@@ -90,6 +92,14 @@ def send_or_resolve(
         if kind == NOT_ACTED:
             note_stripe_did_not_act()
             raise TransientError("Stripe failed without acting; nothing was done.", code="stripe_error") from exc
+        raise OutcomeUnknown() from exc
+    except OperationError as exc:
+        if exc.code != CREDENTIALS_REFUSED or not (claim.resumed and claim.stripe_started):
+            raise
+        # Refused before Stripe read this request (401/403): an earlier attempt's send may still have acted.
+        found = _looked_up(look_up)
+        if found is not None:
+            return found
         raise OutcomeUnknown() from exc
 
 

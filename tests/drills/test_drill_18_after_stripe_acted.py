@@ -21,11 +21,12 @@ from tests.domain.helpers import call, context
 from tests.drills.conftest import database_of_its_own
 from tests.drills.helpers import stripe_intents, vaulted
 from tests.drills.report import report
-from tests.support.stripe_proxy import ACT_THEN_500, Fault, StripeProxy
+from tests.support.stripe_proxy import ACT_THEN_500, TIMEOUT_AFTER_SENT, Fault, StripeProxy
 
 pytestmark = pytest.mark.integration
 
 ACTED_500 = Fault(ACT_THEN_500)
+LOST = Fault(TIMEOUT_AFTER_SENT, hold_s=0.2)  # Stripe acted, the answer never came
 REFUSED_READS = [
     pytest.param(Fault.error(401, "invalid_request_error"), id="401"),
     pytest.param(Fault.error(403, "invalid_request_error"), id="403"),
@@ -133,3 +134,27 @@ def test_a_refused_look_up_after_a_capture_that_may_have_acted_stays_unknown_and
     assert first.value.code == "outcome_unknown"  # never the refusal as the key's answer
     assert (captured["status"], captured["amountReceived"]) == ("succeeded", 4100)
     assert len(captures) == 1  # found by the retry's look-up, never sent again
+
+
+def test_a_resend_refused_for_credentials_after_a_lost_answer_is_unknown_never_a_stored_stripe_error(
+    service: StripeProxy, stripe_api
+):
+    intent = call("create-payment-intent", authorising(vaulted(stripe_api, "resend-refused")))
+    stripe_path = f"/v1/payment_intents/{intent['stripePaymentIntentId']}"
+    on_capture = f"{stripe_path}/capture"
+    refused = Fault.error(401, "invalid_request_error")
+    # Captured, the answer lost; then the key is refused (rotated) for the resend and the look-up alike.
+    service.add_rule(lambda method, path, form: method == "POST" and path == on_capture, [LOST, refused])
+    service.add_rule(lambda method, path, form: method == "GET" and path.startswith(stripe_path), [refused])
+    ctx = context(final_attempt=False)
+    codes = []
+    for _ in range(2):
+        with pytest.raises(TransientError) as raised:
+            call("capture-payment-intent", {"paymentIntentId": intent["id"]}, ctx)
+        codes.append(raised.value.code)
+    captured = call("capture-payment-intent", {"paymentIntentId": intent["id"]}, ctx)  # credentials back
+    captures = posts_to(service, on_capture)
+    report("18", "capture's answer lost, then its resend refused 401", answers=",".join(codes), posts=len(captures))
+    assert codes == ["stripe_error", "outcome_unknown"]  # no answer, then unknown: never a stored refusal
+    assert (captured["status"], captured["amountReceived"]) == ("succeeded", 4100)
+    assert len({p.idempotency_key for p in captures}) == 1  # one key: Stripe replayed the one capture
