@@ -190,7 +190,7 @@ def test_capture_against_cancel_one_wins_at_stripe_and_the_other_says_why(patien
     intent = authorised(stripe_api, f"race-{first}-first")
     later = "capture" if first == "cancel" else "cancel"
     # The later one reaches Stripe and is held there until the first has acted.
-    service.add_rule(on_action(intent, later), [Fault("delay", hold_s=2.0)])
+    service.add_rule(on_action(intent, later), [Fault("delay", hold_s=4.0)])
     operations = {
         "capture": ("capture-payment-intent", {"paymentIntentId": intent["id"]}),
         "cancel": (
