@@ -26,6 +26,8 @@ class Operation:
     success_status: int = 200
     mutating: bool = False  # takes an idempotency key; its task may reach Stripe
     location: str | None = None  # where what a 201 created lives (`{id}` of the answer), for its Location header
+    # The merchant's alone (gives money back, takes a hold back, or is Stripe's): a customer token may not run it.
+    merchant_only: bool = False
 
     @property
     def task_name(self) -> str:
@@ -80,6 +82,7 @@ OPERATIONS: dict[str, Operation] = {
             201,
             mutating=True,
             location="/refunds/{id}",
+            merchant_only=True,
         ),
         Operation(
             "get-refund",
@@ -96,6 +99,7 @@ OPERATIONS: dict[str, Operation] = {
             schemas.ProcessStripeWebhookInput,
             "domain.webhooks:process_stripe_webhook",
             "webhooks",
+            merchant_only=True,
         ),
         Operation(
             "create-payment-method",
@@ -142,6 +146,7 @@ OPERATIONS: dict[str, Operation] = {
             "domain.intent_lifecycle:capture_payment_intent",
             "payments",
             mutating=True,
+            merchant_only=True,
         ),
         Operation(
             "cancel-payment-intent",
@@ -151,6 +156,7 @@ OPERATIONS: dict[str, Operation] = {
             "domain.intent_lifecycle:cancel_payment_intent",
             "payments",
             mutating=True,
+            merchant_only=True,
         ),
         Operation(
             "get-payment-intent-status",

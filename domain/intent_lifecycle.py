@@ -113,12 +113,9 @@ def _refused(exc: OperationError, intent: PaymentIntent) -> tuple[OperationError
     terms."""
     current = stripe_client.retrieve_payment_intent(_stripe_id(intent))
     if current["status"] == "canceled" and intent.status == "requires_capture":
-        expired = OperationError(
-            "invalid_state",
-            "The authorisation expired before it was captured, and Stripe canceled the payment; nothing was charged.",
-            {"status": "canceled", "stripeCode": exc.details.get("stripeCode")},
-        )
-        return expired, current
+        gone = _authorisation_gone(current)
+        gone.details["stripeCode"] = exc.details.get("stripeCode")
+        return gone, current
     if exc.code == "validation_error" and current["status"] != intent.status:
         moved = OperationError(
             "invalid_state", f"The payment is {current['status']} at Stripe.", {"status": current["status"]}
@@ -135,9 +132,11 @@ def _act_and_record(
     looked_up: Callable[[str], dict[str, Any] | None],
     attempt: PaymentAttempt | None = None,
     answer: Answer = intent_answer,
+    not_done: Callable[[dict[str, Any]], OperationError | None] | None = None,
 ) -> dict[str, Any]:
     """Make the claim's Stripe call on the intent (its parameters as recorded, its derived key), resolving an unknown
-    outcome by `looked_up`, then record what Stripe says; a refusal is recorded with Stripe's view of the intent."""
+    outcome by `looked_up`, then record what Stripe says; a refusal is recorded with Stripe's view of the intent, and
+    so is an intent `not_done` says the call did not do (an error, whichever operation or retry asked)."""
     params = claim.recorded_stripe_params()["params"]
     stripe_id = _stripe_id(intent)
     cause = f"{operation}:{attempt.id}" if attempt is not None else operation
@@ -151,7 +150,12 @@ def _act_and_record(
         )
     except OperationError as exc:
         refused, current = _refused(exc, intent)
-        return _record(claim, intent.id, current, f"{cause}:refused", attempt, answer, refused)
+        # Nothing done is an error to a retry too (its attempt summary would read as done).
+        told = intent_answer if not_done is not None and not_done(current) is not None else answer
+        return _record(claim, intent.id, current, f"{cause}:refused", attempt, told, refused)
+    missed = not_done(stripe_intent) if not_done is not None else None
+    if missed is not None:
+        return _record(claim, intent.id, stripe_intent, f"{cause}:not-done", attempt, intent_answer, missed)
     return _record(claim, intent.id, stripe_intent, cause, attempt, answer)
 
 
@@ -257,9 +261,38 @@ def confirm_payment_intent(ctx: OperationContext, inp: ConfirmPaymentIntentInput
 # -- capture
 
 
+# Stripe's own reasons for canceling an uncaptured authorisation when it expires (any other: a cancel won).
+EXPIRY_REASONS = ("automatic", "expired")
+
+
 def _capture_looked_up(stripe_payment_intent_id: str) -> dict[str, Any] | None:
+    """The intent, if a capture can no longer be pending: captured, or canceled (which `_not_captured` answers)."""
     found = stripe_client.retrieve_payment_intent(stripe_payment_intent_id)
-    return found if found["status"] != "requires_capture" else None
+    return found if found["status"] in ("succeeded", "canceled") else None
+
+
+def _authorisation_gone(stripe_intent: dict[str, Any]) -> OperationError:
+    """A canceled authorisation, said as what canceled it: its expiry, or a cancel that came first."""
+    reason = stripe_intent.get("cancellation_reason")
+    if reason in EXPIRY_REASONS:
+        message = (
+            "The authorisation expired before it was captured, and Stripe canceled the payment; nothing was charged."
+        )
+    else:
+        message = "The payment was canceled before it was captured (a cancel came first); nothing was charged."
+    return OperationError("invalid_state", message, {"status": "canceled", "cancellationReason": reason})
+
+
+def _not_captured(stripe_intent: dict[str, Any]) -> OperationError | None:
+    """Why Stripe's intent shows no capture, or None: only `succeeded` with money received is one."""
+    if stripe_intent["status"] == "succeeded" and (stripe_intent.get("amount_received") or 0) > 0:
+        return None
+    if stripe_intent["status"] == "canceled":
+        return _authorisation_gone(stripe_intent)
+    status = stripe_intent["status"]
+    return OperationError(
+        "invalid_state", f"Nothing was captured: the payment is {status} at Stripe.", {"status": status}
+    )
 
 
 def run_capture(
@@ -302,7 +335,7 @@ def run_capture(
             )
             claim = idempotency.start_stripe_call(claim, {"params": {"amount_to_capture": amount}})
     return _act_and_record(
-        claim, intent, CAPTURE, stripe_client.capture_payment_intent, _capture_looked_up, attempt, answer
+        claim, intent, CAPTURE, stripe_client.capture_payment_intent, _capture_looked_up, attempt, answer, _not_captured
     )
 
 
@@ -449,11 +482,17 @@ def resolve_abandoned(operation: str, request: dict[str, Any], claim: idempotenc
     answer = _attempt_answer if operation == RETRY else intent_answer
     found = check()
     if found is not None:
+        missed = _not_captured(found) if check is looked_up[CAPTURE] else None
         try:
-            _record(claim, intent.id, found, f"janitor:fetched:{operation}", attempt, answer)
+            if missed is not None:  # canceled or expired: an error, never the capture's success
+                _record(
+                    claim, intent.id, found, f"janitor:fetched:{operation}:not-done", attempt, intent_answer, missed
+                )
+            else:
+                _record(claim, intent.id, found, f"janitor:fetched:{operation}", attempt, answer)
         except OperationError:
             pass  # a decline Stripe recorded: stored with the attempt, and it is the key's answer
-        return "fetched"
+        return "fetched" if missed is None else "fetched, not captured"
     not_done = OperationError(
         "stripe_error",
         f"The {operation} was not done at Stripe; nothing changed. Send it again with a new idempotency key.",

@@ -12,7 +12,7 @@ import stripe_client
 from domain import idempotency, payment_attempts, payment_events, stripe_outcomes
 from domain.context import OperationContext
 from domain.customers import ensure_stripe_customer
-from domain.errors import OperationError, not_found
+from domain.errors import OperationError, TransientError, not_found
 from domain.ids import new_id
 from domain.intent_state import apply_stripe_intent, capture_deadline
 from domain.pages import checked_page
@@ -67,7 +67,14 @@ def capture_deadline_of(stripe_intent: dict[str, Any]) -> dt.datetime | None:
     charge = stripe_intent.get("latest_charge")
     if stripe_intent.get("status") != "requires_capture" or not charge:
         return None
-    return capture_deadline(charge if isinstance(charge, dict) else stripe_client.retrieve_charge(charge))
+    if isinstance(charge, dict):
+        return capture_deadline(charge)
+    try:
+        return capture_deadline(stripe_client.retrieve_charge(charge))
+    except OperationError as exc:
+        # Read after Stripe acted (it holds the authorisation): a refusal here is no answer about that act, so it
+        # is retried under the same key (Stripe replays what it did) and, past the retries, looked up.
+        raise TransientError(f"Stripe refused to read the charge ({exc.code})", code="stripe_error") from exc
 
 
 def _with_client_secret(payload: dict[str, Any], stripe_intent: dict[str, Any]) -> dict[str, Any]:

@@ -9,10 +9,21 @@ from typing import Any
 
 from domain.errors import OperationError
 from models import PaymentAttempt, PaymentIntent, PaymentMethod, Refund
+from registry import OPERATIONS
 
-# Operations a customer token may never run, whatever the record: those that give money back or take back a hold
-# (a refund, a capture of less than authorised, a cancel) are the merchant's, and Stripe's webhooks the service's.
-SERVER_ONLY = {"process-stripe-webhook", "create-refund", "capture-payment-intent", "cancel-payment-intent"}
+RETRY = "retry-payment-attempt"
+# What a retry runs again, by its attempt's operation: a retry is a caller's only where that operation is.
+RETRIED_AS = {"confirm": "confirm-payment-intent", "capture": "capture-payment-intent"}
+
+
+def merchant_only(operation: str) -> bool:
+    """Whether a customer token may never run `operation` (the registry says; an unknown one never)."""
+    known = OPERATIONS.get(operation)
+    return known is None or known.merchant_only
+
+
+def _forbidden() -> OperationError:
+    return OperationError("forbidden", "This operation is the merchant's: a customer token cannot run it.")
 
 
 def _hidden() -> OperationError:
@@ -45,10 +56,15 @@ def owners(inp: Any) -> list[str | None]:
 
 
 def check_scope(operation: str, inp: Any, customer_id: str) -> None:
-    """Raise not_found unless every record the input names is `customer_id`'s (and the operation is one a customer
-    may run at all)."""
-    if operation in SERVER_ONLY:
-        raise OperationError("forbidden", "This operation is the merchant's: a customer token cannot run it.")
+    """Raise not_found unless every record the input names is `customer_id`'s, and forbidden unless the operation is
+    one a customer may run at all (a retry: unless its attempt's own operation is)."""
+    if merchant_only(operation):
+        raise _forbidden()
     found = owners(inp)
     if not found or any(owner != customer_id for owner in found):
         raise _hidden()
+    if operation == RETRY:
+        # Checked once the attempt is known to be the caller's: another's is `not_found`, never `forbidden`.
+        attempt = PaymentAttempt.get_by_id(inp.attempt_id)
+        if merchant_only(RETRIED_AS.get(attempt.operation, "")):
+            raise _forbidden()

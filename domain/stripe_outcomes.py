@@ -19,11 +19,13 @@ from typing import Any
 
 from domain import idempotency
 from domain.context import note_stripe_did_not_act
-from domain.errors import StripeMayHaveActed, TransientError
+from domain.errors import OperationError, StripeMayHaveActed, TransientError
 from models import utcnow
 
 # The claim's last Stripe answer was a 5xx that Stripe said it did not act on (`Stripe-Should-Retry: true`).
 NOT_ACTED = "server_error_not_acted"
+# What a 401 or 403 answers (stripe_client.translate): Stripe refused the credentials, not the request.
+CREDENTIALS_REFUSED = "stripe_error"
 # Seconds either side of a claim's creation that a look-up at Stripe searches (clocks and queues drift).
 LOOKUP_MARGIN_S = 600
 # Stripe keeps an idempotency key 24 h; past this (with a margin) a key may no longer protect a repeat.
@@ -50,6 +52,14 @@ def _kind(exc: StripeMayHaveActed) -> str:
     return NOT_ACTED if exc.kind == "server_error" and exc.should_retry is True else exc.kind
 
 
+def _looked_up(look_up: Callable[[], dict[str, Any] | None]) -> dict[str, Any] | None:
+    """`look_up`'s answer; a refused look-up (401, 403, 404) tells nothing of what Stripe did: still unknown."""
+    try:
+        return look_up()
+    except OperationError as exc:
+        raise OutcomeUnknown() from exc
+
+
 def send_or_resolve(
     claim: idempotency.Claim,
     send: Callable[[idempotency.Claim], dict[str, Any]],
@@ -63,7 +73,7 @@ def send_or_resolve(
     """
     stale_key = _past_key_window(claim)
     if claim.stripe_unknown is not None or stale_key:
-        found = look_up()
+        found = _looked_up(look_up)
         if found is not None:
             return found
         if claim.stripe_unknown not in (None, NOT_ACTED) and not stale_key:
@@ -76,12 +86,20 @@ def send_or_resolve(
     except StripeMayHaveActed as exc:
         kind = _kind(exc)
         claim = idempotency.note_unknown(claim, kind)
-        found = look_up()
+        found = _looked_up(look_up)
         if found is not None:
             return found
         if kind == NOT_ACTED:
             note_stripe_did_not_act()
             raise TransientError("Stripe failed without acting; nothing was done.", code="stripe_error") from exc
+        raise OutcomeUnknown() from exc
+    except OperationError as exc:
+        if exc.code != CREDENTIALS_REFUSED or not (claim.resumed and claim.stripe_started):
+            raise
+        # Refused before Stripe read this request (401/403): an earlier attempt's send may still have acted.
+        found = _looked_up(look_up)
+        if found is not None:
+            return found
         raise OutcomeUnknown() from exc
 
 

@@ -20,6 +20,7 @@ from domain.errors import OperationError, TransientError
 from domain.schemas import CreatePaymentIntentInput
 from models import IdempotencyRecord, PaymentIntent, Refund, ZtrackingPaymentIntent, utcnow
 from tests.domain.helpers import call, context
+from tests.drills.conftest import database_of_its_own
 from tests.drills.helpers import customer, stripe_intents, stripe_refunds_of, vault, vaulted
 from tests.drills.report import report
 from tests.support.stripe_proxy import ACT_THEN_500, FAIL_WHILE_EXECUTING, TIMEOUT_AFTER_SENT, Fault, StripeProxy
@@ -32,24 +33,8 @@ SAVED_500 = Fault(FAIL_WHILE_EXECUTING)
 @pytest.fixture(scope="module")
 def own_database() -> Iterator[object]:
     """A database of this drill's own: the janitor works on every claim it finds, and here it finds only ours."""
-    import dataclasses
-
-    import models
-    from models.schema import migrate, seed
-    from settings import get_settings
-    from tests.conftest import RUN
-    from tests.support import services
-
-    name = f"vyp_drill14_{RUN}"
-    services.create_mariadb_database(name)
-    db = models.base.make_database(dataclasses.replace(get_settings(), tidb_database=name))
-    migrate(db)
-    seed(db)
-    try:
+    with database_of_its_own("drill14") as db:
         yield db
-    finally:
-        db.close_all()
-        services.drop_mariadb_database(name)
 
 
 @pytest.fixture()

@@ -179,6 +179,38 @@ def test_a_token_for_alice_written_another_way_sees_and_moves_nothing_of_alices(
     assert ok(server_socket.call("register-user", {"userId": alice}))["registered"] is True
 
 
+def failed_capture(intent_id: str) -> str:
+    """A capture attempt of the intent that failed without Stripe acting (as the janitor leaves one)."""
+    from domain import payment_attempts
+    from domain.ids import new_id
+    from models import PaymentIntent, unit_of_work, write_transaction
+
+    with unit_of_work(), write_transaction():
+        intent = PaymentIntent.get_by_id(intent_id)
+        attempt = payment_attempts.open_attempt(intent, new_id("payment_attempt"), "capture", amount=intent.amount)
+        payment_attempts.settle(attempt, intent, {"code": "stripe_error", "message": "not done at Stripe"})
+        return attempt.id
+
+
+def test_a_customer_token_cannot_capture_by_retrying_a_failed_capture_and_a_server_can(
+    socket_stack, server_socket, stripe_api
+):
+    browser = SocketClient(socket_stack.sockets[1], token=socket_stack.token(customer())).connect()
+    try:
+        vault(browser, stripe_api)
+        authorise = {"amount": 1600, "currency": "usd", "confirm": True, "captureMethod": "manual"}
+        intent = ok(browser.call("create-payment-intent", authorise))
+        attempt_id = failed_capture(intent["id"])
+        # What capture-payment-intent answers the token, a retry of a capture answers it too.
+        assert refused(browser.call("retry-payment-attempt", {"attemptId": attempt_id}), "forbidden")["status"] == 403
+        held = stripe_api.v1.payment_intents.retrieve(intent["stripePaymentIntentId"])
+        assert (held.status, held.amount_received) == ("requires_capture", 0)
+        retried = ok(server_socket.call("retry-payment-attempt", {"attemptId": attempt_id}))  # the merchant may
+        assert (retried["status"], retried["retryOf"]) == ("succeeded", attempt_id)
+    finally:
+        browser.close()
+
+
 def test_missing_forged_expired_and_revoked_credentials_are_refused_at_the_handshake(socket_stack):
     settings = get_settings()
     base = socket_stack.sockets[0]
