@@ -305,7 +305,8 @@ class Stack:
         try:
             with conn.cursor() as cur:
                 cur.execute(query, args)
-                rows = list(cur.fetchall())
+                # Identifier columns are VARBINARY (compared byte for byte): read them back as the text they hold.
+                rows = [tuple(v.decode() if isinstance(v, bytes) else v for v in row) for row in cur.fetchall()]
             conn.commit()  # a drill's own write (staging a state) must stay
             return rows
         finally:
