@@ -168,6 +168,20 @@ def _confirm_looked_up(stripe_payment_intent_id: str, before: dict[str, Any]) ->
     return None
 
 
+def _where_it_stands(
+    claim: idempotency.Claim, intent: PaymentIntent, payment_method_id: str | None
+) -> dict[str, Any] | None:
+    """The answer of a confirm that has nothing to do (stored for the key), or None when it must call Stripe."""
+    if intent.status in CONFIRMED or (intent.status == "requires_action" and payment_method_id is None):
+        # Already confirmed (or waiting on the customer's 3-D Secure): where it stands is the answer.
+        payload = intent.to_payload()
+        idempotency.finish(claim, {"response": payload})
+        return payload
+    if intent.status == "canceled":
+        raise OperationError("invalid_state", "A canceled payment cannot be confirmed.", {"status": intent.status})
+    return None
+
+
 def run_confirm(
     claim: idempotency.Claim,
     payment_intent_id: str,
@@ -180,34 +194,39 @@ def run_confirm(
     attempt = PaymentAttempt.get_or_none(PaymentAttempt.id == claim.resource_id)
     intent = _intent(payment_intent_id)
     if attempt is None:
-        if intent.status in CONFIRMED or (intent.status == "requires_action" and payment_method_id is None):
-            # Already confirmed (or waiting on the customer's 3-D Secure): where it stands is the answer.
-            payload = intent.to_payload()
-            idempotency.finish(claim, {"response": payload})
-            return _with_client_secret(payload, None)
-        if intent.status == "canceled":
-            raise OperationError("invalid_state", "A canceled payment cannot be confirmed.", {"status": intent.status})
+        stands = _where_it_stands(claim, intent, payment_method_id)
+        if stands is not None:
+            return _with_client_secret(stands, None)
         method = vaulted_method(intent.customer_id, payment_method_id or intent.payment_method_id, default=True)
         assert method is not None
         before = stripe_client.retrieve_payment_intent(_stripe_id(intent))
         charge = before.get("latest_charge")
         with write_transaction():
             intent = lock_existing_intent(intent.id)
-            payment_attempts.refuse_if_another_is_running(intent, "confirm")
-            attempt = payment_attempts.open_attempt(
-                intent, claim.resource_id, "confirm", payment_method_id=method.id, retry_of=retry_of
-            )
-            claim = idempotency.start_stripe_call(
-                claim,
-                {
-                    "params": {"payment_method": method.stripe_payment_method_id},
-                    "before": {"status": before["status"], "latestCharge": charge if isinstance(charge, str) else None},
-                    "paymentMethodId": method.id,
-                },
-            )
-            if intent.payment_method_id != method.id:
-                intent.payment_method_id = method.id
-                save_with_history(intent, cause=f"{CONFIRM}:{attempt.id}:payment-method")
+            # Checked again under the lock: a confirm that settled the intent meanwhile answers for this one too.
+            stands = _where_it_stands(claim, intent, payment_method_id)
+            if stands is None:
+                payment_attempts.refuse_if_another_is_running(intent, "confirm")
+                attempt = payment_attempts.open_attempt(
+                    intent, claim.resource_id, "confirm", payment_method_id=method.id, retry_of=retry_of
+                )
+                claim = idempotency.start_stripe_call(
+                    claim,
+                    {
+                        "params": {"payment_method": method.stripe_payment_method_id},
+                        "before": {
+                            "status": before["status"],
+                            "latestCharge": charge if isinstance(charge, str) else None,
+                        },
+                        "paymentMethodId": method.id,
+                    },
+                )
+                if intent.payment_method_id != method.id:
+                    intent.payment_method_id = method.id
+                    save_with_history(intent, cause=f"{CONFIRM}:{attempt.id}:payment-method")
+        if stands is not None:
+            return _with_client_secret(stands, None)  # after the commit: no Stripe call under the row lock
+    assert attempt is not None
     recorded = claim.recorded_stripe_params()
     params, before = recorded["params"], recorded["before"]
     stripe_id = _stripe_id(intent)

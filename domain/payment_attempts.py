@@ -54,6 +54,7 @@ def refuse_if_another_is_running(intent: PaymentIntent, operation: str) -> None:
             "invalid_state",
             f"Another {operation} of this payment is in progress; retry shortly.",
             {"status": intent.status},
+            retry_later=True,
         )
 
 
