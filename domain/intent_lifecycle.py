@@ -144,12 +144,19 @@ def _record_read(
             and intent_may_move(intent.status, stripe_intent["status"])
             and apply_stripe_intent(intent, stripe_intent, deadline)
         )
-        if changed:
-            payment_events.save_intent_change(intent, cause, before=before)
         if attempt is not None:
             attempt = payment_attempts.settle(
                 PaymentAttempt.get_by_id(attempt.id), intent, error.to_error() if error else None
             )
+        # Every failed attempt is told, a second decline too (its status stays where the first left it).
+        failed = (
+            attempt is not None
+            and payment_attempts.payment_failed(attempt, intent, error.to_error() if error else None)
+            and not payment_events.attempt_failure_told(intent, attempt.id)
+        )
+        if changed or failed:
+            failed_attempt = attempt.id if failed and attempt is not None else None
+            payment_events.save_intent_change(intent, cause, before=before, failed_attempt=failed_attempt)
         if error is not None and answer is intent_answer:
             error.details.update({"paymentIntentId": intent.id, **({"attemptId": attempt.id} if attempt else {})})
             idempotency.finish(claim, {"error": error.to_error()})
@@ -507,8 +514,8 @@ def sync_payment_intent(ctx: OperationContext, inp: SyncPaymentIntentInput) -> d
             if intent_may_move(intent.status, stripe_intent["status"]) and apply_stripe_intent(
                 intent, stripe_intent, deadline
             ):
-                payment_events.save_intent_change(intent, "sync", before=before)
-                payment_attempts.settle_open_attempts(intent)
+                failed = payment_attempts.settle_open_attempts(intent)
+                payment_events.save_intent_change(intent, "sync", before=before, failed_attempt=failed)
             return status_of(intent)
     return status_of(intent)  # the row kept moving: it holds what others, fresher, applied
 

@@ -14,8 +14,9 @@ import pytest
 import stripe
 
 import stripe_client
+from domain import payment_events
 from domain.errors import OperationError
-from models import PaymentAttempt, PaymentIntent, WebhookEvent, ZtrackingPaymentIntent
+from models import PaymentAttempt, PaymentEvent, PaymentIntent, WebhookEvent, ZtrackingPaymentIntent
 from tests.conftest import WEBHOOK_SECRET, make_card
 from tests.domain.helpers import call, context
 from tests.drills.helpers import customer, vaulted
@@ -189,6 +190,9 @@ def test_a_late_confirm_answer_never_moves_back_a_failure_a_webhook_told_first(s
     answered = call("confirm-payment-intent", {"paymentIntentId": intent["id"]})
     monkeypatch.undo()
     row = PaymentIntent.get_by_id(intent["id"])
+    failures = PaymentEvent.select().where(
+        PaymentEvent.payment_intent_id == intent["id"], PaymentEvent.type == payment_events.FAILED_PAYMENT
+    )
     report(
         "18",
         "confirm answered processing after its payment_failed webhook was applied",
@@ -196,9 +200,11 @@ def test_a_late_confirm_answer_never_moves_back_a_failure_a_webhook_told_first(s
         answer=answered["status"],
         stored=row.status,
         attempts=",".join(status for _, status, _ in attempts_of(intent["id"])),
+        failed_payment_events=failures.count(),
     )
     assert told == ["processed"]
     assert answered["status"] == row.status == "requires_payment_method"
     assert row.last_payment_error and row.last_payment_error["code"] == "card_declined"
     assert [status for _, status, _ in attempts_of(intent["id"])] == ["failed"]
     assert "processing" not in statuses_of(intent["id"])
+    assert failures.count() == 1  # told once: by the webhook that settled the attempt, not again by the answer
