@@ -99,12 +99,14 @@ EVENTS: dict[str, type[Event]] = {
 WHEN = {
     "created-payment-intent": "An intent is created.",
     "succeeded-payment": "An intent reaches succeeded, by any path (an answer, a webhook, the janitor, a sync).",
-    "failed-payment": "An attempt fails: a decline, requires_payment_method after a failure, an expired authorisation.",
+    "failed-payment": "Each attempt that fails (a second decline too), a failure without an attempt of ours, an "
+    "expired authorisation.",
     "canceled-payment": "An intent is canceled.",
     "created-refund": "Stripe accepts a refund (one of ours, or one made in the Dashboard).",
     "refund-succeeded-payment": "A refund succeeds.",
     "failed-refund": "A refund fails or is canceled.",
-    "payment-status-changed": "An intent's status changes, its creation included (what the Socket.IO door pushes).",
+    "payment-status-changed": "An intent's status changes, its creation included, or an attempt of it fails (what "
+    "the Socket.IO door pushes).",
 }
 
 HEADERS = {

@@ -27,21 +27,33 @@ STATUS_BY_CODE = {
     "timeout": 504,
 }
 
+# Answers that tell the caller to send the same request again later: never stored as a key's outcome, or the retry
+# they invite would replay them for good (a 409 "in progress" after the payment succeeded).
+RETRY_CODES = frozenset({"idempotency_key_in_use", "rate_limited", "service_unavailable", "outcome_unknown", "timeout"})
+
 
 class OperationError(Exception):
     """An expected failure, carried to the caller as `{"error": {code, message, status, details}}`."""
 
-    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, details: dict[str, Any] | None = None, *, retry_later: bool = False
+    ) -> None:
         if code not in STATUS_BY_CODE:
             raise ValueError(f"unknown error code {code!r}")
         super().__init__(message)
         self.code = code
         self.message = message
         self.details = details or {}
+        self.retry_later = retry_later  # a refusal for now (another operation is running), not the request's answer
 
     @property
     def status(self) -> int:
         return STATUS_BY_CODE[self.code]
+
+    @property
+    def says_retry(self) -> bool:
+        """The answer tells the caller to retry the same request later: it is never the key's final answer."""
+        return self.retry_later or self.code in RETRY_CODES
 
     def to_error(self) -> dict[str, Any]:
         """The `error` object of the REST body and of the Kafka envelope."""

@@ -357,8 +357,9 @@ def execute_once(
 ) -> dict[str, Any]:
     """Run `execute` once per key: it stores its success outcome with `complete` in its last transaction.
 
-    Errors it raises are stored for replay; a transient failure on the last attempt, or a crash,
-    gives the key back so that a retry with the same key can finish the work. Raises `ExecutionInProgress`
+    Errors it raises are stored for replay, except those that tell the caller to retry (`says_retry`: another
+    operation on the payment is running): those give the key back, as a transient failure on the last attempt, or
+    a crash, does, so that a retry with the same key can finish the work. Raises `ExecutionInProgress`
     while another execution of the same request runs, and whenever this one lost the claim to another:
     the caller waits and calls again, which replays the holder's outcome.
     """
@@ -378,6 +379,11 @@ def execute_once(
         with heartbeat(claimed):
             return execute(claimed)
     except OperationError as exc:
+        if exc.says_retry:
+            # "Retry shortly" is not what the request did: the key is given back, so the retry it invites runs.
+            if not release(claimed) and not stored_by(claimed):
+                raise ClaimLost() from exc
+            raise
         if not complete(claimed, {"error": exc.to_error()}) and not stored_by(claimed):
             # Taken over meanwhile: the holder answers, perhaps with the success this one did not see.
             raise ClaimLost() from exc

@@ -37,6 +37,8 @@ SYNC = "payment-status-update"
 # A confirm of an intent already here answers where it stands: the gateway always confirms before it captures.
 CONFIRMED = ("requires_capture", "processing", "succeeded")
 CANCELABLE = ("requires_payment_method", "requires_confirmation", "requires_action", "requires_capture")
+# Reads of Stripe an answer or a sync makes while the row keeps changing under it (a webhook applied meanwhile).
+FRESH_READS = 3
 
 Answer = Callable[[PaymentIntent, PaymentAttempt | None], dict[str, Any]]
 
@@ -76,6 +78,21 @@ def _replay(stored: dict[str, Any]) -> dict[str, Any]:
     return _with_client_secret(stored, None)
 
 
+class _RowMoved(Exception):
+    """The intent's row changed while Stripe was asked: what Stripe said may be older than what the row holds."""
+
+    def __init__(self, intent: PaymentIntent) -> None:
+        super().__init__(intent.id)
+        self.stripe_payment_intent_id = _stripe_id(intent)
+        self.version = intent.ztracking_version
+
+
+def _read_again_if_moved(intent: PaymentIntent, read_at_version: int | None, reads_left: int) -> bool:
+    """Under the row lock: whether Stripe's view must be read again before it is applied. It was read while the row
+    stood at `read_at_version` (None: unknown, e.g. an answer Stripe may have replayed from an earlier attempt)."""
+    return reads_left > 0 and (read_at_version is None or intent.ztracking_version != read_at_version)
+
+
 def _record(
     claim: idempotency.Claim,
     intent_id: str,
@@ -84,19 +101,62 @@ def _record(
     attempt: PaymentAttempt | None,
     answer: Answer,
     error: OperationError | None = None,
+    *,
+    read_at_version: int | None = None,
 ) -> dict[str, Any]:
-    """Store Stripe's answer on the intent (one snapshot), settle the attempt, and store the key's outcome."""
+    """Store Stripe's answer on the intent (one snapshot), settle the attempt, and store the key's outcome.
+
+    A late answer never moves the status back: if the row changed since Stripe answered (a webhook told something
+    newer), or when that is unknown, the intent is read again from Stripe and that is applied instead.
+    """
+    for reads_left in range(FRESH_READS, 0, -1):
+        try:
+            return _record_read(
+                claim, intent_id, stripe_intent, cause, attempt, answer, error, read_at_version, reads_left - 1
+            )
+        except _RowMoved as moved:
+            stripe_intent = stripe_client.retrieve_payment_intent(moved.stripe_payment_intent_id)
+            read_at_version = moved.version
+    raise AssertionError("unreachable: the last read never raises _RowMoved")
+
+
+def _record_read(
+    claim: idempotency.Claim,
+    intent_id: str,
+    stripe_intent: dict[str, Any],
+    cause: str,
+    attempt: PaymentAttempt | None,
+    answer: Answer,
+    error: OperationError | None,
+    read_at_version: int | None,
+    reads_left: int,
+) -> dict[str, Any]:
     deadline = capture_deadline_of(stripe_intent)
     with write_transaction():
         intent = lock_existing_intent(intent_id)
+        if _read_again_if_moved(intent, read_at_version, reads_left):
+            raise _RowMoved(intent)  # nothing written yet: the transaction rolls back
         before = intent.status
-        if intent_may_move(intent.status, stripe_intent["status"]):
-            if apply_stripe_intent(intent, stripe_intent, deadline):
-                payment_events.save_intent_change(intent, cause, before=before)
+        # A row that kept moving while Stripe was read again and again keeps what others, fresher, applied.
+        fresh = reads_left > 0 or read_at_version == intent.ztracking_version
+        changed = (
+            fresh
+            and intent_may_move(intent.status, stripe_intent["status"])
+            and apply_stripe_intent(intent, stripe_intent, deadline)
+        )
         if attempt is not None:
             attempt = payment_attempts.settle(
                 PaymentAttempt.get_by_id(attempt.id), intent, error.to_error() if error else None
             )
+        # Every failed attempt is told, a second decline too (its status stays where the first left it).
+        failed = (
+            attempt is not None
+            and payment_attempts.payment_failed(attempt, intent, error.to_error() if error else None)
+            and not payment_events.attempt_failure_told(intent, attempt.id)
+        )
+        if changed or failed:
+            failed_attempt = attempt.id if failed and attempt is not None else None
+            payment_events.save_intent_change(intent, cause, before=before, failed_attempt=failed_attempt)
         if error is not None and answer is intent_answer:
             error.details.update({"paymentIntentId": intent.id, **({"attemptId": attempt.id} if attempt else {})})
             idempotency.finish(claim, {"error": error.to_error()})
@@ -140,6 +200,7 @@ def _act_and_record(
     params = claim.recorded_stripe_params()["params"]
     stripe_id = _stripe_id(intent)
     cause = f"{operation}:{attempt.id}" if attempt is not None else operation
+    seen = None if claim.resumed else intent.ztracking_version  # a resumed claim's answer may be an old replay
     try:
         stripe_intent = stripe_outcomes.send_or_resolve(
             claim,
@@ -152,11 +213,13 @@ def _act_and_record(
         refused, current = _refused(exc, intent)
         # Nothing done is an error to a retry too (its attempt summary would read as done).
         told = intent_answer if not_done is not None and not_done(current) is not None else answer
-        return _record(claim, intent.id, current, f"{cause}:refused", attempt, told, refused)
+        return _record(claim, intent.id, current, f"{cause}:refused", attempt, told, refused, read_at_version=seen)
     missed = not_done(stripe_intent) if not_done is not None else None
     if missed is not None:
-        return _record(claim, intent.id, stripe_intent, f"{cause}:not-done", attempt, intent_answer, missed)
-    return _record(claim, intent.id, stripe_intent, cause, attempt, answer)
+        return _record(
+            claim, intent.id, stripe_intent, f"{cause}:not-done", attempt, intent_answer, missed, read_at_version=seen
+        )
+    return _record(claim, intent.id, stripe_intent, cause, attempt, answer, read_at_version=seen)
 
 
 # -- confirm
@@ -172,6 +235,20 @@ def _confirm_looked_up(stripe_payment_intent_id: str, before: dict[str, Any]) ->
     return None
 
 
+def _where_it_stands(
+    claim: idempotency.Claim, intent: PaymentIntent, payment_method_id: str | None
+) -> dict[str, Any] | None:
+    """The answer of a confirm that has nothing to do (stored for the key), or None when it must call Stripe."""
+    if intent.status in CONFIRMED or (intent.status == "requires_action" and payment_method_id is None):
+        # Already confirmed (or waiting on the customer's 3-D Secure): where it stands is the answer.
+        payload = intent.to_payload()
+        idempotency.finish(claim, {"response": payload})
+        return payload
+    if intent.status == "canceled":
+        raise OperationError("invalid_state", "A canceled payment cannot be confirmed.", {"status": intent.status})
+    return None
+
+
 def run_confirm(
     claim: idempotency.Claim,
     payment_intent_id: str,
@@ -182,39 +259,46 @@ def run_confirm(
 ) -> dict[str, Any]:
     """Confirm the intent for a claim (a confirm, or a retry of a failed one); its attempt is the claim's resource."""
     attempt = PaymentAttempt.get_or_none(PaymentAttempt.id == claim.resource_id)
+    resumed = attempt is not None
     intent = _intent(payment_intent_id)
     if attempt is None:
-        if intent.status in CONFIRMED or (intent.status == "requires_action" and payment_method_id is None):
-            # Already confirmed (or waiting on the customer's 3-D Secure): where it stands is the answer.
-            payload = intent.to_payload()
-            idempotency.finish(claim, {"response": payload})
-            return _with_client_secret(payload, None)
-        if intent.status == "canceled":
-            raise OperationError("invalid_state", "A canceled payment cannot be confirmed.", {"status": intent.status})
+        stands = _where_it_stands(claim, intent, payment_method_id)
+        if stands is not None:
+            return _with_client_secret(stands, None)
         method = vaulted_method(intent.customer_id, payment_method_id or intent.payment_method_id, default=True)
         assert method is not None
         before = stripe_client.retrieve_payment_intent(_stripe_id(intent))
         charge = before.get("latest_charge")
         with write_transaction():
             intent = lock_existing_intent(intent.id)
-            payment_attempts.refuse_if_another_is_running(intent, "confirm")
-            attempt = payment_attempts.open_attempt(
-                intent, claim.resource_id, "confirm", payment_method_id=method.id, retry_of=retry_of
-            )
-            claim = idempotency.start_stripe_call(
-                claim,
-                {
-                    "params": {"payment_method": method.stripe_payment_method_id},
-                    "before": {"status": before["status"], "latestCharge": charge if isinstance(charge, str) else None},
-                    "paymentMethodId": method.id,
-                },
-            )
-            if intent.payment_method_id != method.id:
-                intent.payment_method_id = method.id
-                save_with_history(intent, cause=f"{CONFIRM}:{attempt.id}:payment-method")
+            # Checked again under the lock: a confirm that settled the intent meanwhile answers for this one too.
+            stands = _where_it_stands(claim, intent, payment_method_id)
+            if stands is None:
+                payment_attempts.refuse_if_another_is_running(intent, "confirm")
+                attempt = payment_attempts.open_attempt(
+                    intent, claim.resource_id, "confirm", payment_method_id=method.id, retry_of=retry_of
+                )
+                claim = idempotency.start_stripe_call(
+                    claim,
+                    {
+                        "params": {"payment_method": method.stripe_payment_method_id},
+                        "before": {
+                            "status": before["status"],
+                            "latestCharge": charge if isinstance(charge, str) else None,
+                        },
+                        "paymentMethodId": method.id,
+                    },
+                )
+                if intent.payment_method_id != method.id:
+                    intent.payment_method_id = method.id
+                    save_with_history(intent, cause=f"{CONFIRM}:{attempt.id}:payment-method")
+        if stands is not None:
+            return _with_client_secret(stands, None)  # after the commit: no Stripe call under the row lock
+    assert attempt is not None
     recorded = claim.recorded_stripe_params()
     params, before = recorded["params"], recorded["before"]
     stripe_id = _stripe_id(intent)
+    seen = None if resumed else intent.ztracking_version  # a resumed attempt's answer may be an old replay
     try:
         stripe_intent = stripe_outcomes.send_or_resolve(
             claim,
@@ -227,8 +311,10 @@ def run_confirm(
         declined = stripe_client.card_error_payment_intent(exc)
         if exc.code != "card_declined" or declined is None:
             refused, current = _refused(exc, intent)
-            return _record(claim, intent.id, current, f"{CONFIRM}:{attempt.id}:refused", attempt, answer, refused)
-        return _record(claim, intent.id, declined, f"{CONFIRM}:{attempt.id}:declined", attempt, answer, exc)
+            cause = f"{CONFIRM}:{attempt.id}:refused"
+            return _record(claim, intent.id, current, cause, attempt, answer, refused, read_at_version=seen)
+        cause = f"{CONFIRM}:{attempt.id}:declined"
+        return _record(claim, intent.id, declined, cause, attempt, answer, exc, read_at_version=seen)
     if stripe_intent["status"] == "requires_payment_method" and stripe_intent.get("last_payment_error"):
         # Found by the look-up after a lost answer: the confirm was declined.
         error = stripe_intent["last_payment_error"]
@@ -240,8 +326,9 @@ def run_confirm(
                 "stripeCode": error.get("code"),
             },
         )
-        return _record(claim, intent.id, stripe_intent, f"{CONFIRM}:{attempt.id}:declined", attempt, answer, decline)
-    payload = _record(claim, intent.id, stripe_intent, f"{CONFIRM}:{attempt.id}", attempt, answer)
+        cause = f"{CONFIRM}:{attempt.id}:declined"
+        return _record(claim, intent.id, stripe_intent, cause, attempt, answer, decline, read_at_version=seen)
+    payload = _record(claim, intent.id, stripe_intent, f"{CONFIRM}:{attempt.id}", attempt, answer, read_at_version=seen)
     return _with_client_secret(payload, stripe_intent) if answer is intent_answer else payload
 
 
@@ -442,23 +529,30 @@ def _check_retryable(failed: PaymentAttempt, intent: PaymentIntent) -> None:
 
 def sync_payment_intent(ctx: OperationContext, inp: SyncPaymentIntentInput) -> dict[str, Any]:
     """Read the intent from Stripe and apply what Stripe says (cause `sync`); the message's own status is never
-    trusted. Answers the short status."""
+    trusted. A read is applied only if the row did not change while it was made (else Stripe is read again), so a
+    read older than a webhook never moves the status back. Answers the short status."""
     key = inp.payment_intent_id
     column = PaymentIntent.stripe_payment_intent_id if key.startswith("pi_") else PaymentIntent.id
     intent = PaymentIntent.get_or_none(column == key)
     if intent is None or not intent.stripe_payment_intent_id:
         raise not_found("payment intent", key)
-    stripe_intent = stripe_client.retrieve_payment_intent(intent.stripe_payment_intent_id)
-    deadline = capture_deadline_of(stripe_intent)
-    with write_transaction():
-        intent = lock_existing_intent(intent.id)
-        before = intent.status
-        if intent_may_move(intent.status, stripe_intent["status"]) and apply_stripe_intent(
-            intent, stripe_intent, deadline
-        ):
-            payment_events.save_intent_change(intent, "sync", before=before)
-            payment_attempts.settle_open_attempts(intent)
-    return status_of(intent)
+    for _ in range(FRESH_READS):
+        read_at_version = intent.ztracking_version
+        stripe_intent = stripe_client.retrieve_payment_intent(_stripe_id(intent))
+        deadline = capture_deadline_of(stripe_intent)
+        with write_transaction():
+            intent = lock_existing_intent(intent.id)
+            if intent.ztracking_version != read_at_version:
+                # Changed while Stripe was read (a webhook): the read may be older than the row, never applied.
+                continue
+            before = intent.status
+            if intent_may_move(intent.status, stripe_intent["status"]) and apply_stripe_intent(
+                intent, stripe_intent, deadline
+            ):
+                failed = payment_attempts.settle_open_attempts(intent)
+                payment_events.save_intent_change(intent, "sync", before=before, failed_attempt=failed)
+            return status_of(intent)
+    return status_of(intent)  # the row kept moving: it holds what others, fresher, applied
 
 
 # -- the janitor's part: a confirm, capture, cancel or retry abandoned after its Stripe call started
@@ -484,12 +578,13 @@ def resolve_abandoned(operation: str, request: dict[str, Any], claim: idempotenc
     if found is not None:
         missed = _not_captured(found) if check is looked_up[CAPTURE] else None
         try:
+            seen = intent.ztracking_version
             if missed is not None:  # canceled or expired: an error, never the capture's success
-                _record(
-                    claim, intent.id, found, f"janitor:fetched:{operation}:not-done", attempt, intent_answer, missed
-                )
+                cause = f"janitor:fetched:{operation}:not-done"
+                _record(claim, intent.id, found, cause, attempt, intent_answer, missed, read_at_version=seen)
             else:
-                _record(claim, intent.id, found, f"janitor:fetched:{operation}", attempt, answer)
+                cause = f"janitor:fetched:{operation}"
+                _record(claim, intent.id, found, cause, attempt, answer, read_at_version=seen)
         except OperationError:
             pass  # a decline Stripe recorded: stored with the attempt, and it is the key's answer
         return "fetched" if missed is None else "fetched, not captured"

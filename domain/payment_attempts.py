@@ -54,6 +54,7 @@ def refuse_if_another_is_running(intent: PaymentIntent, operation: str) -> None:
             "invalid_state",
             f"Another {operation} of this payment is in progress; retry shortly.",
             {"status": intent.status},
+            retry_later=True,
         )
 
 
@@ -99,14 +100,29 @@ def record_first(
     return attempt
 
 
-def settle_open_attempts(intent: PaymentIntent) -> None:
-    """An event or a sync moved the intent: the attempt it was waiting on (3-D Secure, processing) ends with it."""
+def payment_failed(attempt: PaymentAttempt, intent: PaymentIntent, error: dict[str, Any] | None = None) -> bool:
+    """The attempt ended because the payment failed (a decline: the intent wants another payment method), not
+    because the request was refused: what `failed-payment` announces, once per attempt."""
+    return (
+        attempt.status == "failed"
+        and intent.status == "requires_payment_method"
+        and bool(intent.last_payment_error)
+        and (error is None or error.get("code") == "card_declined")
+    )
+
+
+def settle_open_attempts(intent: PaymentIntent) -> str | None:
+    """An event or a sync moved the intent: the attempt it was waiting on (3-D Secure, processing) ends with it.
+    Returns the attempt whose payment failed with it, if one did (its failure is announced under its id)."""
     waiting = PaymentAttempt.select().where(
         PaymentAttempt.payment_intent_id == intent.id, PaymentAttempt.status.in_(OPEN)
     )
-    for attempt in waiting:
+    failed = None
+    for attempt in waiting.order_by(PaymentAttempt.attempt_number):
         if attempt_status_for(intent.status) != attempt.status:
             settle(attempt, intent)
+            failed = attempt.id if payment_failed(attempt, intent) else failed
+    return failed
 
 
 def summary(attempt: PaymentAttempt) -> dict[str, Any]:

@@ -10,12 +10,12 @@ reporting one success — is the same event, stored once.
 | --- | --- |
 | created-payment-intent | an intent is created |
 | succeeded-payment | an intent reaches `succeeded`, by any path (an answer, a webhook, the janitor, a sync) |
-| failed-payment | an attempt fails: a decline, `requires_payment_method` after a failure, an expired authorisation |
+| failed-payment | each attempt that fails (a decline, a second one too), an expired authorisation |
 | canceled-payment | an intent is canceled |
 | created-refund | Stripe accepts a refund (ours, or one made in the Dashboard) |
 | refund-succeeded-payment | a refund succeeds |
 | failed-refund | a refund fails or is canceled |
-| payment-status-changed | an intent's status changes (creation included): what the Socket.IO door pushes |
+| payment-status-changed | an intent's status changes (creation included), an attempt fails: the Socket.IO pushes |
 """
 
 from __future__ import annotations
@@ -115,13 +115,28 @@ def _error_of(intent: PaymentIntent) -> tuple[str | None, str | None]:
     return error.get("code"), error.get("message")
 
 
-def intent_changed(intent: PaymentIntent, before: str | None, *, created: bool = False) -> None:
+def intent_changed(
+    intent: PaymentIntent, before: str | None, *, created: bool = False, failed_attempt: str | None = None
+) -> None:
     """The events an intent's change tells of (call in the change's transaction, after its snapshot)."""
-    announce_all(intent, events_of_change(intent, before, created=created))
+    announce_all(intent, events_of_change(intent, before, created=created, failed_attempt=failed_attempt))
 
 
-def events_of_change(intent: PaymentIntent, before: str | None, *, created: bool = False) -> list[Event]:
-    """What an intent's change tells, in the order it is told."""
+def _attempt_failure(intent_id: str, attempt_id: str) -> tuple[str | int, ...]:
+    return (intent_id, "attempt", attempt_id)
+
+
+def attempt_failure_told(intent: PaymentIntent, attempt_id: str) -> bool:
+    """Whether the failure of this attempt was announced already (by its answer, or by a webhook that settled it)."""
+    told = event_id(FAILED_PAYMENT, *_attempt_failure(intent.id, attempt_id))
+    return PaymentEvent.select().where(PaymentEvent.event_id == told).exists()
+
+
+def events_of_change(
+    intent: PaymentIntent, before: str | None, *, created: bool = False, failed_attempt: str | None = None
+) -> list[Event]:
+    """What an intent's change tells, in the order it is told. `failed_attempt` names the attempt whose failure the
+    change records: told even when the status stays where it was (a second decline), once per attempt."""
     events: list[Event] = []
     if created:
         fields = {
@@ -131,7 +146,7 @@ def events_of_change(intent: PaymentIntent, before: str | None, *, created: bool
             "currency": intent.currency,
         }
         events.append((CREATED_PAYMENT_INTENT, fields, (intent.id,)))
-    if intent.status == before and not created:
+    if intent.status == before and not created and failed_attempt is None:
         return events
     events.append(_status_event(intent, None if created else before))
     if intent.status == "succeeded":
@@ -140,7 +155,9 @@ def events_of_change(intent: PaymentIntent, before: str | None, *, created: bool
     elif intent.status == "requires_payment_method" and intent.last_payment_error:
         code, message = _error_of(intent)
         failed = {"orderId": intent.order_id, "errorCode": code, "errorMessage": message}
-        events.append((FAILED_PAYMENT, failed, (intent.id, intent.ztracking_version)))
+        # One per failed attempt, whichever path tells it first; a failure no attempt of ours made, per version.
+        about = _attempt_failure(intent.id, failed_attempt) if failed_attempt else (intent.id, intent.ztracking_version)
+        events.append((FAILED_PAYMENT, failed, about))
     elif intent.status == "canceled":
         reason = intent.cancellation_reason
         canceled = {"orderId": intent.order_id, "cancellationReason": reason}
@@ -173,11 +190,19 @@ def _status_event(intent: PaymentIntent, before: str | None) -> Event:
     return (PAYMENT_STATUS_CHANGED, fields, (intent.id, intent.ztracking_version))
 
 
-def save_intent_change(intent: PaymentIntent, cause: str, *, before: str | None, create: bool = False) -> None:
+def save_intent_change(
+    intent: PaymentIntent,
+    cause: str,
+    *,
+    before: str | None,
+    create: bool = False,
+    failed_attempt: str | None = None,
+) -> None:
     """Persist an intent's change with its ztracking snapshot and the events it tells of, in one transaction (the
-    caller's)."""
+    caller's). A failed attempt is a change even when no field moved: its snapshot and status event carry a new
+    version, so the Socket.IO door pushes the failure."""
     save_with_history(intent, cause=cause, create=create)
-    intent_changed(intent, before, created=create)
+    intent_changed(intent, before, created=create, failed_attempt=failed_attempt)
 
 
 def refund_changed(refund: Refund, intent: PaymentIntent, before: str | None) -> None:

@@ -81,8 +81,8 @@ def _apply_intent_event(event_id: str, created: int, obj: dict[str, Any], relate
     changed = apply_stripe_intent(intent, obj, related.capture_before)
     intent.last_event_created = max(created, intent.last_event_created or 0)
     if changed:
-        payment_events.save_intent_change(intent, event_id, before=before)
-        payment_attempts.settle_open_attempts(intent)  # a 3-D Secure or processing attempt ends with the intent
+        failed = payment_attempts.settle_open_attempts(intent)  # a 3-D Secure or processing attempt ends with it
+        payment_events.save_intent_change(intent, event_id, before=before, failed_attempt=failed)
     else:
         intent.save()
     return "processed"

@@ -129,6 +129,38 @@ def test_a_decline_is_failed_payment_and_refunds_announce_created_then_succeeded
     ]
 
 
+def test_every_failed_attempt_is_announced_once_with_a_push_a_second_decline_too(domain_db, stripe_api):
+    """Two declines of one intent (another card the second time) leave its status where it was: each is still a
+    failed-payment of its own (its id from the attempt) and a status event of a new version (the Socket.IO push);
+    Stripe's webhook telling the same failure adds nothing."""
+    from socket_door.pushes import status_push
+    from tests.support.webhooks import signed_event
+
+    customer = vaulted(stripe_api, "4000000000000341")
+    intent = call(
+        "create-payment-intent", {"customerId": customer, "amount": 1300, "currency": "usd", "orderId": "o-4"}
+    )
+    with pytest.raises(OperationError) as first:
+        call("confirm-payment-intent", {"paymentIntentId": intent["id"]})
+    other = {"customerId": customer, "stripePaymentMethodId": make_card(stripe_api, "4000000000000341")}
+    other_card = call("create-payment-method", other)
+    with pytest.raises(OperationError) as second:
+        call("confirm-payment-intent", {"paymentIntentId": intent["id"], "paymentMethodId": other_card["id"]})
+    at_stripe = stripe_api.v1.payment_intents.retrieve(intent["stripePaymentIntentId"]).to_dict()
+    late = signed_event("payment_intent.payment_failed", at_stripe, WEBHOOK_SECRET, int(time.time()) + 5)
+    call("process-stripe-webhook", late)
+
+    assert (first.value.code, second.value.code) == ("card_declined", "card_declined")
+    assert first.value.details["attemptId"] != second.value.details["attemptId"]
+    failed = [e for e in events_of(intent["id"]) if e.type == "failed-payment"]
+    assert len(failed) == 2 and len({e.event_id for e in failed}) == 2
+    assert all((e.payload["errorCode"], e.payload["orderId"]) == ("card_declined", "o-4") for e in failed)
+    changes = [e.payload for e in events_of(intent["id"], status_changes=True) if e.type == "payment-status-changed"]
+    pushes = [status_push(c) for c in changes if c["errorCode"]]
+    assert [p["status"] for p in pushes] == ["failed", "failed"]
+    assert pushes[0]["version"] < pushes[1]["version"] == failed[1].payload["version"]
+
+
 def test_an_expired_authorisation_is_canceled_and_failed(domain_db, stripe_api, localstripe_url):
     import requests
 
