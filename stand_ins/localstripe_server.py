@@ -18,7 +18,8 @@ the caller has no answer yet), `POST /_config/faults` makes Stripe act then answ
 under the key) or answer 500 without acting (`500_without_acting`), and `GET /_config/requests` counts calls.
 `--rate-limit N` refuses more than N calls a second per account (API key), as Stripe does (100 live, 25 test):
 429 with Stripe's `rate_limit` body, before anything executes or is saved under a key; `GET /_config/rate_limit`
-answers the limit and how many calls it admitted and refused. Without it (the default) nothing is limited.
+answers the limit, how many calls it admitted and refused and the most admitted in one second (DELETE: counted
+afresh). Without it (the default) nothing is limited.
 """
 
 from __future__ import annotations
@@ -403,6 +404,8 @@ class AccountRateLimit:
         self.buckets: dict[str, tuple[float, float]] = {}  # account -> (tokens, when counted)
         self.admitted = 0
         self.refused = 0
+        self._second = (0, 0)  # (a clock second, calls admitted in it)
+        self.peak_per_second = 0  # the most admitted in one clock second: whether a burst reached the limit
 
     def admit(self, account: str) -> bool:
         if self.per_second <= 0:
@@ -416,10 +419,18 @@ class AccountRateLimit:
             return False
         self.buckets[account] = (tokens - 1, now)
         self.admitted += 1
+        second, count = self._second
+        self._second = (int(now), count + 1 if second == int(now) else 1)
+        self.peak_per_second = max(self.peak_per_second, self._second[1])
         return True
 
     def counts(self) -> dict[str, int]:
-        return {"perSecond": self.per_second, "admitted": self.admitted, "refused": self.refused}
+        return {
+            "perSecond": self.per_second,
+            "admitted": self.admitted,
+            "refused": self.refused,
+            "peakPerSecond": self.peak_per_second,
+        }
 
 
 _rate_limit = AccountRateLimit()
@@ -591,6 +602,9 @@ async def _config_requests(request: web.Request) -> web.Response:
 
 
 async def _config_rate_limit(request: web.Request) -> web.Response:
+    """GET: the limit and what it admitted and refused; DELETE: the counts start again (the limit stays)."""
+    if request.method == "DELETE":
+        _rate_limit.admitted = _rate_limit.refused = _rate_limit.peak_per_second = 0
     return web.json_response(_rate_limit.counts())
 
 
@@ -638,7 +652,8 @@ def main() -> None:
     for method in ("GET", "POST", "DELETE"):
         server.app.router.add_route(method, "/_config/faults", _config_faults)
     server.app.router.add_get("/_config/requests", _config_requests)
-    server.app.router.add_get("/_config/rate_limit", _config_rate_limit)
+    for method in ("GET", "DELETE"):
+        server.app.router.add_route(method, "/_config/rate_limit", _config_rate_limit)
     server.app.router.add_route("POST", "/_config/expire_authorization/{id}", _config_expire)
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
