@@ -174,9 +174,10 @@ class Pacer:
     def acquire(self, priority: str) -> None:
         """Wait for this call's turn, within its budget; `PaceExceeded` past it (nothing was sent)."""
         started = time.monotonic()
+        end = started + self._budget_s()
         while True:
-            budget = self._budget_s() - (time.monotonic() - started)
-            granted, wait_s = self.book(priority, max(0.0, budget))
+            budget = max(0.0, end - time.monotonic())
+            granted, wait_s = self.book(priority, budget)
             if granted:
                 if wait_s > 0:
                     time.sleep(wait_s)  # our booked slot; cooperative under gevent
