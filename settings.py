@@ -42,6 +42,11 @@ def _optional_rate(value: str) -> int | None:
     return rate
 
 
+def _rate(value: str) -> int:
+    """A rate per second; empty or 0: none."""
+    return _optional_rate(value) or 0
+
+
 def _bool(value: str | bool) -> bool:
     if isinstance(value, bool):
         return value
@@ -75,6 +80,7 @@ class Settings:
     stripe_timeout_s: float
     # Calls per second paced across every worker (stripe_pacing.py); None: Stripe's default for the key's mode.
     stripe_rate_limit: int | None
+    stripe_endpoint_rate_limit: int  # calls per second to one Stripe resource (Stripe's default 25); 0: not paced
     tidb_host: str
     tidb_port: int
     tidb_user: str
@@ -187,6 +193,9 @@ def load_settings() -> Settings:
         stripe_api_base=config("STRIPE_API_BASE", default=""),
         stripe_timeout_s=config("STRIPE_TIMEOUT_S", default=20.0, cast=float),
         stripe_rate_limit=config("STRIPE_RATE_LIMIT", default="", cast=_optional_rate),
+        stripe_endpoint_rate_limit=config(
+            "STRIPE_ENDPOINT_RATE_LIMIT", default="25", cast=lambda v: _optional_rate(v) or 0
+        ),
         tidb_host=config("TIDB_HOST", default=""),
         tidb_port=config("TIDB_PORT", default=4000, cast=int),
         tidb_user=config("TIDB_USER", default="root"),

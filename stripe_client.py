@@ -31,7 +31,7 @@ class PacedRequestsClient(stripe.RequestsClient):
     def request(  # type: ignore[override]
         self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None
     ) -> tuple[bytes, int, Mapping[str, str]]:
-        stripe_pacing.pace(method)
+        stripe_pacing.pace(method, url)
         return super().request(method, url, headers, post_data)
 
 

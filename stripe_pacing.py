@@ -4,6 +4,8 @@ Stripe refuses more than its limit per account (429): 100 calls/s in live mode, 
 here for its turn instead, so a burst of payments queues and goes out at the pace Stripe accepts. Two priorities:
 a mutating call (POST: every call that moves money, and the steps before it) books the next free slot; a read
 (status, sync, look-ups) only goes while the bucket holds more than a reserve, so reads never delay a payment.
+Stripe also limits each endpoint (25/s by default, STRIPE_ENDPOINT_RATE_LIMIT): below the account's pace, a call
+takes a slot in its resource's bucket too, in the same script.
 
 Why not the `limits` package (already used by api/limits.py): it answers "may I, now?" (hit/test) but has no
 blocking acquire and no priority, and polling it from a hundred greenlets makes a thundering herd. Here one Lua
@@ -23,6 +25,7 @@ import logging
 import math
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -48,36 +51,62 @@ REDIS_RETRY_S = 5.0
 # A read polls again at least this often while mutating calls hold the bucket (they may drain sooner).
 READ_POLL_S = 0.25
 
-# KEYS[1]: the account's theoretical arrival time (µs, Redis's clock): when the bucket would be full again.
-# ARGV: interval µs, burst (calls at once), reserve (slots of the burst the caller may not use), longest wait µs the
-# caller books ahead (0: only now). Returns {granted, wait µs}: granted, the caller starts after the wait; refused,
-# the wait until it could go.
+# KEYS: the account's schedule, then (if paced) the endpoint's: each a theoretical arrival time (µs, Redis's clock),
+# when its bucket would be full again. ARGV: the caller's longest wait µs (0: only now), then per key its interval
+# µs, burst (calls at once) and reserve (slots of the burst this caller may not use). The call goes at the latest
+# time each bucket allows; each schedule then counts it at that time (GCRA). Returns {granted, wait µs}: granted,
+# the caller starts after the wait; refused (nothing booked), the wait until it could go.
 _GCRA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local reserve = tonumber(ARGV[3])
-local max_wait = tonumber(ARGV[4])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local new_tat = tat + interval
-local wait = new_tat - (burst - reserve) * interval - now
-if wait < 0 then wait = 0 end
+local max_wait = tonumber(ARGV[1])
+local tats, wait = {}, 0
+for i, key in ipairs(KEYS) do
+  local interval, burst, reserve = tonumber(ARGV[i * 3 - 1]), tonumber(ARGV[i * 3]), tonumber(ARGV[i * 3 + 1])
+  local tat = tonumber(redis.call('GET', key) or '0')
+  if tat < now then tat = now end
+  tats[i] = tat
+  local w = tat + interval - (burst - reserve) * interval - now
+  if w > wait then wait = w end
+end
 if wait > max_wait then return {0, wait} end
-redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+for i, key in ipairs(KEYS) do
+  local start = now + wait
+  if tats[i] > start then start = tats[i] end
+  local new_tat = start + tonumber(ARGV[i * 3 - 1])
+  redis.call('SET', key, new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+end
 return {1, wait}
 """
 
 
-def book(tat_us: float, now_us: float, interval_us: float, burst: int, reserve: int, max_wait_us: float) -> tuple:
-    """The script's arithmetic for the process-local fallback: (granted, wait µs, new tat)."""
-    tat_us = max(tat_us, now_us)
-    new_tat = tat_us + interval_us
-    wait = max(0.0, new_tat - (burst - reserve) * interval_us - now_us)
+@dataclass(frozen=True)
+class Bucket:
+    """One budget: `interval_us` between calls at the sustained pace, `burst` calls at once, `reserve` of them
+    kept from reads."""
+
+    interval_us: float
+    burst: int
+    reserve: int
+
+    @classmethod
+    def of(cls, rate_per_s: float, burst: int | None = None, reserve: int | None = None) -> Bucket:
+        burst = burst if burst is not None else max(1, math.floor(rate_per_s * BURST_SHARE))
+        reserve = reserve if reserve is not None else math.floor(burst * READ_RESERVE_SHARE)
+        return cls(1_000_000 / rate_per_s, burst, reserve)
+
+
+def book(tats: list[float], now_us: float, buckets: list[Bucket], read: bool, max_wait_us: float) -> tuple:
+    """The script's arithmetic for the process-local fallback: (granted, wait µs, new tats)."""
+    tats = [max(tat, now_us) for tat in tats]
+    wait = 0.0
+    for tat, bucket in zip(tats, buckets, strict=True):
+        reserve = bucket.reserve if read else 0
+        wait = max(wait, tat + bucket.interval_us - (bucket.burst - reserve) * bucket.interval_us - now_us)
     if wait > max_wait_us:
-        return False, wait, tat_us
-    return True, wait, new_tat
+        return False, wait, tats
+    start = now_us + wait
+    return True, wait, [max(tat, start) + bucket.interval_us for tat, bucket in zip(tats, buckets, strict=True)]
 
 
 # When the current task must be done waiting (time.monotonic()); None outside a task.
@@ -96,29 +125,27 @@ def deadline(at_monotonic: float) -> Iterator[None]:
 
 @dataclass
 class Pacer:
-    """One account's pace: `rate_per_s` calls a second, `burst` at once, `reserve` of them kept from reads."""
+    """One account's pace (`account`), and each endpoint's within it (`endpoint`, None: not paced per endpoint)."""
 
-    rate_per_s: float
-    burst: int
-    reserve: int
+    account: Bucket
+    endpoint: Bucket | None
     key: str
     redis_client: redis.Redis | None
     max_wait_s: float
 
     def __post_init__(self) -> None:
-        self.interval_us = 1_000_000 / self.rate_per_s
         self._script = self.redis_client.register_script(_GCRA) if self.redis_client is not None else None
-        self._local_tat = 0.0
+        self._local_tats: dict[str, float] = {}
         self._local_lock = threading.Lock()
         self._redis_down_until = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Pacer | None:
-        """The process's pacer from STRIPE_RATE_LIMIT (None when 0) over the service's Redis (None: local)."""
+        """The process's pacer from STRIPE_RATE_LIMIT (None when 0) and STRIPE_ENDPOINT_RATE_LIMIT over the
+        service's Redis (none: each process alone)."""
         rate = settings.stripe_calls_per_s
         if rate <= 0:
             return None
-        burst = max(1, math.floor(rate * BURST_SHARE))
         url = settings.redis_url
         client = (
             redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=1.0, health_check_interval=30)
@@ -129,11 +156,12 @@ class Pacer:
             log.warning("Stripe pacing: no Redis configured, each process paces its own calls")
         # The account is its key (at its address): hashed, so the key itself is never written to Redis.
         account = hashlib.sha256(f"{settings.stripe_api_url}\0{settings.stripe_api_key}".encode()).hexdigest()[:24]
+        per_endpoint = settings.stripe_endpoint_rate_limit
         return cls(
-            rate_per_s=rate,
-            burst=burst,
-            reserve=math.floor(burst * READ_RESERVE_SHARE),
-            key=f"vyp-stripe-pace:{account}",
+            account=Bucket.of(rate),
+            # An endpoint at or above the account's pace never binds: only the account is paced.
+            endpoint=Bucket.of(per_endpoint) if 0 < per_endpoint < rate else None,
+            key=f"vyp-stripe-pace:{{{account}}}",  # a hash tag: the endpoint keys beside it share its cluster slot
             redis_client=client,
             max_wait_s=settings.stripe_timeout_s,
         )
@@ -146,16 +174,21 @@ class Pacer:
             budget = min(budget, at - time.monotonic())
         return max(0.0, budget)
 
-    def book(self, priority: str, max_wait_s: float) -> tuple[bool, float]:
+    def book(self, priority: str, max_wait_s: float, endpoint: str | None = None) -> tuple[bool, float]:
         """Ask once for a slot: (granted, wait s). A mutating call books up to `max_wait_s` ahead; a read only now,
         and only above the reserve."""
-        reserve = self.reserve if priority == READ else 0
-        max_wait_us = max_wait_s * 1_000_000 if priority == MUTATING else 0.0
+        read = priority == READ
+        max_wait_us = 0.0 if read else max_wait_s * 1_000_000
+        keys, buckets = [self.key], [self.account]
+        if self.endpoint is not None and endpoint:
+            keys.append(f"{self.key}:{endpoint}")
+            buckets.append(self.endpoint)
         if self._script is not None and time.monotonic() >= self._redis_down_until:
+            args: list[float] = [max_wait_us]
+            for bucket in buckets:
+                args += [bucket.interval_us, bucket.burst, bucket.reserve if read else 0]
             try:
-                granted, wait_us = self._script(
-                    keys=[self.key], args=[self.interval_us, self.burst, reserve, max_wait_us]
-                )
+                granted, wait_us = self._script(keys=keys, args=args)
                 if self._redis_down_until:
                     log.info("Stripe pacing: Redis answers again, the budget is shared again")
                     self._redis_down_until = 0.0
@@ -166,18 +199,18 @@ class Pacer:
                 self._redis_down_until = time.monotonic() + REDIS_RETRY_S
         with self._local_lock:
             now_us = time.monotonic() * 1_000_000
-            granted, wait_us, self._local_tat = book(
-                self._local_tat, now_us, self.interval_us, self.burst, reserve, max_wait_us
-            )
+            tats = [self._local_tats.get(key, 0.0) for key in keys]
+            granted, wait_us, tats = book(tats, now_us, buckets, read, max_wait_us)
+            self._local_tats.update(zip(keys, tats, strict=True))
         return granted, wait_us / 1_000_000
 
-    def acquire(self, priority: str) -> None:
+    def acquire(self, priority: str, endpoint: str | None = None) -> None:
         """Wait for this call's turn, within its budget; `PaceExceeded` past it (nothing was sent)."""
         started = time.monotonic()
         end = started + self._budget_s()
         while True:
             budget = max(0.0, end - time.monotonic())
-            granted, wait_s = self.book(priority, budget)
+            granted, wait_s = self.book(priority, budget, endpoint)
             if granted:
                 if wait_s > 0:
                     time.sleep(wait_s)  # our booked slot; cooperative under gevent
@@ -212,8 +245,15 @@ def reset() -> None:
         _pacer, _made = None, False
 
 
-def pace(method: str) -> None:
+def endpoint_of(url: str) -> str:
+    """The Stripe resource a call addresses (`/v1/payment_intents/pi_1/confirm` → `payment_intents`): Stripe's
+    per-endpoint limit, counted per resource (the coarser reading of it, so never above Stripe's)."""
+    parts = urllib.parse.urlsplit(url).path.strip("/").split("/")
+    return parts[1] if len(parts) > 1 and parts[0] in ("v1", "v2") else parts[0]
+
+
+def pace(method: str, url: str) -> None:
     """Wait for a Stripe call's turn: `method` is its HTTP method (GET is a read, anything else mutates)."""
     current = pacer()
     if current is not None:
-        current.acquire(READ if method.lower() == "get" else MUTATING)
+        current.acquire(READ if method.lower() == "get" else MUTATING, endpoint_of(url))

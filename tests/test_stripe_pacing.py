@@ -17,7 +17,7 @@ import redis
 
 import stripe_pacing
 from domain.errors import PaceExceeded
-from stripe_pacing import MUTATING, READ, Pacer
+from stripe_pacing import MUTATING, READ, Bucket, Pacer, endpoint_of
 
 pytestmark = pytest.mark.integration
 
@@ -25,8 +25,14 @@ SLOW = 0.001  # calls per second: nothing refills during a test
 REDIS_URL = "redis://127.0.0.1:6379/1"  # the suite's result store (tests/conftest.py)
 
 
-def pacer_on(client: redis.Redis | None, burst: int = 4, reserve: int = 2, max_wait_s: float = 5.0) -> Pacer:
-    return Pacer(SLOW, burst, reserve, f"vyp-test-pace:{uuid.uuid4().hex}", client, max_wait_s)
+def pacer_on(
+    client: redis.Redis | None,
+    burst: int = 4,
+    reserve: int = 2,
+    max_wait_s: float = 5.0,
+    endpoint: Bucket | None = None,
+) -> Pacer:
+    return Pacer(Bucket.of(SLOW, burst, reserve), endpoint, f"vyp-test-pace:{uuid.uuid4().hex}", client, max_wait_s)
 
 
 @pytest.fixture()
@@ -93,9 +99,28 @@ def test_the_pacing_script_runs_on_the_zero_setup_redis(tmp_path):
 def test_a_pacer_follows_the_setting_and_zero_turns_pacing_off(monkeypatch):
     import settings
 
+    monkeypatch.setenv("STRIPE_ENDPOINT_RATE_LIMIT", "25")  # Stripe's default (the suite runs at its own)
     monkeypatch.setenv("STRIPE_RATE_LIMIT", "0")
     assert Pacer.from_settings(settings.load_settings()) is None
     monkeypatch.setenv("STRIPE_RATE_LIMIT", "25")
     pacer = Pacer.from_settings(settings.load_settings())
-    assert pacer is not None and (pacer.rate_per_s, pacer.burst, pacer.reserve) == (25, 20, 10)
+    assert pacer is not None and (pacer.account.burst, pacer.account.reserve) == (20, 10)
+    assert pacer.endpoint is None  # Stripe's 25/s per endpoint never binds below an account pace of 25/s
+    monkeypatch.setenv("STRIPE_RATE_LIMIT", "100")
+    pacer = Pacer.from_settings(settings.load_settings())
+    assert pacer is not None and pacer.endpoint == Bucket.of(25) and pacer.account == Bucket.of(100)
     assert settings.load_settings().stripe_api_key not in pacer.key  # the account is named by a hash, never its key
+
+
+def test_below_the_accounts_pace_each_endpoint_has_a_budget_of_its_own(shared_redis):
+    pacer = pacer_on(shared_redis, burst=100, reserve=0, endpoint=Bucket.of(SLOW, 2, 0))
+    creates = [pacer.book(MUTATING, 0, "payment_intents")[0] for _ in range(3)]
+    refund = pacer.book(MUTATING, 0, "refunds")[0]
+    assert creates == [True, True, False]  # the endpoint's two slots, though the account has room ...
+    assert refund  # ... which another endpoint still uses
+
+
+def test_an_endpoint_is_the_stripe_resource_a_call_addresses():
+    assert endpoint_of("https://api.stripe.com/v1/payment_intents/pi_1/confirm") == "payment_intents"
+    assert endpoint_of("http://127.0.0.1:8420/v1/refunds?payment_intent=pi_1") == "refunds"
+    assert endpoint_of("https://api.stripe.com/v1/balance") == "balance"

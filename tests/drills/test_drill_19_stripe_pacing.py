@@ -75,6 +75,7 @@ def paced(drill_log_dir: Path, sentry) -> Iterator[PacingStack]:
                 api_keys=(API_KEY,),
                 sentry_dsn=sentry.dsn,
                 stripe_rate_limit=SERVICE_LIMIT,
+                stripe_endpoint_rate_limit="25",  # Stripe's default, as in production
             )
             stack = Stack(config)
             try:

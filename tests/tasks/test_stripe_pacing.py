@@ -45,7 +45,7 @@ def test_a_create_paced_out_of_its_wait_goes_back_to_the_queue_and_is_paid_once_
     with scripted_stripe([(200, {**INTENT, "id": f"pi_{uuid.uuid4().hex}"})]) as (base, seen):
         paced_stripe_at(base)
         pacer = stripe_pacing.pacer()
-        assert pacer is not None and pacer.burst == 1
+        assert pacer is not None and pacer.account.burst == 1
         for _ in range(3):  # other workers' calls hold the next 1.5 s of the budget, far past a 0.3 s wait
             assert pacer.book(MUTATING, 10)[0]
         with caplog.at_level(logging.INFO, logger="tasks"):
