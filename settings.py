@@ -31,6 +31,22 @@ def _log_level(value: str) -> int:
     return int(value)
 
 
+def _optional_rate(value: str) -> int | None:
+    """A rate per second, 0 for none; empty means "decided elsewhere" (None)."""
+    value = str(value).strip()
+    if not value:
+        return None
+    rate = int(value)
+    if rate < 0:
+        raise ValueError(f"a rate limit cannot be negative: {rate}")
+    return rate
+
+
+def _rate(value: str) -> int:
+    """A rate per second; empty or 0: none."""
+    return _optional_rate(value) or 0
+
+
 def _bool(value: str | bool) -> bool:
     if isinstance(value, bool):
         return value
@@ -62,6 +78,9 @@ class Settings:
     stripe_webhook_secret: str = field(repr=False)
     stripe_api_base: str
     stripe_timeout_s: float
+    # Calls per second paced across every worker (stripe_pacing.py); None: Stripe's default for the key's mode.
+    stripe_rate_limit: int | None
+    stripe_endpoint_rate_limit: int  # calls per second to one Stripe resource (Stripe's default 25); 0: not paced
     tidb_host: str
     tidb_port: int
     tidb_user: str
@@ -146,6 +165,13 @@ class Settings:
         return "https://api.stripe.com" if self.stripe_secret_key else f"http://127.0.0.1:{self.local_stripe_port}"
 
     @property
+    def stripe_calls_per_s(self) -> int:
+        """STRIPE_RATE_LIMIT, else Stripe's default for the key's mode: 100/s live, 25/s test; 0: not paced."""
+        if self.stripe_rate_limit is not None:
+            return self.stripe_rate_limit
+        return 100 if self.stripe_api_key.startswith(("sk_live_", "rk_live_")) else 25
+
+    @property
     def stripe_api_key(self) -> str:
         # A syntactically valid test key for the zero-setup localstripe.
         return self.stripe_secret_key or "sk_test_local_stand_in"
@@ -166,6 +192,10 @@ def load_settings() -> Settings:
         stripe_webhook_secret=config("STRIPE_WEBHOOK_SECRET", default=""),
         stripe_api_base=config("STRIPE_API_BASE", default=""),
         stripe_timeout_s=config("STRIPE_TIMEOUT_S", default=20.0, cast=float),
+        stripe_rate_limit=config("STRIPE_RATE_LIMIT", default="", cast=_optional_rate),
+        stripe_endpoint_rate_limit=config(
+            "STRIPE_ENDPOINT_RATE_LIMIT", default="25", cast=lambda v: _optional_rate(v) or 0
+        ),
         tidb_host=config("TIDB_HOST", default=""),
         tidb_port=config("TIDB_PORT", default=4000, cast=int),
         tidb_user=config("TIDB_USER", default="root"),

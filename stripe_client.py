@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import requests
@@ -11,14 +12,27 @@ import stripe
 from peewee import Database
 from playhouse.pool import PooledDatabase
 
-from domain.context import note_stripe_may_have_acted
-from domain.errors import OperationError, StripeMayHaveActed, TransientError
+import stripe_pacing
+from domain.context import note_stripe_did_not_act, note_stripe_may_have_acted, stripe_may_have_acted
+from domain.errors import OperationError, PaceExceeded, StripeMayHaveActed, TransientError
 from models import database
 from observability.metrics import STRIPE_CALLS
 from settings import get_settings
 
 _lock = threading.Lock()
 _client: stripe.StripeClient | None = None
+
+
+class PacedRequestsClient(stripe.RequestsClient):
+    """The SDK's HTTP client, each request waiting first for its turn in Stripe's rate budget: the one choke point
+    every Stripe call passes, the SDK's list paging and the probes included."""
+
+    # RequestsClient's own signature (the SDK's base class declares a keyword RequestsClient does not take).
+    def request(  # type: ignore[override]
+        self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None
+    ) -> tuple[bytes, int, Mapping[str, str]]:
+        stripe_pacing.pace(method, url)
+        return super().request(method, url, headers, post_data)
 
 
 def client() -> stripe.StripeClient:
@@ -45,7 +59,7 @@ def client() -> stripe.StripeClient:
                     base_addresses={"api": settings.stripe_api_url},
                     # Retries belong to the Celery task, which keeps the same idempotency key.
                     max_network_retries=0,
-                    http_client=stripe.RequestsClient(timeout=settings.stripe_timeout_s, session=session),
+                    http_client=PacedRequestsClient(timeout=settings.stripe_timeout_s, session=session),
                 )
 
     return _client
@@ -56,6 +70,7 @@ def reset_client() -> None:
     global _client
     with _lock:
         _client = None
+    stripe_pacing.reset()
 
 
 def _should_retry(exc: stripe.StripeError) -> bool | None:
@@ -109,6 +124,7 @@ def _call(
     method: Any, *args: Any, params: dict[str, Any] | None = None, idempotency_key: str | None = None
 ) -> dict[str, Any]:
     options: dict[str, Any] = {}
+    acted_before = stripe_may_have_acted()
     if idempotency_key is not None:
         options["idempotency_key"] = idempotency_key
         # Only mutating calls carry a key: from here on a failure leaves the caller an unknown outcome.
@@ -121,6 +137,11 @@ def _call(
         db.close()
     try:
         result = method(*args, params=params or {}, options=options)
+    except PaceExceeded:
+        STRIPE_CALLS.labels(call, "paced_out").inc()
+        if not acted_before:
+            note_stripe_did_not_act()  # it waited for its turn and never left: as it was before this call
+        raise
     except stripe.StripeError as exc:
         translated = translate(exc)
         STRIPE_CALLS.labels(call, getattr(translated, "code", "error")).inc()

@@ -252,6 +252,7 @@ def write(
         "machine": before,
         "machine_after": after,
         "stripe_latency_ms": options.stripe_latency_ms,
+        "stripe_rate_limit": stripe_rate_limit(options.env),
         "step_s": options.step_s,
         "env_overrides": options.env,
         "notes": notes,
@@ -265,6 +266,20 @@ def write(
     stamp = before["date"].replace(" UTC", "").replace(" ", "T").replace(":", "-")
     (runs / f"{stamp}.json").write_text(json.dumps(payload, indent=1) + "\n")
     render(payload, out_dir)
+
+
+def stripe_rate_limit(env: dict[str, str]) -> str:
+    """The Stripe rate limit of the run: the stand-in enforces none; the service paces at STRIPE_RATE_LIMIT."""
+    from bench.fake_stripe import RATE_LIMIT_PER_S
+
+    paced = env.get("STRIPE_RATE_LIMIT", str(RATE_LIMIT_PER_S)).strip()
+    if paced == "0":
+        service = "is not paced (STRIPE_RATE_LIMIT=0)"
+    elif not paced:
+        service = "paces at its test key's default, 25/s"
+    else:
+        service = f"paces at STRIPE_RATE_LIMIT={paced}/s"
+    return f"the stand-in enforces no Stripe rate limit; the service {service}"
 
 
 def rerender(out_dir: Path) -> None:
@@ -296,7 +311,7 @@ Findings, profiles and before/after comparisons follow the measured tables (from
 - Machine: `nproc` = {before["nproc"]}, CPU {before["cpu"]}, Python {before["python"]}; CPU probe
   {before.get("cpu_probe_ms", "not measured")} ms (a fixed piece of Python work, best of five: compare across runs)
 - Load before the run: `{before["uptime"]}`; after: `{after["uptime"]}`
-- Stripe stand-in latency: {latency_ms:.0f} ms per call;
+- Stripe stand-in latency: {latency_ms:.0f} ms per call; {payload.get("stripe_rate_limit", "rate limit not recorded")};
   steps of {step_s:.0f} s, open-loop arrivals
 - Environment overrides: {env or "none (the defaults of settings.py and the Procfile)"}
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import requests
 
-from bench import capacity, report
+from bench import capacity, fake_stripe, report
 from bench.moves import held_partitions, move_figures
 from bench.stack import (
     PYTHON,
@@ -122,6 +122,9 @@ class Run:
                 # One caller drives every load: the per-caller limits are measured elsewhere (tests/api).
                 "RATE_LIMIT": "",
                 "RATE_LIMIT_WEBHOOKS": "",
+                # The stand-in (bench/fake_stripe.py) enforces no Stripe rate limit, so the service does not pace
+                # (RESULTS.md says so); `--env STRIPE_RATE_LIMIT=N` measures the pacing's cost.
+                "STRIPE_RATE_LIMIT": str(fake_stripe.RATE_LIMIT_PER_S),
                 "TIDB_HOST": "127.0.0.1",
                 "TIDB_PORT": "3306",
                 "TIDB_USER": "root",
@@ -180,6 +183,7 @@ class Run:
             )
             self.monitor.watch_group("fake-stripe", self.processes.groups["fake-stripe"])
             self.log(f"run {self.id}: database {self.database}, vhost {self.vhost}, redis dbs {self.redis_dbs}")
+            self.log(report.stripe_rate_limit(self.o.env))
             self.seed()
             for phase in phases(self.o.brokers, self.o.only, variants=self.o.variants and not self.o.smoke):
                 if phase.patched and not self.prepare_patched_tree():

@@ -68,6 +68,15 @@ class TransientError(Exception):
         self.code = code
 
 
+class PaceExceeded(TransientError):
+    """Stripe's shared rate budget has no slot for this call within its wait budget (stripe_pacing.py): nothing was
+    sent. The task goes back to the queue for about `retry_after_s`, spending none of its failure retries."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__("Stripe's rate budget is taken for now; nothing was sent.", code="rate_limited")
+        self.retry_after_s = retry_after_s
+
+
 class StripeMayHaveActed(TransientError):
     """Stripe answered 5xx, or refused our key with other parameters: it may have acted on the request.
 

@@ -36,6 +36,12 @@ IN_FLIGHT = Gauge(
     multiprocess_mode="livesum",
 )
 STRIPE_CALLS = Counter("payments_stripe_calls_total", "Calls to Stripe, by outcome.", ["call", "outcome"])
+STRIPE_PACE_SECONDS = Histogram(
+    "payments_stripe_pace_seconds",
+    "Time a Stripe call waited for its turn in the account's shared rate budget (STRIPE_RATE_LIMIT).",
+    ["priority"],
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 45),
+)
 EVENTS_PUBLISHED = Counter("payments_events_published_total", "Payment events the broker acknowledged.")
 OUTBOX_BACKLOG = Gauge(
     "payments_outbox_backlog", "Payment events written and not yet published.", multiprocess_mode="max"

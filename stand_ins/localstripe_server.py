@@ -1,6 +1,6 @@
 """localstripe, made closer to Stripe where the service depends on it.
 
-`python -m stand_ins.localstripe_server --port 8420 [--store PATH] [--no-idempotency]`
+`python -m stand_ins.localstripe_server --port 8420 [--store PATH] [--no-idempotency] [--rate-limit N]`
 
 localstripe (a stateful fake Stripe) differs from Stripe where this service reads it; `patch()` mends:
 - PaymentIntent: `description`, `amount_received`, `amount_capturable`, `cancellation_reason` (null); `latest_charge` is
@@ -17,6 +17,10 @@ ignores keys like the original localstripe (`--idempotency` is accepted for old 
 For fault drills: `POST /_config/delay` holds matching answers after the work is done (the call reached Stripe,
 the caller has no answer yet), `POST /_config/faults` makes Stripe act then answer 500 (`act_then_500`, saved
 under the key) or answer 500 without acting (`500_without_acting`), and `GET /_config/requests` counts calls.
+`--rate-limit N` refuses more than N calls a second per account (API key), as Stripe does (100 live, 25 test):
+429 with Stripe's `rate_limit` body, before anything executes or is saved under a key; `GET /_config/rate_limit`
+answers the limit, how many calls it admitted and refused and the most admitted in one second (DELETE: counted
+afresh). Without it (the default) nothing is limited.
 """
 
 from __future__ import annotations
@@ -416,6 +420,59 @@ _faults: list[dict[str, Any]] = []
 _requests: Counter[str] = Counter()
 
 
+class AccountRateLimit:
+    """Stripe's per-account limit: a token bucket of `per_second` tokens refilled at `per_second` a second, one
+    bucket per API key (0: no limit). Counts what it admitted and refused."""
+
+    def __init__(self, per_second: int = 0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_second = per_second
+        self.clock = clock
+        self.buckets: dict[str, tuple[float, float]] = {}  # account -> (tokens, when counted)
+        self.admitted = 0
+        self.refused = 0
+        self._second = (0, 0)  # (a clock second, calls admitted in it)
+        self.peak_per_second = 0  # the most admitted in one clock second: whether a burst reached the limit
+
+    def admit(self, account: str) -> bool:
+        if self.per_second <= 0:
+            return True
+        now = self.clock()
+        tokens, then = self.buckets.get(account, (float(self.per_second), now))
+        tokens = min(float(self.per_second), tokens + (now - then) * self.per_second)
+        if tokens < 1:
+            self.buckets[account] = (tokens, now)
+            self.refused += 1
+            return False
+        self.buckets[account] = (tokens - 1, now)
+        self.admitted += 1
+        second, count = self._second
+        self._second = (int(now), count + 1 if second == int(now) else 1)
+        self.peak_per_second = max(self.peak_per_second, self._second[1])
+        return True
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "perSecond": self.per_second,
+            "admitted": self.admitted,
+            "refused": self.refused,
+            "peakPerSecond": self.peak_per_second,
+        }
+
+
+_rate_limit = AccountRateLimit()
+
+
+def rate_limited() -> Answer:
+    """Stripe's answer to a call over the account's rate limit: refused before executing, so safe to repeat."""
+    answer = stripe_error(
+        429,
+        "invalid_request_error",
+        "Too many requests hit the API too quickly. We recommend an exponential backoff of your requests.",
+        code="rate_limit",
+    )
+    return Answer(429, answer.body, {"Content-Type": "application/json", "Stripe-Should-Retry": "true"})
+
+
 def _matches(rule: dict[str, Any], method: str, path: str) -> bool:
     """Method and path prefix match; a rule with a `count` is used up after that many requests."""
     if method != rule.get("method", method) or not path.startswith(rule["path_prefix"]):
@@ -470,6 +527,8 @@ def stripe_like_middleware(idempotency: StripeIdempotency | None) -> Any:
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith("/_config/"):
             return await handler(request)
+        if not _rate_limit.admit(request.headers.get("Authorization", "")):
+            return _response(rate_limited())  # before the key: Stripe saves nothing for a 429
         _requests[f"{request.method} {request.path}"] += 1
         body = await request.read()
         started = keys.begin(
@@ -568,6 +627,13 @@ async def _config_requests(request: web.Request) -> web.Response:
     return web.json_response(dict(_requests))
 
 
+async def _config_rate_limit(request: web.Request) -> web.Response:
+    """GET: the limit and what it admitted and refused; DELETE: the counts start again (the limit stays)."""
+    if request.method == "DELETE":
+        _rate_limit.admitted = _rate_limit.refused = _rate_limit.peak_per_second = 0
+    return web.json_response(_rate_limit.counts())
+
+
 # Where Stripe takes a publishable key (`key=pk_…` in the form) instead of a secret one: localstripe's own list,
 # plus POST /v1/payment_methods, which Stripe.js calls from the browser to vault a card.
 PUBLISHABLE_KEY_PATHS = (
@@ -600,7 +666,9 @@ def main() -> None:
     parser.add_argument("--store", default=None, help="file to keep Stripe's state in; none: memory only")
     parser.add_argument("--idempotency", action="store_true", help="accepted for old callers: the default")
     parser.add_argument("--no-idempotency", action="store_true", help="ignore Idempotency-Key, as localstripe does")
+    parser.add_argument("--rate-limit", type=int, default=0, help="calls per second per account, as Stripe; 0: none")
     args = parser.parse_args()
+    _rate_limit.per_second = args.rate_limit
     patch()
     use_store(args.store)
     server.app.middlewares[server.app.middlewares.index(server.auth_middleware)] = auth_middleware
@@ -610,6 +678,8 @@ def main() -> None:
     for method in ("GET", "POST", "DELETE"):
         server.app.router.add_route(method, "/_config/faults", _config_faults)
     server.app.router.add_get("/_config/requests", _config_requests)
+    for method in ("GET", "DELETE"):
+        server.app.router.add_route(method, "/_config/rate_limit", _config_rate_limit)
     server.app.router.add_route("POST", "/_config/expire_authorization/{id}", _config_expire)
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

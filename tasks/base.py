@@ -12,6 +12,7 @@ import celery
 from peewee import InterfaceError, OperationalError
 from playhouse.pool import MaxConnectionsExceeded
 
+import stripe_pacing
 from domain.context import (
     OperationContext,
     begin_execution,
@@ -19,7 +20,7 @@ from domain.context import (
     stripe_may_have_acted,
     was_replayed,
 )
-from domain.errors import OperationError, TransientError
+from domain.errors import OperationError, PaceExceeded, TransientError
 from domain.idempotency import IN_USE
 from domain.schemas import parse_input
 from domain.scope import check_scope
@@ -89,8 +90,10 @@ class OperationTask(celery.Task):
         tokens = log_context(trace_id=trace_id, operation=self.operation.name, door=door)
         started = time.monotonic()
         try:
-            with metrics.track(self.operation.name, door, "task"):
-                envelope = self._execute_alone(ctx, payload, meta, busy, started + self._wait_budget_s())
+            wait_until = started + self._wait_budget_s()
+            # A Stripe call waits for its turn in the shared rate budget no longer than this delivery may wait.
+            with metrics.track(self.operation.name, door, "task"), stripe_pacing.deadline(wait_until):
+                envelope = self._execute_alone(ctx, payload, meta, busy, wait_until)
             if was_replayed():
                 envelope = {**envelope, "replayed": True}  # the stored outcome of an earlier request: say so
             if self._should_wait_for_first_attempt(envelope, meta):
@@ -187,6 +190,16 @@ class OperationTask(celery.Task):
             retry_meta = {**meta, "firstAttemptAt": self._first_attempt_at(meta)}
             if stripe_may_have_acted():
                 retry_meta["stripeMayHaveActed"] = True
+            if isinstance(exc, PaceExceeded) and self._riding_out_an_outage(meta):
+                # Stripe's rate budget is booked beyond this delivery's wait: back to the queue, nothing sent, no
+                # failure retry spent (a burst is a pace, not an error), while the caller still waits.
+                log.info("Stripe's rate budget is booked for %.1f s: the task waits in the queue", exc.retry_after_s)
+                pause = min(exc.retry_after_s, BACKOFF_CAP_S) * random.uniform(0.5, 1.0)
+                raise self.retry(
+                    args=[payload, {**retry_meta, "busyRetries": busy + 1}],
+                    countdown=max(pause, 0.05),
+                    max_retries=UNBOUNDED,
+                ) from None
             if not isinstance(exc, TransientError) and self._riding_out_an_outage(meta):
                 # The database is away: ride it out while the caller still waits, spending no failure retry (an
                 # outage that outlasts a few quick retries must not strand a claim its caller cannot retry).

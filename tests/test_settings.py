@@ -116,6 +116,24 @@ def test_empty_settings_name_the_local_services_make_run_starts_and_never_real_s
     assert settings_module.load_settings().stripe_api_url == "http://127.0.0.1:9999"
 
 
+@pytest.mark.parametrize(
+    ("key", "setting", "per_s"),
+    [
+        ("sk_live_x", "", 100),
+        ("rk_live_x", "", 100),
+        ("sk_test_x", "", 25),
+        ("rk_test_x", "", 25),
+        ("", "", 25),  # no key: the local stand-in, in test mode
+        ("sk_live_x", "40", 40),
+        ("sk_live_x", "0", 0),
+    ],
+)
+def test_stripe_is_paced_at_the_setting_else_at_stripes_default_for_the_keys_mode(monkeypatch, key, setting, per_s):
+    monkeypatch.setenv("STRIPE_SECRET_KEY", key)
+    monkeypatch.setenv("STRIPE_RATE_LIMIT", setting)
+    assert settings_module.load_settings().stripe_calls_per_s == per_s
+
+
 def readme_configuration() -> dict[str, str]:
     """The README's configuration table: variable → default."""
     rows = re.findall(r"^\| `([A-Z_]+)` \| ([^|]+) \|", (ROOT / "README.md").read_text(), flags=re.M)

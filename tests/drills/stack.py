@@ -69,6 +69,9 @@ class StackConfig:
     task_max_retries: int = 3
     stripe_timeout_s: float = 5.0
     rest_timeout_ms: int = 45000
+    # The drills' stand-ins enforce no rate limit (but drill 19's): paced far above their pace; "": the key's default.
+    stripe_rate_limit: str = "1000"
+    stripe_endpoint_rate_limit: str = "500"
     extra: dict[str, str] = field(default_factory=dict)
 
     def environment(self, **overrides: str) -> dict[str, str]:
@@ -90,6 +93,8 @@ class StackConfig:
             "STRIPE_SECRET_KEY": self.stripe_key,
             "STRIPE_WEBHOOK_SECRET": self.webhook_secret,
             "STRIPE_TIMEOUT_S": str(self.stripe_timeout_s),
+            "STRIPE_RATE_LIMIT": self.stripe_rate_limit,
+            "STRIPE_ENDPOINT_RATE_LIMIT": self.stripe_endpoint_rate_limit,
             "API_KEYS": ",".join(self.api_keys),
             "REST_TIMEOUT": str(self.rest_timeout_ms),
             "TASK_MAX_RETRIES": str(self.task_max_retries),

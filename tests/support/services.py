@@ -80,11 +80,12 @@ def delete_rabbit_vhost(name: str) -> None:
 
 
 @contextlib.contextmanager
-def localstripe(port: int, log_path: Path) -> Iterator[str]:
-    """The localstripe stand-in (stand_ins/localstripe_server.py) on `port`, memory only."""
+def localstripe(port: int, log_path: Path, *options: str) -> Iterator[str]:
+    """The localstripe stand-in (stand_ins/localstripe_server.py) on `port`, memory only; `options` are its flags
+    (`--rate-limit 25`)."""
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [PYTHON, "-m", "stand_ins.localstripe_server", "--port", str(port)],
+            [PYTHON, "-m", "stand_ins.localstripe_server", "--port", str(port), *options],
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
