@@ -57,7 +57,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "RATE_LIMIT": "100000/second",
             "RATE_LIMIT_WEBHOOKS": "100000/second",
             # The suite's localstripe enforces no rate limit: the pacing runs on every call, far above its pace
-            # (drill 19 paces against a stand-in that refuses, with the test mode's default).
+            # (drill 22 paces against a stand-in that refuses, with the test mode's default).
             "STRIPE_RATE_LIMIT": "1000",
             "STRIPE_ENDPOINT_RATE_LIMIT": "500",
         }

@@ -69,7 +69,7 @@ class StackConfig:
     task_max_retries: int = 3
     stripe_timeout_s: float = 5.0
     rest_timeout_ms: int = 45000
-    # The drills' stand-ins enforce no rate limit (but drill 19's): paced far above their pace; "": the key's default.
+    # The drills' stand-ins enforce no rate limit (but drill 22's): paced far above their pace; "": the key's default.
     stripe_rate_limit: str = "1000"
     stripe_endpoint_rate_limit: str = "500"
     extra: dict[str, str] = field(default_factory=dict)
