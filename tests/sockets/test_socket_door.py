@@ -332,7 +332,18 @@ def test_a_webhook_that_moves_an_intent_is_pushed_once_to_its_sockets_on_every_p
                 "version": push["version"],
                 "occurredAt": push["occurredAt"],
             }
-        time.sleep(1.0)  # a duplicate would have arrived by now
+        # A later change on the same partition of the status topic (keyed by intent, crc32 like the producer), heard
+        # by every socket: a duplicate of the first push would have come before it.
+        ok(watcher.call("register-user", {"userId": owner}))
+        partition = zlib.crc32(intent["id"].encode()) % 2
+        for _ in range(12):
+            later = ok(on_a.call("create-payment-intent", {"amount": 500, "currency": "usd"}))
+            if zlib.crc32(later["id"].encode()) % 2 == partition:
+                break
+        else:
+            raise AssertionError("no intent on the first one's partition in 12 tries")
+        for client in (on_a, on_b, watcher):
+            client.wait_for("payment-status-update", lambda p: p["paymentIntentId"] == later["id"], 60)
         for client in (on_a, on_b, watcher):
             assert [p["status"] for p in client.pushes(intent["id"])].count("succeeded") == 1
         assert stranger.pushes(intent["id"]) == []  # another customer hears nothing of it
