@@ -182,13 +182,15 @@ def redis_databases(count: int, run: str) -> Iterator[list[int]]:
     """Empty Redis database indexes for this run (claimed with a marker key), flushed at the end."""
     import redis
 
+    from tests.support.services import REDIS_CLAIM, REDIS_DBS
+
     claimed: list[int] = []
     try:
-        for index in range(15, 1, -1):
+        for index in REDIS_DBS:  # the test runs' claim, with the same marker: never one database for two runs
             if len(claimed) == count:
                 break
             client = redis.Redis(*REDIS, db=index)
-            if client.dbsize() == 0 and client.set("vyp-bench-claim", run, nx=True, ex=7200):
+            if client.dbsize() == 0 and client.set(REDIS_CLAIM, run, nx=True, ex=7200):
                 claimed.append(index)
         if len(claimed) < count:
             raise RuntimeError("no empty Redis database index left for the benchmark")
@@ -196,7 +198,7 @@ def redis_databases(count: int, run: str) -> Iterator[list[int]]:
     finally:
         for index in claimed:
             client = redis.Redis(*REDIS, db=index)
-            if client.get("vyp-bench-claim") == run.encode():
+            if client.get(REDIS_CLAIM) == run.encode():
                 client.flushdb()
 
 

@@ -1,6 +1,6 @@
 """Fixtures: real MariaDB, RabbitMQ, Redis, localstripe and a real Celery worker process.
 
-Each run gets its own MariaDB database and RabbitMQ vhost, so runs never see each other's data.
+Each run gets its own MariaDB database, RabbitMQ vhost and Redis database, so runs never see each other's data.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ WEBHOOK_SECRET = f"whsec_vyp{RUN}secret"
 API_KEY = f"vyp-api-key-{RUN}"
 LOG_DIR = Path(os.environ.get("VYP_TEST_LOG_DIR", f"/tmp/vyp-test-{RUN}"))
 
+# The run's own Redis database (results, REST replies), claimed in pytest_configure like its database and vhost.
+REDIS_URL = ""
+
 _created: dict[str, str] = {}
 
 
@@ -34,6 +37,9 @@ def pytest_configure(config: pytest.Config) -> None:
     services.create_mariadb_database(DB_NAME)
     _created["db"] = DB_NAME
     _created["vhost"] = services.create_rabbit_vhost(VHOST)
+    global REDIS_URL
+    _created["redis"] = str(services.claim_redis_db(RUN))
+    REDIS_URL = f"redis://{services.REDIS[0]}:{services.REDIS[1]}/{_created['redis']}"
     os.environ.update(
         {
             "NODE_ENV": "test",
@@ -45,7 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "TIDB_ENABLE_SSL": "false",
             "AUTO_SEED": "true",
             "CELERY_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{_created['vhost']}",
-            "CELERY_RESULT_BACKEND": "redis://127.0.0.1:6379/1",
+            "CELERY_RESULT_BACKEND": REDIS_URL,
             "STRIPE_API_BASE": f"http://127.0.0.1:{LOCALSTRIPE_PORT}",
             "STRIPE_SECRET_KEY": STRIPE_KEY,
             "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
@@ -73,6 +79,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if "db" in _created:
         services.drop_mariadb_database(_created["db"])
     services.delete_rabbit_vhost(_created.get("vhost", ""))
+    if "redis" in _created:
+        services.release_redis_db(int(_created["redis"]), RUN)
 
 
 @pytest.fixture(scope="session")

@@ -19,13 +19,24 @@ def test_pip_install_dot_in_a_fresh_venv_gives_a_working_payments_command_and_ev
     )
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    # Requirements from this run's environment; what is built (setuptools from the index) and installed is ours.
+    # Requirements and the build backend (setuptools, locked in requirements-dev.lock) from this run's environment:
+    # built without isolation and without an index, so the test never reaches the network; what is installed is ours.
     site = next((venv / "lib").glob("python3*/site-packages"))
     ours = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
     (site / "requirements-from-the-test-venv.pth").write_text(ours + "\n")
     python = venv / "bin" / "python"
     installed = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(source)],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            "--no-build-isolation",
+            str(source),
+        ],
         capture_output=True,
         text=True,
         timeout=300,

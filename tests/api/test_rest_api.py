@@ -14,6 +14,7 @@ from openapi_spec_validator import validate
 from domain.schemas import CreatePaymentIntentInput
 from tests.api.conftest import Client, running_api
 from tests.conftest import API_KEY, WEBHOOK_SECRET, make_card
+from tests.support.stripe_objects import intents_of_customers
 
 pytestmark = pytest.mark.integration
 
@@ -211,16 +212,16 @@ def test_same_key_same_body_replays_and_another_body_is_422(client):
 
 def test_keys_are_scoped_per_api_key(api_url, mariadb):
     # The same Idempotency-Key from two callers names two requests.
-    import settings
-
-    assert len(settings.get_settings().api_keys) >= 1
     key = f"scoped-{uuid.uuid4()}"
     body = {"customerId": customer(), "amount": 800, "currency": "usd"}
     with running_api("api-two-keys.log", API_KEYS=f"{API_KEY},other-caller-key") as base:
         one = Client(base).post("/payment-intents", json=body, headers={"Idempotency-Key": key})
         two = Client(base, key="other-caller-key").post("/payment-intents", json=body, headers={"Idempotency-Key": key})
-    assert one.status_code == two.status_code == 201
+        # Positive control: from the same caller, the key does replay the first answer.
+        again = Client(base).post("/payment-intents", json=body, headers={"Idempotency-Key": key})
+    assert one.status_code == two.status_code == again.status_code == 201
     assert one.json()["id"] != two.json()["id"]
+    assert again.json()["id"] == one.json()["id"]
 
 
 def test_a_retry_sent_with_a_callers_new_key_after_a_rotation_replays_instead_of_charging_again(
@@ -301,6 +302,10 @@ def test_concurrent_retries_with_one_key_charge_once(client, stripe_api, mariadb
     created = {a.json()["id"] for a in answers if a.status_code == 201}
     assert len(created) == 1
     assert PaymentIntent.select().where(PaymentIntent.customer_id == customer_id).count() == 1
+    # Once at Stripe too: one PaymentIntent for this customer, the one answered, charged its amount.
+    (charged,) = intents_of_customers(stripe_api, [customer_id])
+    assert charged["metadata"]["vy_payment_intent_id"] in created
+    assert (charged["status"], charged["amount"]) == ("succeeded", 1100)
 
 
 def test_no_result_in_time_for_a_refund_is_503_outcome_unknown_with_the_key_and_a_retry_gets_the_result(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 import uuid
 
 import pytest
@@ -14,8 +13,9 @@ import pytest
 import models
 from domain import idempotency
 from domain.errors import OperationError, TransientError
-from models import Customer, IdempotencyRecord, write_transaction
+from models import Customer, IdempotencyRecord, utcnow, write_transaction
 from tests.domain.helpers import REQUEST, Killed, context, lapse, take
+from tests.support import services
 
 pytestmark = pytest.mark.integration
 
@@ -144,8 +144,9 @@ def test_a_killed_execution_steps_down_so_its_redelivery_need_not_wait(domain_db
 
 
 def test_the_heartbeat_keeps_a_long_execution_s_claim_from_its_redelivery(domain_db, monkeypatch):
-    monkeypatch.setattr(idempotency, "HEARTBEAT_S", 0.05)
-    monkeypatch.setattr(idempotency, "EXECUTION_LEASE", dt.timedelta(seconds=0.4))
+    # Twenty beats to a lease: a loaded machine may miss several before the lease lapses.
+    monkeypatch.setattr(idempotency, "HEARTBEAT_S", 0.1)
+    monkeypatch.setattr(idempotency, "EXECUTION_LEASE", dt.timedelta(seconds=2))
     key = str(uuid.uuid4())
     started, go_on = threading.Event(), threading.Event()
     answers: list = []
@@ -164,7 +165,14 @@ def test_the_heartbeat_keeps_a_long_execution_s_claim_from_its_redelivery(domain
     thread.start()
     try:
         assert started.wait(10)
-        time.sleep(1.0)  # more than twice the lease: only the heartbeat keeps it
+        first_until = record_of(key).execution_until
+        # The lease the claim was taken with has run out, and only the heartbeat's renewals hold it now.
+        services.wait_until(
+            lambda: utcnow() > first_until + dt.timedelta(seconds=0.5) and record_of(key).execution_until > utcnow(),
+            30,
+            "the first lease to lapse while the heartbeat renews it",
+            0.05,
+        )
         with pytest.raises(idempotency.ExecutionInProgress):
             take(key)
     finally:

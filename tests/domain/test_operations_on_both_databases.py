@@ -218,6 +218,11 @@ def test_a_refund_made_in_the_dashboard_is_adopted_and_counted(domain_db, stripe
     with pytest.raises(OperationError) as exceeded:
         call("create-refund", {"paymentIntentId": intent["id"], "amount": 501})
     assert exceeded.value.code == "refund_exceeds_amount"
+    # The dashboard's 1500 is counted: exactly 500 is left, and it can be refunded.
+    assert exceeded.value.details["refundable"] == 500
+    assert call("get-payment-intent", {"paymentIntentId": intent["id"]})["amountRefunded"] == 1500
+    assert call("create-refund", {"paymentIntentId": intent["id"], "amount": 500})["status"] == "succeeded"
+    assert call("get-payment-intent", {"paymentIntentId": intent["id"]})["amountRefunded"] == 2000
 
 
 def test_an_event_that_outruns_its_intent_is_applied_once_the_intent_is_stored(domain_db, stripe_api, monkeypatch):

@@ -12,6 +12,7 @@ import pytest
 from domain import payment_events
 from domain.errors import OperationError
 from models import PaymentEvent, PaymentIntent, utcnow, write_transaction
+from settings import get_settings
 from tests.conftest import WEBHOOK_SECRET, make_card
 from tests.domain.helpers import call
 from tests.support.webhooks import sign
@@ -177,13 +178,33 @@ def test_an_expired_authorisation_is_canceled_and_failed(domain_db, stripe_api, 
 def test_prune_deletes_only_old_published_events_and_replay_queues_a_window_again(domain_db, stripe_api):
     intent = call("create-payment-intent", {"customerId": vaulted(stripe_api), "amount": 600, "currency": "usd"})
     (event,) = events_of(intent["id"])
-    assert payment_events.prune_published(utcnow() + dt.timedelta(days=30)) >= 0
+    other = call("create-payment-intent", {"customerId": vaulted(stripe_api), "amount": 700, "currency": "usd"})
+    (published,) = events_of(other["id"])
+    # Beside the event never published, one published long ago: the same prune must delete it.
+    PaymentEvent.update(published_at=utcnow() - dt.timedelta(days=60)).where(PaymentEvent.id == published.id).execute()
+
+    def due(now: dt.datetime) -> int:
+        cutoff = now - dt.timedelta(days=get_settings().outbox_retention_days)
+        return PaymentEvent.select().where(PaymentEvent.published_at < cutoff).count()
+
+    later = utcnow() + dt.timedelta(days=30)
+    expected = due(later)
+    assert expected >= 1
+    assert payment_events.prune_published(later) == expected
     assert PaymentEvent.get_or_none(PaymentEvent.id == event.id) is not None  # never published: kept
+    assert PaymentEvent.get_or_none(PaymentEvent.id == published.id) is None
     PaymentEvent.update(published_at=utcnow()).where(PaymentEvent.id == event.id).execute()
-    assert payment_events.replay(event.occurred_at - dt.timedelta(seconds=1), types=("created-payment-intent",)) >= 1
+    window = PaymentEvent.select().where(
+        PaymentEvent.occurred_at >= event.occurred_at, PaymentEvent.type == "created-payment-intent"
+    )
+    expected = window.count()
+    assert expected >= 1
+    assert payment_events.replay(event.occurred_at, types=("created-payment-intent",)) == expected
     assert PaymentEvent.get_by_id(event.id).published_at is None
     PaymentEvent.update(published_at=utcnow() - dt.timedelta(days=8)).where(PaymentEvent.id == event.id).execute()
-    assert payment_events.prune_published() >= 1
+    expected = due(utcnow())
+    assert expected >= 1
+    assert payment_events.prune_published() == expected
     assert PaymentEvent.get_or_none(PaymentEvent.id == event.id) is None
 
 

@@ -12,9 +12,10 @@ import pytest
 import stripe_client
 from domain import idempotency, janitor
 from domain.errors import OperationError, TransientError
-from models import Customer, IdempotencyRecord, PaymentIntent, Refund, WebhookEvent, utcnow
+from models import ALL_MODELS, IdempotencyRecord, PaymentIntent, Refund, WebhookEvent, utcnow
 from tests.conftest import WEBHOOK_SECRET, make_card
 from tests.domain.helpers import call, context
+from tests.support.stripe_objects import customers_of, intents_of_customers
 from tests.support.webhooks import sign
 
 pytestmark = pytest.mark.integration
@@ -121,14 +122,33 @@ def test_an_early_event_left_unmatched_is_applied_by_the_janitor(domain_db, stri
 
 
 def test_a_refused_create_writes_nothing_here_or_at_stripe(domain_db, stripe_api):
+    def rows() -> dict[str, int]:
+        return {model._meta.table_name: model.select().count() for model in ALL_MODELS}
+
+    def at_stripe() -> tuple[int, int]:
+        return len(customers_of(stripe_api, customer_id)), len(intents_of_customers(stripe_api, [customer_id]))
+
     customer_id = f"race-{uuid.uuid4().hex[:8]}"
+    key = f"test:{uuid.uuid4()}"
+    before = rows()
     with pytest.raises(OperationError) as refused:
         call(
             "create-payment-intent",
             {"customerId": customer_id, "amount": 300, "currency": "usd", "paymentMethodId": "vypm_unknown"},
+            context(key),
         )
     assert refused.value.code == "not_found"
-    assert Customer.get_or_none(Customer.platform_customer_id == customer_id) is None
+    # The one row written is the key's stored refusal (its replay answers the same, as Stripe's does): no customer,
+    # intent, history, attempt or event.
+    assert rows() == {**before, "idempotency_record": before["idempotency_record"] + 1}
+    stored = IdempotencyRecord.get(IdempotencyRecord.key_hash == idempotency.key_hash(key))
+    assert stored.outcome["error"]["code"] == "not_found"
+    assert at_stripe() == (0, 0)
+    # Positive control: the same create without the unknown card writes here and at Stripe, and the checks see it.
+    call("create-payment-intent", {"customerId": customer_id, "amount": 300, "currency": "usd"})
+    grown = {table for table, count in rows().items() if count != before[table]}
+    assert {"customer", "payment_intent", "payment_event"} <= grown
+    assert at_stripe() == (1, 1)
 
 
 def test_settings_never_show_their_secrets():

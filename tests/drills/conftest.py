@@ -24,7 +24,7 @@ import requests
 import stripe
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from tests.conftest import LOG_DIR, RUN
+from tests.conftest import LOG_DIR, REDIS_URL, RUN
 from tests.drills.stack import Stack, StackConfig
 from tests.support import kafka, services
 from tests.support.fake_sentry import FakeSentry, fake_sentry
@@ -35,7 +35,8 @@ FULL = bool(os.environ.get("DRILLS_FULL"))
 DRILL_LOG_DIR = LOG_DIR / "drills"
 DRILL_DB = f"vyp_drill_{RUN}"
 DRILL_VHOST = f"vyp_drill_{RUN}"
-DRILL_RESULTS = "redis://127.0.0.1:6379/3"
+# The run's own Redis database (tests/conftest.py claims it): never another run's results or replies.
+DRILL_RESULTS = REDIS_URL
 # The drills' secrets: drill 11 looks for these exact strings everywhere the drills wrote.
 STRIPE_KEY = f"sk_test_drill{RUN}key"
 WEBHOOK_SECRET = f"whsec_drill{RUN}secret"

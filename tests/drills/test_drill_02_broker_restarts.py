@@ -100,12 +100,32 @@ def run_restart_drill(name: str, stack: Stack, server, stripe_api, proxy, count:
         return api.post("/payment-intents", json=bodies[i], headers={"Idempotency-Key": keys[i]}, timeout=120)
 
     seen_before = len(proxy.seen)
+
+    def creates_at_stripe() -> list:
+        return [
+            s
+            for s in proxy.seen[seen_before:]
+            if s.method == "POST"
+            and s.path == "/v1/payment_intents"
+            and s.form.get("metadata[vy_customer_id]", [""])[0] in set(buyers)
+        ]
+
     proxy.delay_s["/v1/payment_intents"] = STRIPE_DELAY_S
     try:
         with ThreadPoolExecutor(count) as pool:
             futures = [pool.submit(send, i) for i in range(count)]
-            time.sleep(1.0)  # the tasks are running, waiting on Stripe, not yet acknowledged
+            # The restart falls while tasks are running, waiting on Stripe, not yet acknowledged.
+            services.wait_until(
+                lambda: sum(s.status is None for s in creates_at_stripe()) >= count // 2,
+                30,
+                "half the creates waiting on Stripe",
+                0.02,
+            )
+            in_flight = [s for s in creates_at_stripe() if s.status is None]
+            losses_before = stack.log_text().count("reply channel lost")
             down_s = server.restart(down_for_s=down_for_s)
+            # Stripe answered these while the server was down: their tasks' acks and results met the outage.
+            answered_while_down = sum(s.status is not None for s in in_flight)
             first = [f.result() for f in futures]
     finally:
         proxy.delay_s.clear()
@@ -121,13 +141,7 @@ def run_restart_drill(name: str, stack: Stack, server, stripe_api, proxy, count:
         f"SELECT COUNT(*) FROM payment_intent WHERE customer_id IN ({','.join(['%s'] * count)})", tuple(buyers)
     )[0][0]
     stripe_ids = {pi["id"] for pi in at_stripe}
-    ours = [
-        s
-        for s in proxy.seen[seen_before:]
-        if s.method == "POST"
-        and s.path == "/v1/payment_intents"
-        and s.form.get("metadata[vy_customer_id]", [""])[0] in set(buyers)
-    ]
+    ours = creates_at_stripe()
     replays = proxy.requests_for(lambda s: s.method == "GET" and s.path.split("/")[-1] in stripe_ids)
     states = key_states(stack, keys)
     codes = [a.status_code for a in first]
@@ -136,6 +150,8 @@ def run_restart_drill(name: str, stack: Stack, server, stripe_api, proxy, count:
         "2",
         f"{server.name} restart (SIGTERM, {round(down_s, 1)} s unreachable) with {count} late-acked creates running",
         requests_sent=count,
+        in_flight_at_restart=len(in_flight),
+        answered_while_down=answered_while_down,
         first_201=codes.count(201),
         first_other=",".join(str(c) for c in sorted(set(codes) - {201})) or "-",
         final_201=sum(f.status_code == 201 for f in finals),
@@ -147,6 +163,11 @@ def run_restart_drill(name: str, stack: Stack, server, stripe_api, proxy, count:
         keys_completed=states.get("completed", 0),
         invariant_violations=len(violations),
     )
+    # The restart reached the tasks it was meant to: they were mid-call when it fell, and a redelivered task called
+    # Stripe again (a replay under its key), the door lost its reply channel, or a first answer was not a 201.
+    reply_channel_losses = stack.log_text().count("reply channel lost") - losses_before
+    assert answered_while_down >= 1, len(in_flight)
+    assert len(ours) > count or replays or reply_channel_losses or codes != [201] * count, (len(ours), codes)
     assert [f.status_code for f in finals] == [201] * count, [f.text[:200] for f in finals if f.status_code != 201]
     assert len({f.json()["id"] for f in finals}) == count
     assert len(at_stripe) == rows == count
@@ -187,7 +208,15 @@ def test_a_second_delivery_of_a_running_task_never_answers_an_error_for_a_paymen
     meta = {"idempotencyKey": f"drill:dup:{uuid.uuid4()}", "traceId": f"dup-{uuid.uuid4()}", "door": "drill"}
     try:
         first = stack.send("create-payment-intent", payload, meta, task_id=task_id)
-        time.sleep(2.0)  # the first delivery is inside its Stripe call
+        services.wait_until(  # the first delivery is inside its Stripe call
+            lambda: any(
+                s.path == "/v1/payment_intents" and s.form.get("metadata[vy_customer_id]") == [buyer]
+                for s in proxy.seen[seen_before:]
+            ),
+            30,
+            "the first delivery's Stripe call",
+            0.02,
+        )
         stack.send("create-payment-intent", payload, meta, task_id=task_id)
         answer = first.get(timeout=60)
         remember_secrets(answer.get("response", {}))

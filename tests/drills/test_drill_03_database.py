@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -233,11 +232,32 @@ def test_a_mariadb_restart_under_load_ends_every_request_once_and_half_writes_no
         path, body, key = item
         return api.post(path, json=body, headers={"Idempotency-Key": key})
 
+    seen_before = len(proxy.seen)
+
+    paid_stripe_ids = {p["stripePaymentIntentId"] for p in paid}
+
+    def posts_at_stripe() -> list:
+        """This test's creates and refunds as Stripe received them (a replay under the same key included)."""
+        return [
+            s
+            for s in proxy.seen[seen_before:]
+            if s.method == "POST"
+            and (
+                (s.path == "/v1/payment_intents" and s.form.get("metadata[vy_customer_id]", [""])[0] in set(buyers))
+                or (s.path == "/v1/refunds" and s.form.get("payment_intent", [""])[0] in paid_stripe_ids)
+            )
+        ]
+
     proxy.delay_s["/v1/"] = 0.4  # Stripe takes its time: the restart falls while tasks are mid-flight
     try:
         with ThreadPoolExecutor(len(requests_to_send)) as pool:
             futures = [pool.submit(send, item) for item in requests_to_send]
-            time.sleep(0.8)
+            services.wait_until(
+                lambda: sum(s.status is None for s in posts_at_stripe()) >= len(requests_to_send) // 4,
+                30,
+                "a quarter of the requests waiting on Stripe",
+                0.01,
+            )
             down_s = mariadb.restart(how, down_for_s=3.0)
             first = [f.result() for f in futures]
     finally:
@@ -263,6 +283,7 @@ def test_a_mariadb_restart_under_load_ends_every_request_once_and_half_writes_no
         "3b",
         f"MariaDB {signal.Signals(how).name} + restart with {len(requests_to_send)} requests in flight",
         requests_sent=len(requests_to_send),
+        stripe_posts=len(posts_at_stripe()),
         db_down_s=round(down_s, 1),
         first_201=codes.count(201),
         first_503=codes.count(503),
@@ -277,6 +298,10 @@ def test_a_mariadb_restart_under_load_ends_every_request_once_and_half_writes_no
         refunded_in_db=refunded_in_db,
         invariant_violations=len(violations),
     )
+    # The restart reached requests in flight: a task that lost its write called Stripe again (a replay under the
+    # same key), or a caller's first answer was not the 201 of an undisturbed run.
+    stripe_posts = posts_at_stripe()
+    assert len(stripe_posts) > len(requests_to_send) or codes != [201] * len(codes), (len(stripe_posts), codes)
     assert set(codes) <= {201, 503, 504}, codes
     assert [f.status_code for f in finals] == [201] * len(finals), [
         f.text[:200] for f in finals if f.status_code != 201

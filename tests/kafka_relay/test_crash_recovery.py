@@ -9,13 +9,9 @@ import pytest
 
 from tests.kafka_relay.conftest import KAFKA_ENV, PARTITIONS
 from tests.support import kafka, services
+from tests.support.stripe_objects import intents_of_customers
 
 pytestmark = pytest.mark.integration
-
-
-def stripe_intents_of(stripe_api, customers: set[str]) -> list:
-    listed = stripe_api.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter()
-    return [pi for pi in listed if pi.metadata.to_dict().get("vy_customer_id") in customers]
 
 
 def test_sigkill_with_500_requests_in_flight_then_a_restart_answers_every_one_and_creates_no_intent_twice(
@@ -56,9 +52,9 @@ def test_sigkill_with_500_requests_in_flight_then_a_restart_answers_every_one_an
     assert len(intent_ids) == 500
     for customer_id in customers:
         assert PaymentIntent.select().where(PaymentIntent.customer_id == customer_id).count() == 100
-    at_stripe = stripe_intents_of(stripe_api, set(customers))
+    at_stripe = intents_of_customers(stripe_api, customers)
     assert len(at_stripe) == 500
-    assert {pi.metadata.to_dict()["vy_payment_intent_id"] for pi in at_stripe} == intent_ids
+    assert {pi["metadata"]["vy_payment_intent_id"] for pi in at_stripe} == intent_ids
 
 
 def test_sigterm_with_a_full_producer_queue_loses_nothing(gateway, own_relay, kafka_broker):

@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kombu import Exchange, Queue
+from kombu import Connection, Exchange, Queue
 
 from kafka_relay.handover import BatchHandOver, HandOverError
 from kafka_relay.relay import PartitionProgress
+from tests.conftest import REDIS_URL
 
 pytestmark = pytest.mark.integration
 
@@ -97,12 +98,36 @@ def test_a_partition_whose_publishes_were_all_confirmed_stores_past_its_last_mes
 def test_a_broker_without_publisher_confirms_is_published_to_as_celery_does_with_its_retries():
     from celery import Celery
 
-    redis_app = Celery()
-    redis_app.conf.broker_write_url = "redis://127.0.0.1:6379/13"  # (the suite's CELERY_BROKER_URL is RabbitMQ)
+    # A Redis broker (the suite's CELERY_BROKER_URL is RabbitMQ): the run's own Redis database, a queue of its own.
+    redis_app = Celery("handover-test")
+    # The write URL: Celery's broker_url would yield to the environment's CELERY_BROKER_URL (RabbitMQ).
+    redis_app.conf.broker_write_url = REDIS_URL
     redis_app.conf.broker_transport_options = {"confirm_publish": True}  # meaningless on Redis
+
+    @redis_app.task(name="handover.probe", shared=False)
+    def probe(payload: dict) -> None: ...
+
+    queue = f"handover-test-{uuid.uuid4().hex[:8]}"
     handover = BatchHandOver(redis_app, confirm_timeout_s=1.0)
     sent: list[tuple[Any, bool]] = []
+
+    def send(producer: Any, retry: bool) -> None:
+        sent.append((producer, retry))
+        probe.apply_async(args=[{"n": 1}], queue=queue, ignore_result=True, producer=producer, retry=retry)
+
     assert not handover.confirmed_publishing
-    assert handover.publish(lambda producer, retry: sent.append((producer, retry))) is None
+    assert handover.publish(send) is None
     assert sent == [(None, True)]  # Celery's own producer pool, kombu's retries on
     assert handover.confirm() == set()
+    # Published for real: the task message is in the queue, as Celery wrote it.
+    with Connection(REDIS_URL) as conn:
+        waiting = conn.SimpleQueue(queue)
+        try:
+            message = waiting.get(timeout=10)
+            assert message.headers["task"] == "handover.probe"
+            assert message.decode()[0] == [{"n": 1}]  # protocol 2: (args, kwargs, embed)
+            message.ack()
+            with pytest.raises(waiting.Empty):  # and only it, once (the publish returned after the broker took it)
+                waiting.get_nowait()
+        finally:
+            waiting.close()

@@ -27,7 +27,8 @@ def test_creating_topics_is_never_required_a_broker_out_of_reach_costs_a_bounded
     unreachable = dataclasses.replace(get_settings(), kafka_broker=f"127.0.0.1:{services.free_port()}")
     started = time.monotonic()
     assert ensure_topics(unreachable, timeout_s=1.0) == []
-    assert time.monotonic() - started < 5
+    # Bounded by its timeout, not by librdkafka's own (minutes): a margin a loaded 2-core machine keeps.
+    assert time.monotonic() - started < 30
 
 
 def test_a_request_the_celery_broker_did_not_confirm_is_not_committed_and_is_answered_after_a_restart(

@@ -22,6 +22,7 @@ from socket_door.server import SOCKET_OPERATIONS
 from tests.conftest import API_KEY, WEBHOOK_SECRET, make_card
 from tests.support.lifecycle import DECLINED, SCENARIOS, THREE_D_SECURE
 from tests.support.sockets import SocketClient, SocketIODoor
+from tests.support.stripe_objects import intents_of_customers
 from tests.support.webhooks import sign
 
 pytestmark = pytest.mark.integration
@@ -109,12 +110,25 @@ def test_errors_answer_the_error_event_with_the_message_then_the_structured_erro
 
 def test_a_customer_token_acts_on_its_own_customers_records_and_nothing_else(socket_stack, server_socket, stripe_api):
     mine, theirs = customer(), customer()
-    vault(server_socket, stripe_api, theirs)
+    their_card = vault(server_socket, stripe_api, theirs)
     other = ok(
         server_socket.call(
             "create-payment-intent", {"customerId": theirs, "amount": 800, "currency": "usd", "confirm": True}
         )
     )
+    their_refund = ok(server_socket.call("create-refund", {"paymentIntentId": other["id"], "amount": 100}))
+    # Another customer's failed attempt (a declined card): real, and retried by a server it answers invalid_state.
+    declined_customer = customer()
+    vault(server_socket, stripe_api, declined_customer, DECLINED)
+    declined = refused(
+        server_socket.call(
+            "create-payment-intent",
+            {"customerId": declined_customer, "amount": 700, "currency": "usd", "confirm": True},
+        ),
+        "card_declined",
+    )
+    their_attempt = declined["details"]["attemptId"]
+    refused(server_socket.call("retry-payment-attempt", {"attemptId": their_attempt}), "invalid_state")
     browser = SocketClient(socket_stack.sockets[1], token=socket_stack.token(mine)).connect()
     try:
         method = vault(browser, stripe_api)  # customerId comes from the token
@@ -132,11 +146,20 @@ def test_a_customer_token_acts_on_its_own_customers_records_and_nothing_else(soc
             ("list-payment-methods", {"customerId": theirs}),
             ("list-payment-intents", {"customerId": theirs}),
             ("create-payment-intent", {"customerId": theirs, "amount": 900, "currency": "usd"}),
-            ("confirm-payment-intent", {"paymentIntentId": intent["id"], "paymentMethodId": "vypm_not_mine"}),
+            ("confirm-payment-intent", {"paymentIntentId": intent["id"], "paymentMethodId": their_card["id"]}),
+            ("confirm-payment-intent", {"paymentIntentId": other["id"], "paymentMethodId": method["id"]}),
+            ("delete-payment-method", {"paymentMethodId": their_card["id"]}),
+            ("get-refund", {"refundId": their_refund["id"]}),
+            ("retry-payment-attempt", {"attemptId": their_attempt}),
             ("subscribe-payment-intent", {"paymentIntentId": other["id"]}),
+            ("subscribe-payment-intent", {"paymentIntentId": other["stripePaymentIntentId"]}),
             ("register-user", {"userId": theirs}),
         ):
             refused(browser.call(event, payload), "not_found")
+        # Their card is still theirs, and still there (the server sees it).
+        listed = ok(server_socket.call("list-payment-methods", {"customerId": theirs}))
+        assert [m["id"] for m in listed["data"]] == [their_card["id"]]
+        assert ok(server_socket.call("get-refund", {"refundId": their_refund["id"]}))["amount"] == 100
         # Giving money back or taking back a hold is the merchant's, even on the customer's own payment.
         for event, payload in (
             ("create-refund", {"paymentIntentId": intent["id"], "amount": 100}),
@@ -145,8 +168,23 @@ def test_a_customer_token_acts_on_its_own_customers_records_and_nothing_else(soc
             ("cancel-payment-intent", {"paymentIntentId": intent["id"]}),
         ):
             assert refused(browser.call(event, payload), "forbidden")["status"] == 403
-        for paid in (intent, other):
-            assert ok(server_socket.call("get-payment-intent", {"paymentIntentId": paid["id"]}))["amountRefunded"] == 0
+        assert ok(server_socket.call("get-payment-intent", {"paymentIntentId": intent["id"]}))["amountRefunded"] == 0
+        assert ok(server_socket.call("get-payment-intent", {"paymentIntentId": other["id"]}))["amountRefunded"] == 100
+        # The same idempotencyKey from two customers is two requests: each its own intent, never the other's answer.
+        shared = f"shared-{uuid.uuid4()}"
+        neighbour = SocketClient(socket_stack.sockets[0], token=socket_stack.token(theirs)).connect()
+        try:
+            body = {"amount": 1300, "currency": "usd", "idempotencyKey": shared}
+            first = ok(browser.call("create-payment-intent", body))
+            second = ok(neighbour.call("create-payment-intent", {**body, "amount": 1400}))
+            assert (first["customerId"], first["amount"]) == (mine, 1300)
+            assert (second["customerId"], second["amount"]) == (theirs, 1400)
+            # Positive control: within one customer the key does replay.
+            assert ok(browser.call("create-payment-intent", body))["id"] == first["id"]
+        finally:
+            neighbour.close()
+        # A customer's own card is its to delete.
+        assert ok(browser.call("delete-payment-method", {"paymentMethodId": method["id"]}))["deleted"] is True
     finally:
         browser.close()
 
@@ -280,6 +318,8 @@ def test_an_idempotency_key_replays_the_first_answer_per_caller_and_another_body
         refused(browser.call("create-payment-intent", {**create, "amount": 1400}), "idempotency_key_reused")
         listed = ok(browser.call("list-payment-intents", {}))
         assert [i["id"] for i in listed["data"]] == [first["id"]]  # charged once
+        (charged,) = intents_of_customers(stripe_api, [owner])  # and once at Stripe
+        assert (charged["id"], charged["status"]) == (first["stripePaymentIntentId"], "succeeded")
     finally:
         browser.close()
         again.close()
@@ -352,7 +392,18 @@ def test_a_webhook_that_moves_an_intent_is_pushed_once_to_its_sockets_on_every_p
                 "version": push["version"],
                 "occurredAt": push["occurredAt"],
             }
-        time.sleep(1.0)  # a duplicate would have arrived by now
+        # A later change on the same partition of the status topic (keyed by intent, crc32 like the producer), heard
+        # by every socket: a duplicate of the first push would have come before it.
+        ok(watcher.call("register-user", {"userId": owner}))
+        partition = zlib.crc32(intent["id"].encode()) % 2
+        for _ in range(12):
+            later = ok(on_a.call("create-payment-intent", {"amount": 500, "currency": "usd"}))
+            if zlib.crc32(later["id"].encode()) % 2 == partition:
+                break
+        else:
+            raise AssertionError("no intent on the first one's partition in 12 tries")
+        for client in (on_a, on_b, watcher):
+            client.wait_for("payment-status-update", lambda p: p["paymentIntentId"] == later["id"], 60)
         for client in (on_a, on_b, watcher):
             assert [p["status"] for p in client.pushes(intent["id"])].count("succeeded") == 1
         assert stranger.pushes(intent["id"]) == []  # another customer hears nothing of it

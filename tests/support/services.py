@@ -60,23 +60,56 @@ def drop_mariadb_database(name: str) -> None:
 
 
 def create_rabbit_vhost(name: str) -> str:
-    """A vhost of our own, so that concurrent runs on one machine never take each other's tasks."""
-    try:
-        subprocess.run(["rabbitmqctl", "-q", "add_vhost", name], check=True, capture_output=True, timeout=60)
-        subprocess.run(
-            ["rabbitmqctl", "-q", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        return name
-    except (OSError, subprocess.SubprocessError):
-        return ""  # the default vhost still works for a lone run
+    """A vhost of our own, so that concurrent runs on one machine never take each other's tasks (no vhost, no run:
+    the shared default vhost would let another run's worker take our tasks)."""
+    for argv in (
+        ["rabbitmqctl", "-q", "add_vhost", name],
+        ["rabbitmqctl", "-q", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
+    ):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"RabbitMQ vhost {name} not made: {' '.join(argv[2:4])}: {done.stderr.strip()}")
+    return name
 
 
 def delete_rabbit_vhost(name: str) -> None:
     if name:
         subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], capture_output=True, timeout=60, check=False)
+
+
+REDIS = ("127.0.0.1", 6379)
+# The marker a run leaves in each Redis database it holds (bench/stack.py claims with the same one).
+REDIS_CLAIM = "vyp-run-claim"
+# 0 is anyone's default; 1 and 3 were the suite's and the drills' fixed databases (an older checkout may use them).
+REDIS_DBS = [i for i in range(15, 0, -1) if i not in (1, 3)]
+
+
+def claim_redis_db(run: str, ttl_s: int = 6 * 3600) -> int:
+    """An empty Redis database index for this run alone, claimed atomically by its marker key (SET NX); a run that
+    dies leaves it to expire. None left is an error, never a shared database."""
+    import redis
+
+    for index in REDIS_DBS:
+        client = redis.Redis(*REDIS, db=index)
+        try:
+            # Empty but for nothing: a database with keys and no marker is someone else's (or a dead run's).
+            if client.dbsize() == 0 and client.set(REDIS_CLAIM, run, nx=True, ex=ttl_s):
+                return index
+        finally:
+            client.close()
+    raise RuntimeError("no empty Redis database left to claim (15 runs at once, or leftovers: see REDIS_CLAIM)")
+
+
+def release_redis_db(index: int, run: str) -> None:
+    """Empty the run's database and give it back (only if the claim is still this run's)."""
+    import redis
+
+    client = redis.Redis(*REDIS, db=index)
+    try:
+        if client.get(REDIS_CLAIM) == run.encode():
+            client.flushdb()
+    finally:
+        client.close()
 
 
 @contextlib.contextmanager

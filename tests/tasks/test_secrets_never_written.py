@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from tests.conftest import API_KEY, STRIPE_KEY, WEBHOOK_SECRET, make_card
+from tests.support import services
 from tests.support.webhooks import sign
 
 pytestmark = pytest.mark.integration
@@ -74,8 +75,18 @@ def test_secrets_reach_no_log_line_and_no_table(dispatch, stripe_api, mariadb, w
         "process-stripe-webhook", {"payload": event, "signature": sign(event, WEBHOOK_SECRET)}
     )
     # Bad input that carries secrets must not echo them into logs either.
-    dispatch("create-payment-intent", {"customerId": customer_id, "amount": CARDS[0], "currency": "usd"})
-    time.sleep(0.5)  # the worker's last log lines reach the file
+    from tasks.operations import TASKS
+
+    bad = {"customerId": customer_id, "amount": CARDS[0], "currency": "usd"}
+    meta = {"idempotencyKey": None, "traceId": None, "door": "test"}
+    last = TASKS["create-payment-intent"].apply_async(args=[bad, meta])
+    last.get(timeout=90)
+    # The worker's last log line for it (Celery's own "succeeded") is in the file: everything before it is too.
+    services.wait_until(
+        lambda: any(last.id in line and "succeeded" in line for line in worker.read_text().splitlines()),
+        30,
+        "the last task's closing log line",
+    )
 
     logs = worker.read_text()
     tables = dump_database(mariadb)

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.conftest import WEBHOOK_SECRET, make_card
+from tests.support.stripe_objects import refunds_of
 from tests.support.webhooks import sign
 
 pytestmark = pytest.mark.integration
@@ -215,8 +216,10 @@ def test_twenty_concurrent_ten_percent_refunds_exactly_ten_succeed(dispatch, str
     succeeded = [a for a in answers if "response" in a]
     refused = [a for a in answers if a.get("error", {}).get("code") == "refund_exceeds_amount"]
     assert (len(succeeded), len(refused)) == (10, 10)
-    stripe_refunds = stripe_api.v1.refunds.list(params={"payment_intent": intent["stripePaymentIntentId"]}).data
-    assert sum(r.amount for r in stripe_refunds) == 10_000
+    # Every page: an 11th refund at Stripe must be seen (pages of 4 make the paging itself run).
+    stripe_refunds = refunds_of(stripe_api, intent["stripePaymentIntentId"], page_size=4)
+    assert len({r["id"] for r in stripe_refunds}) == len(stripe_refunds) == 10
+    assert sum(r["amount"] for r in stripe_refunds) == 10_000
     final = dispatch("get-payment-intent", {"paymentIntentId": intent["id"]})["response"]
     assert final["amountRefunded"] == 10_000
 
