@@ -22,7 +22,6 @@ from stripe_pacing import MUTATING, READ, Bucket, Pacer, endpoint_of
 pytestmark = pytest.mark.integration
 
 SLOW = 0.001  # calls per second: nothing refills during a test
-REDIS_URL = "redis://127.0.0.1:6379/1"  # the suite's result store (tests/conftest.py)
 
 
 def pacer_on(
@@ -37,7 +36,9 @@ def pacer_on(
 
 @pytest.fixture()
 def shared_redis() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL)
+    from tests import conftest
+
+    client = redis.Redis.from_url(conftest.REDIS_URL)  # the run's own Redis database, claimed at configure
     yield client
     client.close()
 
