@@ -22,7 +22,7 @@ import requests
 import stripe
 
 from tests.conftest import RUN
-from tests.drills.conftest import API_KEY, DRILL_RESULTS, EVIDENCE, FULL, WEBHOOK_SECRET, Api, size
+from tests.drills.conftest import API_KEY, DRILL_RESULTS, EVIDENCE, FULL, WEBHOOK_SECRET, Api, dump_tables, size
 from tests.drills.helpers import customer, remember_secrets, stripe_intents, vault
 from tests.drills.report import report
 from tests.drills.stack import Stack, StackConfig
@@ -57,7 +57,6 @@ def paced(drill_log_dir: Path, sentry) -> Iterator[PacingStack]:
     EVIDENCE.secrets.add(SERVICE_KEY)
     db_name = f"vyp_drill19_{RUN}"
     services.create_mariadb_database(db_name)
-    EVIDENCE.databases.append({**services.MARIADB, "database": db_name})
     vhost = services.create_rabbit_vhost(f"vyp_drill19_{RUN}")
     port = services.free_port()
     log = drill_log_dir / "localstripe-drill19.log"
@@ -88,6 +87,10 @@ def paced(drill_log_dir: Path, sentry) -> Iterator[PacingStack]:
                 stack.close()
     finally:
         services.delete_rabbit_vhost(vhost)
+        # Drill 11 scans what this stack wrote: its tables are kept as a dump, since the database goes now.
+        dump = drill_log_dir / f"tables-drill22-{RUN}.txt"
+        dump.write_text(dump_tables({**services.MARIADB, "database": db_name}))
+        EVIDENCE.dumps.append(dump)
         services.drop_mariadb_database(db_name)
 
 
