@@ -64,6 +64,60 @@ def _librdkafka_options(config: AutoConfig, prefix: str) -> dict[str, str]:
     }
 
 
+# Each payment event type's topics: its own (today's kebab-case names, our payload) and the PRD's (the names the
+# platform's order service subscribes to, the PRD's payload). Each setting is a comma-separated list; empty: off.
+EVENT_TOPIC_SETTINGS: dict[str, tuple[tuple[str, str], tuple[str, str] | None]] = {
+    "created-payment-intent": (
+        ("EVENT_TOPIC_CREATED_PAYMENT_INTENT", "created-payment-intent"),
+        ("EVENT_TOPIC_PAYMENT_INTENT_CREATED", "PaymentIntentCreated"),
+    ),
+    "succeeded-payment": (
+        ("EVENT_TOPIC_SUCCEEDED_PAYMENT", "succeeded-payment"),
+        ("EVENT_TOPIC_PAYMENT_SUCCEEDED", "PaymentSucceeded"),
+    ),
+    "failed-payment": (
+        ("EVENT_TOPIC_FAILED_PAYMENT", "failed-payment"),
+        ("EVENT_TOPIC_PAYMENT_FAILED", "PaymentFailed"),
+    ),
+    "canceled-payment": (("EVENT_TOPIC_CANCELED_PAYMENT", "canceled-payment"), None),
+    "created-refund": (
+        ("EVENT_TOPIC_CREATED_REFUND", "created-refund"),
+        ("EVENT_TOPIC_REFUND_CREATED", "RefundCreated"),
+    ),
+    "refund-succeeded-payment": (
+        ("EVENT_TOPIC_REFUND_SUCCEEDED_PAYMENT", "refund-succeeded-payment"),
+        ("EVENT_TOPIC_REFUND_SUCCEEDED", "RefundSucceeded"),
+    ),
+    "failed-refund": (
+        ("EVENT_TOPIC_FAILED_REFUND", "failed-refund"),
+        ("EVENT_TOPIC_REFUND_FAILED", "RefundFailed"),
+    ),
+    "payment-status-changed": (("EVENT_TOPIC_PAYMENT_STATUS_CHANGED", "payment-status-changed"), None),
+}
+
+
+def _topic_list(value: str) -> tuple[str, ...]:
+    """A comma-separated list of topics, each once; empty (or only commas) turns the topic off."""
+    return tuple(dict.fromkeys(t.strip() for t in str(value).split(",") if t.strip()))
+
+
+def _event_topic_settings(config: AutoConfig) -> dict[str, dict]:
+    """event_routes and event_topics from the EVENT_TOPIC_* settings (a topic named twice for a type: once)."""
+    routes: dict[str, tuple[tuple[str, str], ...]] = {}
+    first: dict[str, str] = {}
+    for event_type, (own, platform) in EVENT_TOPIC_SETTINGS.items():
+        own_topics = _topic_list(config(own[0], default=own[1]))
+        platform_topics = _topic_list(config(platform[0], default=platform[1])) if platform else ()
+        chosen: dict[str, str] = {}
+        for topic in own_topics:
+            chosen.setdefault(topic, "service")
+        for topic in platform_topics:
+            chosen.setdefault(topic, "platform")
+        routes[event_type] = tuple(chosen.items())
+        first[event_type] = own_topics[0] if own_topics else ""
+    return {"event_routes": routes, "event_topics": first}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of the service; built only by `load_settings`. Secrets stay out of its repr (Sentry, logs)."""
@@ -110,7 +164,10 @@ class Settings:
     kafka_options: dict[str, str]
     kafka_consumer_options: dict[str, str]
     kafka_producer_options: dict[str, str]
-    # Payment events (domain/payment_events.py): the topic each type is published to, and the outbox's publishing.
+    # Payment events (domain/payment_events.py): where each type is published, and the outbox's publishing.
+    # event_routes: type → ((topic, dialect), …), every topic its row goes to ("service": our payload, "platform":
+    # the PRD's event); event_topics: type → its first own-dialect topic ("" when off), for a reader of one topic.
+    event_routes: dict[str, tuple[tuple[str, str], ...]]
     event_topics: dict[str, str]
     outbox_shards: int
     outbox_batch: int
@@ -127,6 +184,11 @@ class Settings:
     rate_limit: str
     rate_limit_webhooks: str
     rate_limit_storage: str = field(repr=False)
+
+    @property
+    def published_event_topics(self) -> list[str]:
+        """Every topic a payment event is published to (each once, in the settings' order)."""
+        return list(dict.fromkeys(topic for routes in self.event_routes.values() for topic, _ in routes))
 
     @property
     def uses_sqlite(self) -> bool:
@@ -224,18 +286,7 @@ def load_settings() -> Settings:
         kafka_options=_librdkafka_options(config, "KAFKA_OPT_"),
         kafka_consumer_options=_librdkafka_options(config, "KAFKA_CONSUMER_OPT_"),
         kafka_producer_options=_librdkafka_options(config, "KAFKA_PRODUCER_OPT_"),
-        event_topics={
-            "created-payment-intent": config("EVENT_TOPIC_CREATED_PAYMENT_INTENT", default="created-payment-intent"),
-            "succeeded-payment": config("EVENT_TOPIC_SUCCEEDED_PAYMENT", default="succeeded-payment"),
-            "failed-payment": config("EVENT_TOPIC_FAILED_PAYMENT", default="failed-payment"),
-            "canceled-payment": config("EVENT_TOPIC_CANCELED_PAYMENT", default="canceled-payment"),
-            "created-refund": config("EVENT_TOPIC_CREATED_REFUND", default="created-refund"),
-            "refund-succeeded-payment": config(
-                "EVENT_TOPIC_REFUND_SUCCEEDED_PAYMENT", default="refund-succeeded-payment"
-            ),
-            "failed-refund": config("EVENT_TOPIC_FAILED_REFUND", default="failed-refund"),
-            "payment-status-changed": config("EVENT_TOPIC_PAYMENT_STATUS_CHANGED", default="payment-status-changed"),
-        },
+        **_event_topic_settings(config),
         outbox_shards=config("OUTBOX_SHARDS", default=16, cast=int),
         outbox_batch=config("OUTBOX_BATCH", default=200, cast=int),
         outbox_retention_days=config("OUTBOX_RETENTION_DAYS", default=7, cast=int),

@@ -45,6 +45,7 @@ class SucceededPayment(Event):
 class FailedPayment(Event):
     type: Literal["failed-payment"]
     orderId: str | None
+    subscriptionId: str | None
     errorCode: str | None
     errorMessage: str | None
 
@@ -96,6 +97,66 @@ EVENTS: dict[str, type[Event]] = {
     "payment-status-changed": PaymentStatusChanged,
 }
 
+
+class PlatformEvent(BaseModel):
+    """The PRD's events (published beside ours under its names, the same row and eventId): its fields, and these."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    eventId: str = Field(description="The same as the row's event on our own topic; a repeat has the same.")
+    version: int = Field(description="The intent's ztracking version when it happened.")
+    occurredAt: str = Field(json_schema_extra={"format": "date-time"})
+    traceId: str | None
+
+
+class PaymentIntentCreated(PlatformEvent):
+    paymentIntentId: str
+    orderId: str | None
+    subscriptionId: str | None
+    amountCents: int
+    currency: str
+
+
+class PaymentSucceeded(PlatformEvent):
+    paymentIntentId: str
+    orderId: str | None = Field(description="What the platform's order service marks PAID.")
+    subscriptionId: str | None
+
+
+class PaymentFailed(PlatformEvent):
+    paymentIntentId: str
+    orderId: str | None = Field(description="What the platform's order service marks PAYMENT_FAILED.")
+    subscriptionId: str | None
+    errorCode: str | None
+    errorMessage: str | None
+
+
+class RefundCreated(PlatformEvent):
+    refundId: str
+    paymentIntentId: str
+    amountCents: int
+
+
+class RefundSucceeded(PlatformEvent):
+    refundId: str
+    paymentIntentId: str
+
+
+class RefundFailed(PlatformEvent):
+    refundId: str
+    paymentIntentId: str
+    errorCode: str | None
+
+
+PLATFORM_EVENTS: dict[str, type[PlatformEvent]] = {
+    "created-payment-intent": PaymentIntentCreated,
+    "succeeded-payment": PaymentSucceeded,
+    "failed-payment": PaymentFailed,
+    "created-refund": RefundCreated,
+    "refund-succeeded-payment": RefundSucceeded,
+    "failed-refund": RefundFailed,
+}
+
 WHEN = {
     "created-payment-intent": "An intent is created.",
     "succeeded-payment": "An intent reaches succeeded, by any path (an answer, a webhook, the janitor, a sync).",
@@ -126,27 +187,33 @@ HEADERS = {
 
 @lru_cache(maxsize=1)
 def asyncapi_document() -> dict[str, Any]:
-    topics = get_settings().event_topics
-    channels, operations, messages, schemas = {}, {}, {}, {}
-    for event_type, model in EVENTS.items():
-        name = model.__name__
-        schemas[name] = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        messages[name] = {
-            "name": event_type,
-            "summary": WHEN[event_type],
-            "contentType": "application/json",
-            "headers": HEADERS,
-            "payload": {"$ref": f"#/components/schemas/{name}"},
-        }
-        channels[name] = {
-            "address": topics[event_type],
-            "description": f"{WHEN[event_type]} Key: paymentIntentId.",
-            "messages": {name: {"$ref": f"#/components/messages/{name}"}},
-        }
-        operations[f"publish{name}"] = {
+    routes = get_settings().event_routes
+    channels: dict[str, dict[str, Any]] = {}
+    operations: dict[str, dict[str, Any]] = {}
+    messages: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, dict[str, Any]] = {}
+    for event_type, own_model in EVENTS.items():
+        for topic, dialect in routes.get(event_type, ()):
+            model: type[BaseModel] = PLATFORM_EVENTS[event_type] if dialect == "platform" else own_model
+            name = model.__name__
+            schemas[name] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            messages[name] = {
+                "name": name if dialect == "platform" else event_type,
+                "summary": WHEN[event_type],
+                "contentType": "application/json",
+                "headers": HEADERS,
+                "payload": {"$ref": f"#/components/schemas/{name}"},
+            }
+            # A channel per topic (an operator may send two types to one topic: it carries both messages).
+            channel = channels.setdefault(
+                topic, {"address": topic, "description": "Key: paymentIntentId.", "messages": {}}
+            )
+            channel["messages"][name] = {"$ref": f"#/components/messages/{name}"}
+    for topic, channel in channels.items():
+        operations[f"send-{topic}"] = {
             "action": "send",
-            "channel": {"$ref": f"#/channels/{name}"},
-            "messages": [{"$ref": f"#/channels/{name}/messages/{name}"}],
+            "channel": {"$ref": f"#/channels/{topic}"},
+            "messages": [{"$ref": f"#/channels/{topic}/messages/{name}"} for name in channel["messages"]],
         }
     return {
         "asyncapi": "3.0.0",

@@ -16,6 +16,10 @@ reporting one success — is the same event, stored once.
 | refund-succeeded-payment | a refund succeeds |
 | failed-refund | a refund fails or is canceled |
 | payment-status-changed | an intent's status changes (creation included), an attempt fails: the Socket.IO pushes |
+
+Each row is also published, by default, under the PRD's name (`PaymentIntentCreated`, `PaymentSucceeded`,
+`PaymentFailed`, `RefundCreated`, `RefundSucceeded`, `RefundFailed`: the topics the platform's order service
+subscribes to) with the PRD's fields (`platform_payload`); the same row, the same eventId, one publish per topic.
 """
 
 from __future__ import annotations
@@ -49,6 +53,43 @@ TYPES = (
     FAILED_REFUND,
     PAYMENT_STATUS_CHANGED,
 )
+
+
+# The PRD's events (its §5.2): each field it carries, read from our payload's field; plus ENVELOPE. PaymentFailed also
+# carries orderId and subscriptionId: the order service reads orderId from it, and the original service sent both.
+PLATFORM_FIELDS: dict[str, dict[str, str]] = {
+    CREATED_PAYMENT_INTENT: {
+        "paymentIntentId": "paymentIntentId",
+        "orderId": "orderId",
+        "subscriptionId": "subscriptionId",
+        "amountCents": "amount",
+        "currency": "currency",
+    },
+    SUCCEEDED_PAYMENT: {"paymentIntentId": "paymentIntentId", "orderId": "orderId", "subscriptionId": "subscriptionId"},
+    FAILED_PAYMENT: {
+        "paymentIntentId": "paymentIntentId",
+        "orderId": "orderId",
+        "subscriptionId": "subscriptionId",
+        "errorCode": "errorCode",
+        "errorMessage": "errorMessage",
+    },
+    CREATED_REFUND: {"refundId": "refundId", "paymentIntentId": "paymentIntentId", "amountCents": "amount"},
+    REFUND_SUCCEEDED: {"refundId": "refundId", "paymentIntentId": "paymentIntentId"},
+    FAILED_REFUND: {"refundId": "refundId", "paymentIntentId": "paymentIntentId", "errorCode": "errorCode"},
+}
+ENVELOPE = ("eventId", "version", "occurredAt", "traceId")
+
+
+def platform_payload(event_type: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The PRD's event for one of ours: its fields, then eventId, version, occurredAt, traceId (a pure function of the
+    row, so a resend is byte for byte the same)."""
+    fields = PLATFORM_FIELDS[event_type]
+    return {**{name: payload.get(ours) for name, ours in fields.items()}, **{k: payload.get(k) for k in ENVELOPE}}
+
+
+def payload_for(event_type: str, dialect: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """A row's payload as one of its topics carries it: ours as written ("service"), or the PRD's ("platform")."""
+    return platform_payload(event_type, payload) if dialect == "platform" else payload
 
 
 def shard_of(payment_intent_id: str) -> int:
@@ -154,7 +195,12 @@ def events_of_change(
         events.append((SUCCEEDED_PAYMENT, {**fields, "amountReceived": intent.amount_received}, (intent.id,)))
     elif intent.status == "requires_payment_method" and intent.last_payment_error:
         code, message = _error_of(intent)
-        failed = {"orderId": intent.order_id, "errorCode": code, "errorMessage": message}
+        failed = {
+            "orderId": intent.order_id,
+            "subscriptionId": intent.subscription_id,
+            "errorCode": code,
+            "errorMessage": message,
+        }
         # One per failed attempt, whichever path tells it first; a failure no attempt of ours made, per version.
         about = _attempt_failure(intent.id, failed_attempt) if failed_attempt else (intent.id, intent.ztracking_version)
         events.append((FAILED_PAYMENT, failed, about))
@@ -166,6 +212,7 @@ def events_of_change(
             # The authorisation expired uncaptured: the payment failed as well as being canceled.
             expired = {
                 "orderId": intent.order_id,
+                "subscriptionId": intent.subscription_id,
                 "errorCode": "authorization_expired",
                 "errorMessage": "The authorisation expired before it was captured.",
             }

@@ -102,6 +102,9 @@ def _stripe_request(claim: idempotency.Claim, inp: CreatePaymentIntentInput) -> 
         "confirm": inp.confirm,
         "metadata": {
             **inp.metadata,
+            # The platform gateway's webhook handler routes by it (the original service's name); ours wins over a
+            # caller's own localId, which stays in the intent's answered metadata only.
+            "localId": claim.resource_id,
             "vy_payment_intent_id": claim.resource_id,
             "vy_customer_id": inp.customer_id,
             "vy_trace_id": claim.trace_id,

@@ -22,7 +22,7 @@ from pydantic_core import PydanticCustomError
 from domain import currencies
 from domain.errors import OperationError
 
-MAX_METADATA_KEYS = 47  # Stripe allows 50; the service adds its own three (vy_*)
+MAX_METADATA_KEYS = 44  # Stripe allows 50; an intent adds up to six of ours (localId and five vy_*)
 RESERVED_METADATA_PREFIX = "vy_"
 MAX_AMOUNT = 99_999_999  # Stripe's eight-digit ceiling in minor units
 MAX_WEBHOOK_PAYLOAD = 1024 * 1024

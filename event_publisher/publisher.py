@@ -2,8 +2,10 @@
 
 The outbox is split into shards by intent; a publisher leases shards (`outbox_lease`) and only the lease holder
 publishes a shard, in the order its events were written, with the idempotent producer, marking published what the
-broker acknowledged. Each type has its own topic, so an intent's next event is produced only once the one before it
-was acknowledged: a later event never reaches Kafka before an earlier one, whichever partition fails. Kafka down:
+broker acknowledged. Each type has its own topics (ours and the PRD's, EVENT_TOPIC_*), so an intent's next event is
+produced only once the one before it was acknowledged on every topic: a later event never reaches Kafka before an
+earlier one, whichever partition fails. A row acknowledged on some of its topics only stays unpublished and goes out
+whole again (the same eventId). Kafka down:
 nothing is acknowledged, the events wait and go out when it is back. A publisher that dies keeps its leases until
 they lapse; another takes its shards and sends again what was not marked (the same eventId, so a consumer drops the
 repeat). Publishers share the shards evenly: each sees the others (`outbox_publisher`) and keeps its fair share.
@@ -24,6 +26,7 @@ from types import FrameType
 
 from peewee import fn
 
+from domain.payment_events import payload_for
 from kafka_relay.config import ensure_topics, producer_config
 from kafka_relay.producer import Delivery, ReplyProducer
 from kafka_relay.wire import Record
@@ -115,8 +118,8 @@ class Publisher:
 
     # -- publishing
 
-    def _record(self, event: PaymentEvent) -> Record:
-        payload = event.payload
+    def _records(self, event: PaymentEvent) -> list[Record]:
+        """One record per topic the event's type is published to (none when every one is turned off)."""
         headers = [
             ("eventId", event.event_id.encode()),
             ("type", event.type.encode()),
@@ -124,14 +127,19 @@ class Publisher:
             # intent's order with it (each topic keeps it by itself, keyed by the intent).
             ("sequence", str(event.id).encode()),
         ]
-        if payload.get("traceId"):
-            headers.append(("traceId", str(payload["traceId"]).encode()))
-        return Record(
-            topic=self.settings.event_topics[event.type],
-            key=event.payment_intent_id.encode(),
-            value=json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode(),
-            headers=headers,
-        )
+        if event.payload.get("traceId"):
+            headers.append(("traceId", str(event.payload["traceId"]).encode()))
+        return [
+            Record(
+                topic=topic,
+                key=event.payment_intent_id.encode(),
+                value=json.dumps(
+                    payload_for(event.type, dialect, event.payload), separators=(",", ":"), ensure_ascii=False
+                ).encode(),
+                headers=headers,
+            )
+            for topic, dialect in self.settings.event_routes.get(event.type, ())
+        ]
 
     def publish_shard(self, shard: int) -> tuple[int, bool]:
         """Send one batch of a shard's unpublished events; returns (how many were marked, all went).
@@ -139,7 +147,8 @@ class Publisher:
         Each type has its own topic and Kafka keeps order only within a partition, so an intent's events go out in
         waves: its next event is produced only once the one before it was acknowledged. An intent whose event is not
         acknowledged sends nothing after it in this pass (a later event never reaches Kafka before an earlier one,
-        even when one partition fails while another takes its writes), and only acknowledged events are marked."""
+        even when one partition fails while another takes its writes), and only acknowledged events are marked. An
+        event with several topics counts as acknowledged only when every one of its records was."""
         events = list(
             PaymentEvent.select()
             .where(PaymentEvent.shard == shard, PaymentEvent.published_at.is_null())
@@ -156,15 +165,18 @@ class Publisher:
             sending = [event for event in wave if event.payment_intent_id not in blocked]
             if not sending or time.monotonic() >= deadline:
                 break
-            deliveries = [self.producer.produce(self._record(event), deadline) for event in sending]
-            self.producer.wait(deliveries, deadline)
-            for event, delivery in zip(sending, deliveries, strict=True):
-                if delivery.acknowledged:
+            deliveries = [
+                [self.producer.produce(record, deadline) for record in self._records(event)] for event in sending
+            ]
+            self.producer.wait([d for per_event in deliveries for d in per_event], deadline)
+            for event, per_event in zip(sending, deliveries, strict=True):
+                missed = next((d for d in per_event if not d.acknowledged), None)
+                if missed is None:
                     acknowledged.append(event.id)
                     continue
                 blocked.add(event.payment_intent_id)
                 if first_failure is None or event.id < first_failure[0].id:
-                    first_failure = (event, delivery)
+                    first_failure = (event, missed)
         if acknowledged:
             PaymentEvent.update(published_at=utcnow(), publish_attempts=PaymentEvent.publish_attempts + 1).where(
                 PaymentEvent.id.in_(acknowledged)
@@ -214,7 +226,7 @@ class Publisher:
         metrics.OUTBOX_OLDEST_SECONDS.set(oldest)
 
     def run(self) -> None:
-        ensure_topics(self.settings, list(self.settings.event_topics.values()))
+        ensure_topics(self.settings, self.settings.published_event_topics)
         log.info("publishing payment events as %s", self.owner)
         try:
             while not self.stopping:

@@ -23,7 +23,11 @@ def env_example_names() -> set[str]:
 
 
 def settings_names() -> set[str]:
-    return set(re.findall(r'config\(\s*"([A-Z_]+)"', (ROOT / "settings.py").read_text()))
+    named = set(re.findall(r'config\(\s*"([A-Z_]+)"', (ROOT / "settings.py").read_text()))
+    # The event topics' names are read from one table (own topic, the PRD's topic per type).
+    for own, platform in settings_module.EVENT_TOPIC_SETTINGS.values():
+        named |= {own[0]} | ({platform[0]} if platform else set())
+    return named
 
 
 def test_env_example_lists_exactly_the_variables_settings_reads():
@@ -58,6 +62,28 @@ def test_platform_names_are_read(monkeypatch):
         ("a", "b", "c"),
         1500,
     )
+
+
+def test_event_topics_are_comma_separated_lists_beside_the_prds_names_and_empty_turns_one_off(monkeypatch):
+    default = settings_module.load_settings()
+    assert default.event_routes["succeeded-payment"] == (
+        ("succeeded-payment", "service"),
+        ("PaymentSucceeded", "platform"),
+    )
+    assert default.event_routes["payment-status-changed"] == (("payment-status-changed", "service"),)
+    monkeypatch.setenv("EVENT_TOPIC_SUCCEEDED_PAYMENT", " succeeded-payment, payments.succeeded ,")
+    monkeypatch.setenv("EVENT_TOPIC_PAYMENT_FAILED", "")
+    monkeypatch.setenv("EVENT_TOPIC_CREATED_REFUND", "")
+    loaded = settings_module.load_settings()
+    assert loaded.event_routes["succeeded-payment"] == (
+        ("succeeded-payment", "service"),
+        ("payments.succeeded", "service"),
+        ("PaymentSucceeded", "platform"),
+    )
+    assert loaded.event_routes["failed-payment"] == (("failed-payment", "service"),)
+    assert loaded.event_routes["created-refund"] == (("RefundCreated", "platform"),)
+    assert loaded.event_topics["created-refund"] == ""  # no own topic: a reader of one has none
+    assert "PaymentFailed" not in loaded.published_event_topics and "PaymentFailed" in default.published_event_topics
 
 
 def test_numeric_log_level_is_accepted(monkeypatch):

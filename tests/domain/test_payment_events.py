@@ -209,7 +209,7 @@ def test_prune_deletes_only_old_published_events_and_replay_queues_a_window_agai
 
 
 def test_every_event_written_matches_its_asyncapi_schema_exactly(domain_db, stripe_api):
-    from api.asyncapi import EVENTS, asyncapi_document
+    from api.asyncapi import EVENTS, PLATFORM_EVENTS, asyncapi_document
 
     paid = call(
         "create-payment-intent", {"customerId": vaulted(stripe_api), "amount": 1500, "currency": "usd", "confirm": True}
@@ -219,8 +219,12 @@ def test_every_event_written_matches_its_asyncapi_schema_exactly(domain_db, stri
     seen = set()
     for event in written:
         EVENTS[event.type].model_validate(event.payload)  # no field missing, none more, each of its type
+        if event.type in PLATFORM_EVENTS:  # and as the PRD's event, as its topic carries it
+            PLATFORM_EVENTS[event.type].model_validate(payment_events.platform_payload(event.type, event.payload))
         seen.add(event.type)
     assert {"created-payment-intent", "succeeded-payment", "created-refund", "refund-succeeded-payment"} <= seen
     document = asyncapi_document()
-    assert {c["address"] for c in document["channels"].values()} == set(payment_events.TYPES)
+    assert {c["address"] for c in document["channels"].values()} == set(get_settings().published_event_topics)
+    assert set(payment_events.TYPES) | {"PaymentSucceeded", "PaymentFailed"} <= set(document["channels"])
     assert set(EVENTS) == set(payment_events.TYPES)
+    assert set(PLATFORM_EVENTS) == set(payment_events.PLATFORM_FIELDS)
