@@ -24,7 +24,10 @@ class Event(BaseModel):
     occurredAt: str = Field(json_schema_extra={"format": "date-time"})
     traceId: str | None = Field(description="The trace of the operation or webhook that caused it.")
     version: int = Field(description="The intent's ztracking version when it happened.")
-    paymentIntentId: str = Field(description="Also the message key: one intent's events keep their order.")
+    paymentIntentId: str = Field(
+        description="The message key when the intent has no orderId nor subscriptionId (else that is the key): one "
+        "intent's events, and one order's, keep their order."
+    )
 
 
 class CreatedPaymentIntent(Event):
@@ -140,7 +143,7 @@ def asyncapi_document() -> dict[str, Any]:
         }
         channels[name] = {
             "address": topics[event_type],
-            "description": f"{WHEN[event_type]} Key: paymentIntentId.",
+            "description": f"{WHEN[event_type]} Key: orderId, else subscriptionId, else paymentIntentId.",
             "messages": {name: {"$ref": f"#/components/messages/{name}"}},
         }
         operations[f"publish{name}"] = {

@@ -121,14 +121,14 @@ class Publisher:
             ("eventId", event.event_id.encode()),
             ("type", event.type.encode()),
             # The order this service wrote its events in: across the types' topics, a consumer can restore an
-            # intent's order with it (each topic keeps it by itself, keyed by the intent).
+            # intent's order with it (each topic keeps it by itself, keyed by the intent's order or the intent).
             ("sequence", str(event.id).encode()),
         ]
         if payload.get("traceId"):
             headers.append(("traceId", str(payload["traceId"]).encode()))
         return Record(
             topic=self.settings.event_topics[event.type],
-            key=event.payment_intent_id.encode(),
+            key=event.partition_key.encode(),
             value=json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode(),
             headers=headers,
         )
