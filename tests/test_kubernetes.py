@@ -367,7 +367,9 @@ def test_workers_scale_on_their_queue_the_relay_on_lag_within_the_partitions_and
             assert trigger["metadata"]["queueName"] == args[args.index("-Q") + 1]
     (relay_trigger,) = scaled["relay"]["spec"]["triggers"]
     assert relay_trigger["type"] == "kafka" and relay_trigger["metadata"]["allowIdleConsumers"] == "false"
-    assert relay_trigger["metadata"]["consumerGroupFromEnv"] == "KAFKA_GROUP"
+    # KEDA reads the lag of the relay's own group on the relay's own brokers.
+    assert relay_trigger["metadata"]["consumerGroup"] == config(overlay)["KAFKA_GROUP"]
+    assert relay_trigger["metadata"]["bootstrapServers"] == config(overlay)["KAFKA_BROKER"]
     assert scaled["relay"]["spec"]["maxReplicaCount"] <= int(config(overlay)["KAFKA_TOPIC_PARTITIONS"])
     hpas = {h["spec"]["scaleTargetRef"]["name"] for h in objects(overlay, "HorizontalPodAutoscaler").values()}
     assert hpas == {"web", "sockets"}
