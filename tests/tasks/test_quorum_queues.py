@@ -7,12 +7,15 @@ declare an existing queue with another type.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,3 +147,83 @@ def test_a_task_held_by_a_killed_worker_is_delivered_again_and_a_poison_one_is_d
     services.wait_until(lambda: _messages(quorum_vhost, "payments") == 0, 30, "the poison task dropped")
     with Connection(quorum_vhost) as conn:
         assert queue(conn.default_channel).get(no_ack=False) is None
+
+
+@pytest.fixture()
+def silent_stripe() -> Iterator[tuple[int, list[socket.socket]]]:
+    """A "Stripe" that accepts connections and never answers: a task calling it stays in flight."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(server.accept()[0])
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield server.getsockname()[1], accepted
+    finally:
+        server.close()
+        for conn in accepted:
+            conn.close()
+
+
+def test_a_task_a_real_worker_holds_when_killed_goes_back_to_the_quorum_queue(quorum_vhost, silent_stripe, mariadb):
+    port, accepted = silent_stripe
+    env = {
+        "CELERY_BROKER_URL": quorum_vhost,
+        "CELERY_QUEUE_TYPE": "quorum",
+        "METRICS_PORT": "0",
+        "STRIPE_API_BASE": f"http://127.0.0.1:{port}",
+        "STRIPE_TIMEOUT_S": "120",
+    }
+    worker = services.start_worker(env, LOG_DIR / "worker-quorum-kill.log", "payment-methods", f"qkill-{RUN}", 4)
+    try:
+        # A vaulting whose first Stripe call (the customer's creation) never returns: the task is held, unacked.
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from tasks.operations import TASKS; TASKS['create-payment-method'].apply_async(args=["
+                "{'customerId': 'cust-quorum-kill', 'stripePaymentMethodId': 'pm_card_visa'},"
+                "{'idempotencyKey': None, 'traceId': 'quorum-kill', 'door': 'test'}], ignore_result=True)",
+            ],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            check=True,
+            timeout=60,
+        )
+        services.wait_until(lambda: accepted, 90, "the task calling Stripe")
+        # Held by the worker, not acknowledged (RabbitMQ's queue counts lag a few seconds behind).
+        services.wait_until(lambda: _counts(quorum_vhost, "payment-methods") == (0, 1), 60, "the task held unacked")
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(30)
+    # The worker died holding it: the quorum queue has it ready for the next worker.
+    services.wait_until(lambda: _counts(quorum_vhost, "payment-methods") == (1, 0), 60, "the task back in the queue")
+
+
+def _counts(broker_url: str, queue: str) -> tuple[int, int] | None:
+    """(ready, unacknowledged) messages of a queue."""
+    vhost = broker_url.rsplit("/", 1)[1]
+    listed = subprocess.run(
+        [
+            "rabbitmqctl",
+            "-q",
+            "list_queues",
+            "-p",
+            vhost,
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+            "--formatter",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    rows = {row["name"]: (row["messages_ready"], row["messages_unacknowledged"]) for row in json.loads(listed.stdout)}
+    return rows.get(queue)
