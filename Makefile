@@ -7,6 +7,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 RUN_STAMP := $(VENV)/.run-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-12)
 DEV_STAMP := $(VENV)/.dev-$(shell cat requirements.lock requirements-dev.lock pyproject.toml | sha256sum | cut -c1-12)
+# checkov lives in a virtualenv of its own (its pins conflict with the test tools'), from its own hashed lock.
+CHECKOV_VENV := $(VENV)/tools/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.lock-$(shell cat requirements-checkov.lock | sha256sum | cut -c1-12)
 # The locks resolve against the package index as it stood at LOCK_DATE (uv's --exclude-newer, written into each lock's
 # header), so the same requirement files always give the same lock, whatever the index publishes later.
 LOCK_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -29,14 +32,21 @@ $(DEV_STAMP): $(RUN_STAMP) requirements-dev.lock
 	$(PIP) --require-hashes -r requirements-dev.lock
 	rm -f $(VENV)/.dev-* && touch $(DEV_STAMP)
 
+$(CHECKOV_STAMP): requirements-checkov.lock | python-version
+	@echo "== installing checkov into $(CHECKOV_VENV): requirements-checkov.lock (hashes checked)"
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-checkov.lock
+	rm -f $(CHECKOV_VENV)/.lock-* && touch $(CHECKOV_STAMP)
+
 # After a change to requirements*.txt (or to take newer releases on purpose): resolve afresh as of now and write the
 # locks with every file's hash. The old locks are removed first so that uv does not prefer their versions.
 lock: $(DEV_STAMP)
-	rm -f requirements.lock requirements-dev.lock
+	rm -f requirements.lock requirements-dev.lock requirements-checkov.lock
 	$(LOCK) requirements.txt requirements-local.txt -o requirements.lock
 	$(LOCK) requirements-dev.txt -o requirements-dev.lock
+	$(LOCK) requirements-checkov.txt -o requirements-checkov.lock
 
-install: $(DEV_STAMP)
+install: $(DEV_STAMP) $(CHECKOV_STAMP)
 
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
@@ -47,7 +57,7 @@ lint: $(DEV_STAMP)
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
 
-test: $(DEV_STAMP) lint chromium
+test: $(DEV_STAMP) $(CHECKOV_STAMP) lint chromium
 	$(PY) -m pytest
 
 run: $(RUN_STAMP)

@@ -22,7 +22,21 @@ result_accept_content = ["json"]
 timezone = "UTC"
 enable_utc = True
 
-task_queues = [Queue(name, Exchange(name, type="direct"), routing_key=name, durable=True) for name in QUEUES]
+
+def declared_queues(queue_type: str, delivery_limit: int) -> list[Queue]:
+    """The Celery queues as the workers and doors declare them: durable, classic or quorum. A quorum queue is
+    replicated over the RabbitMQ cluster (a task outlives a broker node) and counts the deliveries of each message:
+    past `delivery_limit` a task that kept killing its worker is dropped as poison instead of looping for ever."""
+    arguments = {"x-queue-type": "quorum", "x-delivery-limit": delivery_limit} if queue_type == "quorum" else None
+    return [
+        Queue(name, Exchange(name, type="direct"), routing_key=name, durable=True, queue_arguments=arguments)
+        for name in QUEUES
+    ]
+
+
+task_queues = declared_queues(_settings.celery_queue_type, _settings.celery_delivery_limit)
+# Quorum queues refuse a global QoS: Celery sees their x-queue-type and sets the prefetch per consumer instead.
+worker_detect_quorum_queues = True
 task_default_queue = "payments"
 task_routes = {op.task_name: {"queue": op.queue, "routing_key": op.queue} for op in OPERATIONS.values()}
 # The periodic tasks call Stripe: they run beside the payments.

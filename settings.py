@@ -47,6 +47,14 @@ def _rate(value: str) -> int:
     return _optional_rate(value) or 0
 
 
+def _queue_type(value: str) -> str:
+    """A RabbitMQ queue type the Celery queues can be declared as."""
+    value = value.strip().lower()
+    if value not in {"classic", "quorum"}:
+        raise ValueError(f"CELERY_QUEUE_TYPE is classic or quorum, not {value!r}")
+    return value
+
+
 def _bool(value: str | bool) -> bool:
     if isinstance(value, bool):
         return value
@@ -152,6 +160,10 @@ class Settings:
     idempotency_ttl_s: int
     task_max_retries: int
     payments_concurrency: int
+    # RabbitMQ queue type of the Celery queues: "classic", or "quorum" (replicated across the broker's nodes), and
+    # how often a quorum queue delivers one message before dropping it as poison.
+    celery_queue_type: str
+    celery_delivery_limit: int
     metrics_port: int
     local_redis_port: int
     local_kafka_port: int
@@ -275,6 +287,8 @@ def load_settings() -> Settings:
         idempotency_ttl_s=config("IDEMPOTENCY_TTL_S", default=86400, cast=int),
         task_max_retries=config("TASK_MAX_RETRIES", default=5, cast=int),
         payments_concurrency=config("PAYMENTS_CONCURRENCY", default=128, cast=int),
+        celery_queue_type=config("CELERY_QUEUE_TYPE", default="classic", cast=_queue_type),
+        celery_delivery_limit=config("CELERY_DELIVERY_LIMIT", default=10, cast=int),
         metrics_port=config("METRICS_PORT", default=0, cast=int),
         local_redis_port=config("LOCAL_REDIS_PORT", default=6391, cast=int),
         local_kafka_port=config("LOCAL_KAFKA_PORT", default=9092, cast=int),

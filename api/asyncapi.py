@@ -24,7 +24,10 @@ class Event(BaseModel):
     occurredAt: str = Field(json_schema_extra={"format": "date-time"})
     traceId: str | None = Field(description="The trace of the operation or webhook that caused it.")
     version: int = Field(description="The intent's ztracking version when it happened.")
-    paymentIntentId: str = Field(description="Also the message key: one intent's events keep their order.")
+    paymentIntentId: str = Field(
+        description="The message key when the intent has no orderId nor subscriptionId (else that is the key): one "
+        "intent's events, and one order's, keep their order."
+    )
 
 
 class CreatedPaymentIntent(Event):
@@ -206,7 +209,12 @@ def asyncapi_document() -> dict[str, Any]:
             }
             # A channel per topic (an operator may send two types to one topic: it carries both messages).
             channel = channels.setdefault(
-                topic, {"address": topic, "description": "Key: paymentIntentId.", "messages": {}}
+                topic,
+                {
+                    "address": topic,
+                    "description": "Key: orderId, else subscriptionId, else paymentIntentId.",
+                    "messages": {},
+                },
             )
             channel["messages"][name] = {"$ref": f"#/components/messages/{name}"}
     for topic, channel in channels.items():

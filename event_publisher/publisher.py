@@ -124,7 +124,7 @@ class Publisher:
             ("eventId", event.event_id.encode()),
             ("type", event.type.encode()),
             # The order this service wrote its events in: across the types' topics, a consumer can restore an
-            # intent's order with it (each topic keeps it by itself, keyed by the intent).
+            # intent's order with it (each topic keeps it by itself, keyed by the intent's order or the intent).
             ("sequence", str(event.id).encode()),
         ]
         if event.payload.get("traceId"):
@@ -132,7 +132,7 @@ class Publisher:
         return [
             Record(
                 topic=topic,
-                key=event.payment_intent_id.encode(),
+                key=event.partition_key.encode(),
                 value=json.dumps(
                     payload_for(event.type, dialect, event.payload), separators=(",", ":"), ensure_ascii=False
                 ).encode(),

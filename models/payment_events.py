@@ -11,7 +11,7 @@ class PaymentEvent(BaseModel):
     id = AutoField()  # the order events were written in: a shard is published in this order
     event_id = CharField(max_length=64, unique=True)  # stable: a repeat of the same fact cannot be written twice
     type = CharField(max_length=64)
-    payment_intent_id = CharField(max_length=40)  # the Kafka key: one intent's events stay on one partition
+    payment_intent_id = CharField(max_length=40)  # the Kafka key when the intent has no order nor subscription
     shard = IntegerField()  # of the outbox: one publisher at a time owns a shard, so an intent's events keep order
     version = BigIntegerField()  # the intent's ztracking version when it happened
     payload = JSONField()
@@ -22,6 +22,14 @@ class PaymentEvent(BaseModel):
 
     class Meta:
         indexes = ((("shard", "published_at", "id"), False), (("occurred_at",), False))
+
+    @property
+    def partition_key(self) -> str:
+        """The Kafka key: the platform's order where the intent has one, else its subscription, else the intent (the
+        PRD partitions by order or subscription). An intent's order and subscription never change, so one intent's
+        events, and one order's, stay on one partition of each topic, in order."""
+        payload = self.payload or {}
+        return str(payload.get("orderId") or payload.get("subscriptionId") or self.payment_intent_id)
 
 
 class OutboxPublisher(BaseModel):

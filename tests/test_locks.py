@@ -45,6 +45,7 @@ def test_each_lock_holds_every_pin_of_its_requirements_with_hashes():
 LOCKS = {
     "requirements.lock": ["requirements.txt", "requirements-local.txt"],
     "requirements-dev.lock": ["requirements-dev.txt"],
+    "requirements-checkov.lock": ["requirements-checkov.txt"],
 }
 INDEX_DATE = re.compile(r"--exclude-newer (\S+)")
 

@@ -169,7 +169,13 @@ def test_make_run_demo_stop_and_restart_keeps_the_data(copy, tmp_path):
 
 
 def test_make_run_installs_only_what_running_needs_after_checking_python_and_make_test_adds_the_tools(tmp_path):
-    for name in ("Makefile", "requirements.lock", "requirements-dev.lock", "pyproject.toml"):
+    for name in (
+        "Makefile",
+        "requirements.lock",
+        "requirements-dev.lock",
+        "requirements-checkov.lock",
+        "pyproject.toml",
+    ):
         shutil.copy(ROOT / name, tmp_path / name)
     # As from a terminal, not as a sub-make of `make test` (which would print "Entering directory" lines).
     alone = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
@@ -181,6 +187,8 @@ def test_make_run_installs_only_what_running_needs_after_checking_python_and_mak
     assert "requirements-dev" not in run and lines[-1].endswith("-m stand_ins.run")
     test = subprocess.run([*dry, "test"], cwd=tmp_path, env=alone, capture_output=True, text=True, timeout=60).stdout
     assert "--require-hashes -r requirements-dev.lock" in test and "-m pytest" in test
+    # checkov in its own virtualenv, from its own hashed lock; `make run` never installs it.
+    assert "--require-hashes -r requirements-checkov.lock" in test and "checkov" not in run
 
 
 def test_the_procfile_assumes_no_virtualenv_and_beat_makes_its_folder():

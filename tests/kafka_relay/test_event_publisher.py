@@ -194,3 +194,33 @@ def test_a_later_event_of_an_intent_never_reaches_kafka_before_an_earlier_one_th
             if message.headers["eventId"].decode() not in firsts:
                 firsts.append(message.headers["eventId"].decode())
         assert firsts == order, intent_id
+
+
+def test_an_intent_of_an_order_is_keyed_by_the_order_so_an_orders_events_share_a_partition(stripe_api, events_topics):
+    order_id = f"order-{utcnow().timestamp():.6f}"
+    with unit_of_work():
+        ids = []
+        for _ in range(2):  # two intents of one order (a retry with another card, say)
+            customer_id = customer_with_card(stripe_api, "pub")
+            payload = {
+                "customerId": customer_id,
+                "amount": 1500,
+                "currency": "usd",
+                "confirm": True,
+                "orderId": order_id,
+            }
+            ids.append(call("create-payment-intent", payload)["id"])
+    publisher = Publisher(get_settings(), owner="test-publisher-orders")
+    try:
+        drain(publisher)
+    finally:
+        publisher.close()
+    topic = get_settings().event_topics["succeeded-payment"]
+    events_topics.wait(
+        lambda: len([m for m in events_topics.received(order_id.encode()) if m.topic == topic]) >= 2, 60, "keyed"
+    )
+    keyed = [json.loads(m.value) for m in events_topics.received(order_id.encode()) if m.topic == topic]
+    assert sorted(e["paymentIntentId"] for e in keyed) == sorted(ids)
+    assert len({m.partition for m in events_topics.received(order_id.encode()) if m.topic == topic}) == 1
+    # The positive control: an intent without an order is still keyed by the intent (the tests above).
+    assert not [m for i in ids for m in events_topics.received(i.encode()) if m.topic == topic]
