@@ -49,9 +49,9 @@ def migrate(seed: bool, rebuild_tables: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the snapshots as JSON.")
 def history(payment_intent_id: str, as_json: bool) -> None:
     from domain.context import OperationContext
-    from domain.errors import OperationError
     from domain.payment_intents import get_payment_intent_history
     from domain.schemas import GetPaymentIntentInput, parse_input
+    from errors import OperationError
     from models import unit_of_work
 
     _bind()
@@ -83,8 +83,8 @@ def webhooks() -> None:
 @webhooks.command("replay", help="Apply a stored event again (safe: a stale or repeated event changes nothing).")
 @click.argument("event_id")
 def replay(event_id: str) -> None:
-    from domain.errors import OperationError
     from domain.webhooks import replay_event
+    from errors import OperationError
     from models import unit_of_work
 
     _bind()

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from domain.errors import STATUS_BY_CODE, OperationError
+from errors import STATUS_BY_CODE, OperationError
 
 log = logging.getLogger("api")
 

@@ -14,10 +14,10 @@ from pydantic.alias_generators import to_camel
 
 from api.dispatch import run_operation
 from api.errors import error_response, from_envelope_error
-from domain.errors import OperationError
 from domain.schemas import parse_input
 from domain.webhook_signature import verify_webhook
 from domain.webhooks import TOLERANCE_S
+from errors import OperationError
 from observability import metrics
 from registry import OPERATIONS, Operation
 

@@ -20,7 +20,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from domain import currencies
-from domain.errors import OperationError
+from errors import OperationError
 
 MAX_METADATA_KEYS = 47  # Stripe allows 50; the service adds its own three (vy_*)
 RESERVED_METADATA_PREFIX = "vy_"

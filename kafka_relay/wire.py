@@ -17,8 +17,8 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from domain.errors import OperationError
 from domain.schemas import parse_input
+from errors import OperationError
 from kafka_relay.config import dlq_topic
 from registry import OPERATIONS
 

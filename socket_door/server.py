@@ -28,8 +28,8 @@ from flask import Flask, Response, abort, jsonify, send_from_directory
 from api.auth import bearer, key_id, socket_token_claims
 from api.dispatch import run_operation
 from api.routes import IDEMPOTENCY_KEY
-from domain.errors import OperationError
 from domain.schemas import parse_input, platform_id_problem
+from errors import OperationError
 from observability import metrics
 from registry import OPERATIONS, Operation
 from settings import Settings

@@ -13,17 +13,12 @@ from peewee import InterfaceError, OperationalError
 from playhouse.pool import MaxConnectionsExceeded
 
 import stripe_pacing
-from domain.context import (
-    OperationContext,
-    begin_execution,
-    note_stripe_may_have_acted,
-    stripe_may_have_acted,
-    was_replayed,
-)
-from domain.errors import OperationError, PaceExceeded, TransientError
+from domain.context import OperationContext
 from domain.idempotency import IN_USE
 from domain.schemas import parse_input
 from domain.scope import check_scope
+from errors import OperationError, PaceExceeded, TransientError
+from execution import begin_execution, note_stripe_may_have_acted, stripe_may_have_acted, was_replayed
 from logging_setup import log_context, reset_log_context
 from models import unit_of_work
 from observability import metrics

@@ -20,8 +20,8 @@ from flask import Flask, Response, g
 
 from api.routes import read_input, respond
 from domain.context import OperationContext
-from domain.errors import OperationError
 from domain.schemas import parse_input
+from errors import OperationError
 from kafka_relay import wire
 from kafka_relay.producer import Delivery
 from kafka_relay.relay import PartitionProgress, Relay

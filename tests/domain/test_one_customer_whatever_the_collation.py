@@ -10,7 +10,6 @@ import uuid
 
 import pytest
 
-from domain.errors import OperationError
 from domain.schemas import (
     CreatePaymentIntentInput,
     GetPaymentIntentInput,
@@ -19,6 +18,7 @@ from domain.schemas import (
     platform_id_problem,
 )
 from domain.scope import check_scope
+from errors import OperationError
 from models import Customer, IdempotencyRecord, PaymentIntent, PaymentMethod
 from tests.domain.helpers import call, customer_with_card, take
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from domain import payment_attempts
-from domain.errors import OperationError
 from domain.ids import new_id
 from domain.scope import RETRIED_AS, check_scope
+from errors import OperationError
 from models import PaymentAttempt, PaymentIntent, write_transaction
 from registry import OPERATIONS
 from tasks.operations import TASKS
