@@ -211,7 +211,7 @@ def _dead_letters(topic: str) -> list[Any]:
     """Every message of `<topic>-dlq`, read from the start without committing anything."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    from kafka_relay.config import common_config, dlq_topic
+    from messaging.config import common_config, dlq_topic
 
     settings = get_settings()
     name = dlq_topic(topic)
@@ -266,7 +266,7 @@ def dlq_list(topic: str) -> None:
 def dlq_replay(topic: str, offsets: tuple[str, ...], everything: bool) -> None:
     from confluent_kafka import Producer
 
-    from kafka_relay.config import producer_config
+    from messaging.config import producer_config
 
     if not offsets and not everything:
         raise click.UsageError("name the dead letters: --offset PARTITION:OFFSET (repeatable), or --all")

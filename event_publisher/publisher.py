@@ -24,9 +24,9 @@ from types import FrameType
 
 from peewee import fn
 
-from kafka_relay.config import ensure_topics, producer_config
-from kafka_relay.producer import Delivery, ReplyProducer
-from kafka_relay.wire import Record
+from messaging.config import ensure_topics, producer_config
+from messaging.producer import Delivery, ReplyProducer
+from messaging.wire import Record
 from models import OutboxLease, PaymentEvent, unit_of_work, utcnow, write_transaction
 from models.payment_events import OutboxPublisher
 from observability import metrics

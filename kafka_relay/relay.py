@@ -16,11 +16,11 @@ from types import FrameType
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from kafka_relay import wire
-from kafka_relay.config import consumer_config, ensure_topics, librdkafka_log, producer_config
 from kafka_relay.handover import BatchHandOver
-from kafka_relay.producer import Delivery, ReplyProducer
 from logging_setup import log_context, reset_log_context
+from messaging import wire
+from messaging.config import consumer_config, ensure_topics, librdkafka_log, producer_config
+from messaging.producer import Delivery, ReplyProducer
 from observability import metrics
 from registry import OPERATIONS
 from settings import Settings

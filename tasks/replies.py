@@ -34,7 +34,7 @@ def deliver(envelope: dict[str, Any], meta: dict[str, Any]) -> None:
     if "channel" in reply:
         _publish_rest(envelope, reply)
         return
-    from kafka_relay.replies import publish_reply  # only workers that serve Kafka load the producer
+    from messaging.replies import publish_reply  # only workers that serve Kafka load the producer
 
     publish_reply(envelope, meta)
 

@@ -22,9 +22,9 @@ from api.routes import read_input, respond
 from domain.context import OperationContext
 from domain.schemas import parse_input
 from errors import OperationError
-from kafka_relay import wire
-from kafka_relay.producer import Delivery
 from kafka_relay.relay import PartitionProgress, Relay
+from messaging import wire
+from messaging.producer import Delivery
 from models import bind_database, unit_of_work
 from registry import OPERATIONS, Operation
 

@@ -19,7 +19,7 @@ from confluent_kafka import Message
 
 from domain.schemas import parse_input
 from errors import OperationError
-from kafka_relay.config import dlq_topic
+from messaging.config import dlq_topic
 from registry import OPERATIONS
 
 # The NestJS microservices transport's header names (@nestjs/microservices KafkaHeaders).
