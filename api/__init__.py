@@ -11,13 +11,13 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from api.auth import caller_key_id
 from api.errors import error_response, register_error_handlers
 from api.limits import install_limits
 from api.ops import ops
 from api.routes import resource_blueprints
 from api.socket_tokens import socket_tokens
 from api.system import docs, system
+from doors.auth import caller_key_id
 from logging_setup import log_context, reset_log_context
 from observability import metrics
 from settings import Settings, get_settings

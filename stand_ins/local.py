@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from api.auth import api_callers
+from doors.auth import api_callers
 from settings import Settings
 
 

@@ -19,7 +19,7 @@ from types import FrameType
 
 import requests
 
-from api.auth import api_callers
+from doors.auth import api_callers
 from settings import PROJECT_ROOT, get_settings
 from stand_ins import local
 

@@ -1,6 +1,6 @@
 """Where a task's final envelope goes besides the Celery result: the REST door's reply channel, or the Kafka reply.
 
-`meta["reply"]` is set by a door. The REST door's is `{"channel", "id"}` (api/dispatch.py); the Kafka relay's is
+`meta["reply"]` is set by a door. The REST door's is `{"channel", "id"}` (doors/dispatch.py); the Kafka relay's is
 `{"topic", "key", "headers"}`, produced by the worker (an idempotent producer) before the task is acknowledged, so
 a crash can only repeat it.
 """
