@@ -131,7 +131,7 @@ def janitor() -> None:
 
 @main.command(help="Check every dependency: database, Celery broker, a worker, Stripe, Kafka. Exit 1 if any fails.")
 def check() -> None:
-    from observability.ops import readiness
+    from operations.view import readiness
 
     _bind()
     failed = 0
@@ -183,7 +183,7 @@ def claims() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def claims_stuck(as_json: bool) -> None:
     from models import unit_of_work, utcnow
-    from observability.ops import claims as read_claims
+    from operations.view import claims as read_claims
 
     _bind()
     with unit_of_work():

@@ -186,7 +186,7 @@ def outbox(now: dt.datetime) -> dict[str, Any]:
 
 def _read() -> dict[str, Any]:
     from models import utcnow
-    from observability.metrics import QUEUE_DEPTH
+    from operations.metrics import QUEUE_DEPTH
 
     now = utcnow()
     reading: dict[str, Any] = {"read_at": now, "readiness": readiness()}
