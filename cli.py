@@ -21,7 +21,7 @@ def _bind() -> None:
 @click.group(help="Operate vy-finance-payments. Settings come from the environment and .env, as for the service.")
 @click.version_option(package_name="vy-finance-payments", prog_name="payments")
 def main() -> None:
-    from logging_setup import configure_logging
+    from observability.logs import configure_logging
 
     configure_logging(get_settings(), "cli")
 
@@ -247,7 +247,7 @@ def _headers(message: Any) -> dict[str, bytes]:
 @dlq.command("list", help="The dead letters of TOPIC (a request topic, e.g. create-payment-intent).")
 @click.argument("topic")
 def dlq_list(topic: str) -> None:
-    from logging_setup import scrub
+    from observability.logs import scrub
 
     messages = _dead_letters(topic)
     for message in messages:

@@ -18,8 +18,8 @@ from api.routes import resource_blueprints
 from api.socket_tokens import socket_tokens
 from api.system import docs, system
 from doors.auth import caller_key_id
-from logging_setup import log_context, reset_log_context
 from observability import metrics
+from observability.logs import log_context, reset_log_context
 from settings import Settings, get_settings
 
 access_log = logging.getLogger("api.access")
@@ -75,8 +75,8 @@ def incoming_trace() -> tuple[str, str | None]:
 
 def create_app(settings: Settings | None = None, config: dict[str, Any] | None = None) -> Flask:
     """Build the app from settings; tests pass their own."""
-    from logging_setup import configure_logging
     from models import bind_database
+    from observability.logs import configure_logging
     from observability.sentry import init_sentry
 
     settings = settings or get_settings()

@@ -255,9 +255,9 @@ def outbox_backlog(now: dt.datetime | None = None) -> tuple[int, float]:
 
 def main() -> None:
     """`python -m event_publisher`: publish until SIGTERM or SIGINT."""
-    from logging_setup import configure_logging
     from models import bind_database
     from models.schema import prepare_database
+    from observability.logs import configure_logging
     from observability.metrics import serve_metrics
     from observability.sentry import init_sentry
     from settings import get_settings

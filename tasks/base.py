@@ -19,9 +19,9 @@ from domain.schemas import parse_input
 from domain.scope import check_scope
 from errors import OperationError, PaceExceeded, TransientError
 from execution import begin_execution, note_stripe_may_have_acted, stripe_may_have_acted, was_replayed
-from logging_setup import log_context, reset_log_context
 from models import unit_of_work
 from observability import metrics
+from observability.logs import log_context, reset_log_context
 from registry import Operation
 from settings import get_settings
 from tasks import replies

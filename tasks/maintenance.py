@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from logging_setup import log_context, reset_log_context
 from models import unit_of_work
+from observability.logs import log_context, reset_log_context
 from tasks.app import app
 
 log = logging.getLogger("tasks.maintenance")

@@ -78,7 +78,7 @@ class DirectRelay(Relay):
 
 
 def main() -> None:
-    from logging_setup import configure_logging
+    from observability.logs import configure_logging
     from settings import get_settings
 
     settings = get_settings()
