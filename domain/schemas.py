@@ -19,8 +19,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from domain import currencies
 from errors import OperationError
+from models import currency_data as currencies
 
 MAX_METADATA_KEYS = 47  # Stripe allows 50; the service adds its own three (vy_*)
 RESERVED_METADATA_PREFIX = "vy_"

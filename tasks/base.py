@@ -16,7 +16,6 @@ import stripe_pacing
 from domain.context import OperationContext
 from domain.idempotency import IN_USE
 from domain.schemas import parse_input
-from domain.scope import check_scope
 from errors import OperationError, PaceExceeded, TransientError
 from execution import begin_execution, note_stripe_may_have_acted, stripe_may_have_acted, was_replayed
 from models import unit_of_work
@@ -25,6 +24,7 @@ from observability.logs import log_context, reset_log_context
 from registry import Operation
 from settings import get_settings
 from tasks import replies
+from tasks.scope import check_scope
 
 log = logging.getLogger("tasks")
 
