@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-import observability.logs
+from observability import logs as logging_setup
 from settings import LOG_LEVELS, get_settings
 
 
@@ -21,7 +21,7 @@ def capture():
 
     def configure(level: str, node_env: str = "production") -> io.StringIO:
         settings = dataclasses.replace(get_settings(), log_stream_level=LOG_LEVELS[level], node_env=node_env)
-        observability.logs.configure_logging(settings, "test")
+        logging_setup.configure_logging(settings, "test")
         logging.getLogger().handlers[0].setStream(stream)  # the process's one handler, writing to our buffer
         return stream
 
@@ -67,11 +67,11 @@ def test_third_party_debug_needs_debug_heavy(capture):
 
 def test_json_lines_carry_time_level_logger_trace_operation_door(capture):
     stream = capture("ProdStandard")
-    tokens = observability.logs.log_context(trace_id="trace-9", operation="create-refund", door="kafka")
+    tokens = logging_setup.log_context(trace_id="trace-9", operation="create-refund", door="kafka")
     try:
         logging.getLogger("tasks").info("refund decided")
     finally:
-        observability.logs.reset_log_context(tokens)
+        logging_setup.reset_log_context(tokens)
     entry = lines(stream)[-1]
     assert {"time", "level", "logger", "traceId", "operation", "door", "message"} <= set(entry)
     assert (entry["traceId"], entry["operation"], entry["door"], entry["level"]) == (
