@@ -21,7 +21,7 @@ def _bind() -> None:
 @click.group(help="Operate vy-finance-payments. Settings come from the environment and .env, as for the service.")
 @click.version_option(package_name="vy-finance-payments", prog_name="payments")
 def main() -> None:
-    from logging_setup import configure_logging
+    from observability.logs import configure_logging
 
     configure_logging(get_settings(), "cli")
 
@@ -49,9 +49,9 @@ def migrate(seed: bool, rebuild_tables: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the snapshots as JSON.")
 def history(payment_intent_id: str, as_json: bool) -> None:
     from domain.context import OperationContext
-    from domain.errors import OperationError
     from domain.payment_intents import get_payment_intent_history
     from domain.schemas import GetPaymentIntentInput, parse_input
+    from errors import OperationError
     from models import unit_of_work
 
     _bind()
@@ -83,8 +83,8 @@ def webhooks() -> None:
 @webhooks.command("replay", help="Apply a stored event again (safe: a stale or repeated event changes nothing).")
 @click.argument("event_id")
 def replay(event_id: str) -> None:
-    from domain.errors import OperationError
     from domain.webhooks import replay_event
+    from errors import OperationError
     from models import unit_of_work
 
     _bind()
@@ -131,7 +131,7 @@ def janitor() -> None:
 
 @main.command(help="Check every dependency: database, Celery broker, a worker, Stripe, Kafka. Exit 1 if any fails.")
 def check() -> None:
-    from observability.ops import readiness
+    from operations.view import readiness
 
     _bind()
     failed = 0
@@ -183,7 +183,7 @@ def claims() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def claims_stuck(as_json: bool) -> None:
     from models import unit_of_work, utcnow
-    from observability.ops import claims as read_claims
+    from operations.view import claims as read_claims
 
     _bind()
     with unit_of_work():
@@ -211,7 +211,7 @@ def _dead_letters(topic: str) -> list[Any]:
     """Every message of `<topic>-dlq`, read from the start without committing anything."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    from kafka_relay.config import common_config, dlq_topic
+    from messaging.config import common_config, dlq_topic
 
     settings = get_settings()
     name = dlq_topic(topic)
@@ -247,7 +247,7 @@ def _headers(message: Any) -> dict[str, bytes]:
 @dlq.command("list", help="The dead letters of TOPIC (a request topic, e.g. create-payment-intent).")
 @click.argument("topic")
 def dlq_list(topic: str) -> None:
-    from logging_setup import scrub
+    from observability.logs import scrub
 
     messages = _dead_letters(topic)
     for message in messages:
@@ -266,7 +266,7 @@ def dlq_list(topic: str) -> None:
 def dlq_replay(topic: str, offsets: tuple[str, ...], everything: bool) -> None:
     from confluent_kafka import Producer
 
-    from kafka_relay.config import producer_config
+    from messaging.config import producer_config
 
     if not offsets and not everything:
         raise click.UsageError("name the dead letters: --offset PARTITION:OFFSET (repeatable), or --all")

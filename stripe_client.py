@@ -13,8 +13,8 @@ from peewee import Database
 from playhouse.pool import PooledDatabase
 
 import stripe_pacing
-from domain.context import note_stripe_did_not_act, note_stripe_may_have_acted, stripe_may_have_acted
-from domain.errors import OperationError, PaceExceeded, StripeMayHaveActed, TransientError
+from errors import OperationError, PaceExceeded, StripeMayHaveActed, TransientError
+from execution import note_stripe_did_not_act, note_stripe_may_have_acted, stripe_may_have_acted
 from models import database
 from observability.metrics import STRIPE_CALLS
 from settings import get_settings

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import redis
 
-from domain.errors import PaceExceeded
+from errors import PaceExceeded
 from observability.metrics import STRIPE_PACE_SECONDS
 from settings import Settings, get_settings
 

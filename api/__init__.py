@@ -11,15 +11,15 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from api.auth import caller_key_id
 from api.errors import error_response, register_error_handlers
 from api.limits import install_limits
 from api.ops import ops
 from api.routes import resource_blueprints
 from api.socket_tokens import socket_tokens
 from api.system import docs, system
-from logging_setup import log_context, reset_log_context
+from doors.auth import caller_key_id
 from observability import metrics
+from observability.logs import log_context, reset_log_context
 from settings import Settings, get_settings
 
 access_log = logging.getLogger("api.access")
@@ -75,8 +75,8 @@ def incoming_trace() -> tuple[str, str | None]:
 
 def create_app(settings: Settings | None = None, config: dict[str, Any] | None = None) -> Flask:
     """Build the app from settings; tests pass their own."""
-    from logging_setup import configure_logging
     from models import bind_database
+    from observability.logs import configure_logging
     from observability.sentry import init_sentry
 
     settings = settings or get_settings()

@@ -8,7 +8,8 @@ from typing import Any
 from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from domain.errors import STATUS_BY_CODE, OperationError
+from doors.envelope import IDEMPOTENCY_HEADER
+from errors import STATUS_BY_CODE, OperationError
 
 log = logging.getLogger("api")
 
@@ -55,7 +56,7 @@ def register_error_handlers(app: Flask) -> None:
         key = exc.details.get("idempotencyKey")
         # An unknown outcome or a timeout names the key the caller must retry with, in the header too.
         return error_response(
-            exc.code, exc.message, exc.details, headers={"Idempotency-Key": key} if isinstance(key, str) else None
+            exc.code, exc.message, exc.details, headers={IDEMPOTENCY_HEADER: key} if isinstance(key, str) else None
         )
 
     @app.errorhandler(HTTPException)

@@ -13,15 +13,11 @@ from flask_limiter import HeaderNames, Limiter, RequestLimit
 from flask_limiter.util import get_remote_address
 
 from api.errors import error_response
+from doors.limits import storage_uri
 from settings import Settings
 
 WEBHOOK_ENDPOINT = "webhooks.process-stripe-webhook"
 NEVER_LIMITED = {"system.healthz", "system.readyz", "system.metrics", "system.openapi_json", "system.asyncapi_json"}
-
-
-def storage_uri(settings: Settings) -> str:
-    """RATE_LIMIT_STORAGE, else the service's Redis (result store, or broker), else each process's memory."""
-    return settings.rate_limit_storage or settings.redis_url or "memory://"
 
 
 def _caller() -> str:

@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from api.openapi_docs import EXAMPLES, FIELD_DOCS, SUMMARIES
-from domain.errors import STATUS_BY_CODE
 from domain.schemas import INTENT_STATUSES
+from errors import STATUS_BY_CODE
 from registry import OPERATIONS, Operation
 
 

@@ -10,7 +10,7 @@ from flask import Blueprint, Response, abort, make_response, redirect, render_te
 from werkzeug.wrappers import Response as BaseResponse
 
 from domain.schemas import OBJECT_ID_PATTERN
-from observability.ops import OPS_TTL_S, intent_timeline, snapshot
+from operations.view import OPS_TTL_S, intent_timeline, snapshot
 
 ops = Blueprint("ops", __name__, template_folder="templates", url_prefix="/ops")
 RECENT = 20

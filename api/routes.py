@@ -12,16 +12,15 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 from pydantic.alias_generators import to_camel
 
-from api.dispatch import run_operation
 from api.errors import error_response, from_envelope_error
-from domain.errors import OperationError
 from domain.schemas import parse_input
 from domain.webhook_signature import verify_webhook
 from domain.webhooks import TOLERANCE_S
+from doors.dispatch import run_operation
+from doors.envelope import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY
+from errors import OperationError
 from observability import metrics
 from registry import OPERATIONS, Operation
-
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, as Stripe accepts
 
 
 @functools.cache
@@ -75,7 +74,7 @@ def idempotency_keys(operation: Operation) -> tuple[str | None, str | None]:
     """(the caller's key, the scoped key the task uses); the server makes one when the caller did not."""
     if not operation.mutating:
         return None, None
-    key = request.headers.get("Idempotency-Key")
+    key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is None:
         key = f"auto-{uuid.uuid4()}"
     elif not IDEMPOTENCY_KEY.fullmatch(key):
@@ -98,7 +97,7 @@ def respond(operation: Operation, envelope: dict[str, Any], caller_key: str | No
     if envelope.get("replayed"):
         response.headers["Idempotent-Replayed"] = "true"  # as Stripe says it: this is the first request's answer
     if caller_key:
-        response.headers["Idempotency-Key"] = caller_key
+        response.headers[IDEMPOTENCY_HEADER] = caller_key
     return response
 
 

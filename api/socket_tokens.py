@@ -7,9 +7,9 @@ import datetime as dt
 
 from flask import Blueprint, Response, jsonify
 
-from api.auth import issue_socket_token
 from api.routes import json_body
 from domain.schemas import OperationInput, PlatformId, parse_input
+from doors.auth import issue_socket_token
 from settings import get_settings
 
 socket_tokens = Blueprint("socket_tokens", __name__)

@@ -44,7 +44,7 @@ def readyz() -> Response:
 def metrics() -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    from observability.metrics import api_registry
+    from operations.metrics import api_registry
 
     return Response(generate_latest(api_registry()), mimetype=CONTENT_TYPE_LATEST)
 

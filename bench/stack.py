@@ -13,7 +13,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -26,30 +25,20 @@ import psutil
 import pymysql
 import requests
 
+from stand_ins import processes
 from stand_ins.local import tansu_binary
+from stand_ins.processes import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
-PYTHON = sys.executable
+ROOT = processes.ROOT
+PYTHON = processes.PYTHON
 MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 REDIS = ("127.0.0.1", 6379)
 OPTION_PREFIXES = ("KAFKA_OPT_", "KAFKA_CONSUMER_OPT_", "KAFKA_PRODUCER_OPT_")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> None:
-    """Poll until `predicate` is truthy; bounded by `timeout`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            if predicate():
-                return
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not ready within {timeout:.0f} s")
+    """Poll until `predicate` is truthy; bounded by `timeout` (the bench polls every 0.2 s)."""
+    processes.wait_until(predicate, timeout, what, interval)
 
 
 def service_variables(root: Path = ROOT) -> set[str]:
@@ -125,10 +114,7 @@ class Processes:
         assert name not in self.groups or not self.groups[name].running, f"{name} already running"
         log_path = self.log_dir / f"{name}.log"
         # A fresh log per start: readiness is read from it, never from an earlier process's lines.
-        with open(log_path, "wb") as log:
-            popen = subprocess.Popen(
-                argv, cwd=cwd or self.root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        popen = processes.spawn(argv, log_path, env, cwd=cwd or self.root, fresh_log=True)
         group = Group(name, popen, log_path)
         self.groups[name] = group
         return group

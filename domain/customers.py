@@ -7,9 +7,9 @@ from typing import Any
 from peewee import IntegrityError
 
 import stripe_client
-from domain.errors import StripeMayHaveActed
 from domain.idempotency import key_hash
 from domain.ids import new_id
+from errors import StripeMayHaveActed
 from models import Customer, statements, utcnow, write_transaction
 from models.base import for_update
 

@@ -26,9 +26,10 @@ from typing import Any
 
 from peewee import Expression, IntegrityError, fn
 
-from domain.context import OperationContext, note_replayed, note_stripe_may_have_acted
-from domain.errors import OperationError, TransientError
+from domain.context import OperationContext
 from domain.ids import new_id
+from errors import OperationError, TransientError
+from execution import note_replayed, note_stripe_may_have_acted
 from models import IdempotencyRecord, Refund, database, statements, utcnow, write_transaction
 from models.base import discard_connection, for_update
 from models.refunds import HOLDING_STATUSES

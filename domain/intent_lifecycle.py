@@ -14,7 +14,6 @@ from typing import Any
 import stripe_client
 from domain import idempotency, payment_attempts, payment_events, stripe_outcomes
 from domain.context import OperationContext
-from domain.errors import OperationError, not_found
 from domain.intent_state import apply_stripe_intent, intent_may_move
 from domain.payment_intents import capture_deadline_of, status_of, vaulted_method
 from domain.refunds import lock_existing_intent, refundable_amount
@@ -25,6 +24,7 @@ from domain.schemas import (
     RetryPaymentAttemptInput,
     SyncPaymentIntentInput,
 )
+from errors import OperationError, not_found
 from models import PaymentAttempt, PaymentIntent, write_transaction
 from models.payment_intents import save_with_history
 

@@ -28,7 +28,6 @@ from peewee import fn
 
 import stripe_client
 from domain import idempotency
-from domain.errors import OperationError, TransientError
 from domain.payment_intents import OPERATION as CREATE_INTENT
 from domain.payment_intents import execute_create, intent_at_stripe
 from domain.payment_methods import CREATE as CREATE_METHOD
@@ -36,6 +35,7 @@ from domain.payment_methods import DELETE as DELETE_METHOD
 from domain.refunds import OPERATION as CREATE_REFUND
 from domain.refunds import apply_refund_status, send_refund
 from domain.schemas import CreatePaymentIntentInput
+from errors import OperationError, TransientError
 from models import IdempotencyRecord, PaymentIntent, Refund, WebhookEvent, utcnow, write_transaction
 from models.base import for_update
 from observability.metrics import JANITOR_ITEMS

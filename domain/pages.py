@@ -11,7 +11,7 @@ from typing import Any, TypeVar, cast
 
 from peewee import Field, Model, ModelSelect
 
-from domain.errors import OperationError
+from errors import OperationError
 
 _M = TypeVar("_M", bound=Model)
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from peewee import fn
 
-from domain.errors import OperationError
 from domain.intent_state import attempt_status_for
+from errors import OperationError
 from models import PaymentAttempt, PaymentIntent, statements, utcnow
 
 OPEN = ("processing", "requires_action")

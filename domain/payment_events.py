@@ -29,10 +29,10 @@ import hashlib
 import zlib
 from typing import Any
 
-from logging_setup import trace_id_var
 from models import PaymentEvent, PaymentIntent, Refund, statements, utcnow
 from models.base import iso
 from models.payment_intents import save_with_history
+from observability.logs import trace_id_var
 from settings import get_settings
 
 CREATED_PAYMENT_INTENT = "created-payment-intent"

@@ -12,12 +12,12 @@ import stripe_client
 from domain import idempotency, payment_attempts, payment_events, stripe_outcomes
 from domain.context import OperationContext
 from domain.customers import ensure_stripe_customer
-from domain.errors import OperationError, TransientError, not_found
 from domain.ids import new_id
 from domain.intent_state import apply_stripe_intent, capture_deadline
 from domain.pages import checked_page
 from domain.schemas import CreatePaymentIntentInput, GetPaymentIntentInput, ListPaymentIntentsInput
 from domain.webhooks import apply_unmatched_events
+from errors import OperationError, TransientError, not_found
 from models import PaymentAttempt, PaymentIntent, PaymentMethod, ZtrackingPaymentIntent, statements, write_transaction
 from models.payment_attempts import attempts_by_intent
 

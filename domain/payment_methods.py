@@ -8,9 +8,9 @@ import stripe_client
 from domain import idempotency, stripe_outcomes
 from domain.context import OperationContext
 from domain.customers import ensure_stripe_customer, find_customer, lock_customer
-from domain.errors import OperationError, not_found
 from domain.pages import checked_page
 from domain.schemas import CreatePaymentMethodInput, DeletePaymentMethodInput, ListPaymentMethodsInput
+from errors import OperationError, not_found
 from models import PaymentMethod, utcnow, write_transaction
 from models.base import for_update
 

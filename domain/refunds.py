@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import stripe_client
-from domain import currencies, idempotency, payment_events, stripe_outcomes
+from domain import idempotency, payment_events, stripe_outcomes
 from domain.context import OperationContext
-from domain.errors import OperationError, not_found
 from domain.intent_state import REFUND_RANK, refund_may_move
 from domain.pages import checked_page
 from domain.schemas import CreateRefundInput, GetRefundInput, ListRefundsInput
+from errors import OperationError, not_found
 from models import PaymentIntent, Refund, utcnow, write_transaction
+from models import currency_data as currencies
 from models.base import for_update
 from models.payment_intents import save_with_history
 from models.refunds import HOLDING_STATUSES

@@ -19,8 +19,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from domain import currencies
-from domain.errors import OperationError
+from errors import OperationError
+from models import currency_data as currencies
 
 MAX_METADATA_KEYS = 44  # Stripe allows 50; an intent adds up to six of ours (localId and five vy_*)
 RESERVED_METADATA_PREFIX = "vy_"

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from domain import idempotency
-from domain.context import note_stripe_did_not_act
-from domain.errors import OperationError, StripeMayHaveActed, TransientError
+from errors import OperationError, StripeMayHaveActed, TransientError
+from execution import note_stripe_did_not_act
 from models import utcnow
 
 # The claim's last Stripe answer was a 5xx that Stripe said it did not act on (`Stripe-Should-Retry: true`).

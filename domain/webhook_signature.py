@@ -8,7 +8,7 @@ from typing import Any
 
 import stripe
 
-from domain.errors import OperationError
+from errors import OperationError
 from settings import get_settings
 
 

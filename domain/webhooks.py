@@ -290,7 +290,7 @@ def apply_unmatched_events(stripe_object_id: str | None) -> int:
 
 def replay_event(event_id: str) -> str:
     """Apply a stored event again (operators, after a fix); state rules make a repeat harmless."""
-    from domain.errors import not_found
+    from errors import not_found
 
     stored = WebhookEvent.get_or_none(WebhookEvent.id == event_id)
     if stored is None:

@@ -27,9 +27,9 @@ from types import FrameType
 from peewee import fn
 
 from domain.payment_events import payload_for
-from kafka_relay.config import ensure_topics, producer_config
-from kafka_relay.producer import Delivery, ReplyProducer
-from kafka_relay.wire import Record
+from messaging.config import ensure_topics, producer_config
+from messaging.producer import Delivery, ReplyProducer
+from messaging.wire import Record
 from models import OutboxLease, PaymentEvent, unit_of_work, utcnow, write_transaction
 from models.payment_events import OutboxPublisher
 from observability import metrics
@@ -267,9 +267,9 @@ def outbox_backlog(now: dt.datetime | None = None) -> tuple[int, float]:
 
 def main() -> None:
     """`python -m event_publisher`: publish until SIGTERM or SIGINT."""
-    from logging_setup import configure_logging
     from models import bind_database
     from models.schema import prepare_database
+    from observability.logs import configure_logging
     from observability.metrics import serve_metrics
     from observability.sentry import init_sentry
     from settings import get_settings

@@ -16,12 +16,12 @@ from types import FrameType
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from kafka_relay import wire
-from kafka_relay.config import consumer_config, ensure_topics, librdkafka_log, producer_config
 from kafka_relay.handover import BatchHandOver
-from kafka_relay.producer import Delivery, ReplyProducer
-from logging_setup import log_context, reset_log_context
+from messaging import wire
+from messaging.config import consumer_config, ensure_topics, librdkafka_log, producer_config
+from messaging.producer import Delivery, ReplyProducer
 from observability import metrics
+from observability.logs import log_context, reset_log_context
 from registry import OPERATIONS
 from settings import Settings
 from tasks.app import app as celery_app
@@ -234,7 +234,7 @@ class Relay:
 
 def main() -> None:
     """`python -m kafka_relay`: run the relay until SIGTERM or SIGINT."""
-    from logging_setup import configure_logging
+    from observability.logs import configure_logging
     from observability.metrics import serve_metrics
     from observability.sentry import init_sentry
     from settings import get_settings

@@ -13,7 +13,7 @@ from pathlib import Path
 from peewee import Database, SqliteDatabase
 from peewee_migrate import Router
 
-from domain import currencies
+from models import currency_data as currencies
 from models.base import database
 from models.currencies import Currency
 

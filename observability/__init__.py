@@ -1,1 +1,1 @@
-"""Sentry and Prometheus metrics for every process (logging lives in logging_setup.py)."""
+"""Sentry and Prometheus metrics for every process (logging lives in observability.logs.py)."""

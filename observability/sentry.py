@@ -12,7 +12,7 @@ from sentry_sdk.integrations.logging import LoggingIntegration
 from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
 from sentry_sdk.types import Breadcrumb, BreadcrumbHint, Event, Hint
 
-from logging_setup import scrub, trace_id_var
+from observability.logs import scrub, trace_id_var
 from settings import Settings
 
 # The SDK's default denylist knows no card fields: add them, and Stripe's secrets.

@@ -10,7 +10,7 @@ import signal  # noqa: E402
 import gevent  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
 
-from logging_setup import configure_logging  # noqa: E402
+from observability.logs import configure_logging  # noqa: E402
 from observability.sentry import init_sentry  # noqa: E402
 from settings import get_settings  # noqa: E402
 from socket_door.server import SocketDoor  # noqa: E402

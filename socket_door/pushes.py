@@ -17,7 +17,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from kafka_relay.config import common_config, ensure_topics, off_the_hub
+from messaging.config import common_config, ensure_topics, off_the_hub
 from settings import Settings
 
 log = logging.getLogger("socket_door")

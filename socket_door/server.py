@@ -25,11 +25,11 @@ from typing import Any
 import socketio
 from flask import Flask, Response, abort, jsonify, send_from_directory
 
-from api.auth import bearer, key_id, socket_token_claims
-from api.dispatch import run_operation
-from api.routes import IDEMPOTENCY_KEY
-from domain.errors import OperationError
 from domain.schemas import parse_input, platform_id_problem
+from doors.auth import bearer, key_id, socket_token_claims
+from doors.dispatch import run_operation
+from doors.envelope import IDEMPOTENCY_KEY, error_envelope
+from errors import OperationError
 from observability import metrics
 from registry import OPERATIONS, Operation
 from settings import Settings
@@ -78,10 +78,6 @@ def intent_room(payment_intent_id: str) -> str:
     return f"intent:{payment_intent_id}"
 
 
-def _error(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"error": OperationError(code, message, details).to_error()}
-
-
 def enveloped(envelope: dict[str, Any], trace_id: str | None = None) -> dict[str, Any]:
     """The Kafka contract's envelope: `{response|error, kafkaResponseKey, kafkaResponseStatus, traceId}`."""
     if "kafkaResponseStatus" in envelope:
@@ -101,7 +97,7 @@ class SocketLimits:
     def __init__(self, settings: Settings) -> None:
         from limits import parse_many, storage, strategies
 
-        from api.limits import storage_uri
+        from doors.limits import storage_uri
 
         self.items = parse_many(settings.rate_limit) if settings.rate_limit else []
         self.limiter = strategies.MovingWindowRateLimiter(storage.storage_from_string(storage_uri(settings)))
@@ -205,10 +201,10 @@ class SocketDoor:
         """The socket's caller, or the error to answer (its token expired: it is disconnected too)."""
         caller = self.callers.get(sid)
         if caller is None:
-            return _error("unauthorized", "Not connected.")
+            return error_envelope("unauthorized", "Not connected.")
         if caller.expired():
             self._expire(sid)
-            return _error("unauthorized", "The token expired: connect again with a new one.")
+            return error_envelope("unauthorized", "The token expired: connect again with a new one.")
         return caller
 
     def _expire(self, sid: str) -> None:
@@ -263,10 +259,10 @@ class SocketDoor:
         if payload is None:
             payload = {}
         if not isinstance(payload, dict):
-            return _error("validation_error", "The payload must be a JSON object.")
+            return error_envelope("validation_error", "The payload must be a JSON object.")
         key = payload.pop("idempotencyKey", None)
         if key is not None and (not isinstance(key, str) or not IDEMPOTENCY_KEY.fullmatch(key)):
-            return _error("validation_error", "idempotencyKey must be 1 to 255 printable ASCII characters.")
+            return error_envelope("validation_error", "idempotencyKey must be 1 to 255 printable ASCII characters.")
         if caller.customer is not None and "customer_id" in operation.schema.model_fields:
             payload.setdefault("customerId", caller.customer)  # a browser need not repeat who it is
         try:
@@ -274,9 +270,11 @@ class SocketDoor:
         except OperationError as exc:
             return {"error": exc.to_error()}
         if caller.in_flight >= MAX_IN_FLIGHT:
-            return _error("rate_limited", f"At most {MAX_IN_FLIGHT} requests at once per socket; wait for an answer.")
+            return error_envelope(
+                "rate_limited", f"At most {MAX_IN_FLIGHT} requests at once per socket; wait for an answer."
+            )
         if not self.limits.allow(caller.scope):
-            return _error("rate_limited", "Too many requests from this caller (RATE_LIMIT); slow down.")
+            return error_envelope("rate_limited", "Too many requests from this caller (RATE_LIMIT); slow down.")
         caller_key = scoped = None
         if operation.mutating:
             caller_key = key or f"auto-{uuid.uuid4()}"
@@ -301,9 +299,9 @@ class SocketDoor:
             # It may have been queued already: a mutating request's outcome is unknown, never "nothing happened".
             if operation.mutating:
                 message = "The request's outcome is not known; retry with the same idempotencyKey."
-                envelope = _error("outcome_unknown", message)
+                envelope = error_envelope("outcome_unknown", message)
             else:
-                envelope = _error("internal_error", "Internal error; retry the request.")
+                envelope = error_envelope("internal_error", "Internal error; retry the request.")
         finally:
             caller.in_flight -= 1
         error = envelope.get("error")
@@ -322,9 +320,9 @@ class SocketDoor:
         problem = platform_id_problem(user)
         if problem is not None or not isinstance(user, str):
             message = f"userId is required: a customer id ({problem})."
-            return self.answer(sid, "register-user", _error("validation_error", message))
+            return self.answer(sid, "register-user", error_envelope("validation_error", message))
         if found.customer is not None and user != found.customer:
-            return self.answer(sid, "register-user", _error("not_found", "No customer has this id."))
+            return self.answer(sid, "register-user", error_envelope("not_found", "No customer has this id."))
         self.sio.enter_room(sid, customer_room(user), namespace=NAMESPACE)
         return self.answer(sid, "register-user", {"response": {"userId": user, "registered": True}})
 
@@ -353,13 +351,15 @@ class SocketDoor:
             return self.answer(sid, "unsubscribe-payment-intent", found)
         intent = data.get("paymentIntentId") if isinstance(data, dict) else None
         if not isinstance(intent, str) or not intent:
-            return self.answer(sid, "unsubscribe-payment-intent", _error("validation_error", "paymentIntentId?"))
+            return self.answer(
+                sid, "unsubscribe-payment-intent", error_envelope("validation_error", "paymentIntentId?")
+            )
         self.sio.leave_room(sid, intent_room(intent), namespace=NAMESPACE)
         return self.answer(sid, "unsubscribe-payment-intent", {"response": {"paymentIntentId": intent}})
 
     def unknown_event(self, event: str, sid: str, data: Any = None) -> dict[str, Any]:
         message = "Unknown event: emit an operation's topic (see /openapi.json), or subscribe-payment-intent."
-        envelope = _error("not_found", message, {"event": event[:64]})
+        envelope = error_envelope("not_found", message, {"event": event[:64]})
         if EVENT_NAME.fullmatch(event):
             return self.answer(sid, event, envelope)
         return enveloped(envelope)  # a name not fit to answer under: the acknowledgement only

@@ -16,7 +16,7 @@ from typing import Any
 import requests
 from confluent_kafka import Consumer, Producer
 
-from kafka_relay.wire import message_headers
+from messaging.wire import message_headers
 from settings import PROJECT_ROOT, get_settings
 from stand_ins.local import Endpoints, endpoints
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -15,14 +14,9 @@ from pathlib import Path
 
 import requests
 
-from api.auth import api_callers
+from doors.auth import api_callers
 from settings import Settings
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
+from stand_ins.processes import port_open, spawn
 
 
 class StandInFailed(RuntimeError):
@@ -58,10 +52,8 @@ def port_free(port: int, what: str, setting: str) -> None:
 
 
 def _spawn(command: list[str], log_path: Path) -> subprocess.Popen:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        # Own process group: Ctrl-C in the terminal reaches the launcher, which stops each child in order.
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # Own process group: Ctrl-C in the terminal reaches the launcher, which stops each child in order.
+    return spawn(command, log_path, cwd=None)
 
 
 def redis_answers(port: int) -> bool:

@@ -19,9 +19,10 @@ from types import FrameType
 
 import requests
 
-from api.auth import api_callers
+from doors.auth import api_callers
 from settings import PROJECT_ROOT, get_settings
 from stand_ins import local
+from stand_ins.processes import stop
 
 
 def _export(name: str, value: str) -> None:
@@ -142,14 +143,7 @@ def _stop(name: str, proc: subprocess.Popen, timeout_s: float = 20) -> None:
     """SIGTERM the child's process group, then SIGKILL what is left after the timeout."""
     if proc.poll() is not None:
         return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    except ProcessLookupError:
-        pass
+    stop(proc, timeout=timeout_s, group=True)
     print(f"stopped {name}", flush=True)
 
 

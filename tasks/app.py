@@ -7,7 +7,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import setup_logging, worker_init, worker_process_init
 
-from logging_setup import configure_logging
+from observability.logs import configure_logging
 from settings import get_settings
 
 app = Celery("vy-finance-payments")

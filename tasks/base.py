@@ -13,23 +13,18 @@ from peewee import InterfaceError, OperationalError
 from playhouse.pool import MaxConnectionsExceeded
 
 import stripe_pacing
-from domain.context import (
-    OperationContext,
-    begin_execution,
-    note_stripe_may_have_acted,
-    stripe_may_have_acted,
-    was_replayed,
-)
-from domain.errors import OperationError, PaceExceeded, TransientError
+from domain.context import OperationContext
 from domain.idempotency import IN_USE
 from domain.schemas import parse_input
-from domain.scope import check_scope
-from logging_setup import log_context, reset_log_context
+from errors import OperationError, PaceExceeded, TransientError
+from execution import begin_execution, note_stripe_may_have_acted, stripe_may_have_acted, was_replayed
 from models import unit_of_work
 from observability import metrics
+from observability.logs import log_context, reset_log_context
 from registry import Operation
 from settings import get_settings
 from tasks import replies
+from tasks.scope import check_scope
 
 log = logging.getLogger("tasks")
 

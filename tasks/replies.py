@@ -1,6 +1,6 @@
 """Where a task's final envelope goes besides the Celery result: the REST door's reply channel, or the Kafka reply.
 
-`meta["reply"]` is set by a door. The REST door's is `{"channel", "id"}` (api/dispatch.py); the Kafka relay's is
+`meta["reply"]` is set by a door. The REST door's is `{"channel", "id"}` (doors/dispatch.py); the Kafka relay's is
 `{"topic", "key", "headers"}`, produced by the worker (an idempotent producer) before the task is acknowledged, so
 a crash can only repeat it.
 """
@@ -34,7 +34,7 @@ def deliver(envelope: dict[str, Any], meta: dict[str, Any]) -> None:
     if "channel" in reply:
         _publish_rest(envelope, reply)
         return
-    from kafka_relay.replies import publish_reply  # only workers that serve Kafka load the producer
+    from messaging.replies import publish_reply  # only workers that serve Kafka load the producer
 
     publish_reply(envelope, meta)
 

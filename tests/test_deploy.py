@@ -16,7 +16,8 @@ METRIC = re.compile(r"\bpayments_[a-z_]+")
 
 def exported() -> set[str]:
     """Every sample name the service's processes can export."""
-    from observability import metrics, ops
+    from observability import metrics
+    from operations import view as ops
 
     names = {"payments_queue_depth"}
     for value in vars(metrics).values():

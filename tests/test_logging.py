@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-import logging_setup
+from observability import logs as logging_setup
 from settings import LOG_LEVELS, get_settings
 
 

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 import stripe_pacing
-from domain.errors import PaceExceeded
+from errors import PaceExceeded
 from stripe_pacing import MUTATING, READ, Bucket, Pacer, endpoint_of
 
 pytestmark = pytest.mark.integration

@@ -20,11 +20,11 @@ from flask import Flask, Response, g
 
 from api.routes import read_input, respond
 from domain.context import OperationContext
-from domain.errors import OperationError
 from domain.schemas import parse_input
-from kafka_relay import wire
-from kafka_relay.producer import Delivery
+from errors import OperationError
 from kafka_relay.relay import PartitionProgress, Relay
+from messaging import wire
+from messaging.producer import Delivery
 from models import bind_database, unit_of_work
 from registry import OPERATIONS, Operation
 
@@ -78,7 +78,7 @@ class DirectRelay(Relay):
 
 
 def main() -> None:
-    from logging_setup import configure_logging
+    from observability.logs import configure_logging
     from settings import get_settings
 
     settings = get_settings()

@@ -13,7 +13,7 @@ from types import FrameType
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from kafka_relay.config import consumer_config, ensure_topics, producer_config
+from messaging.config import consumer_config, ensure_topics, producer_config
 from registry import OPERATIONS
 from settings import get_settings
 

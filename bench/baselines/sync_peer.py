@@ -13,10 +13,10 @@ import uuid
 from flask import Flask, Response, jsonify, request
 
 import stripe_client
-from domain.errors import OperationError
 from domain.ids import new_id
 from domain.intent_state import apply_stripe_intent
 from domain.schemas import CreatePaymentIntentInput, parse_input
+from errors import OperationError
 from models import Customer, PaymentIntent, PaymentMethod, bind_database, unit_of_work, write_transaction
 from models.payment_intents import save_with_history
 from settings import get_settings

@@ -50,7 +50,7 @@ def test_a_broker_that_refuses_the_request_is_503(app, monkeypatch):
 
 def test_no_result_in_time_for_a_read_is_504_timeout_with_retry_after(app, monkeypatch):
     import api.routes
-    from domain.errors import OperationError
+    from errors import OperationError
 
     def late(*args, **kwargs):
         raise OperationError("timeout", "No result in time. Retry the request.")

@@ -79,7 +79,7 @@ def test_http_requests_are_counted_per_route_and_status_4xx_included_and_logged_
 
 
 def test_queue_depth_is_read_from_the_broker_at_most_once_per_ttl_however_often_it_is_scraped(worker, monkeypatch):
-    from observability import metrics
+    from operations import metrics
 
     collector = metrics.QueueDepthCollector()
     families = [list(collector.collect()) for _ in range(5)]

@@ -10,8 +10,8 @@ import pytest
 
 from api.openapi import openapi_document
 from api.openapi_docs import EXAMPLES
-from domain.errors import OperationError
 from domain.schemas import parse_input
+from errors import OperationError
 from registry import OPERATIONS
 
 DOCUMENT = openapi_document()

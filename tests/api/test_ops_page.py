@@ -109,7 +109,7 @@ def test_the_ops_page_in_chromium_shows_a_payment_made_here_with_no_console_erro
 
 def test_the_web_door_learns_stripes_readiness_from_a_worker_never_calling_stripe_itself(worker, monkeypatch):
     import stripe_client
-    from observability.ops import dependency_checks
+    from operations.view import dependency_checks
 
     def no_stripe_here() -> None:
         raise AssertionError("the web process called Stripe")

@@ -11,7 +11,7 @@ import uuid
 
 import redis
 
-from api.dispatch import CHANNEL_PREFIX, RestReplies
+from doors.dispatch import CHANNEL_PREFIX, RestReplies
 from tests.api.conftest import Client, running_api
 from tests.api.test_rest_api import customer, vault
 from tests.conftest import REDIS_URL

@@ -254,7 +254,7 @@ def test_a_retry_sent_with_a_callers_new_key_after_a_rotation_replays_instead_of
 def test_api_keys_entries_name_their_callers_and_a_bare_key_is_its_own_caller():
     import hashlib
 
-    from api.auth import api_callers, key_id
+    from doors.auth import api_callers, key_id
 
     entries = ("acme:k-1", "acme:k-2", "bare-key", "not a name:k-3")
     assert api_callers(entries) == (

@@ -7,7 +7,7 @@ import time
 import jwt
 import pytest
 
-from api.auth import socket_token_claims
+from doors.auth import socket_token_claims
 from settings import get_settings
 
 pytestmark = pytest.mark.integration
@@ -59,7 +59,7 @@ def test_without_a_secret_or_api_keys_no_token_is_made_or_accepted():
 
     import pytest
 
-    from api.auth import issue_socket_token
+    from doors.auth import issue_socket_token
 
     keyed = get_settings()
     token, _ = issue_socket_token("someone", keyed)

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from domain import idempotency
-from domain.errors import OperationError
+from errors import OperationError
 from models import IdempotencyRecord
 from tests.domain.helpers import REQUEST, take
 

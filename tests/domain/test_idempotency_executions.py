@@ -12,7 +12,7 @@ import pytest
 
 import models
 from domain import idempotency
-from domain.errors import OperationError, TransientError
+from errors import OperationError, TransientError
 from models import Customer, IdempotencyRecord, utcnow, write_transaction
 from tests.domain.helpers import REQUEST, Killed, context, lapse, take
 from tests.support import services

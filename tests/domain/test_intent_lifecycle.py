@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from domain.errors import OperationError
+from errors import OperationError
 from models import PaymentAttempt, ZtrackingPaymentIntent
 from tests.conftest import make_card
 from tests.domain.helpers import call

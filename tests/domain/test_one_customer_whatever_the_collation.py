@@ -10,7 +10,6 @@ import uuid
 
 import pytest
 
-from domain.errors import OperationError
 from domain.schemas import (
     CreatePaymentIntentInput,
     GetPaymentIntentInput,
@@ -18,8 +17,9 @@ from domain.schemas import (
     parse_input,
     platform_id_problem,
 )
-from domain.scope import check_scope
+from errors import OperationError
 from models import Customer, IdempotencyRecord, PaymentIntent, PaymentMethod
+from tasks.scope import check_scope
 from tests.domain.helpers import call, customer_with_card, take
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from domain.errors import OperationError
 from domain.schemas import CreatePaymentIntentInput
+from errors import OperationError
 from models import IdempotencyRecord, PaymentIntent, Refund, WebhookEvent, ZtrackingPaymentIntent
 from tests.conftest import WEBHOOK_SECRET, make_card
 from tests.domain.helpers import call, context, lapse

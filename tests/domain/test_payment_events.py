@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from domain import payment_events
-from domain.errors import OperationError
+from errors import OperationError
 from models import PaymentEvent, PaymentIntent, utcnow, write_transaction
 from settings import get_settings
 from tests.conftest import WEBHOOK_SECRET, make_card

@@ -11,7 +11,7 @@ import pytest
 
 import stripe_client
 from domain import idempotency, janitor
-from domain.errors import OperationError, TransientError
+from errors import OperationError, TransientError
 from models import ALL_MODELS, IdempotencyRecord, PaymentIntent, Refund, WebhookEvent, utcnow
 from tests.conftest import WEBHOOK_SECRET, make_card
 from tests.domain.helpers import call, context

@@ -8,9 +8,9 @@ import uuid
 import pytest
 
 from domain import idempotency
-from domain.errors import OperationError
 from domain.payment_intents import _stripe_request
 from domain.schemas import MAX_METADATA_KEYS, CreatePaymentIntentInput, parse_input
+from errors import OperationError
 from models import IdempotencyRecord
 from tests.conftest import make_card
 from tests.domain.helpers import call, context, take

@@ -184,7 +184,7 @@ def drill_kafka(drill_log_dir: Path) -> Iterator[KafkaSetup]:
     """Tansu behind a TCP proxy (advertised), with the door's topics; a collector reads every answer."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from kafka_relay.config import door_topics
+    from messaging.config import door_topics
 
     with kafka.tansu_behind_proxy(drill_log_dir / "tansu.log") as (address, tcp):
         admin = AdminClient({"bootstrap.servers": address})  # kept alive until its futures are done

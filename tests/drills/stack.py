@@ -134,16 +134,7 @@ class Stack:
     # -- processes
     def _spawn(self, role: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
         log_path = self.config.log_dir / f"{self.config.name}-{role}.log"
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                argv,
-                cwd=services.ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        proc = services.spawn(argv, log_path, env)
         self.procs[role] = proc
         self.log_paths[role] = log_path
         return proc
@@ -155,26 +146,8 @@ class Stack:
         concurrency: int = 50,
         **env: str,
     ) -> subprocess.Popen:
-        argv = [
-            services.PYTHON,
-            "-m",
-            "celery",
-            "-A",
-            "tasks.app",
-            "worker",
-            "-Q",
-            queues,
-            "-P",
-            "gevent",
-            "-c",
-            str(concurrency),
-            "-n",
-            f"{self.config.name}-{role}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "DEBUG",
-        ]
+        # The drills' workers keep Celery's heartbeat, as they always ran (the suite's go without).
+        argv = services.worker_argv(queues, concurrency, f"{self.config.name}-{role}", heartbeat=True)
         self._worker_args[role] = (queues, concurrency, env)
         return self._spawn(role, argv, self.config.environment(**env))
 
@@ -194,14 +167,7 @@ class Stack:
     def start_api(self, role: str = "api", **env: str) -> str:
         port = services.free_port()
         # As the Procfile runs it, but on 127.0.0.1 only (gunicorn.conf.py binds every interface).
-        argv = [
-            str(Path(services.PYTHON).parent / "gunicorn"),
-            "-c",
-            "gunicorn.conf.py",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "api:create_app()",
-        ]
+        argv = services.api_argv(bind=f"127.0.0.1:{port}")
         self._spawn(role, argv, self.config.environment(APP_PORT=str(port), **env))
         url = f"http://127.0.0.1:{port}"
         services.wait_until(lambda: requests.get(f"{url}/healthz", timeout=1).ok, 60, f"{role} of {self.config.name}")

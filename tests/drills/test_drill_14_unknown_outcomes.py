@@ -16,8 +16,8 @@ import pytest
 import stripe
 
 from domain import idempotency, janitor
-from domain.errors import OperationError, TransientError
 from domain.schemas import CreatePaymentIntentInput
+from errors import OperationError, TransientError
 from models import IdempotencyRecord, PaymentIntent, Refund, ZtrackingPaymentIntent, utcnow
 from tests.domain.helpers import call, context
 from tests.drills.conftest import database_of_its_own

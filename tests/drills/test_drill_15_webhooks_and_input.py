@@ -20,7 +20,7 @@ import stripe
 
 import stripe_client
 from domain import janitor
-from domain.errors import OperationError
+from errors import OperationError
 from models import Customer, IdempotencyRecord, PaymentIntent, PaymentMethod, Refund, WebhookEvent, utcnow
 from tests.conftest import RUN, WEBHOOK_SECRET
 from tests.domain.helpers import call, context

@@ -17,7 +17,7 @@ import requests
 import stripe
 
 from domain import idempotency, janitor
-from domain.errors import OperationError, TransientError
+from errors import OperationError, TransientError
 from models import IdempotencyRecord, PaymentAttempt, PaymentIntent, utcnow
 from tests.domain.helpers import call, context
 from tests.drills.conftest import database_of_its_own

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from domain import idempotency, janitor
-from domain.errors import TransientError
+from errors import TransientError
 from models import IdempotencyRecord, PaymentIntent, utcnow
 from tests.domain.helpers import call, context
 from tests.drills.conftest import database_of_its_own

@@ -24,7 +24,7 @@ import stripe
 
 import models
 from domain import idempotency, janitor
-from domain.errors import OperationError, TransientError
+from errors import OperationError, TransientError
 from models import IdempotencyRecord, PaymentAttempt, PaymentIntent, ZtrackingPaymentIntent, utcnow
 from tests.domain.helpers import call, context
 from tests.drills.conftest import database_of_its_own, size

@@ -22,8 +22,8 @@ import stripe
 
 import stripe_client
 from domain import idempotency, janitor
-from domain.errors import OperationError, TransientError
 from domain.schemas import CreatePaymentMethodInput
+from errors import OperationError, TransientError
 from models import PaymentAttempt, PaymentEvent, PaymentIntent, PaymentMethod, Refund, ZtrackingPaymentIntent
 from tests.domain.helpers import Killed, call, context
 from tests.drills.conftest import WEBHOOK_SECRET, make_card, size

@@ -15,7 +15,7 @@ import stripe
 
 import stripe_client
 from domain import payment_events
-from domain.errors import OperationError
+from errors import OperationError
 from models import PaymentAttempt, PaymentEvent, PaymentIntent, WebhookEvent, ZtrackingPaymentIntent
 from tests.conftest import WEBHOOK_SECRET, make_card
 from tests.domain.helpers import call, context

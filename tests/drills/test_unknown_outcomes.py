@@ -17,9 +17,9 @@ import stripe
 import settings
 import stripe_client
 from domain import idempotency, janitor
-from domain.errors import OperationError, TransientError
 from domain.schemas import CreatePaymentIntentInput
 from domain.webhooks import sweep_events
+from errors import OperationError, TransientError
 from models import IdempotencyRecord, PaymentIntent, Refund, WebhookEvent, ZtrackingPaymentIntent
 from tests.conftest import LOG_DIR, STRIPE_KEY, make_card
 from tests.domain.helpers import call, context

@@ -49,7 +49,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def kafka_broker() -> Iterator[str]:
     """This run's Tansu, with the door's topics and the NestJS reply topics created."""
-    from kafka_relay.config import ensure_topics
+    from messaging.config import ensure_topics
     from settings import get_settings
 
     with kafka.tansu(TANSU_PORT, LOG_DIR / "tansu.log") as address:

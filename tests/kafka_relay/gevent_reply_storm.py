@@ -20,8 +20,8 @@ from collections import Counter  # noqa: E402
 
 import gevent  # noqa: E402
 
-from kafka_relay.producer import shared_producer  # noqa: E402
-from kafka_relay.wire import Record  # noqa: E402
+from messaging.producer import shared_producer  # noqa: E402
+from messaging.wire import Record  # noqa: E402
 from settings import get_settings  # noqa: E402
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from event_publisher.publisher import Publisher, outbox_backlog
-from kafka_relay.config import ensure_topics
+from messaging.config import ensure_topics
 from models import OutboxLease, OutboxPublisher, PaymentEvent, unit_of_work, utcnow
 from settings import get_settings
 from tests.domain.helpers import call, customer_with_card
@@ -147,7 +147,7 @@ def test_a_later_event_of_an_intent_never_reaches_kafka_before_an_earlier_one_th
     the intent's later events wait for it, so every event's first copy on Kafka comes in the order written."""
     from confluent_kafka import KafkaError
 
-    from kafka_relay.producer import Delivery
+    from messaging.producer import Delivery
 
     ids = payments(stripe_api, 2)
     with unit_of_work():

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from domain import payment_events
-from domain.errors import OperationError
+from errors import OperationError
 from event_publisher.publisher import Publisher, outbox_backlog
-from kafka_relay.config import ensure_topics
+from messaging.config import ensure_topics
 from models import OutboxLease, OutboxPublisher, PaymentEvent, unit_of_work
 from settings import get_settings
 from tests.conftest import make_card
@@ -153,7 +153,7 @@ def test_a_row_one_of_whose_topics_failed_is_sent_again_whole_and_the_intents_ne
 ):
     from confluent_kafka import KafkaError
 
-    from kafka_relay.producer import Delivery
+    from messaging.producer import Delivery
 
     with unit_of_work():
         create = {"customerId": vaulted(stripe_api), "amount": 2000, "currency": "usd", "confirm": True}

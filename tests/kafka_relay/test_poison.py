@@ -84,7 +84,7 @@ def test_poison_answered_by_the_relay_is_counted_in_its_metrics(gateway, relay):
 
 
 def test_the_operator_view_counts_each_topics_dead_letters(gateway, relay):
-    from observability.ops import dead_letters as counted
+    from operations.view import dead_letters as counted
     from registry import OPERATIONS
 
     before = counted()

@@ -19,8 +19,8 @@ import pytest
 from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from kafka_relay.producer import ReplyProducer
-from kafka_relay.wire import Record
+from messaging.producer import ReplyProducer
+from messaging.wire import Record
 from tests.conftest import LOG_DIR
 from tests.support import kafka, services
 from tests.support.tcp_proxy import TcpProxy
@@ -124,7 +124,7 @@ def test_a_retired_producer_serves_its_outstanding_reports_then_its_poller_stops
 
 
 def test_a_fenced_producer_is_replaced_by_the_next_shared_producer_call(monkeypatch):
-    import kafka_relay.producer as producer_module
+    import messaging.producer as producer_module
     from settings import get_settings
 
     monkeypatch.setattr(producer_module, "producer_config", lambda _settings: dict(NOWHERE))

@@ -9,7 +9,7 @@ import time
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from kafka_relay.config import door_topics, ensure_topics
+from messaging.config import door_topics, ensure_topics
 from settings import get_settings
 from tests.kafka_relay.conftest import KAFKA_ENV, PARTITIONS
 from tests.support import kafka, services

@@ -8,7 +8,7 @@ import pytest
 from confluent_kafka import Message
 
 import settings as settings_module
-from kafka_relay import config, wire
+from messaging import config, wire
 
 
 def message(value: bytes | None, key: bytes | None = b"k-1", headers: list | None = None) -> Message:
@@ -132,7 +132,7 @@ def test_a_dead_letter_copy_keeps_the_message_and_says_why_and_where_from():
 
 
 def test_a_reply_partition_header_that_only_looks_numeric_does_not_stop_the_relay():
-    from kafka_relay import wire
+    from messaging import wire
 
     assert wire._reply_partition("²".encode()) is None
     assert wire._reply_partition(b"3") == 3

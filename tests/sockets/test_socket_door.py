@@ -15,7 +15,7 @@ import pytest
 import requests
 import socketio
 
-from api.auth import issue_socket_token
+from doors.auth import issue_socket_token
 from registry import OPERATIONS
 from settings import get_settings
 from socket_door.server import SOCKET_OPERATIONS

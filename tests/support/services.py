@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,25 +12,19 @@ from pathlib import Path
 import pymysql
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
-PYTHON = sys.executable
+from stand_ins.processes import (  # noqa: F401 (the tests call them through this module)
+    PYTHON,
+    ROOT,
+    api_argv,
+    free_port,
+    port_open,
+    spawn,
+    stop,
+    wait_until,
+    worker_argv,
+)
+
 MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            if predicate():
-                return
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not ready within {timeout} s")
 
 
 def run_id() -> str:
@@ -116,13 +106,8 @@ def release_redis_db(index: int, run: str) -> None:
 def localstripe(port: int, log_path: Path, *options: str) -> Iterator[str]:
     """The localstripe stand-in (stand_ins/localstripe_server.py) on `port`, memory only; `options` are its flags
     (`--rate-limit 25`)."""
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [PYTHON, "-m", "stand_ins.localstripe_server", "--port", str(port), *options],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    argv = [PYTHON, "-m", "stand_ins.localstripe_server", "--port", str(port), *options]
+    proc = spawn(argv, log_path, own_session=False)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(
@@ -135,64 +120,13 @@ def localstripe(port: int, log_path: Path, *options: str) -> Iterator[str]:
         stop(proc)
 
 
-def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
 def start_worker(
     env: dict[str, str], log_path: Path, queues: str, name: str, concurrency: int = 50
 ) -> subprocess.Popen:
     """A real Celery worker process on the real broker, as the Procfile runs it (gevent pool)."""
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [
-                PYTHON,
-                "-m",
-                "celery",
-                "-A",
-                "tasks.app",
-                "worker",
-                "-Q",
-                queues,
-                "-P",
-                "gevent",
-                "-c",
-                str(concurrency),
-                "-n",
-                f"{name}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                # Celery 5.7's gevent loop waits 0.1 s per pass on the heartbeat connection: ~10 tasks/s.
-                "--without-heartbeat",
-                "--loglevel",
-                "DEBUG",
-            ],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    return spawn(worker_argv(queues, concurrency, name), log_path, {**os.environ, **env}, own_session=False)
 
 
 def start_api(env: dict[str, str], log_path: Path, port: int) -> subprocess.Popen:
     """The REST door under gunicorn with gevent workers, exactly as the Procfile runs it."""
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [str(Path(PYTHON).parent / "gunicorn"), "-c", "gunicorn.conf.py", "api:create_app()"],
-            cwd=ROOT,
-            env={**os.environ, **env, "APP_PORT": str(port)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+    return spawn(api_argv(), log_path, {**os.environ, **env, "APP_PORT": str(port)}, own_session=False)

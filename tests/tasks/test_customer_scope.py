@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from domain import payment_attempts
-from domain.errors import OperationError
 from domain.ids import new_id
-from domain.scope import RETRIED_AS, check_scope
+from errors import OperationError
 from models import PaymentAttempt, PaymentIntent, write_transaction
 from registry import OPERATIONS
 from tasks.operations import TASKS
+from tasks.scope import RETRIED_AS, check_scope
 from tests.conftest import make_card
 from tests.domain.helpers import call, context
 

@@ -8,7 +8,7 @@ import pytest
 
 import settings
 import stripe_client
-from domain.errors import OperationError, TransientError
+from errors import OperationError, TransientError
 from tasks.base import backoff_with_jitter
 from tests.support.scripted_stripe import scripted_stripe
 

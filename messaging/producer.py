@@ -20,8 +20,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from kafka_relay.config import librdkafka_log, producer_config
-from kafka_relay.wire import Record
+from messaging.config import librdkafka_log, producer_config
+from messaging.wire import Record
 from settings import Settings
 
 log = logging.getLogger("kafka_relay")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.errors import OperationError
+from errors import OperationError
 from models import PaymentAttempt, PaymentIntent, PaymentMethod, Refund
 from registry import OPERATIONS
 

@@ -1,4 +1,5 @@
-"""Currencies Stripe charges in, with their minor-unit exponent and Stripe's minimum charge."""
+"""Currencies Stripe charges in, with their minor-unit exponent and Stripe's minimum charge: the reference data the
+seed writes (models/schema.py) and the domain's amount rules read, so the models import no domain module."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ import redis
 from celery.exceptions import TimeoutError as ResultTimeout
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
-from domain.errors import OperationError
+from errors import OperationError
 from registry import Operation
 from settings import get_settings
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from domain.errors import OperationError
 from domain.schemas import parse_input
-from kafka_relay.config import dlq_topic
+from errors import OperationError
+from messaging.config import dlq_topic
 from registry import OPERATIONS
 
 # The NestJS microservices transport's header names (@nestjs/microservices KafkaHeaders).

@@ -18,7 +18,7 @@ from typing import Any, cast
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from kafka_relay.config import off_the_hub
+from messaging.config import off_the_hub
 from settings import get_settings
 
 log = logging.getLogger("ops")
@@ -68,7 +68,7 @@ def dependency_checks(stripe_directly: bool = False) -> dict[str, Callable[[], o
     def kafka_ready() -> bool:
         from confluent_kafka.admin import AdminClient
 
-        from kafka_relay.config import common_config
+        from messaging.config import common_config
 
         admin = AdminClient(common_config(get_settings()))
         off_the_hub(lambda: admin.list_topics(timeout=KAFKA_TIMEOUT_S))
@@ -149,7 +149,7 @@ def dead_letters() -> dict[str, int] | None:
     """Messages in each request topic's dead-letter topic (`<topic>-dlq`); None when Kafka cannot be asked."""
     from confluent_kafka import Consumer, TopicPartition
 
-    from kafka_relay.config import common_config, dlq_topic
+    from messaging.config import common_config, dlq_topic
     from registry import OPERATIONS
 
     settings = get_settings()
@@ -186,7 +186,7 @@ def outbox(now: dt.datetime) -> dict[str, Any]:
 
 def _read() -> dict[str, Any]:
     from models import utcnow
-    from observability.metrics import QUEUE_DEPTH
+    from operations.metrics import QUEUE_DEPTH
 
     now = utcnow()
     reading: dict[str, Any] = {"read_at": now, "readiness": readiness()}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from kafka_relay.producer import shared_producer
-from kafka_relay.wire import reply_record
+from messaging.producer import shared_producer
+from messaging.wire import reply_record
 from settings import get_settings
 
 log = logging.getLogger("kafka_relay")
