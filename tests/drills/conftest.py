@@ -24,7 +24,7 @@ import requests
 import stripe
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from tests.conftest import LOG_DIR, REDIS_URL, RUN
+from tests.conftest import LOG_DIR, RUN
 from tests.drills.stack import Stack, StackConfig
 from tests.support import kafka, services
 from tests.support.fake_sentry import FakeSentry, fake_sentry
@@ -35,8 +35,11 @@ FULL = bool(os.environ.get("DRILLS_FULL"))
 DRILL_LOG_DIR = LOG_DIR / "drills"
 DRILL_DB = f"vyp_drill_{RUN}"
 DRILL_VHOST = f"vyp_drill_{RUN}"
-# The run's own Redis database (tests/conftest.py claims it): never another run's results or replies.
-DRILL_RESULTS = REDIS_URL
+# The drills' stacks get a Redis database of their own, claimed for this run like the suite's (tests/conftest.py):
+# never another run's results or replies, and not the suite's own either (the drill stacks sharing the test
+# process's database lost REST replies in drill 6's refund faults, reproduced; kept apart as before).
+DRILL_REDIS_DB = services.claim_redis_db(f"{RUN}-drills")
+DRILL_RESULTS = f"redis://{services.REDIS[0]}:{services.REDIS[1]}/{DRILL_REDIS_DB}"
 # The drills' secrets: drill 11 looks for these exact strings everywhere the drills wrote.
 STRIPE_KEY = f"sk_test_drill{RUN}key"
 WEBHOOK_SECRET = f"whsec_drill{RUN}secret"
@@ -69,6 +72,10 @@ EVIDENCE = Evidence()
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "drill_last: runs after every other test (drill 11 scans what they wrote)")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    services.release_redis_db(DRILL_REDIS_DB, f"{RUN}-drills")
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
