@@ -30,7 +30,7 @@ from domain.payment_events import payload_for
 from messaging.config import ensure_topics, producer_config
 from messaging.producer import Delivery, ReplyProducer
 from messaging.wire import Record
-from models import OutboxLease, PaymentEvent, unit_of_work, utcnow, write_transaction
+from models import OutboxLease, PaymentEvent, PaymentIntent, unit_of_work, utcnow, write_transaction
 from models.payment_events import OutboxPublisher
 from observability import metrics
 from settings import Settings
@@ -118,7 +118,7 @@ class Publisher:
 
     # -- publishing
 
-    def _records(self, event: PaymentEvent) -> list[Record]:
+    def _records(self, event: PaymentEvent, key: str) -> list[Record]:
         """One record per topic the event's type is published to (none when every one is turned off)."""
         headers = [
             ("eventId", event.event_id.encode()),
@@ -132,7 +132,7 @@ class Publisher:
         return [
             Record(
                 topic=topic,
-                key=event.partition_key.encode(),
+                key=key.encode(),
                 value=json.dumps(
                     payload_for(event.type, dialect, event.payload), separators=(",", ":"), ensure_ascii=False
                 ).encode(),
@@ -157,6 +157,7 @@ class Publisher:
         )
         if not events:
             return 0, True
+        keys = _partition_keys(events)
         deadline = time.monotonic() + self.settings.kafka_delivery_timeout_s
         acknowledged: list[int] = []
         first_failure: tuple[PaymentEvent, Delivery] | None = None
@@ -166,7 +167,11 @@ class Publisher:
             if not sending or time.monotonic() >= deadline:
                 break
             deliveries = [
-                [self.producer.produce(record, deadline) for record in self._records(event)] for event in sending
+                [
+                    self.producer.produce(record, deadline)
+                    for record in self._records(event, keys[event.payment_intent_id])
+                ]
+                for event in sending
             ]
             self.producer.wait([d for per_event in deliveries for d in per_event], deadline)
             for event, per_event in zip(sending, deliveries, strict=True):
@@ -237,11 +242,28 @@ class Publisher:
                     sent, clean = 0, False
                 if not clean:
                     time.sleep(FAILED_PAUSE_S)
+                    # A topic missing (Kafka was away at start, or an EVENT_TOPIC_* added) holds its rows back: a
+                    # failed pass makes sure every topic exists before the next (creating one that exists is a no-op).
+                    ensure_topics(self.settings, self.settings.published_event_topics, timeout_s=FAILED_PAUSE_S + 1)
                 elif not sent:
                     time.sleep(IDLE_S)
         finally:
             self.close()
             log.info("publisher stopped")
+
+
+def _partition_keys(events: list[PaymentEvent]) -> dict[str, str]:
+    """Each intent's Kafka key, read from the intent (not from an event's payload, which a refund's lacks): its order
+    where it has one, else its subscription, else the intent. Every event of an intent shares one key, so one
+    partition of each topic, in order."""
+    ids = {event.payment_intent_id for event in events}
+    keys = {intent_id: intent_id for intent_id in ids}
+    rows = PaymentIntent.select(PaymentIntent.id, PaymentIntent.order_id, PaymentIntent.subscription_id).where(
+        PaymentIntent.id.in_(ids)
+    )
+    for row in rows:
+        keys[row.id] = str(row.order_id or row.subscription_id or row.id)
+    return keys
 
 
 def _waves(events: list[PaymentEvent]) -> list[list[PaymentEvent]]:

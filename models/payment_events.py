@@ -23,14 +23,6 @@ class PaymentEvent(BaseModel):
     class Meta:
         indexes = ((("shard", "published_at", "id"), False), (("occurred_at",), False))
 
-    @property
-    def partition_key(self) -> str:
-        """The Kafka key: the platform's order where the intent has one, else its subscription, else the intent (the
-        PRD partitions by order or subscription). An intent's order and subscription never change, so one intent's
-        events, and one order's, stay on one partition of each topic, in order."""
-        payload = self.payload or {}
-        return str(payload.get("orderId") or payload.get("subscriptionId") or self.payment_intent_id)
-
 
 class OutboxPublisher(BaseModel):
     """A publisher that is running (it renews `seen_at` every pass): the shards are shared among these."""

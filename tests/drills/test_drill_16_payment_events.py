@@ -54,6 +54,14 @@ def publisher(stack) -> Iterator[str]:
     stack.stop("publisher")
 
 
+# An intent's events are keyed by its order where it has one (the PRD partitions by order): intent → Kafka key.
+KEY_OF: dict[str, str] = {}
+
+
+def key_of(intent_id: str) -> bytes:
+    return KEY_OF.get(intent_id, intent_id).encode()
+
+
 def pay(api, stripe_api, prefix: str, refund: bool = False) -> dict:
     buyer = customer(prefix)
     vault(api, stripe_api, buyer)
@@ -62,6 +70,7 @@ def pay(api, stripe_api, prefix: str, refund: bool = False) -> dict:
         json={"customerId": buyer, "amount": 3000, "currency": "usd", "confirm": True, "orderId": f"o-{buyer}"},
         headers={"Idempotency-Key": f"pi-{uuid.uuid4()}"},
     ).json()
+    KEY_OF[intent["id"]] = f"o-{buyer}"
     if refund:
         api.post(
             "/refunds",
@@ -89,7 +98,7 @@ def received(reader: QuietCollector, intent_id: str) -> list[tuple[int, str, dic
     """What Kafka has for an intent: (sequence, eventId, payload), in sequence order, repeats included."""
     found = [
         (int(m.headers["sequence"]), m.headers["eventId"].decode(), {**json.loads(m.value), "_at": m.timestamp_ms})
-        for m in reader.received(intent_id.encode())
+        for m in reader.received(key_of(intent_id))
     ]
     return sorted(found, key=lambda item: item[0])
 
@@ -98,12 +107,20 @@ def wait_all(reader: QuietCollector, written: dict[str, list], timeout: float) -
     def done() -> bool:
         return all({e for _, e, _ in received(reader, i)} >= {e for _, e, _ in w} for i, w in written.items())
 
-    reader.wait(done, timeout, "every event written")
+    try:
+        reader.wait(done, timeout, "every event written")
+    except TimeoutError:
+        missing = {
+            i: [(seq, t) for seq, e, t in w if e not in {e2 for _, e2, _ in received(reader, i)}]
+            for i, w in written.items()
+        }
+        print("MISSING", {i: m for i, m in missing.items() if m}, "KEYS", {i: KEY_OF.get(i) for i in missing})
+        raise
 
 
 def copies_of(reader: QuietCollector, intent_id: str) -> str:
     """Every copy Kafka has of an intent's events, as produced (CreateTime): what a failed order check shows."""
-    copies = sorted(reader.received(intent_id.encode()), key=lambda m: (m.timestamp_ms, int(m.headers["sequence"])))
+    copies = sorted(reader.received(key_of(intent_id)), key=lambda m: (m.timestamp_ms, int(m.headers["sequence"])))
     lines = [
         f"CreateTime {m.timestamp_ms} sequence {int(m.headers['sequence'])} {m.topic}[{m.partition}]@{m.offset}"
         for m in copies
