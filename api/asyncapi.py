@@ -212,7 +212,7 @@ def asyncapi_document() -> dict[str, Any]:
                 topic,
                 {
                     "address": topic,
-                    "description": "Key: orderId, else subscriptionId, else paymentIntentId.",
+                    "description": "Key: the intent's orderId, else its subscriptionId, else its paymentIntentId.",
                     "messages": {},
                 },
             )
