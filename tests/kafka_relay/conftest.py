@@ -97,3 +97,17 @@ def own_relay(relay_process: kafka.RelayProcess, worker, kafka_broker) -> Iterat
     relay_process.stop()
     yield relay_process
     relay_process.stop()
+
+
+def fresh_outbox_reader(kafka_broker: str, topics: list[str]) -> kafka.Collector:
+    """A reader of `topics` from the start (made first), with no earlier test's publisher leasing the outbox."""
+    from messaging.config import ensure_topics
+    from models import OutboxLease, OutboxPublisher, unit_of_work
+    from settings import get_settings
+
+    ensure_topics(get_settings(), topics)
+    reader = kafka.Collector(kafka_broker, topics)
+    with unit_of_work():
+        OutboxLease.delete().execute()  # no lease of an earlier test's publisher stands in the way
+        OutboxPublisher.delete().execute()
+    return reader

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 import pytest
 
 from event_publisher.publisher import Publisher, outbox_backlog
-from messaging.config import ensure_topics
-from models import OutboxLease, OutboxPublisher, PaymentEvent, unit_of_work, utcnow
+from models import PaymentEvent, unit_of_work, utcnow
 from settings import get_settings
 from tests.domain.helpers import call, customer_with_card
+from tests.kafka_relay.conftest import fresh_outbox_reader
 from tests.support import kafka
 
 pytestmark = pytest.mark.integration
@@ -23,11 +23,7 @@ pytestmark = pytest.mark.integration
 def events_topics(kafka_broker: str, mariadb) -> Iterator[kafka.Collector]:
     """The event topics, and a collector reading them from the start."""
     topics = list(get_settings().event_topics.values())
-    ensure_topics(get_settings(), topics)
-    reader = kafka.Collector(kafka_broker, topics)
-    with unit_of_work():
-        OutboxLease.delete().execute()  # no lease of an earlier test's publisher stands in the way
-        OutboxPublisher.delete().execute()
+    reader = fresh_outbox_reader(kafka_broker, topics)
     yield reader
     reader.close()
 

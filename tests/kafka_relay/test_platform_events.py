@@ -13,11 +13,11 @@ import pytest
 from domain import payment_events
 from errors import OperationError
 from event_publisher.publisher import Publisher, outbox_backlog
-from messaging.config import ensure_topics
-from models import OutboxLease, OutboxPublisher, PaymentEvent, unit_of_work
+from models import PaymentEvent, unit_of_work
 from settings import get_settings
 from tests.conftest import make_card
 from tests.domain.helpers import call
+from tests.kafka_relay.conftest import fresh_outbox_reader
 from tests.support import kafka
 
 pytestmark = pytest.mark.integration
@@ -30,11 +30,7 @@ def every_event_topic(kafka_broker: str, mariadb) -> Iterator[kafka.Collector]:
     """Every topic an event is published to (ours and the PRD's), read from the start."""
     topics = get_settings().published_event_topics
     assert {"PaymentSucceeded", "PaymentFailed", "succeeded-payment"} <= set(topics)  # the defaults publish both
-    ensure_topics(get_settings(), topics)
-    reader = kafka.Collector(kafka_broker, topics)
-    with unit_of_work():
-        OutboxLease.delete().execute()  # no lease of an earlier test's publisher stands in the way
-        OutboxPublisher.delete().execute()
+    reader = fresh_outbox_reader(kafka_broker, topics)
     yield reader
     reader.close()
 
