@@ -18,6 +18,7 @@ import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kombu import Connection
@@ -39,16 +40,21 @@ def quorum_vhost(request: pytest.FixtureRequest) -> Iterator[str]:
         services.delete_rabbit_vhost(name)
 
 
-def queue_types(broker_url: str) -> dict[str, str]:
+def listed_queues(broker_url: str, column: str) -> dict[str, Any]:
+    """Each queue of the broker URL's vhost → one column of `rabbitmqctl list_queues` (type, messages…)."""
     vhost = broker_url.rsplit("/", 1)[1]
     listed = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "type", "--formatter", "json"],
+        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", column, "--formatter", "json"],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    return {row["name"]: row["type"] for row in json.loads(listed.stdout)}
+    return {row["name"]: row[column] for row in json.loads(listed.stdout)}
+
+
+def queue_types(broker_url: str) -> dict[str, str]:
+    return listed_queues(broker_url, "type")
 
 
 def test_the_setting_declares_every_celery_queue_as_a_quorum_queue_with_the_delivery_limit(quorum_vhost):
@@ -91,15 +97,7 @@ def test_a_real_worker_consumes_quorum_queues_and_answers(quorum_vhost):
 
 
 def _messages(broker_url: str, queue: str) -> int | None:
-    vhost = broker_url.rsplit("/", 1)[1]
-    listed = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "messages", "--formatter", "json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return {row["name"]: row["messages"] for row in json.loads(listed.stdout)}.get(queue)
+    return listed_queues(broker_url, "messages").get(queue)
 
 
 # A consumer as a late-acking worker is: it takes the message, says so, and is killed before it acks.
