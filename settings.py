@@ -196,6 +196,10 @@ class Settings:
     rate_limit: str
     rate_limit_webhooks: str
     rate_limit_storage: str = field(repr=False)
+    # The platform's dialect (doors/platform.py): the key of the hash that names a customer known only by e-mail,
+    # and whether the REST door takes creates priced by the caller's items.
+    customer_email_key: str = field(repr=False)
+    rest_item_priced_creates: bool = True
 
     @property
     def published_event_topics(self) -> list[str]:
@@ -314,6 +318,8 @@ def load_settings() -> Settings:
         rate_limit=config("RATE_LIMIT", default="100/second;5000/minute"),
         rate_limit_webhooks=config("RATE_LIMIT_WEBHOOKS", default="200/second"),
         rate_limit_storage=config("RATE_LIMIT_STORAGE", default=""),
+        customer_email_key=config("CUSTOMER_EMAIL_KEY", default=""),
+        rest_item_priced_creates=config("REST_ITEM_PRICED_CREATES", default="true", cast=_bool),
     )
 
 

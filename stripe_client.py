@@ -159,9 +159,18 @@ def card_error_payment_intent(exc: BaseException) -> dict[str, Any] | None:
     return intent if isinstance(intent, dict) else None
 
 
-def create_customer(platform_customer_id: str, *, idempotency_key: str) -> dict[str, Any]:
-    params = {"metadata": {"vy_customer_id": platform_customer_id}}
+def create_customer(
+    platform_customer_id: str, *, idempotency_key: str, contact: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A Stripe Customer for our customer id; `contact`: Stripe's `email`, `name`, `address` when the platform
+    named the person (its checkout)."""
+    params = {**(contact or {}), "metadata": {"vy_customer_id": platform_customer_id}}
     return _call(client().v1.customers.create, params=params, idempotency_key=idempotency_key)
+
+
+def list_customers_by_email(email: str) -> list[dict[str, Any]]:
+    """Stripe's Customers with exactly this e-mail (Stripe compares it as given, case and all)."""
+    return _list_all(client().v1.customers.list, {"email": email}, limit=100)
 
 
 def set_default_payment_method(

@@ -69,8 +69,18 @@ class PaymentAttempt(Out):
     updatedAt: Timestamp
 
 
+class CartItem(Out):
+    id: str
+    quantity: int
+    priceCents: int
+    currency: str
+
+
 class IntentFields(Out):
     id: str
+    paymentIntentId: str = Field(description="The platform's name of `id` (its PaymentIntentDto).")
+    amountCents: int = Field(description="The platform's name of `amount`.")
+    externalId: str | None = Field(description="The platform's name of `stripePaymentIntentId`.")
     customerId: str
     amount: int
     amountCapturable: int
@@ -88,6 +98,7 @@ class IntentFields(Out):
     captureBefore: Timestamp | None = Field(description="When an uncaptured authorisation expires (Stripe cancels it).")
     cancellationReason: CancellationReason | None
     nextAction: NextAction | None
+    items: list[CartItem] | None = Field(description="The platform's cart the amount was priced from, if any.")
     stripePaymentIntentId: str | None
     createdAt: Timestamp
     updatedAt: Timestamp
@@ -99,10 +110,24 @@ class PaymentIntent(IntentFields):
 
 class CreatedPaymentIntent(PaymentIntent):
     clientSecret: str | None
+    success: Literal[True] = Field(description="The platform's PaymentIntentCreatedDto: always true on success.")
+    totalAmount: int = Field(description="What is charged: `amount` (no coupons are applied here).")
+    originalAmount: int = Field(description="`amount` before coupons: the same, as none are applied.")
+    amountUnit: Literal["cents", "minor_units"] = Field(description="`cents` where the minor unit is 1/100.")
+    appliedCoupons: list[str] = Field(description="Always empty: coupons are not supported.", max_length=0)
 
 
 class ConfirmedPaymentIntent(PaymentIntent):
     clientSecret: str | None = Field(None, description="Only while `requires_action`: Stripe.js finishes with it.")
+    success: bool = Field(description="True when the intent succeeded or awaits its capture or the browser's action.")
+    requiresAction: bool = Field(description="True when the browser must act (3-D Secure) with Stripe.js.")
+    errorCode: str | None = Field(description="The last payment error's code, when the payment failed.")
+    errorMessage: str | None = Field(description="The last payment error's message, when the payment failed.")
+
+
+class CapturedPaymentIntent(PaymentIntent):
+    attemptId: str | None = Field(description="The capture's attempt (the platform's answer to a capture).")
+    nextRetryAt: None = Field(description="Always null: no retry is scheduled by the service.")
 
 
 class PaymentIntentSnapshot(IntentFields):
@@ -116,6 +141,7 @@ class PaymentStatus(Out):
     status: IntentStatus
     errorCode: str | None
     errorMessage: str | None
+    customerEmail: str | None = Field(description="Where the receipt goes, when the checkout named the person.")
 
 
 class Page(Out):
@@ -139,10 +165,14 @@ class AttemptSummary(Out):
     errorCode: str | None
     errorMessage: str | None
     retryOf: str | None
+    nextRetryAt: None = Field(description="Always null: a retry runs at once, nothing is scheduled after it.")
 
 
 class Refund(Out):
     id: str
+    refundId: str = Field(description="The platform's name of `id` (its RefundDto).")
+    amountCents: int = Field(description="The platform's name of `amount`.")
+    externalId: str | None = Field(description="The platform's name of `stripeRefundId`.")
     paymentIntentId: str
     amount: int
     currency: str
@@ -165,6 +195,9 @@ class Card(Out):
 
 class PaymentMethod(Out):
     id: str
+    paymentMethodId: str = Field(description="The platform's name of `id` (its PaymentMethodDto).")
+    personId: str = Field(description="The platform's name of `customerId`.")
+    externalId: str = Field(description="The platform's name of `stripePaymentMethodId`.")
     customerId: str
     type: str
     card: Card | None
@@ -227,7 +260,7 @@ RESPONSES: dict[str, Any] = {
     "list-payment-methods": PaymentMethodPage,
     "delete-payment-method": Deleted,
     "confirm-payment-intent": ConfirmedPaymentIntent,
-    "capture-payment-intent": PaymentIntent,
+    "capture-payment-intent": CapturedPaymentIntent,
     "cancel-payment-intent": PaymentIntent,
     "get-payment-intent-status": PaymentStatus,
     "list-payment-intents": PaymentIntentPage,

@@ -18,9 +18,11 @@ from domain.webhook_signature import verify_webhook
 from domain.webhooks import TOLERANCE_S
 from doors.dispatch import run_operation
 from doors.envelope import IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY
+from doors.platform import take_idempotency_key, translate
 from errors import OperationError
 from observability import metrics
 from registry import OPERATIONS, Operation
+from settings import get_settings
 
 
 @functools.cache
@@ -70,16 +72,34 @@ def read_input(operation: Operation, path_params: dict[str, str]) -> dict[str, A
     return payload
 
 
-def idempotency_keys(operation: Operation) -> tuple[str | None, str | None]:
-    """(the caller's key, the scoped key the task uses); the server makes one when the caller did not."""
+def idempotency_keys(operation: Operation, body_key: Any = None) -> tuple[str | None, str | None]:
+    """(the caller's key, the scoped key the task uses); the server makes one when the caller did not.
+
+    The header, else the platform's `idempotencyKey` body field (the same key: both given must agree)."""
     if not operation.mutating:
         return None, None
     key = request.headers.get(IDEMPOTENCY_HEADER)
+    if body_key is not None:
+        if not isinstance(body_key, str) or not IDEMPOTENCY_KEY.fullmatch(body_key):
+            raise OperationError("validation_error", "idempotencyKey must be 1 to 255 printable ASCII characters.")
+        if key is not None and key != body_key:
+            raise OperationError("validation_error", "Idempotency-Key and idempotencyKey differ: send one key.")
+        key = body_key
     if key is None:
         key = f"auto-{uuid.uuid4()}"
     elif not IDEMPOTENCY_KEY.fullmatch(key):
         raise OperationError("validation_error", "Idempotency-Key must be 1 to 255 printable ASCII characters.")
     return key, f"rest:{g.caller_key_id}:{key}"
+
+
+def _refuse_item_prices(operation: Operation, payload: dict[str, Any]) -> None:
+    # The cart's prices are the caller's word: a deployment whose REST callers are not trusted to price can refuse.
+    if operation.name == "create-payment-intent" and "items" in payload and not get_settings().rest_item_priced_creates:
+        raise OperationError(
+            "validation_error",
+            "This door does not take creates priced by items (REST_ITEM_PRICED_CREATES=false): send amount.",
+            {"fields": [{"field": "items", "message": "not accepted here", "type": "not_accepted"}]},
+        )
 
 
 def respond(operation: Operation, envelope: dict[str, Any], caller_key: str | None) -> Response:
@@ -104,8 +124,11 @@ def respond(operation: Operation, envelope: dict[str, Any], caller_key: str | No
 def operation_view(operation: Operation) -> Callable[..., Response]:
     def view(**path_params: str) -> Response:
         payload = read_input(operation, path_params)
+        body_key = take_idempotency_key(payload) if operation.mutating else None
+        _refuse_item_prices(operation, payload)
+        payload = translate(operation.name, payload, get_settings())  # the platform's dialect, read into ours
         parse_input(operation.schema, payload)  # refuse bad input here, before anything is queued
-        caller_key, scoped_key = idempotency_keys(operation)
+        caller_key, scoped_key = idempotency_keys(operation, body_key)
         with metrics.track(operation.name, "rest", "door"):
             envelope = run_operation(
                 operation, payload, trace_id=g.trace_id, idempotency_key=scoped_key, caller_key=caller_key

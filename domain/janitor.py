@@ -100,7 +100,7 @@ def resolve_intent(record: IdempotencyRecord, claim: idempotency.Claim, now: dt.
     if stored is not None:
         idempotency.complete(claim, {"response": stored.to_payload()})
         return "already stored"
-    inp = CreatePaymentIntentInput.model_validate(record.request)
+    inp = CreatePaymentIntentInput.from_stored(record.request)
     stripe_customer_id = ((claim.stripe_params or {}).get("params") or {}).get("customer")
     found = intent_at_stripe(claim, stripe_customer_id) if stripe_customer_id else None
     if found is None:

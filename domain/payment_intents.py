@@ -15,7 +15,8 @@ from domain.customers import ensure_stripe_customer
 from domain.ids import new_id
 from domain.intent_state import apply_stripe_intent, capture_deadline
 from domain.pages import checked_page
-from domain.schemas import CreatePaymentIntentInput, GetPaymentIntentInput, ListPaymentIntentsInput
+from domain.personal_data import digest
+from domain.schemas import DIGEST_FIELD, CreatePaymentIntentInput, GetPaymentIntentInput, ListPaymentIntentsInput
 from domain.webhooks import apply_unmatched_events
 from errors import OperationError, TransientError, not_found
 from models import PaymentAttempt, PaymentIntent, PaymentMethod, ZtrackingPaymentIntent, statements, write_transaction
@@ -92,7 +93,7 @@ def _stripe_request(claim: idempotency.Claim, inp: CreatePaymentIntentInput) -> 
     if claim.stripe_params is not None:
         return claim
     method = vaulted_method(inp.customer_id, inp.payment_method_id, default=inp.confirm)  # refused before anything
-    customer = ensure_stripe_customer(inp.customer_id)
+    customer = ensure_stripe_customer(inp.customer_id, inp.customer_details)
     params: dict[str, Any] = {
         "amount": inp.amount,
         "currency": inp.currency,
@@ -114,9 +115,27 @@ def _stripe_request(claim: idempotency.Claim, inp: CreatePaymentIntentInput) -> 
     }
     if inp.description is not None:
         params["description"] = inp.description
+    if inp.receipt_email is not None:
+        # Stripe mails the receipt there. Recorded as a keyed hash: a retry brings the address again (the request's
+        # fingerprint covers it), the janitor reads it back from Stripe's intent.
+        params["receipt_email"] = {DIGEST_FIELD: digest(inp.receipt_email)}
     if method is not None:
         params["payment_method"] = method.stripe_payment_method_id
     return idempotency.start_stripe_call(claim, {"params": params, "paymentMethodId": method.id if method else None})
+
+
+def _with_receipt_email(
+    params: dict[str, Any], inp: CreatePaymentIntentInput, found_at_stripe: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The recorded parameters with the receipt's address in place of its hash: from the request (its fingerprint
+    matched the recorded one, so it is the same address), else from the intent Stripe made."""
+    recorded = params.get("receipt_email")
+    if not isinstance(recorded, dict):
+        return params
+    address = inp.receipt_email or (found_at_stripe or {}).get("receipt_email")
+    if not address or digest(address) != recorded.get(DIGEST_FIELD):
+        raise OperationError("internal_error", "The receipt's address of this request is not known any more.")
+    return {**params, "receipt_email": address}
 
 
 def intent_at_stripe(claim: idempotency.Claim, stripe_customer_id: str) -> dict[str, Any] | None:
@@ -144,7 +163,7 @@ def execute_create(
         return _replay(existing.to_payload())
     claim = _stripe_request(claim, inp)
     recorded = claim.recorded_stripe_params()
-    params = recorded["params"]
+    params = _with_receipt_email(recorded["params"], inp, found_at_stripe)
     intent = PaymentIntent(
         id=claim.resource_id,
         customer_id=inp.customer_id,
@@ -157,6 +176,9 @@ def execute_create(
         metadata=inp.metadata,
         order_id=inp.order_id,
         subscription_id=inp.subscription_id,
+        items=[item.model_dump(mode="json", by_alias=True) for item in inp.items] if inp.items else None,
+        # From what was sent to Stripe: a stored request keeps only a hash of the person's details.
+        receipt_email=params.get("receipt_email"),
     )
     try:
         stripe_intent = found_at_stripe or stripe_outcomes.send_or_resolve(
@@ -254,6 +276,7 @@ def status_of(intent: PaymentIntent) -> dict[str, Any]:
         "status": intent.status,
         "errorCode": error.get("code"),
         "errorMessage": error.get("message"),
+        "customerEmail": intent.receipt_email,  # the platform's PaymentStatusUpdateDto; null when none is known
     }
 
 

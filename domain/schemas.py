@@ -19,6 +19,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from domain.personal_data import digest
 from errors import OperationError
 from models import currency_data as currencies
 
@@ -26,6 +27,7 @@ MAX_METADATA_KEYS = 44  # Stripe allows 50; an intent adds up to six of ours (lo
 RESERVED_METADATA_PREFIX = "vy_"
 MAX_AMOUNT = 99_999_999  # Stripe's eight-digit ceiling in minor units
 MAX_WEBHOOK_PAYLOAD = 1024 * 1024
+DIGEST_FIELD = "hmacSha256"  # what a stored request keeps of personal data
 
 OBJECT_ID_PATTERN = r"^[A-Za-z0-9_]{1,64}$"
 _OBJECT_ID = re.compile(OBJECT_ID_PATTERN)
@@ -115,6 +117,44 @@ class OperationInput(BaseModel):
         return self.model_dump(mode="json", by_alias=True)
 
 
+EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$"
+Email = Annotated[str, StringConstraints(max_length=254, pattern=EMAIL_PATTERN)]
+Text = Annotated[str, StringConstraints(max_length=200)]
+MAX_ITEMS = 100
+
+
+class Address(OperationInput):
+    """The platform's postal address (all optional: the web app sends what the person's profile has)."""
+
+    street: Text | None = None
+    city: Text | None = None
+    state: Text | None = None
+    zip: Annotated[str, StringConstraints(max_length=20)] | None = None
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$")] | None = None  # ISO 3166-1 alpha-2
+
+
+class CustomerDetails(OperationInput):
+    """Who pays, as the web app's checkout sends it: a person known by e-mail (personal data: see personal_data)."""
+
+    first_name: Text | None = None
+    last_name: Text | None = None
+    email: Email
+    address: Address | None = None
+
+    @property
+    def name(self) -> str | None:
+        return " ".join(part for part in (self.first_name, self.last_name) if part) or None
+
+
+class Item(OperationInput):
+    """One line of the platform's cart: priced by the caller (README, security)."""
+
+    id: PlatformId
+    quantity: Annotated[int, Field(ge=1, le=10_000)]
+    price_cents: Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
+    currency: Currency
+
+
 class CreatePaymentIntentInput(OperationInput):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"customerId": "customer-42", "amount": 2500, "currency": "usd"}]}
@@ -130,14 +170,46 @@ class CreatePaymentIntentInput(OperationInput):
     metadata: Metadata = Field(default_factory=dict)
     order_id: PlatformId | None = None  # the platform's order this pays for: stored, answered, filterable
     subscription_id: PlatformId | None = None
+    # The web app's checkout: the cart (amount and currency are its total) and who pays (the receipt goes there).
+    items: Annotated[list[Item], Field(min_length=1, max_length=MAX_ITEMS)] | None = None
+    customer_details: CustomerDetails | None = None
 
     def canonical(self) -> dict[str, Any]:
         # Absent platform ids leave the fingerprint as it was before they existed (a key claimed then still matches).
         canonical = super().canonical()
-        for name in ("orderId", "subscriptionId"):
+        for name in ("orderId", "subscriptionId", "items", "customerDetails"):
             if canonical.get(name) is None:
                 canonical.pop(name, None)
+        if "customerDetails" in canonical:
+            # Stored with the idempotency key: a keyed hash tells two people apart without keeping who they are.
+            canonical["customerDetails"] = {DIGEST_FIELD: digest(canonical["customerDetails"])}
         return canonical
+
+    @classmethod
+    def from_stored(cls, request: dict[str, Any]) -> CreatePaymentIntentInput:
+        """The request as `canonical` stored it (the person's details only as their hash, so left out)."""
+        details = request.get("customerDetails")
+        if isinstance(details, dict) and set(details) == {DIGEST_FIELD}:
+            request = {name: value for name, value in request.items() if name != "customerDetails"}
+        return cls.model_validate(request)
+
+    @property
+    def receipt_email(self) -> str | None:
+        return self.customer_details.email if self.customer_details else None
+
+    @model_validator(mode="after")
+    def _amount_is_the_carts_total(self) -> CreatePaymentIntentInput:
+        if self.items is None:
+            return self
+        currencies_of_items = {item.currency for item in self.items}
+        if len(currencies_of_items) > 1:
+            raise ValueError("items must all be in one currency")
+        if currencies_of_items != {self.currency}:
+            raise ValueError("currency must be the items' currency")
+        total = sum(item.price_cents * item.quantity for item in self.items)
+        if total != self.amount:
+            raise ValueError(f"amount must be the items' total (the sum of priceCents * quantity: {total})")
+        return self
 
     @model_validator(mode="after")
     def _amount_at_least_minimum(self) -> CreatePaymentIntentInput:

@@ -13,9 +13,11 @@ import signal
 import time
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from doors.platform import translate
 from kafka_relay.handover import BatchHandOver
 from messaging import wire
 from messaging.config import consumer_config, ensure_topics, librdkafka_log, producer_config
@@ -165,10 +167,13 @@ class Relay:
             log.warning("rewound %d partitions to messages not handed over", len(to_rewind))
             time.sleep(REWIND_PAUSE_S)
 
+    def _platform_dialect(self, topic: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return translate(topic, payload, self.settings)
+
     def handle(self, message: Message, state: PartitionProgress, offset: int) -> list[Delivery]:
         """Hand one message over: a request to its task, poison to its error reply and dead-letter copy."""
         try:
-            request = wire.decode_request(message)
+            request = wire.decode_request(message, self._platform_dialect)
         except wire.PoisonMessage as poison:
             return self._dead_letter(message, poison)
         tokens = log_context(trace_id=request.trace_id, operation=request.operation)

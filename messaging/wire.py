@@ -10,8 +10,10 @@ a NestJS server answers it: correlation id echoed, `kafka_nest-is-disposed` set,
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,11 @@ from domain.schemas import parse_input
 from errors import OperationError
 from messaging.config import dlq_topic
 from registry import OPERATIONS
+
+# The platform's idempotency field in a request's body; a Kafka door scopes it by topic.
+IDEMPOTENCY_FIELD = "idempotencyKey"
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, as Stripe accepts (doors/envelope.py)
+Dialect = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 # The NestJS microservices transport's header names (@nestjs/microservices KafkaHeaders).
 CORRELATION_ID = "kafka_correlationId"
@@ -149,8 +156,14 @@ def _invalid(message: str, fields: list[dict[str, str]] | None = None) -> Operat
     return OperationError("validation_error", message, {"fields": fields} if fields else None)
 
 
-def decode_request(message: Message) -> Request:
-    """The request a consumed message carries; raises PoisonMessage for anything the contract refuses."""
+def _unchanged(_topic: str, payload: dict[str, Any]) -> dict[str, Any]:
+    return payload
+
+
+def decode_request(message: Message, dialect: Dialect = _unchanged) -> Request:
+    """The request a consumed message carries; raises PoisonMessage for anything the contract refuses.
+
+    `dialect(topic, payload)` reads a request the platform sent in its own field names into ours."""
     topic = consumed_topic(message)
     raw_key = message.key()
     key = _text(raw_key)
@@ -162,7 +175,7 @@ def decode_request(message: Message) -> Request:
         # A key that is not text still names the caller: answer under the same bytes.
         reply = {"topic": OPERATIONS[topic].response_topic, "key": raw_key.decode("utf-8", "replace"), "headers": {}}
     try:
-        return _decode(message, topic, raw_key, key, reply)
+        return _decode(message, topic, raw_key, key, reply, dialect)
     except PoisonMessage:
         raise
     except Exception as exc:
@@ -172,7 +185,12 @@ def decode_request(message: Message) -> Request:
 
 
 def _decode(
-    message: Message, topic: str, raw_key: bytes | None, key: str | None, reply: dict[str, Any] | None
+    message: Message,
+    topic: str,
+    raw_key: bytes | None,
+    key: str | None,
+    reply: dict[str, Any] | None,
+    dialect: Dialect,
 ) -> Request:
     data: Any = None
     problem: tuple[str, OperationError] | None = None
@@ -192,8 +210,17 @@ def _decode(
     if problem is None and not trace_ok:
         field_error = {"field": TRACE_ID_FIELD, "message": f"a string of 1 to {MAX_TRACE_ID} characters"}
         problem = ("validation_error", _invalid("The request is not valid.", [{**field_error, "type": "string_type"}]))
+    body_key = None
     if problem is None:
         payload = {name: value for name, value in data.items() if name != TRACE_ID_FIELD}
+        if OPERATIONS[topic].mutating:
+            body_key = payload.pop(IDEMPOTENCY_FIELD, None)
+            if body_key is not None and not (isinstance(body_key, str) and IDEMPOTENCY_KEY.fullmatch(body_key)):
+                field_error = {"field": IDEMPOTENCY_FIELD, "message": "1 to 255 printable ASCII characters"}
+                invalid = _invalid("The request is not valid.", [{**field_error, "type": "string_pattern_mismatch"}])
+                problem = ("validation_error", invalid)
+        payload = dialect(topic, payload)  # the platform's dialect, read into ours (the door's own translation)
+    if problem is None:
         try:
             parse_input(OPERATIONS[topic].schema, payload)
         except OperationError as exc:
@@ -204,7 +231,8 @@ def _decode(
 
     meta = {
         "traceId": trace_id,
-        "idempotencyKey": f"kafka:{topic}:{reply['key']}",
+        # The platform's own key when it sent one (its retries come under new message keys), else the message's.
+        "idempotencyKey": f"kafka:{topic}:body:{body_key}" if body_key else f"kafka:{topic}:{reply['key']}",
         "door": "kafka",
         # A redelivered request waits for its first attempt instead of answering idempotency_key_in_use.
         "waitInFlight": True,

@@ -33,6 +33,7 @@ class PaymentIntentColumns(BaseModel):
     capture_before = UTCDateTimeField(null=True)  # when an uncaptured authorisation expires (Stripe cancels it)
     cancellation_reason = CharField(max_length=32, null=True)
     next_action_type = CharField(max_length=64, null=True)  # what the browser must do (3-D Secure) in requires_action
+    items = JSONField(null=True)  # the platform's cart the amount was priced from (its checkout), as sent
     created_at = UTCDateTimeField(default=utcnow)
     updated_at = UTCDateTimeField(default=utcnow)
 
@@ -44,6 +45,8 @@ class PaymentIntent(PaymentIntentColumns):
     ztracking_version = IntegerField(default=0)
     # `created` of the newest Stripe event applied: an older event is stale.
     last_event_created = BigIntegerField(null=True)
+    # Where Stripe sends the receipt (personal data: kept here only, never in the history, events or logs).
+    receipt_email = CharField(max_length=254, null=True)
 
     def to_payload(self, attempts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """The PaymentIntent of DESIGN.md §Payloads (without `clientSecret`, never stored), with its attempts
@@ -99,6 +102,7 @@ def intent_payload(row: PaymentIntentColumns, intent_id: str) -> dict[str, Any]:
         "captureBefore": iso(row.capture_before),
         "cancellationReason": row.cancellation_reason,
         "nextAction": {"type": row.next_action_type} if row.next_action_type else None,
+        "items": row.items,
         "stripePaymentIntentId": row.stripe_payment_intent_id,
         "createdAt": iso(row.created_at),
         "updatedAt": iso(row.updated_at),

@@ -16,7 +16,8 @@ trace_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("trace
 operation_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("operation", default=None)
 door_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("door", default=None)
 
-# What must never be written: card numbers, client secrets, Stripe keys, webhook secrets, bearer tokens.
+# What must never be written: card numbers, client secrets, Stripe keys, webhook secrets, bearer tokens, and the
+# e-mail addresses of the people who pay (personal data: domain/personal_data.py).
 CARD_NUMBER = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
 SECRET_PATTERNS = [
     (re.compile(r"\b(pi|seti)_[A-Za-z0-9]+_secret_[A-Za-z0-9]+"), "[client-secret]"),
@@ -24,6 +25,7 @@ SECRET_PATTERNS = [
     (re.compile(r"\bwhsec_[A-Za-z0-9_]+"), "[webhook-secret]"),
     (re.compile(r"(?i)(bearer\s+)[^\s\"',]+"), r"\1[api-key]"),
     (re.compile(r"(?i)(\"?(?:cvc|cvv|card_?number|number)\"?\s*[:=]\s*\"?)[^\s\"',}]+"), r"\1[redacted]"),
+    (re.compile(r"[^\s@\"'<>(),;:\[\]]+@[^\s@\"'<>(),;:\[\]]+\.[A-Za-z]{2,}"), "[email]"),
 ]
 
 

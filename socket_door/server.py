@@ -29,6 +29,7 @@ from domain.schemas import parse_input, platform_id_problem
 from doors.auth import bearer, key_id, socket_token_claims
 from doors.dispatch import run_operation
 from doors.envelope import IDEMPOTENCY_KEY, error_envelope
+from doors.platform import translate
 from errors import OperationError
 from observability import metrics
 from registry import OPERATIONS, Operation
@@ -263,6 +264,8 @@ class SocketDoor:
         key = payload.pop("idempotencyKey", None)
         if key is not None and (not isinstance(key, str) or not IDEMPOTENCY_KEY.fullmatch(key)):
             return error_envelope("validation_error", "idempotencyKey must be 1 to 255 printable ASCII characters.")
+        # The platform's dialect, read into ours; a browser's own customer is who pays for its cart.
+        payload = translate(operation.name, payload, self.settings, customer=caller.customer)
         if caller.customer is not None and "customer_id" in operation.schema.model_fields:
             payload.setdefault("customerId", caller.customer)  # a browser need not repeat who it is
         try:

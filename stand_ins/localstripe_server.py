@@ -81,9 +81,36 @@ def _created_filter(created: Any) -> Callable[[int], bool]:
     return lambda value: all(check(value, bound) for check, bound in bounds)
 
 
+# Fields of Stripe's PaymentIntent that localstripe does not know; kept as sent and answered back, as Stripe does.
+INTENT_EXTRAS = ("receipt_email", "setup_future_usage", "shipping")
+SETUP_FUTURE_USAGE = (None, "", "off_session", "on_session")
+
+
+def _check_intent_extras(extras: dict[str, Any]) -> None:
+    email = extras.get("receipt_email")
+    if email is not None and (not isinstance(email, str) or "@" not in email):
+        raise UserError(400, "Invalid receipt_email")
+    if extras.get("setup_future_usage") not in SETUP_FUTURE_USAGE:
+        raise UserError(400, "Invalid setup_future_usage: must be one of off_session, on_session")
+    shipping = extras.get("shipping")
+    if shipping is not None and (not isinstance(shipping, dict) or not isinstance(shipping.get("name"), str)):
+        raise UserError(400, "Invalid shipping: needs name and address")
+
+
+def _set_intent_extras(intent: Any, extras: dict[str, Any]) -> None:
+    for name in INTENT_EXTRAS:
+        if name in extras:
+            setattr(intent, name, extras[name] or None)
+
+
 def _intent_init(self: Any, description: str | None = None, **kwargs: Any) -> None:
+    extras = {name: kwargs.pop(name) for name in INTENT_EXTRAS if name in kwargs}
+    _check_intent_extras(extras)
     _original_intent_init(self, **kwargs)
     self.description = description
+    for name in INTENT_EXTRAS:
+        setattr(self, name, None)
+    _set_intent_extras(self, extras)
 
 
 def _amount_received(self: Any) -> int:
@@ -258,10 +285,14 @@ def _unexpected_state(intent: Any, action: str) -> UserError:
     )
 
 
-def confirm_intent(id: str, payment_method: str | None = None, **kwargs: Any) -> Any:
+def confirm_intent(id: str, payment_method: str | None = None, return_url: Any = None, **kwargs: Any) -> Any:
     """Stripe's confirm, with a new payment method too (localstripe answers that 500 "Not implemented")."""
+    extras = {name: kwargs.pop(name) for name in INTENT_EXTRAS if name in kwargs}
     if kwargs:
         raise UserError(400, "Unexpected " + ", ".join(kwargs))
+    if return_url is not None and not (isinstance(return_url, str) and return_url.startswith(("https://", "http://"))):
+        raise UserError(400, "Invalid return_url: an absolute URL")
+    _check_intent_extras(extras)
     intent = resources.PaymentIntent._api_retrieve(id)
     if payment_method is not None:
         if intent.status not in ("requires_payment_method", "requires_confirmation"):
@@ -273,6 +304,7 @@ def confirm_intent(id: str, payment_method: str | None = None, **kwargs: Any) ->
         intent._authentication_failed = False
     if intent.status != "requires_confirmation":
         raise _unexpected_state(intent, "confirm")
+    _set_intent_extras(intent, extras)
     intent._confirm(on_failure_now=intent._report_failure)
     return intent
 
@@ -318,7 +350,11 @@ def expire_authorisation(id: str) -> Any:
     return intent
 
 
-INTENT_ACTIONS = {"confirm": confirm_intent, "capture": capture_intent, "cancel": cancel_intent}
+INTENT_ACTIONS: dict[str, Callable[..., Any]] = {
+    "confirm": confirm_intent,
+    "capture": capture_intent,
+    "cancel": cancel_intent,
+}
 _INTENT_ACTION = re.compile(r"^/v1/payment_intents/(?P<id>pi_[A-Za-z0-9]+)/(?P<action>confirm|capture|cancel)$")
 
 

@@ -13,6 +13,7 @@ from peewee import InterfaceError, OperationalError
 from playhouse.pool import MaxConnectionsExceeded
 
 import stripe_pacing
+from domain.answers import widen
 from domain.context import OperationContext
 from domain.idempotency import IN_USE
 from domain.schemas import parse_input
@@ -173,7 +174,9 @@ class OperationTask(celery.Task):
                 if scope is not None:
                     # A browser's token: only its own customer's records, before anything reaches Stripe.
                     check_scope(self.operation.name, inp, str(scope))
-                return {"response": self.operation.resolve_handler()(ctx, inp)}
+                answer = self.operation.resolve_handler()(ctx, inp)
+                # The platform's field names beside ours, on first answers and replays alike.
+                return {"response": widen(self.operation.name, answer)}
         except OperationError as exc:
             return {"error": exc.to_error()}
         # A pool that stayed full (MaxConnectionsExceeded, a ValueError) is as transient as a database gone away:
