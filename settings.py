@@ -196,6 +196,13 @@ class Settings:
     rate_limit: str
     rate_limit_webhooks: str
     rate_limit_storage: str = field(repr=False)
+    # OAuth2 bearer tokens (JWT) of the REST door (doors/oauth.py), beside API keys; off while no key source is set.
+    oauth_issuer: str
+    oauth_audience: str
+    oauth_jwks_url: str
+    oauth_jwks_file: str
+    oauth_hs256_secret: str = field(repr=False)
+    oauth_leeway_s: int
 
     @property
     def published_event_topics(self) -> list[str]:
@@ -314,6 +321,12 @@ def load_settings() -> Settings:
         rate_limit=config("RATE_LIMIT", default="100/second;5000/minute"),
         rate_limit_webhooks=config("RATE_LIMIT_WEBHOOKS", default="200/second"),
         rate_limit_storage=config("RATE_LIMIT_STORAGE", default=""),
+        oauth_issuer=config("OAUTH_ISSUER", default=""),
+        oauth_audience=config("OAUTH_AUDIENCE", default=""),
+        oauth_jwks_url=config("OAUTH_JWKS_URL", default=""),
+        oauth_jwks_file=config("OAUTH_JWKS_FILE", default=""),
+        oauth_hs256_secret=config("OAUTH_HS256_SECRET", default=""),
+        oauth_leeway_s=config("OAUTH_LEEWAY_S", default=30, cast=int),
     )
 
 
