@@ -183,6 +183,15 @@ def refused_tokens(provider: Provider) -> dict[str, str]:
             access_claims("c", ALL_SCOPES), provider.keys["key-1"], algorithm="RS512", headers={"kid": "key-1"}
         ),
         "no client": provider.token(drop=("client_id", "sub")),
+        "not yet valid": provider.token(nbf=int(time.time()) + 600),
+        "exp not a number": provider.token(exp="tomorrow"),
+        # The attacker's own key offered in the header (`jwk`, `jku`): never used, the JWKS alone names keys.
+        "its own key in the header": jwt.encode(
+            access_claims("c", ALL_SCOPES),
+            stranger.keys["key-1"],
+            algorithm="RS256",
+            headers={"kid": "key-1", "jku": "http://127.0.0.1:9/jwks.json", "jwk": stranger.jwks()["keys"][0]},
+        ),
         "a tampered payload": tampered(provider.token("victim")),
         "not base64": "abc.def.ghi",
     }
@@ -226,6 +235,11 @@ def test_the_reason_of_a_refusal_is_answered(app, provider):
     for reason, token in reasons.items():
         answer = http.get("/refunds/vyre_x", headers=bearer(token))
         assert reason in answer.json["error"]["message"] and reason in answer.headers["WWW-Authenticate"]
+
+
+def test_an_audience_list_naming_this_api_among_others_is_accepted(app, provider, dispatched):
+    token = provider.token(aud=["another-api", AUDIENCE])
+    assert app.test_client().get("/refunds/vyre_x", headers=bearer(token)).status_code == 200
 
 
 def test_the_leeway_allows_a_little_clock_skew_and_no_more(app, provider, dispatched):
