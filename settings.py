@@ -196,6 +196,13 @@ class Settings:
     rate_limit: str
     rate_limit_webhooks: str
     rate_limit_storage: str = field(repr=False)
+    # OAuth2 bearer tokens (JWT) of the REST door (doors/oauth.py), beside API keys; off while no key source is set.
+    oauth_issuer: str
+    oauth_audience: str
+    oauth_jwks_url: str
+    oauth_jwks_file: str
+    oauth_hs256_secret: str = field(repr=False)
+    oauth_leeway_s: int
     # The platform's dialect (doors/platform.py): the key of the hash that names a customer known only by e-mail,
     # and whether the REST door takes creates priced by the caller's items.
     customer_email_key: str = field(repr=False)
@@ -318,6 +325,12 @@ def load_settings() -> Settings:
         rate_limit=config("RATE_LIMIT", default="100/second;5000/minute"),
         rate_limit_webhooks=config("RATE_LIMIT_WEBHOOKS", default="200/second"),
         rate_limit_storage=config("RATE_LIMIT_STORAGE", default=""),
+        oauth_issuer=config("OAUTH_ISSUER", default=""),
+        oauth_audience=config("OAUTH_AUDIENCE", default=""),
+        oauth_jwks_url=config("OAUTH_JWKS_URL", default=""),
+        oauth_jwks_file=config("OAUTH_JWKS_FILE", default=""),
+        oauth_hs256_secret=config("OAUTH_HS256_SECRET", default=""),
+        oauth_leeway_s=config("OAUTH_LEEWAY_S", default=30, cast=int),
         customer_email_key=config("CUSTOMER_EMAIL_KEY", default=""),
         rest_item_priced_creates=config("REST_ITEM_PRICED_CREATES", default="true", cast=_bool),
     )

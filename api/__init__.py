@@ -17,12 +17,15 @@ from api.ops import ops
 from api.routes import resource_blueprints
 from api.socket_tokens import socket_tokens
 from api.system import docs, system
-from doors.auth import caller_key_id
+from doors.auth import bearer, caller_key_id
+from doors.oauth import SCOPE_WRITE, JwtVerifier, KeysUnavailable, TokenRefused, looks_like_jwt, required_scope
 from observability import metrics
 from observability.logs import log_context, reset_log_context
+from registry import OPERATIONS
 from settings import Settings, get_settings
 
 access_log = logging.getLogger("api.access")
+auth_log = logging.getLogger("api.auth")
 
 MAX_BODY = 1024 * 1024
 PUBLIC_ENDPOINTS = {
@@ -38,6 +41,7 @@ TRACE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # W3C Trace Context: version 00, a trace id and a parent span id (never all zeros), the flags.
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 W3C_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+REALM = 'realm="vy-finance-payments"'
 
 
 def account(response: Response) -> None:
@@ -73,6 +77,48 @@ def incoming_trace() -> tuple[str, str | None]:
     return uuid.uuid4().hex, None
 
 
+def token_scope(endpoint: str) -> str | None:
+    """The scope an OAuth2 token needs for a route; None: the route is not a token's (the operator page, and any
+    route not listed here: a new one stays API-key-only until it is given a scope)."""
+    if endpoint == "socket_tokens.create_socket_token":
+        return SCOPE_WRITE  # a customer token can pay: what payments:write already allows
+    blueprint, _, name = endpoint.partition(".")
+    operation = OPERATIONS.get(name)
+    if operation is None or blueprint != operation.path.strip("/").split("/")[0].replace("-", "_"):
+        return None
+    return required_scope(operation)
+
+
+def token_caller(verifier: JwtVerifier, token: str, endpoint: str) -> Response | None:
+    """Set the caller of a bearer JWT, or answer why not: 401 invalid_token, 403 insufficient_scope (RFC 6750)."""
+    try:
+        caller = verifier.verify(token)
+    except TokenRefused as refused:
+        auth_log.info("access token refused: %s", refused)  # the reason only: a token is never logged
+        return error_response(
+            "unauthorized",
+            f"The bearer token is not valid: {refused}.",
+            headers={"WWW-Authenticate": f'Bearer {REALM}, error="invalid_token", error_description="{refused}"'},
+        )
+    except KeysUnavailable as unavailable:
+        auth_log.warning("access token not checked: %s", unavailable)
+        return error_response(
+            "service_unavailable", "The identity provider's keys cannot be read now. Retry the request."
+        )
+    g.caller_key_id = caller.caller_id  # in the access line of a refusal below too
+    needed = token_scope(endpoint)
+    if needed is None:
+        return error_response("forbidden", "This route takes an API key, not an OAuth2 token.")
+    if needed not in caller.scopes:
+        return error_response(
+            "forbidden",
+            f"The token lacks the scope {needed}.",
+            {"scope": needed},
+            headers={"WWW-Authenticate": f'Bearer {REALM}, error="insufficient_scope", scope="{needed}"'},
+        )
+    return None
+
+
 def create_app(settings: Settings | None = None, config: dict[str, Any] | None = None) -> Flask:
     """Build the app from settings; tests pass their own."""
     from models import bind_database
@@ -88,6 +134,9 @@ def create_app(settings: Settings | None = None, config: dict[str, Any] | None =
     init_sentry(settings, "web")
     bind_database(settings)
     register_error_handlers(app)
+    # Built once: a partial or unsafe OAUTH_* configuration stops the door here, never half-checks tokens.
+    verifier = JwtVerifier.from_settings(settings)
+    app.extensions["vyp_oauth"] = verifier
 
     @app.before_request
     def _trace_and_authenticate() -> Response | None:
@@ -99,11 +148,17 @@ def create_app(settings: Settings | None = None, config: dict[str, Any] | None =
             return None
         g.caller_key_id = caller_key_id(tuple(app.config["API_KEYS"]))
         if g.caller_key_id is None:
+            # Not an API key (those are checked first, so a key that happens to have dots still works): a JWT?
+            token = bearer(request.headers.get("Authorization", ""))
+            if verifier is not None and looks_like_jwt(token):
+                return token_caller(verifier, token, endpoint)
             # The operator page is opened in a browser: offer it Basic (the API key as the password) too.
             challenge = 'Bearer, Basic realm="vy-finance-payments"' if endpoint.startswith("ops.") else "Bearer"
             return error_response(
                 "unauthorized",
-                "A valid API key is required: Authorization: Bearer <key>.",
+                "A valid API key is required: Authorization: Bearer <key>."
+                if verifier is None
+                else "A valid API key or OAuth2 access token is required: Authorization: Bearer <key or token>.",
                 headers={"WWW-Authenticate": challenge},
             )
         return None

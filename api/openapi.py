@@ -14,6 +14,7 @@ from pydantic.alias_generators import to_camel
 
 from api.openapi_docs import EXAMPLES, FIELD_DOCS, SUMMARIES
 from domain.schemas import INTENT_STATUSES
+from doors.oauth import SCOPE_WRITE, SCOPES, required_scope
 from errors import STATUS_BY_CODE
 from registry import OPERATIONS, Operation
 
@@ -379,7 +380,37 @@ HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string", "enum": ["true"]},
     },
     "Location": {"description": "Where the created resource is.", "schema": {"type": "string"}},
+    "WWW-Authenticate": {
+        "description": 'RFC 6750\'s challenge: `Bearer`; for an OAuth2 token refused `error="invalid_token"` '
+        '(401), or lacking the route\'s scope `error="insufficient_scope", scope="…"` (403).',
+        "schema": {"type": "string"},
+    },
 }
+# The two ways in: an API key, or an OAuth2 access token (JWT) from the configured identity provider.
+SECURITY_SCHEMES: dict[str, Any] = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key of API_KEYS: `Authorization: Bearer <key>`.",
+    },
+    "oauth2": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "An OAuth2 access token of the identity provider the service is pointed at (OAUTH_ISSUER; "
+        "RS256 by its JWKS, or HS256), for this API (`aud` = OAUTH_AUDIENCE), unexpired, with the route's scope in "
+        "`scope` or `scp`: " + ", ".join(f"`{scope}`" for scope in SCOPES) + " (`payments:read` every GET, "
+        "`payments:refund` creating a refund, `payments:write` every other change). Each token's client is a caller "
+        "of its own: idempotency keys and rate limits are per client.",
+    },
+}
+
+
+def security(scope: str) -> list[dict[str, list[str]]]:
+    """An API key, or a token with `scope` (OpenAPI 3.1 lets a non-oauth2 scheme name the roles it needs)."""
+    return [{"bearer": []}, {"oauth2": [scope]}]
+
+
 RATE_LIMIT_HEADERS: dict[str, dict[str, Any]] = {
     "RateLimit-Limit": {"description": "Requests allowed in the window (RATE_LIMIT).", "schema": {"type": "integer"}},
     "RateLimit-Remaining": {"description": "Requests left in the window.", "schema": {"type": "integer"}},
@@ -414,7 +445,10 @@ def _error_response(operation: Operation, status: int) -> dict[str, Any]:
     headers = {"X-Trace-Id": HEADERS["X-Trace-Id"]}
     if status in (429, 503, 504):
         headers["Retry-After"] = HEADERS["Retry-After"]
-    if operation.mutating and status != 400:
+    if status in (401, 403):
+        headers["WWW-Authenticate"] = HEADERS["WWW-Authenticate"]
+    # Refused before a key is taken (bad input, no credential, no scope): no key to name.
+    if operation.mutating and status not in (400, 401, 403):
         headers["Idempotency-Key"] = HEADERS["Idempotency-Key"]
         headers["Idempotent-Replayed"] = HEADERS["Idempotent-Replayed"]
     if status == 429:
@@ -431,7 +465,9 @@ def _operation(operation: Operation) -> dict[str, Any]:
             "content": {"application/json": {"schema": _response_schema(RESPONSES[operation.name])}},
         }
     }
-    statuses = set(ERRORS[operation.name]) | set(COMMON_ERRORS) | ({401} if operation.name not in PUBLIC else set())
+    # 401 without a valid API key or token; 403 a token without the route's scope.
+    authenticated = {401, 403} if operation.name not in PUBLIC else set()
+    statuses = set(ERRORS[operation.name]) | set(COMMON_ERRORS) | authenticated
     if operation.method == "POST":
         statuses.add(415)  # a body that is not JSON
     for status in sorted(statuses):
@@ -447,6 +483,9 @@ def _operation(operation: Operation) -> dict[str, Any]:
     }
     if operation.name in PUBLIC:
         spec["security"] = []
+    else:
+        spec["security"] = security(required_scope(operation))
+    if operation.name in PUBLIC:
         spec["requestBody"] = {
             "required": True,
             "description": "The event exactly as Stripe sent it; its signature covers these bytes.",
@@ -510,7 +549,9 @@ def _system_paths() -> dict[str, Any]:
 def _socket_token_path() -> dict[str, Any]:
     from api.socket_tokens import SocketTokenInput
 
-    errors = {str(status): _error_response(OPERATIONS["list-payment-methods"], status) for status in (400, 401, 413)}
+    errors = {
+        str(status): _error_response(OPERATIONS["list-payment-methods"], status) for status in (400, 401, 403, 413)
+    }
     return {
         "/socket-tokens": {
             "post": {
@@ -519,9 +560,11 @@ def _socket_token_path() -> dict[str, Any]:
                 "description": (
                     "A signed token valid 15 minutes that lets a browser connect to the Socket.IO door (namespace "
                     "`/finance-payments`) for this customer only: it acts on and hears about that customer's "
-                    "payments, and anything else answers `not_found`. Only a server with an API key gets one."
+                    "payments, and anything else answers `not_found`. Only a server gets one: with an API key, or "
+                    "an OAuth2 token with `payments:write`."
                 ),
                 "tags": ["socket-tokens"],
+                "security": security(SCOPE_WRITE),
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": PydanticSchema(schema_class=SocketTokenInput)}},
@@ -556,8 +599,8 @@ def openapi_document() -> dict[str, Any]:
             },
             "servers": [{"url": "/", "description": "This instance (the document is served by the API it describes)."}],
             "paths": paths,
-            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-            "security": [{"bearer": []}],
+            "components": {"securitySchemes": SECURITY_SCHEMES},
+            "security": [{"bearer": []}, {"oauth2": []}],
         }
     )
     document = construct_open_api_with_schema_class(document)

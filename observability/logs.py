@@ -24,6 +24,8 @@ SECRET_PATTERNS = [
     (re.compile(r"\b(sk|rk)_(test|live)_[A-Za-z0-9_]+"), "[stripe-key]"),
     (re.compile(r"\bwhsec_[A-Za-z0-9_]+"), "[webhook-secret]"),
     (re.compile(r"(?i)(bearer\s+)[^\s\"',]+"), r"\1[api-key]"),
+    # A JWT without its "Bearer" (an access token, a customer token): its header always starts `eyJ` (`{"`).
+    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), "[jwt]"),
     (re.compile(r"(?i)(\"?(?:cvc|cvv|card_?number|number)\"?\s*[:=]\s*\"?)[^\s\"',}]+"), r"\1[redacted]"),
     (re.compile(r"[^\s@\"'<>(),;:\[\]]+@[^\s@\"'<>(),;:\[\]]+\.[A-Za-z]{2,}"), "[email]"),
 ]

@@ -109,3 +109,14 @@ def test_stripe_sdk_debug_logs_never_pass(capture):
     stream = capture("DebugEverything")
     logging.getLogger("stripe").debug("API response body={'client_secret': 'pi_1_secret_2'}")
     assert "API response" not in stream.getvalue()
+
+
+def test_a_jwt_is_scrubbed_even_without_its_bearer_prefix(capture):
+    import jwt
+
+    stream = capture("ProdStandard")
+    token = jwt.encode({"sub": "someone", "exp": 4102444800}, "a-secret-of-at-least-32-bytes-long!!", algorithm="HS256")
+    logging.getLogger("payments.test").info("token %s and header Bearer %s", token, token)
+    text = stream.getvalue()
+    assert token not in text and token.split(".")[1] not in text
+    assert "[jwt]" in text and "Bearer [api-key]" in text

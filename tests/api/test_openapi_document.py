@@ -110,3 +110,22 @@ def test_every_route_documents_its_errors_and_its_headers():
 def test_servers_and_the_version_of_the_build_are_given():
     assert DOCUMENT["info"]["version"] == metadata.version("vy-finance-payments")
     assert DOCUMENT["servers"] and DOCUMENT["servers"][0]["url"]
+
+
+def test_every_authenticated_route_takes_an_api_key_or_an_oauth2_token_with_its_scope():
+    schemes = DOCUMENT["components"]["securitySchemes"]
+    assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer"}
+    assert schemes["oauth2"]["bearerFormat"] == "JWT" and "payments:refund" in schemes["oauth2"]["description"]
+    expected = {"GET": "payments:read", "POST": "payments:write", "DELETE": "payments:write"}
+    for name, operation in OPERATIONS.items():
+        spec = OPERATION_SPECS[name]
+        if name == "process-stripe-webhook":
+            assert spec["security"] == [] and "403" not in spec["responses"]
+            continue
+        scope = "payments:refund" if name == "create-refund" else expected[operation.method]
+        assert spec["security"] == [{"bearer": []}, {"oauth2": [scope]}], name
+        for status in ("401", "403"):
+            headers = spec["responses"][status]["headers"]
+            assert "WWW-Authenticate" in headers and "Idempotency-Key" not in headers, (name, status)
+        assert "`forbidden`" in spec["responses"]["403"]["description"]
+    assert OPERATION_SPECS["create-socket-token"]["security"] == [{"bearer": []}, {"oauth2": ["payments:write"]}]
