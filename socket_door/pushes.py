@@ -50,6 +50,26 @@ def status_push(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# The statuses the gateway's Stripe webhook handler reports (payment_intent.processing, .succeeded, .payment_failed).
+RESULT_STATUSES = frozenset({"processing", "succeeded", "failed"})
+
+
+def status_result(push: dict[str, Any]) -> dict[str, Any] | None:
+    """The gateway's `payment-status-update-result` body for a push, or None for a change it does not report.
+
+    The gateway emits it to the intent's room on those three webhooks, with what its payments service answered:
+    `{paymentIntentId, status, error}` (`error`: Stripe's last payment error's message, on `failed`), and the push's
+    fields besides. Not `sessionId` nor `customerEmail`: the gateway echoed them from Stripe's metadata and receipt
+    address; this service has no session and pushes no e-mail address. Its `payment-status-update-error` reported
+    the gateway failing to record a webhook at the payments service (an unknown intent, a timeout): it has no
+    counterpart here, where a push is a change already committed, so a declined payment is a `-result` with
+    `status: "failed"`, as the gateway sends it.
+    """
+    if push["status"] not in RESULT_STATUSES:
+        return None
+    return {**push, "error": push["errorMessage"] if push["status"] == "failed" else None}
+
+
 class StatusFeed:
     """Consumes the status topic in the sockets' group and calls `push(customer_id, body)` once per new version."""
 

@@ -6,9 +6,11 @@
   kafkaResponseStatus, traceId}`.
 - Who: a server connects with an API key and may act on every record; a browser connects with a customer token
   (POST /socket-tokens) and acts on, and hears about, that customer's records only (others are `not_found`).
-- Pushes: `payment-status-update` to the customer's room and to the sockets subscribed to the intent, fed by the
-  `payment-status-changed` events (socket_door/pushes.py) through Socket.IO's Redis queue, so every process's
-  sockets hear them.
+- Rooms, as the gateway's: a user's (handshake query `?userId=`, `register-user`, `join {room: userId}`) and an
+  intent's (`join {room: paymentIntentId}`, `subscribe-payment-intent`), within the caller's scope.
+- Pushes: `payment-status-update` to the customer's room and to the sockets in the intent's room, and the gateway
+  webhook handler's `payment-status-update-result` to the intent's room, fed by the `payment-status-changed` events
+  (socket_door/pushes.py) through Socket.IO's Redis queue, so every process's sockets hear them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import hashlib
 import logging
 import re
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +37,14 @@ from errors import OperationError
 from observability import metrics
 from registry import OPERATIONS, Operation
 from settings import Settings
-from socket_door.pushes import StatusFeed
+from socket_door.pushes import StatusFeed, status_result
 
 log = logging.getLogger("socket_door")
 
 NAMESPACE = "/finance-payments"
 PUSH_EVENT = "payment-status-update"
+# What the gateway's Stripe webhook handler emits to the intent's room (its `-error` twin: see status_result).
+RESULT_EVENT = f"{PUSH_EVENT}-result"
 # Operations a socket may run: every one of the registry but Stripe's webhooks (the service's own).
 SOCKET_OPERATIONS = {name: op for name, op in OPERATIONS.items() if name != "process-stripe-webhook"}
 # Requests a socket may have running at once; more are refused (rate_limited) rather than queued without end.
@@ -50,6 +55,8 @@ EXPIRY_SWEEP_S = 10.0
 GRACE_S = 0.5
 TRACE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 EVENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
+# Our intent ids (domain/ids.py): a `join` room of this shape is an intent's, any other a user's.
+INTENT_ID = re.compile(r"^vypi_[0-9a-z]{26}$")
 STATIC = Path(__file__).resolve().parent / "static"
 VENDOR = STATIC / "vendor"
 
@@ -77,6 +84,24 @@ def customer_room(customer_id: str) -> str:
 
 def intent_room(payment_intent_id: str) -> str:
     return f"intent:{payment_intent_id}"
+
+
+def handshake_user(environ: dict[str, Any]) -> str | None:
+    """The gateway's handshake query `?userId=`, or None: absent, empty or given twice, the gateway ignores it too
+    (its query parser makes an array of a repeated name, and it takes only a non-empty string)."""
+    values = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).get("userId", [])
+    return values[0] if len(values) == 1 and values[0] else None
+
+
+def user_problem(caller: Caller, user: Any, field: str = "userId") -> dict[str, Any] | None:
+    """Why `caller` may not hear user `user`'s room (an error envelope), or None. A server may name any valid id;
+    a customer token its own only, and any other is answered as an unknown id."""
+    problem = platform_id_problem(user)
+    if problem is not None:
+        return error_envelope("validation_error", f"{field} is required: a customer id ({problem}).")
+    if caller.customer is not None and user != caller.customer:
+        return error_envelope("not_found", "No customer has this id.")
+    return None
 
 
 def enveloped(envelope: dict[str, Any], trace_id: str | None = None) -> dict[str, Any]:
@@ -158,6 +183,7 @@ class SocketDoor:
         on("connect", namespace=NAMESPACE)(self.connect)
         on("disconnect", namespace=NAMESPACE)(self.disconnect)
         on("register-user", namespace=NAMESPACE)(self.register_user)
+        on("join", namespace=NAMESPACE)(self.join)
         on("subscribe-payment-intent", namespace=NAMESPACE)(self.subscribe)
         on("unsubscribe-payment-intent", namespace=NAMESPACE)(self.unsubscribe)
         for operation in SOCKET_OPERATIONS.values():
@@ -188,9 +214,17 @@ class SocketDoor:
             metrics.SOCKET_REFUSED.labels("unauthorized").inc()
             message = "A valid API key or customer token (POST /socket-tokens) is required: auth {token}."
             raise socketio.exceptions.ConnectionRefusedError(message, {"code": "unauthorized", "message": message})
+        user = handshake_user(environ)
+        refusal = None if user is None else user_problem(caller, user)
+        if refusal is not None:
+            # Refused at the handshake like bad credentials (connect_error): a client that asked for a room it may
+            # not hear learns it at once, rather than holding a socket that seems fine and hears nothing.
+            error = refusal["error"]
+            metrics.SOCKET_REFUSED.labels(error["code"]).inc()
+            raise socketio.exceptions.ConnectionRefusedError(error["message"], error)
         self.callers[sid] = caller
-        if caller.customer is not None:
-            self.sio.enter_room(sid, customer_room(caller.customer), namespace=NAMESPACE)
+        for room in {customer_room(c) for c in (caller.customer, user) if c is not None}:
+            self.sio.enter_room(sid, room, namespace=NAMESPACE)
         metrics.SOCKET_CONNECTIONS.labels(caller.kind).inc()
 
     def disconnect(self, sid: str, *reason: Any) -> None:
@@ -234,12 +268,16 @@ class SocketDoor:
         handler.__name__ = operation.name.replace("-", "_")
         return handler
 
-    def answer(self, sid: str, event: str, envelope: dict[str, Any]) -> dict[str, Any]:
-        """`<event>-result` or `<event>-error` to the socket; the envelope is the acknowledgement."""
+    def answer(self, sid: str, event: str, envelope: dict[str, Any], error_object: bool = False) -> dict[str, Any]:
+        """`<event>-result` or `<event>-error` to the socket; the envelope is the acknowledgement.
+
+        `<event>-error` carries the message (a string, as the gateway's operations send it) then the structured
+        error; with `error_object`, the structured error alone (an object with `message`, as the gateway's `join`)."""
         envelope = enveloped(envelope)
         if "error" in envelope:
             error = envelope["error"]
-            self.sio.emit(f"{event}-error", (error["message"], error), to=sid, namespace=NAMESPACE, ignore_queue=True)
+            args = error if error_object else (error["message"], error)
+            self.sio.emit(f"{event}-error", args, to=sid, namespace=NAMESPACE, ignore_queue=True)
         else:
             self.sio.emit(f"{event}-result", envelope["response"], to=sid, namespace=NAMESPACE, ignore_queue=True)
         return envelope
@@ -315,23 +353,49 @@ class SocketDoor:
 
     # -- rooms
     def register_user(self, sid: str, data: Any = None) -> dict[str, Any]:
-        """The gateway's `register-user {userId}`: hear that customer's pushes. A customer token: its own only."""
+        """The gateway's `register-user`: hear that customer's pushes. `{userId}`, or the bare id the gateway's
+        handler takes. A customer token: its own only."""
         found = self._caller(sid)
         if isinstance(found, dict):
             return self.answer(sid, "register-user", found)
-        user = data.get("userId") if isinstance(data, dict) else None
-        problem = platform_id_problem(user)
-        if problem is not None or not isinstance(user, str):
-            message = f"userId is required: a customer id ({problem})."
-            return self.answer(sid, "register-user", error_envelope("validation_error", message))
-        if found.customer is not None and user != found.customer:
-            return self.answer(sid, "register-user", error_envelope("not_found", "No customer has this id."))
+        user: Any = data.get("userId") if isinstance(data, dict) else data
+        refusal = user_problem(found, user)
+        if refusal is not None:
+            return self.answer(sid, "register-user", refusal)
         self.sio.enter_room(sid, customer_room(user), namespace=NAMESPACE)
         return self.answer(sid, "register-user", {"response": {"userId": user, "registered": True}})
+
+    def join(self, sid: str, data: Any = None) -> dict[str, Any]:
+        """The gateway's `join {room}`: an intent's room (its id: that intent's pushes) or a user's (that customer's
+        pushes), within the caller's scope; answered `join-result {room, success: true, …}` or `join-error
+        {message, code, …}`."""
+        found = self._caller(sid)
+        if isinstance(found, dict):
+            return self.answer(sid, "join", found, error_object=True)
+        room = data.get("room") if isinstance(data, dict) else None
+        if not isinstance(room, str) or not room:
+            missing = error_envelope("validation_error", "Room field is required: a payment intent's id or a user id.")
+            return self.answer(sid, "join", missing, error_object=True)
+        if INTENT_ID.fullmatch(room):
+            status = self._enter_intent(sid, {"paymentIntentId": room})
+            if "error" in status:
+                return self.answer(sid, "join", status, error_object=True)
+            joined = {"room": room, "success": True, **status["response"]}
+            return self.answer(sid, "join", {**status, "response": joined}, error_object=True)
+        refusal = user_problem(found, room, "room")
+        if refusal is not None:
+            return self.answer(sid, "join", refusal, error_object=True)
+        self.sio.enter_room(sid, customer_room(room), namespace=NAMESPACE)
+        joined = {"room": room, "success": True, "userId": room}
+        return self.answer(sid, "join", {"response": joined}, error_object=True)
 
     def subscribe(self, sid: str, data: Any = None) -> dict[str, Any]:
         """Hear one intent's pushes (of the socket's own customer), answered with its status now: a client that
         (re)subscribes knows where the payment stands and misses nothing after it."""
+        return self.answer(sid, "subscribe-payment-intent", self._enter_intent(sid, data))
+
+    def _enter_intent(self, sid: str, data: Any) -> dict[str, Any]:
+        """Into the room of `data["paymentIntentId"]` if the caller may see it: the envelope of its status read."""
         caller = self.callers.get(sid)
         wanted = data.get("paymentIntentId") if isinstance(data, dict) else None
         room = intent_room(wanted) if isinstance(wanted, str) and wanted else None
@@ -346,7 +410,7 @@ class SocketDoor:
             self.sio.enter_room(sid, room, namespace=NAMESPACE)
         elif "response" not in status and early:
             self.sio.leave_room(sid, room, namespace=NAMESPACE)
-        return self.answer(sid, "subscribe-payment-intent", status)
+        return status
 
     def unsubscribe(self, sid: str, data: Any = None) -> dict[str, Any]:
         found = self._caller(sid)
@@ -369,9 +433,13 @@ class SocketDoor:
 
     # -- pushes
     def push(self, customer_id: str, body: dict[str, Any]) -> None:
-        """To the customer's sockets and the intent's subscribers, on every process (through the queue)."""
-        rooms = [customer_room(customer_id), intent_room(body["paymentIntentId"])]
-        self.sio.emit(PUSH_EVENT, body, to=rooms, namespace=NAMESPACE)
+        """To the customer's sockets and the intent's room, on every process (through the queue); and, for a change
+        the gateway's webhook handler reports, its `payment-status-update-result` to the intent's room, as it does."""
+        room = intent_room(body["paymentIntentId"])
+        self.sio.emit(PUSH_EVENT, body, to=[customer_room(customer_id), room], namespace=NAMESPACE)
+        result = status_result(body)
+        if result is not None:
+            self.sio.emit(RESULT_EVENT, result, to=room, namespace=NAMESPACE)
         metrics.SOCKET_PUSHES.inc()
 
     # -- the HTTP side

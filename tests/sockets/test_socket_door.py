@@ -7,6 +7,7 @@ import dataclasses
 import json
 import signal
 import time
+import urllib.parse
 import uuid
 import zlib
 
@@ -154,6 +155,7 @@ def test_a_customer_token_acts_on_its_own_customers_records_and_nothing_else(soc
             ("subscribe-payment-intent", {"paymentIntentId": other["id"]}),
             ("subscribe-payment-intent", {"paymentIntentId": other["stripePaymentIntentId"]}),
             ("register-user", {"userId": theirs}),
+            ("register-user", theirs),  # the bare id, as the gateway's handler takes it
         ):
             refused(browser.call(event, payload), "not_found")
         # Their card is still theirs, and still there (the server sees it).
@@ -407,6 +409,11 @@ def test_a_webhook_that_moves_an_intent_is_pushed_once_to_its_sockets_on_every_p
         for client in (on_a, on_b, watcher):
             assert [p["status"] for p in client.pushes(intent["id"])].count("succeeded") == 1
         assert stranger.pushes(intent["id"]) == []  # another customer hears nothing of it
+        # The gateway's webhook handler's event, to the intent's room: its subscriber hears it, its customer's
+        # sockets (in the customer's room only) do not.
+        (result,) = watcher.received("payment-status-update-result")
+        assert result == ({**push, "error": None},)
+        assert [c.received("payment-status-update-result") for c in (on_a, on_b, stranger)] == [[], [], []]
         # One process consumed the change; the queue carried it to the sockets of the other.
         line = f"pushed {intent['id']} version {push['version']} (succeeded)"
         logs = [(socket_stack.log_dir / f"{name}.log").read_text() for name in ("sockets-a", "sockets-b")]
@@ -523,3 +530,155 @@ def test_when_a_socket_process_goes_the_other_takes_its_partitions_and_every_cha
         browser.close()
         merchant.close()
         socket_stack.start_sockets("sockets-a")
+
+
+# -- the gateway's rooms: the handshake's userId, `join`, and its webhook handler's status events
+
+
+def as_user(base: str, user: str) -> str:
+    """The door's URL with the gateway's handshake query `?userId=`."""
+    return f"{base}?userId={urllib.parse.quote(user, safe='')}"
+
+
+def test_the_handshake_user_id_and_a_join_of_a_user_room_hear_that_customers_pushes(
+    socket_stack, server_socket, stripe_api
+):
+    owner = customer()
+    listener = SocketClient(as_user(socket_stack.sockets[1], owner), api_key=API_KEY).connect()
+    joiner = SocketClient(socket_stack.sockets[0], api_key=API_KEY).connect()
+    # A customer token naming its own customer is accepted (it hears that room anyway).
+    own = SocketClient(as_user(socket_stack.sockets[0], owner), token=socket_stack.token(owner)).connect()
+    try:
+        joined = ok(joiner.call("join", {"room": owner}))
+        assert joined == {"room": owner, "success": True, "userId": owner}
+        assert joiner.wait_for("join-result")[0] == joined
+        vault(server_socket, stripe_api, owner)
+        create = {"customerId": owner, "amount": 1100, "currency": "usd", "confirm": True}
+        intent = ok(server_socket.call("create-payment-intent", create))
+        for client in (listener, joiner, own):
+            client.wait_for(
+                "payment-status-update",
+                lambda p: p["paymentIntentId"] == intent["id"] and p["status"] == "succeeded",
+                60,
+            )
+    finally:
+        for client in (listener, joiner, own):
+            client.close()
+
+
+def test_a_handshake_user_id_outside_the_tokens_scope_or_not_an_id_is_refused(socket_stack):
+    mine, theirs = customer(), customer()
+    base = socket_stack.sockets[0]
+    before = socket_stack.metric(base, "payments_socket_refused_total")
+    for url, credentials, code in (
+        (as_user(base, theirs), {"token": socket_stack.token(mine)}, "not_found"),
+        (as_user(base, f" {theirs}"), {"api_key": API_KEY}, "validation_error"),
+        (as_user(base, "x" * 256), {"api_key": API_KEY}, "validation_error"),
+    ):
+        client = SocketClient(url, **credentials)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            client.connect()
+        (error,) = client.wait_for("connect_error", timeout=5)
+        assert error["data"]["code"] == code and error["message"] == error["data"]["message"]
+        client.close()
+    assert socket_stack.metric(base, "payments_socket_refused_total") - before == 3
+
+
+def test_join_of_an_own_intent_answers_join_result_and_its_room_hears_the_gateways_status_result(
+    socket_stack, server_socket, stripe_api
+):
+    owner = customer()
+    token = socket_stack.token(owner)
+    browser = SocketClient(socket_stack.sockets[0], token=token).connect()
+    elsewhere = SocketClient(socket_stack.sockets[1], token=token).connect()  # the same customer, not joined
+    merchant = SocketClient(socket_stack.sockets[1], api_key=API_KEY).connect()
+    try:
+        vault(browser, stripe_api)
+        intent = ok(browser.call("create-payment-intent", {"amount": 1900, "currency": "usd"}))
+        joined = ok(browser.call("join", {"room": intent["id"]}))
+        assert joined == {
+            "room": intent["id"],
+            "success": True,
+            "paymentIntentId": intent["id"],
+            "status": intent["status"],
+            "errorCode": None,
+            "errorMessage": None,
+        }
+        assert browser.wait_for("join-result")[0] == joined
+        assert ok(merchant.call("join", {"room": intent["id"]}))["success"] is True  # a server: any intent
+        ok(browser.call("confirm-payment-intent", {"paymentIntentId": intent["id"]}))
+        for client in (browser, merchant):
+            result = client.wait_for("payment-status-update-result", lambda r: r["status"] == "succeeded", 60)[0]
+            assert (result["paymentIntentId"], result["intentStatus"], result["error"]) == (
+                intent["id"],
+                "succeeded",
+                None,
+            )
+        # The customer's other socket hears the push in its customer's room, not the intent room's event.
+        elsewhere.wait_for(
+            "payment-status-update", lambda p: p["paymentIntentId"] == intent["id"] and p["status"] == "succeeded", 60
+        )
+        time.sleep(1)  # the result, emitted right after the push, would have come by now
+        assert elsewhere.received("payment-status-update-result") == []
+    finally:
+        for client in (browser, elsewhere, merchant):
+            client.close()
+
+
+def test_join_of_another_customers_intent_or_user_answers_join_error_and_hears_nothing_of_it(
+    socket_stack, server_socket, stripe_api
+):
+    mine, theirs = customer(), customer()
+    vault(server_socket, stripe_api, theirs)
+    other = ok(server_socket.call("create-payment-intent", {"customerId": theirs, "amount": 1000, "currency": "usd"}))
+    snoop = SocketClient(socket_stack.sockets[1], token=socket_stack.token(mine)).connect()
+    owner = SocketClient(socket_stack.sockets[0], token=socket_stack.token(theirs)).connect()
+    try:
+        for payload, code in (
+            ({"room": other["id"]}, "not_found"),
+            ({"room": theirs}, "not_found"),
+            ({"room": "finance-payments"}, "not_found"),  # what the platform's web app joins: not a room of its own
+            ({"room": ""}, "validation_error"),
+            ({}, "validation_error"),
+            ("not-an-object", "validation_error"),
+        ):
+            error = refused(snoop.call("join", payload), code)
+            # The gateway's join-error is an object with a message: the structured error is one.
+            assert snoop.wait_for("join-error", lambda e, error=error: e == error)[0]["message"]
+        assert "Room field is required" in refused(snoop.call("join", {}), "validation_error")["message"]
+        assert snoop.connected  # refusals are answers: the socket stays
+        ok(owner.call("join", {"room": other["id"]}))
+        ok(server_socket.call("confirm-payment-intent", {"paymentIntentId": other["id"]}))
+        owner.wait_for(
+            "payment-status-update-result",
+            lambda r: r["paymentIntentId"] == other["id"] and r["status"] == "succeeded",
+            60,
+        )
+        time.sleep(1)  # anything sent to the snoop would have come by now
+        assert snoop.pushes(other["id"]) == [] and snoop.received("payment-status-update-result") == []
+    finally:
+        snoop.close()
+        owner.close()
+
+
+def test_a_declined_payment_reaches_the_intents_room_as_a_failed_result_with_its_error_never_an_error_event(
+    socket_stack,
+    stripe_api,
+):
+    browser = SocketClient(socket_stack.sockets[0], token=socket_stack.token(customer())).connect()
+    try:
+        vault(browser, stripe_api, number=DECLINED)
+        intent = ok(browser.call("create-payment-intent", {"amount": 900, "currency": "usd"}))
+        ok(browser.call("join", {"room": intent["id"]}))
+        refused(browser.call("confirm-payment-intent", {"paymentIntentId": intent["id"]}), "card_declined")
+        result = browser.wait_for("payment-status-update-result", lambda r: r["paymentIntentId"] == intent["id"], 60)[0]
+        assert (result["status"], result["intentStatus"], result["errorCode"]) == (
+            "failed",
+            "requires_payment_method",
+            "card_declined",
+        )
+        assert result["error"] and result["error"] == result["errorMessage"]
+        # The gateway's -error said it could not record a webhook's status; a failed payment is a -result.
+        assert browser.received("payment-status-update-error") == []
+    finally:
+        browser.close()
