@@ -50,6 +50,7 @@ def test_every_number_of_the_ops_page_is_also_a_metric(client, anonymous):
         "payments_claims",
         "payments_claims_oldest_seconds",
         "payments_webhook_events",
+        "payments_webhook_backlog_oldest_seconds",
         "payments_outbox_waiting",
         "payments_outbox_waiting_oldest_seconds",
         "payments_queue_depth",
@@ -59,7 +60,16 @@ def test_every_number_of_the_ops_page_is_also_a_metric(client, anonymous):
         dict(labels)["dependency"]: value for (name, labels), value in found.items() if name == "payments_dependency_up"
     }
     assert set(up) == {"database", "broker", "worker", "stripe", "kafka"} and up["database"] == 1.0
-    for section in ("readiness", "queues", "outbox", "claims", "webhooks", "dead-letters", "intents"):
+    for section in (
+        "readiness",
+        "queues",
+        "outbox",
+        "claims",
+        "webhooks",
+        "webhook-backlog",
+        "dead-letters",
+        "intents",
+    ):
         assert f'id="{section}"' in page
     # Without Kafka the page says so rather than failing; with it, each dead-letter topic is counted.
     if up["kafka"] == 0.0:
