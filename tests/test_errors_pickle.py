@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import builtins
 import logging
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,31 @@ def test_an_operation_error_keeps_its_code_message_details_and_status_through_pi
     assert back.to_error() == exc.to_error()
 
 
-def test_a_failing_periodic_task_logs_its_own_error_not_an_unpickleable_wrapper(mariadb, monkeypatch, caplog):
+def test_a_failing_periodic_task_logs_its_own_error_under_a_real_worker(mariadb):
+    """The janitor pass sent through the broker to a worker of its own (its own queue: the run's shared worker never
+    takes it), whose janitor fails (tests/support/failing_janitor.py): the worker's log names the OperationError."""
+    from tasks.maintenance import run_janitor
+    from tests.conftest import LOG_DIR, RUN
+    from tests.support import services
+    from tests.support.failing_janitor import REFUSAL
+
+    queue = f"failing-janitor-{RUN}"
+    log_path = LOG_DIR / "failing-janitor-worker.log"
+    argv = services.worker_argv(queue, 2, f"failing-janitor-{RUN}")
+    argv[argv.index("tasks.app")] = "tests.support.failing_janitor"
+    proc = services.spawn(argv, log_path, dict(os.environ), own_session=False)
+    try:
+        run_janitor.apply_async(queue=queue, routing_key=queue)
+        services.wait_until(lambda: REFUSAL in log_path.read_text(), 90, "the failing janitor's error in its log")
+        logged = [line for line in log_path.read_text().splitlines() if REFUSAL in line]
+    finally:
+        services.stop(proc)
+    # Celery's "raised unexpected: <repr>" names the error itself: not a wrapper, nor a base class it fell back to.
+    assert any(f"raised unexpected: OperationError('{REFUSAL}')" in line for line in logged), logged
+    assert not any("Unpickleable" in line for line in log_path.read_text().splitlines())
+
+
+def test_a_failing_periodic_task_logs_its_own_error_through_celerys_tracer(mariadb, monkeypatch, caplog):
     """Through Celery's own tracer (the worker's trace path, run eagerly in this process: the error is made
     picklable and logged exactly as under a worker)."""
     from domain import janitor
@@ -117,5 +142,5 @@ def test_a_failing_periodic_task_logs_its_own_error_not_an_unpickleable_wrapper(
     assert result.failed()
     assert type(result.result) is OperationError and result.result.code == "invalid_state"
     logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "celery.app.trace")
-    assert "OperationError" in logged and "The janitor could not settle vypi_1." in logged
+    assert "raised unexpected: OperationError('The janitor could not settle vypi_1.')" in logged
     assert UnpickleableExceptionWrapper.__name__ not in logged
