@@ -138,7 +138,7 @@ def apply_refund_status(
     if intent is not None:
         payment_events.refund_changed(refund, intent, before)
     if status in ENDED_STATUSES and status != before:
-        REFUNDS_ENDED.labels(status).inc()  # refund errors (failed, canceled) are alerted on
+        REFUNDS_ENDED.labels(status).inc()  # a failed one is alerted on (PaymentsRefundErrors)
     return True
 
 
