@@ -1,4 +1,5 @@
-"""The operator page, /ops/: server-rendered (Jinja), no script, refreshing itself; behind the API key (a browser
+"""The operator page, /ops/: server-rendered (Jinja), refreshing itself, one small script (times in the operator's
+time zone; UTC without it); behind the API key (a browser
 gives it as the password, or the user name, of HTTP Basic)."""
 
 from __future__ import annotations
@@ -9,11 +10,14 @@ from typing import Any
 from flask import Blueprint, Response, abort, make_response, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
+from api.ops_format import money, when
 from domain.schemas import OBJECT_ID_PATTERN
 from operations.view import OPS_TTL_S, intent_timeline, snapshot
 
 ops = Blueprint("ops", __name__, template_folder="templates", url_prefix="/ops")
 RECENT = 20
+# The timeline's fields that are amounts: shown as money in the intent's currency.
+MONEY_FIELDS = frozenset({"amount", "amountCapturable", "amountReceived", "amountRefunded"})
 
 
 def _age(seconds: float | None) -> str:
@@ -37,7 +41,11 @@ def _recent() -> list[dict[str, Any]] | None:
 
 
 def _page(template: str, **context: Any) -> Response:
-    response = make_response(render_template(template, age=_age, refresh_s=int(OPS_TTL_S), **context))
+    response = make_response(
+        render_template(
+            template, age=_age, money=money, when=when, money_fields=MONEY_FIELDS, refresh_s=int(OPS_TTL_S), **context
+        )
+    )
     response.headers["Cache-Control"] = "no-store"  # always the present, never a proxy's copy
     return response
 
