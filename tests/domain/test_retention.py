@@ -402,3 +402,24 @@ def test_a_limit_below_its_floor_is_refused_at_start(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=name):
         settings_module.load_settings()
+
+
+def test_a_run_stops_between_batches_when_its_time_budget_is_spent_and_the_next_run_goes_on(settings, monkeypatch):
+    aged = [make_intent(created) for created in MARCH]
+    clock = iter(range(0, 10_000, 1))  # each look at the clock: one second later
+
+    class Clock:
+        @staticmethod
+        def monotonic() -> float:
+            return float(next(clock))
+
+    monkeypatch.setattr(retention, "time", Clock)
+    first = retention.run(NOW, settings=dataclasses.replace(settings, retention_time_budget_s=2))
+    monkeypatch.undo()
+
+    assert not first.complete and first.intents == 3  # one batch of three, then the budget was spent
+    assert "time budget spent" in first.lines()[-1]
+    assert [still_stored(ident) for ident in aged] == [False] * 3 + [True] * 4
+    second = retention.run(NOW, settings=settings)
+    assert second.complete and second.intents == 4
+    assert retention.archived_ids([month_file(settings, "2023-03")]) == aged
