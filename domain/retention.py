@@ -555,7 +555,7 @@ def delete_webhook_events(limits: Limits, report: Report, deadline: float) -> No
 
 
 @contextlib.contextmanager
-def _one_run(settings: Settings) -> Iterator[bool]:
+def _one_run() -> Iterator[bool]:
     """Whether this run holds the retention lock (never waits: another run is doing the work)."""
     db = database.obj
     if isinstance(db, SqliteDatabase):
@@ -589,7 +589,7 @@ def run(now: dt.datetime | None = None, *, dry_run: bool = False, settings: Sett
         report.skipped = "RETENTION_ENABLED is off (turn it on once RETENTION_ARCHIVE_DIR is durable storage)"
         return report
     deadline = time.monotonic() + settings.retention_time_budget_s
-    with _one_run(settings) if not dry_run else contextlib.nullcontext(True) as held:
+    with _one_run() if not dry_run else contextlib.nullcontext(True) as held:
         if not held:
             report.skipped = "another retention run is in progress"
             return report

@@ -423,3 +423,32 @@ def test_a_run_stops_between_batches_when_its_time_budget_is_spent_and_the_next_
     second = retention.run(NOW, settings=settings)
     assert second.complete and second.intents == 4
     assert retention.archived_ids([month_file(settings, "2023-03")]) == aged
+
+
+def test_a_second_run_while_one_holds_the_lock_moves_nothing(settings, domain_db):
+    import fcntl
+
+    from peewee import SqliteDatabase
+
+    from models.base import make_database
+
+    aged = make_intent(MARCH[0])
+    if isinstance(domain_db, SqliteDatabase):
+        holder = open(f"{domain_db.database}.retention.lock", "w")  # another process's run
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        release = holder.close
+    else:
+        other = make_database(get_settings())  # another process's connection
+        other.connect()
+        assert other.execute_sql("SELECT GET_LOCK(%s, 0)", (retention.LOCK_NAME,)).fetchone()[0] == 1
+
+        def release() -> None:
+            other.execute_sql("SELECT RELEASE_LOCK(%s)", (retention.LOCK_NAME,))
+            other.close()
+
+    try:
+        report = retention.run(NOW, settings=settings)
+    finally:
+        release()
+    assert report.skipped == "another retention run is in progress" and still_stored(aged)
+    assert retention.run(NOW, settings=settings).intents == 1  # the lock given back: the next run goes
