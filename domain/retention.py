@@ -56,6 +56,7 @@ from models import (
     write_transaction,
 )
 from models.base import UTCDateTimeField, for_update
+from observability.metrics import RETENTION_ROWS
 from settings import Settings, get_settings
 
 log = logging.getLogger("retention")
@@ -601,8 +602,22 @@ def run(now: dt.datetime | None = None, *, dry_run: bool = False, settings: Sett
         report.idempotency_records = _idempotency(limits, dry_run, deadline)
         if time.monotonic() >= deadline:
             report.complete = False
+        if not dry_run:
+            _count_moved(report)
     log.info("retention %s: %s", "dry run" if dry_run else "run", report.as_dict())
     return report
+
+
+def _count_moved(report: Report) -> None:
+    for table, action, rows in (
+        ("payment_intent", "archived", report.intents),
+        ("ztracking_payment_intent", "archived", report.history),
+        ("payment_attempt", "archived", report.attempts),
+        ("refund", "archived", report.refunds),
+        ("webhook_event", "deleted", report.webhook_events),
+        ("idempotency_record", "deleted", report.idempotency_records),
+    ):
+        RETENTION_ROWS.labels(table, action).inc(rows)
 
 
 def _idempotency(limits: Limits, dry_run: bool, deadline: float) -> int:

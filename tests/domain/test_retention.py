@@ -23,6 +23,7 @@ from models import (
     WebhookEvent,
     ZtrackingPaymentIntent,
 )
+from observability.metrics import RETENTION_ROWS
 from settings import get_settings
 
 NOW = dt.datetime(2024, 6, 15, 12, 0)  # the run's "now": 2023-06-15 is the intents' limit, 2019-06-15 the refunds'
@@ -157,9 +158,12 @@ def test_a_month_of_aged_intents_is_archived_read_back_identical_and_gone_from_t
     young = make_intent(YOUNG)
     before = {ident: everything_of(ident) for ident in aged}
 
+    archived_before = RETENTION_ROWS.labels("payment_intent", "archived")._value.get()
+
     report = retention.run(NOW, settings=settings)
 
     assert report.intents_by_month == {"2023-03": len(aged)} and report.complete and report.skipped is None
+    assert RETENTION_ROWS.labels("payment_intent", "archived")._value.get() == archived_before + len(aged)
     assert (report.history, report.attempts, report.refunds) == (3 * len(aged), 2 * len(aged), 0)
     lines = list(retention.read_archive(month_file(settings, "2023-03")))
     assert [line["paymentIntent"]["id"] for line in lines] == aged  # each once, in creation order
