@@ -27,8 +27,9 @@ def lock_intent(payment_intent_id: str) -> PaymentIntent | None:
 
 
 def lock_existing_intent(payment_intent_id: str) -> PaymentIntent:
-    """The intent under a row lock where the caller knows it exists (read just before, or named by a refund):
-    intents are never deleted, so a missing one is refused as not found rather than handled as a case."""
+    """The intent under a row lock where the caller knows it exists (read just before, or named by a refund): only
+    retention deletes intents, never one with a refund or a claim in flight, so a missing one is refused as not found
+    rather than handled as a case."""
     intent = lock_intent(payment_intent_id)
     if intent is None:
         raise not_found("payment intent", payment_intent_id)

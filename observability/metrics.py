@@ -60,6 +60,11 @@ JANITOR_ITEMS = Counter(
     "retried next pass.",
     ["kind", "outcome"],
 )
+RETENTION_ROWS = Counter(
+    "payments_retention_rows_total",
+    "Rows retention moved out of the hot tables, by table and action (archived, or deleted without an archive).",
+    ["table", "action"],
+)
 
 PAYMENT_ATTEMPTS = Counter(
     "payments_payment_attempts_total",
