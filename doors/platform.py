@@ -54,6 +54,8 @@ def _create_payment_intent(payload: dict[str, Any], settings: Settings, customer
     if cart is not None:
         payload.setdefault("amount", cart[0])
         payload.setdefault("currency", cart[1])
+        # As the original service: the checkout only authorises; the order service captures when the order ships.
+        payload.setdefault("captureMethod", "manual")
     details = payload.get("customerDetails")
     email = details.get("email") if isinstance(details, dict) else None
     if "customerId" not in payload and isinstance(email, str) and email.strip():
