@@ -394,17 +394,19 @@ def test_stripe_webhook_dto(gateway, relay):
 
 
 def test_create_payment_intent_dto(gateway, relay, stripe_api):
-    """The PRD's create (§5.1; no sender in the platform's code) names no payer: refused as it is, clearly; with a
-    `customerId` it creates the order's intent."""
+    """The PRD's create (§5.1; no sender in the platform's code) names no payer: the order is a customer of its own,
+    so the request as sent creates the order's intent (and a `customerId`, when given, is the payer)."""
     order_id = str(uuid.uuid4())
     value = value_of("create-payment-intent.dto", orderId=order_id)
     value["traceId"] = f"prd-create-{uuid.uuid4()}"
-    error = refused(replayed(gateway, "create-payment-intent.dto", value), "validation_error")
-    assert "customerId" in json.dumps(error["details"])
+    as_sent = answered(replayed(gateway, "create-payment-intent.dto", value))
+    assert as_sent["customerId"] == f"order:{order_id}" and as_sent["amountCents"] == 2500
+    assert as_sent["paymentIntentId"] == as_sent["id"] and as_sent["clientSecret"].startswith("pi_")  # PRD §5.1
     customer_id = str(uuid.uuid4())
     vault(gateway, stripe_api, customer_id)
     created = answered(replayed(gateway, "create-payment-intent.dto", {**value, "customerId": customer_id}))
     assert created["paymentIntentId"] == created["id"] and created["clientSecret"].startswith("pi_")  # PRD §5.1
+    assert created["customerId"] == customer_id and created["id"] != as_sent["id"]
     assert (created["orderId"], created["amountCents"], created["metadata"]) == (
         order_id,
         2500,
