@@ -82,10 +82,6 @@ def _retried_attempt(answer: dict[str, Any]) -> dict[str, Any]:
     return {"nextRetryAt": None, **answer}
 
 
-def _intent_page(answer: dict[str, Any]) -> dict[str, Any]:
-    return {**answer, "data": [_intent(intent) for intent in answer.get("data") or []]}
-
-
 def _refund(answer: dict[str, Any]) -> dict[str, Any]:
     # RefundDto's names beside ours.
     return {
@@ -94,10 +90,6 @@ def _refund(answer: dict[str, Any]) -> dict[str, Any]:
         "externalId": answer.get("stripeRefundId"),
         **answer,
     }
-
-
-def _refund_page(answer: dict[str, Any]) -> dict[str, Any]:
-    return {**answer, "data": [_refund(refund) for refund in answer.get("data") or []]}
 
 
 def _payment_method(answer: dict[str, Any]) -> dict[str, Any]:
@@ -110,12 +102,13 @@ def _payment_method(answer: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _payment_method_page(answer: dict[str, Any]) -> dict[str, Any]:
-    return {**answer, "data": [_payment_method(method) for method in answer.get("data") or []]}
-
-
 def _history(answer: Any) -> Any:
     return [_intent(snapshot) for snapshot in answer] if isinstance(answer, list) else answer
+
+
+def _page_of(record: Widen) -> Widen:
+    """A list's page, each of its records widened as its own answer would be."""
+    return lambda answer: {**answer, "data": [record(item) for item in answer.get("data") or []]}
 
 
 WIDENERS: dict[str, Widen] = {
@@ -124,13 +117,13 @@ WIDENERS: dict[str, Widen] = {
     "confirm-payment-intent": _confirmed_intent,
     "capture-payment-intent": _captured_intent,
     "cancel-payment-intent": _intent,
-    "list-payment-intents": _intent_page,
+    "list-payment-intents": _page_of(_intent),
     "retry-payment-attempt": _retried_attempt,
     "create-refund": _refund,
     "get-refund": _refund,
-    "list-refunds": _refund_page,
+    "list-refunds": _page_of(_refund),
     "create-payment-method": _payment_method,
-    "list-payment-methods": _payment_method_page,
+    "list-payment-methods": _page_of(_payment_method),
 }
 
 
