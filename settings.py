@@ -207,6 +207,11 @@ class Settings:
     # and whether the REST door takes creates priced by the caller's items.
     customer_email_key: str = field(repr=False)
     rest_item_priced_creates: bool = True
+    # The operator page's own people (api/ops_auth.py): `name:<werkzeug password hash>:act|read` entries; API
+    # callers' page scopes (`caller name=ops:act|ops:read`; unlisted: ops:read); the secret signing its session.
+    ops_users: tuple[str, ...] = field(default=(), repr=False)
+    ops_key_scopes: tuple[str, ...] = ()
+    ops_secret: str = field(default="", repr=False)
 
     @property
     def published_event_topics(self) -> list[str]:
@@ -333,6 +338,9 @@ def load_settings() -> Settings:
         oauth_leeway_s=config("OAUTH_LEEWAY_S", default=30, cast=int),
         customer_email_key=config("CUSTOMER_EMAIL_KEY", default=""),
         rest_item_priced_creates=config("REST_ITEM_PRICED_CREATES", default="true", cast=_bool),
+        ops_users=tuple(u for u in config("OPS_USERS", default="", cast=Csv()) if u),
+        ops_key_scopes=tuple(s for s in config("OPS_KEY_SCOPES", default="", cast=Csv()) if s),
+        ops_secret=config("OPS_SECRET", default=""),
     )
 
 
