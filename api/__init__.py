@@ -14,6 +14,7 @@ from flask import Flask, Response, g, request
 from api.errors import error_response, register_error_handlers
 from api.limits import install_limits
 from api.ops import ops
+from api.ops_actions import csrf
 from api.ops_auth import operator_of, session_secret
 from api.routes import resource_blueprints
 from api.socket_tokens import socket_tokens
@@ -208,6 +209,7 @@ def create_app(settings: Settings | None = None, config: dict[str, Any] | None =
     app.register_blueprint(docs)
     app.register_blueprint(socket_tokens)
     app.register_blueprint(ops)
+    csrf.init_app(app)  # the operator page's forms (WTF_CSRF_CHECK_DEFAULT off: each ops POST calls protect())
     for blueprint in resource_blueprints():
         app.register_blueprint(blueprint)
     # After the authentication hook: the limits count per caller.

@@ -1,0 +1,74 @@
+"""Who may open the operator page and who may act there: OPS_USERS people, API keys and their ops scopes."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+
+import pytest
+from werkzeug.security import generate_password_hash
+
+from api.ops_auth import ACT, READ, key_scopes, operator_of, ops_users, session_secret
+from settings import get_settings
+
+ALICE_HASH = generate_password_hash("alice-secret")
+BOB_HASH = generate_password_hash("bob-secret")
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.fixture()
+def settings():
+    return dataclasses.replace(
+        get_settings(),
+        api_keys=("bare-key-0123", "support:support-key-4567", "monitor:monitor-key-89ab"),
+        ops_users=(f"alice:{ALICE_HASH}:act", f"bob:{BOB_HASH}:read", "broken-entry", "eve:hash:admin"),
+        ops_key_scopes=("support=ops:act", "monitor=ops:read", "odd=ops:everything"),
+        ops_secret="",
+    )
+
+
+def test_ops_users_entries_keep_their_hash_with_its_colons_and_skip_malformed_ones(settings):
+    users = ops_users(settings.ops_users)
+    assert set(users) == {"alice", "bob"}  # "broken-entry" has no role, eve's role is not one
+    assert users["alice"] == (ALICE_HASH, frozenset({READ, ACT})) and ":" in ALICE_HASH
+    assert users["bob"][1] == frozenset({READ})
+
+
+def test_a_person_of_ops_users_logs_in_with_their_password_and_gets_their_role(settings):
+    alice = operator_of(basic("alice", "alice-secret"), settings)
+    assert alice is not None and alice.name == "alice" and alice.can_act
+    bob = operator_of(basic("bob", "bob-secret"), settings)
+    assert bob is not None and bob.name == "bob" and not bob.can_act and bob.scopes == {READ}
+    assert operator_of(basic("alice", "bob-secret"), settings) is None
+    assert operator_of(basic("mallory", "alice-secret"), settings) is None
+    assert operator_of("Basic !!not base64!!", settings) is None
+
+
+def test_api_keys_keep_opening_the_page_read_only_unless_ops_key_scopes_grants_ops_act(settings):
+    bare = operator_of("Bearer bare-key-0123", settings)
+    assert bare is not None and bare.scopes == {READ} and bare.name.startswith("key:")
+    support = operator_of("Bearer support-key-4567", settings)
+    assert support is not None and support.name == "key:support" and support.can_act
+    monitor = operator_of(basic("operator", "monitor-key-89ab"), settings)  # the key as a browser's password
+    assert monitor is not None and monitor.name == "key:monitor" and not monitor.can_act
+    as_user_name = operator_of(basic("support-key-4567", ""), settings)  # the key as the user name, as Stripe's
+    assert as_user_name is not None and as_user_name.can_act
+    assert operator_of("Bearer not-a-key", settings) is None
+
+
+def test_ops_key_scopes_ignores_unknown_scopes_and_act_includes_read():
+    assert key_scopes(("a=ops:act", "b=ops:read", "c=payments:write")) == {
+        "a": frozenset({READ, ACT}),
+        "b": frozenset({READ}),
+    }
+
+
+def test_the_session_secret_is_ops_secret_else_derived_and_empty_without_anything_to_derive_it_from(settings):
+    derived = session_secret(settings)
+    assert len(derived) == 64 and derived == session_secret(settings)
+    assert session_secret(dataclasses.replace(settings, ops_secret="set-by-hand")) == "set-by-hand"
+    assert session_secret(dataclasses.replace(settings, api_keys=(), ops_users=())) == ""
+    assert "support-key-4567" not in derived
