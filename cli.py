@@ -173,6 +173,20 @@ def unmatched(as_json: bool) -> None:
     )
 
 
+@main.command("ops-user", help="Print an OPS_USERS entry for NAME (the password asked twice, stored only as its hash).")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["act", "read"]), default="read", show_default=True, help="act: may act.")
+@click.password_option(help="The password (asked when not given).")
+def ops_user(name: str, role: str, password: str) -> None:
+    from werkzeug.security import generate_password_hash
+
+    from doors.auth import CALLER_NAME
+
+    if not CALLER_NAME.fullmatch(name):
+        raise click.BadParameter("a letter, then letters, digits, _ . - (at most 64)", param_hint="NAME")
+    click.echo(f"{name}:{generate_password_hash(password)}:{role}")
+
+
 @main.group(help="Idempotency claims: the requests being run, and those nobody is finishing.")
 def claims() -> None:
     pass

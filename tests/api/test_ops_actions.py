@@ -277,3 +277,45 @@ def test_in_chromium_a_person_logs_in_refunds_part_and_a_double_click_refunds_on
         ("alice", 450, "ok"),
         ("alice", 125, "ok"),
     ]
+
+
+def test_a_partial_capture_from_the_page_captures_what_was_confirmed(ops_url, api, stripe_api):
+    from tests.conftest import make_card
+
+    owner = f"ops-{uuid.uuid4().hex[:10]}"
+    method = {"customerId": owner, "stripePaymentMethodId": make_card(stripe_api), "setAsDefault": True}
+    assert api.post("/payment-methods", json=method).status_code == 201
+    create = {"customerId": owner, "amount": 5000, "currency": "eur", "captureMethod": "manual", "confirm": True}
+    intent = api.post("/payment-intents", json=create).json()
+    alice = operator_session(ops_url, "alice")
+    page = alice.get(f"{ops_url}/ops/intents/{intent['id']}").text
+    review = alice.post(f"{ops_url}/ops/actions/capture", data={**form_of(page, "capture-form"), "amount": "30"})
+    assert f"Capture 30.00 EUR of the authorisation of customer {owner}." in review.text
+    assert alice.post(f"{ops_url}/ops/actions/capture", data=confirm_fields(review.text)).status_code == 200
+    captured = api.get(f"/payment-intents/{intent['id']}").json()
+    assert (captured["status"], captured["amountReceived"]) == ("succeeded", 3000)
+    (row,) = audit_rows(payment_intent_id=intent["id"])
+    assert (row.action, row.params["amountToCapture"], row.outcome) == ("capture", 3000, "ok")
+
+
+def test_a_declined_attempt_is_retried_from_the_page_under_the_registrys_rules(ops_url, api, stripe_api):
+    from tests.conftest import make_card
+
+    owner = f"ops-{uuid.uuid4().hex[:10]}"
+    card = make_card(stripe_api, "4000000000000341")  # attaches, then declines
+    assert api.post("/payment-methods", json={"customerId": owner, "stripePaymentMethodId": card, "setAsDefault": True})
+    declined = api.post(
+        "/payment-intents", json={"customerId": owner, "amount": 700, "currency": "usd", "confirm": True}
+    )
+    intent_id = declined.json()["error"]["details"]["paymentIntentId"]
+    alice = operator_session(ops_url, "alice")
+    page = alice.get(f"{ops_url}/ops/intents/{intent_id}").text
+    retry = re.search(r'<form class="inline" method="post" action="/ops/actions/retry">(.*?)</form>', page, re.S)
+    assert retry, "a failed attempt offers a retry"
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', retry.group(1)))
+    review = alice.post(f"{ops_url}/ops/actions/retry", data=fields)
+    assert "Retry the failed confirm (attempt 1, card_declined)" in review.text and "7.00 USD" in review.text
+    done = alice.post(f"{ops_url}/ops/actions/retry", data=confirm_fields(review.text))
+    assert "invalid_state" in done.text  # the registry's rule: a declined card is retried only with another one
+    (row,) = audit_rows(payment_intent_id=intent_id)
+    assert (row.action, row.outcome) == ("retry", "invalid_state") and "declined" in row.answer["message"]

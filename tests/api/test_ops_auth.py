@@ -72,3 +72,17 @@ def test_the_session_secret_is_ops_secret_else_derived_and_empty_without_anythin
     assert session_secret(dataclasses.replace(settings, ops_secret="set-by-hand")) == "set-by-hand"
     assert session_secret(dataclasses.replace(settings, api_keys=(), ops_users=())) == ""
     assert "support-key-4567" not in derived
+
+
+def test_payments_ops_user_prints_an_entry_that_logs_in(settings):
+    from click.testing import CliRunner
+
+    from cli import main
+
+    made = CliRunner().invoke(main, ["ops-user", "carol", "--role", "act"], input="carol-pw\ncarol-pw\n")
+    assert made.exit_code == 0, made.output
+    entry = made.output.strip().splitlines()[-1]
+    assert entry.startswith("carol:") and entry.endswith(":act") and "carol-pw" not in entry
+    carol = operator_of(basic("carol", "carol-pw"), dataclasses.replace(settings, ops_users=(entry,)))
+    assert carol is not None and carol.can_act
+    assert CliRunner().invoke(main, ["ops-user", "no:colons"], input="x\nx\n").exit_code == 2
