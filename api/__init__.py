@@ -121,12 +121,16 @@ def token_caller(verifier: JwtVerifier, token: str, endpoint: str) -> Response |
     return None
 
 
-def _ops_operator(settings: Settings) -> Response | None:
+def _ops_operator(settings: Settings, verifier: JwtVerifier | None) -> Response | None:
     """The operator page's caller (an OPS_USERS person or an API key), or a 401 a browser answers with its prompt."""
-    operator = operator_of(request.headers.get("Authorization", ""), settings)
+    header = request.headers.get("Authorization", "")
+    operator = operator_of(header, settings)
     if operator is not None:
         g.operator, g.caller_key_id = operator, operator.caller_id
         return None
+    token = bearer(header)
+    if verifier is not None and looks_like_jwt(token):
+        return token_caller(verifier, token, request.endpoint or "")  # 401 invalid_token, or 403: not a token's page
     refused = error_response(
         "unauthorized", "Log in: a name and password of OPS_USERS, or an API key (Authorization: Bearer <key>)."
     )
@@ -173,7 +177,7 @@ def create_app(settings: Settings | None = None, config: dict[str, Any] | None =
         if not endpoint or endpoint in PUBLIC_ENDPOINTS or endpoint.startswith(PUBLIC_BLUEPRINTS):
             return None
         if endpoint.startswith("ops."):
-            return _ops_operator(settings)
+            return _ops_operator(settings, verifier)
         g.caller_key_id = caller_key_id(tuple(app.config["API_KEYS"]))
         if g.caller_key_id is None:
             # Not an API key (those are checked first, so a key that happens to have dots still works): a JWT?
