@@ -12,8 +12,11 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import hmac
 import logging
 import re
+import secrets
+import time
 from dataclasses import dataclass
 
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -74,10 +77,32 @@ def _dummy_hash() -> str:
     return generate_password_hash("not a password of anyone")
 
 
+# A browser sends the password with every request: a check that passed is remembered this long, by a digest under a
+# key of this process only (never the password), so that a page costs one scrypt a minute, not one per request.
+VERIFIED_FOR_S = 60.0
+_process_key = secrets.token_bytes(32)
+_verified: dict[bytes, float] = {}
+
+
+def _password_ok(name: str, password: str, password_hash: str) -> bool:
+    digest = hmac.new(_process_key, "\0".join((name, password, password_hash)).encode(), hashlib.sha256).digest()
+    now = time.monotonic()
+    if _verified.get(digest, 0.0) > now:
+        return True
+    if not check_password_hash(password_hash, password):
+        return False
+    if len(_verified) > 1000:  # a bound, whoever logs in
+        _verified.clear()
+    _verified[digest] = now + VERIFIED_FOR_S
+    return True
+
+
 def _person(name: str, password: str, settings: Settings) -> Operator | None:
     known = ops_users(settings.ops_users).get(name)
-    # An unknown name costs one hash check as well: timing tells nobody which names exist.
-    if not check_password_hash(known[0] if known else _dummy_hash(), password) or known is None:
+    if known is None:
+        check_password_hash(_dummy_hash(), password)  # an unknown name costs a check too: timing names nobody
+        return None
+    if not _password_ok(name, password, known[0]):
         return None
     return Operator(name=name, scopes=known[1], caller_id=f"ops-user:{name}")
 

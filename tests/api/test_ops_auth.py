@@ -86,3 +86,22 @@ def test_payments_ops_user_prints_an_entry_that_logs_in(settings):
     carol = operator_of(basic("carol", "carol-pw"), dataclasses.replace(settings, ops_users=(entry,)))
     assert carol is not None and carol.can_act
     assert CliRunner().invoke(main, ["ops-user", "no:colons"], input="x\nx\n").exit_code == 2
+
+
+def test_a_passed_password_check_is_remembered_a_minute_and_a_wrong_password_never(settings, monkeypatch):
+    import api.ops_auth as ops_auth
+
+    checks: list[str] = []
+    real = ops_auth.check_password_hash
+    monkeypatch.setattr(ops_auth, "check_password_hash", lambda h, p: checks.append(p) or real(h, p))
+    monkeypatch.setattr(ops_auth, "_verified", {})
+    for _ in range(3):
+        assert operator_of(basic("alice", "alice-secret"), settings) is not None
+    assert checks == ["alice-secret"]  # one scrypt, then the remembered digest
+    for _ in range(2):
+        assert operator_of(basic("alice", "wrong"), settings) is None
+    assert checks == ["alice-secret", "wrong", "wrong"]
+    assert "alice-secret" not in repr(ops_auth._verified)
+    # A changed entry (a new hash) is checked again.
+    other = dataclasses.replace(settings, ops_users=(f"alice:{generate_password_hash('alice-secret')}:read",))
+    assert not operator_of(basic("alice", "alice-secret"), other).can_act and len(checks) == 4
