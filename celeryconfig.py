@@ -2,13 +2,14 @@
 
 import sys
 
+from celery.schedules import crontab
 from kombu import Exchange, Queue
 
 from registry import OPERATIONS, QUEUES
 from settings import get_settings
 
 _settings = get_settings()
-PERIODIC = ("payments.janitor", "payments.sweep-stripe-events", "payments.prune-events")
+PERIODIC = ("payments.janitor", "payments.sweep-stripe-events", "payments.prune-events", "payments.retention")
 
 
 broker_url = _settings.broker_url
@@ -49,6 +50,8 @@ beat_schedule = {
     "janitor": {"task": "payments.janitor", "schedule": 60.0},
     "sweep-stripe-events": {"task": "payments.sweep-stripe-events", "schedule": 300.0},
     "prune-events": {"task": "payments.prune-events", "schedule": 3600.0},
+    # Daily, at a quiet hour (UTC); a run does nothing unless RETENTION_ENABLED.
+    "retention": {"task": "payments.retention", "schedule": crontab(hour=3, minute=17)},
 }
 
 

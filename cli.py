@@ -1,4 +1,4 @@
-"""`payments`: the operator's command — schema, webhook replay, intent history, readiness."""
+"""`payments`: the operator's command — schema, webhook replay, intent history, readiness, retention."""
 
 from __future__ import annotations
 
@@ -126,6 +126,36 @@ def janitor() -> None:
         counts = janitor_module.run()
     for outcome, count in counts.items():
         click.echo(f"{outcome}: {count}")
+
+
+@main.command(
+    help="Archive and delete what the retention settings say is old enough (beat runs it daily when "
+    "RETENTION_ENABLED): intents with their history, attempts and refunds to RETENTION_ARCHIVE_DIR, then aged webhook "
+    "events and resolved idempotency records. --dry-run says what it would move and changes nothing."
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be archived or deleted, per kind and month.")
+@click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]),
+    default=None,
+    help="With --dry-run: count as if it were this time, UTC (e.g. 2027-01-01T00:00); default now.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def retention(dry_run: bool, as_of: dt.datetime | None, as_json: bool) -> None:
+    from domain import retention as retention_module
+    from models import unit_of_work
+
+    if as_of is not None and not dry_run:
+        raise click.UsageError("--as-of only goes with --dry-run: a real run moves what is old enough now")
+    _bind()
+    with unit_of_work():
+        report = retention_module.run(as_of, dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        for line in report.lines():
+            click.echo(line)
+    sys.exit(1 if report.skipped else 0)
 
 
 @main.command(help="Check every dependency: database, Celery broker, a worker, Stripe, Kafka. Exit 1 if any fails.")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
+
+_E = TypeVar("_E", bound=BaseException)
 
 STATUS_BY_CODE = {
     "validation_error": 400,
@@ -32,7 +34,24 @@ STATUS_BY_CODE = {
 RETRY_CODES = frozenset({"idempotency_key_in_use", "rate_limited", "service_unavailable", "outcome_unknown", "timeout"})
 
 
-class OperationError(Exception):
+def _restore(cls: type[_E], args: tuple[Any, ...], state: dict[str, Any]) -> _E:
+    """An exception as it was pickled: its args and attributes set back, its constructor not run again."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
+class PicklableError(Exception):
+    """An exception that survives pickling whatever its constructor takes: Celery pickles a task's error to log
+    and store it (celery.utils.serialization), and the default reduce calls `cls(*args)`, which our constructors
+    refuse, so the log showed an UnpickleableExceptionWrapper instead of the error."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _restore, (type(self), self.args, dict(self.__dict__))
+
+
+class OperationError(PicklableError):
     """An expected failure, carried to the caller as `{"error": {code, message, status, details}}`."""
 
     def __init__(
@@ -60,7 +79,7 @@ class OperationError(Exception):
         return {"code": self.code, "message": self.message, "status": self.status, "details": self.details}
 
 
-class TransientError(Exception):
+class TransientError(PicklableError):
     """A failure worth retrying with the same idempotency key: network, 5xx, 409 lock, 429, database gone."""
 
     def __init__(self, message: str, *, code: str = "service_unavailable") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -53,6 +54,18 @@ def _queue_type(value: str) -> str:
     if value not in {"classic", "quorum"}:
         raise ValueError(f"CELERY_QUEUE_TYPE is classic or quorum, not {value!r}")
     return value
+
+
+def _at_least(minimum: int, name: str, why: str) -> Callable[[str], int]:
+    """A whole number not below `minimum`: a smaller one is refused at start, with the reason."""
+
+    def cast(value: str) -> int:
+        number = int(str(value).strip())
+        if number < minimum:
+            raise ValueError(f"{name} must be at least {minimum} ({why}), not {number}")
+        return number
+
+    return cast
 
 
 def _bool(value: str | bool) -> bool:
@@ -207,6 +220,15 @@ class Settings:
     # and whether the REST door takes creates priced by the caller's items.
     customer_email_key: str = field(repr=False)
     rest_item_priced_creates: bool = True
+    # Retention (domain/retention.py, beat daily and `payments retention`): what is archived or deleted, when.
+    retention_enabled: bool = False
+    retention_archive_dir: str = str(PROJECT_ROOT / "var" / "archive")
+    retention_intent_months: int = 12
+    retention_refund_years: int = 5
+    retention_webhook_days: int = 90
+    retention_idempotency_hours: int = 24
+    retention_batch: int = 500
+    retention_time_budget_s: int = 1800
     # The operator page's own people (api/ops_auth.py): `name:<werkzeug password hash>:act|read` entries; API
     # callers' page scopes (`caller name=ops:act|ops:read`; unlisted: ops:read); the secret signing its session.
     ops_users: tuple[str, ...] = field(default=(), repr=False)
@@ -338,6 +360,28 @@ def load_settings() -> Settings:
         oauth_leeway_s=config("OAUTH_LEEWAY_S", default=30, cast=int),
         customer_email_key=config("CUSTOMER_EMAIL_KEY", default=""),
         rest_item_priced_creates=config("REST_ITEM_PRICED_CREATES", default="true", cast=_bool),
+        retention_enabled=config("RETENTION_ENABLED", default="false", cast=_bool),
+        retention_archive_dir=config("RETENTION_ARCHIVE_DIR", default=str(PROJECT_ROOT / "var" / "archive")),
+        retention_intent_months=config(
+            "RETENTION_INTENT_MONTHS", default=12, cast=_at_least(1, "RETENTION_INTENT_MONTHS", "a month")
+        ),
+        retention_refund_years=config(
+            "RETENTION_REFUND_YEARS", default=5, cast=_at_least(1, "RETENTION_REFUND_YEARS", "a year")
+        ),
+        retention_webhook_days=config(
+            "RETENTION_WEBHOOK_DAYS",
+            default=90,
+            cast=_at_least(30, "RETENTION_WEBHOOK_DAYS", "Stripe keeps events 30 days: a sweep would fetch them back"),
+        ),
+        retention_idempotency_hours=config(
+            "RETENTION_IDEMPOTENCY_HOURS",
+            default=24,
+            cast=_at_least(24, "RETENTION_IDEMPOTENCY_HOURS", "Stripe keeps an idempotency key 24 hours"),
+        ),
+        retention_batch=config("RETENTION_BATCH", default=500, cast=_at_least(1, "RETENTION_BATCH", "a row")),
+        retention_time_budget_s=config(
+            "RETENTION_TIME_BUDGET_S", default=1800, cast=_at_least(1, "RETENTION_TIME_BUDGET_S", "a second")
+        ),
         ops_users=tuple(u for u in config("OPS_USERS", default="", cast=Csv()) if u),
         ops_key_scopes=tuple(s for s in config("OPS_KEY_SCOPES", default="", cast=Csv()) if s),
         ops_secret=config("OPS_SECRET", default=""),

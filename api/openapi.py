@@ -142,7 +142,7 @@ class PaymentStatus(Out):
     status: IntentStatus
     errorCode: str | None
     errorMessage: str | None
-    customerEmail: str | None = Field(description="Where the receipt goes, when the checkout named the person.")
+    customerEmail: str | None = Field(None, description="Where the receipt goes: only when a checkout named it.")
 
 
 class Page(Out):

@@ -100,7 +100,10 @@ FIELD_DOCS: dict[str, str] = {
     "customerDetails": "The platform's checkout: who pays, known by e-mail (their customer is found or made by it).",
     "email": "The person's e-mail: their Stripe Customer and the receipt (never logged).",
     "firstName": "The person's first name.",
-    "items": "The platform's cart: amount and currency are its total (prices are the caller's: README, security).",
+    "items": (
+        "The platform's cart: amount and currency are its total (prices are the caller's: README, security); a cart"
+        " is only authorised (captureMethod manual) unless captureMethod is given."
+    ),
     "lastName": "The person's last name.",
     "priceCents": "The price of one, in the currency's minor unit.",
     "quantity": "How many (at least 1).",

@@ -1,5 +1,6 @@
-"""The operator page, /ops/: server-rendered (Jinja), no script; behind a login (api/ops_auth.py: an OPS_USERS name
-and password, or an API key, given to the browser's Basic prompt). Its support actions are api/ops_actions.py's."""
+"""The operator page, /ops/: server-rendered (Jinja), one small script (times in the operator's time zone; UTC
+without it); behind a login (api/ops_auth.py: an OPS_USERS name and password, or an API key, given to the
+browser's Basic prompt). Its support actions are api/ops_actions.py's."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from typing import Any
 from flask import Blueprint, Response, abort, g, make_response, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
+from api.ops_format import money, when
 from domain.schemas import OBJECT_ID_PATTERN
 from operations import audit
 from operations.view import OPS_TTL_S, intent_timeline, recent_events, snapshot
 
 ops = Blueprint("ops", __name__, template_folder="templates", url_prefix="/ops")
 RECENT = 20
+# The timeline's fields that are amounts: shown as money in the intent's currency.
+MONEY_FIELDS = frozenset({"amount", "amountCapturable", "amountReceived", "amountRefunded"})
 
 
 def _age(seconds: float | None) -> str:
@@ -48,12 +52,12 @@ def _events() -> list[dict[str, Any]] | None:
 
 
 def _page(template: str, refresh: bool = True, **context: Any) -> Response:
-    from api.ops_actions import money
-
     page = render_template(
         template,
         age=_age,
         money=money,
+        when=when,
+        money_fields=MONEY_FIELDS,
         refresh_s=int(OPS_TTL_S) if refresh else None,
         operator=g.get("operator"),
         **context,

@@ -26,6 +26,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.wrappers import Response as BaseResponse
 
 from api.ops import _page, ops
+from api.ops_format import money
 from domain.schemas import OBJECT_ID_PATTERN, parse_input
 from doors.dispatch import run_operation
 from errors import OperationError
@@ -43,14 +44,6 @@ CONFIRM_MAX_AGE_S = 900  # a confirmation page left open longer is started again
 REFUND_REASONS = ("requested_by_customer", "duplicate", "fraudulent")
 CANCEL_REASONS = ("requested_by_customer", "duplicate", "fraudulent", "abandoned")
 NOTE_MAX = 200
-
-
-def money(amount: int | None, currency: str | None) -> str:
-    """Minor units as the currency writes them: 5000 eur → 50.00 EUR, 5000 jpy → 5000 JPY, 5000 kwd → 5.000 KWD."""
-    if amount is None or not currency:
-        return "—"
-    places = exponent(currency.lower())
-    return f"{Decimal(amount).scaleb(-places):.{places}f} {currency.upper()}"
 
 
 def minor_units(text: str, currency: str) -> int | None:

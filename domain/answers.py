@@ -34,6 +34,10 @@ def _intent(answer: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# What only a create answers (the platform's PaymentIntentCreatedDto), beside the intent every answer carries.
+CREATED_ONLY = ("success", "totalAmount", "originalAmount", "amountUnit", "appliedCoupons")
+
+
 def _created_intent(answer: dict[str, Any]) -> dict[str, Any]:
     # PaymentIntentCreatedDto: coupons are not supported here (README), so the total is the original amount.
     return _intent(

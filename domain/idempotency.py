@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from execution import note_replayed, note_stripe_may_have_acted
 from models import IdempotencyRecord, Refund, database, statements, utcnow, write_transaction
 from models.base import discard_connection, for_update
 from models.refunds import HOLDING_STATUSES
+from settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -328,24 +330,55 @@ def next_step(claim_: Claim) -> Claim:
     return dataclasses.replace(claim_, stripe_step=step, stripe_unknown=None)
 
 
-def purge_expired(now: dt.datetime | None = None) -> int:
-    """Delete resolved records past their window (run by the janitor).
-
-    Never one that is in flight or retryable (its Stripe call may have acted and only it can resolve that), nor one
-    whose refund still holds its amount without a Stripe id.
-    """
+def _purgeable(now: dt.datetime, hours: int) -> Expression:
+    """Resolved records past their window and past Stripe's (RETENTION_IDEMPOTENCY_HOURS since their last change):
+    never one in flight or retryable (its Stripe call may have acted and only it can resolve that), nor one whose
+    refund still holds its amount without a Stripe id."""
     unresolved_refunds = Refund.select(Refund.id).where(
         Refund.stripe_refund_id.is_null(), Refund.status.in_(HOLDING_STATUSES)
     )
     return (
-        IdempotencyRecord.delete()  # type: ignore[misc]  # types-peewee declares delete as a Self-typed class attribute
-        .where(
-            IdempotencyRecord.expires_at <= (now or utcnow()),
-            IdempotencyRecord.state == "completed",
-            IdempotencyRecord.resource_id.not_in(unresolved_refunds),
-        )
-        .execute()
+        (IdempotencyRecord.expires_at <= now)
+        & (IdempotencyRecord.state == "completed")
+        & (IdempotencyRecord.updated_at <= now - dt.timedelta(hours=hours))
+        & IdempotencyRecord.resource_id.not_in(unresolved_refunds)
     )
+
+
+def count_purgeable(now: dt.datetime | None = None, *, hours: int | None = None) -> int:
+    """How many records `purge_expired` would delete now (`payments retention --dry-run`)."""
+    hours = get_settings().retention_idempotency_hours if hours is None else hours
+    return IdempotencyRecord.select().where(_purgeable(now or utcnow(), hours)).count()
+
+
+def purge_expired(
+    now: dt.datetime | None = None, *, hours: int | None = None, batch: int | None = None, until: float | None = None
+) -> int:
+    """Delete resolved records past their window (run by the janitor every minute and by retention daily), a batch
+    of RETENTION_BATCH per short transaction, until none is left or the monotonic time `until` has passed."""
+    settings = get_settings()
+    now = now or utcnow()
+    hours = settings.retention_idempotency_hours if hours is None else hours
+    batch = batch or settings.retention_batch
+    purged = 0
+    while True:
+        ids = [
+            row.id
+            for row in IdempotencyRecord.select(IdempotencyRecord.id)
+            .where(_purgeable(now, hours))
+            .order_by(IdempotencyRecord.expires_at)
+            .limit(batch)
+        ]
+        if not ids:
+            return purged
+        with write_transaction():
+            purged += (
+                IdempotencyRecord.delete()  # type: ignore[misc]  # types-peewee: delete is a Self-typed class attribute
+                .where(IdempotencyRecord.id.in_(ids), _purgeable(now, hours))
+                .execute()
+            )
+        if len(ids) < batch or (until is not None and time.monotonic() >= until):
+            return purged
 
 
 def execute_once(

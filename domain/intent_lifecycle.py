@@ -24,7 +24,7 @@ from domain.schemas import (
     RetryPaymentAttemptInput,
     SyncPaymentIntentInput,
 )
-from errors import OperationError, not_found
+from errors import OperationError, PicklableError, not_found
 from models import PaymentAttempt, PaymentIntent, write_transaction
 from models.payment_intents import save_with_history
 
@@ -78,7 +78,7 @@ def _replay(stored: dict[str, Any]) -> dict[str, Any]:
     return _with_client_secret(stored, None)
 
 
-class _RowMoved(Exception):
+class _RowMoved(PicklableError):
     """The intent's row changed while Stripe was asked: what Stripe said may be older than what the row holds."""
 
     def __init__(self, intent: PaymentIntent) -> None:

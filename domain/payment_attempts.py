@@ -10,8 +10,11 @@ from peewee import fn
 from domain.intent_state import attempt_status_for
 from errors import OperationError
 from models import PaymentAttempt, PaymentIntent, statements, utcnow
+from observability.metrics import PAYMENT_ATTEMPTS
 
 OPEN = ("processing", "requires_action")
+# How an attempt ends (the failure rate's numerator and denominator, deploy/prometheus-alerts.yml).
+ENDED = ("succeeded", "failed")
 # An attempt still open this long after it was made is not "in progress" any more (its worker is gone).
 STALE_AFTER = dt.timedelta(minutes=10)
 
@@ -69,12 +72,19 @@ def _outcome(intent: PaymentIntent, error: dict[str, Any] | None) -> dict[str, A
     }
 
 
+def _count_if_ended(attempt: PaymentAttempt, before: str | None) -> None:
+    if attempt.status in ENDED and attempt.status != before:
+        PAYMENT_ATTEMPTS.labels(attempt.operation, attempt.status).inc()
+
+
 def settle(attempt: PaymentAttempt, intent: PaymentIntent, error: dict[str, Any] | None = None) -> PaymentAttempt:
     """Record how the attempt ended, from the intent Stripe answered (and Stripe's error, if it refused)."""
+    before = attempt.status
     for name, value in _outcome(intent, error).items():
         setattr(attempt, name, value)
     attempt.updated_at = utcnow()
     attempt.save()
+    _count_if_ended(attempt, before)
     return attempt
 
 
@@ -97,6 +107,7 @@ def record_first(
         **_outcome(intent, error),
     )
     statements.insert([attempt])
+    _count_if_ended(attempt, None)
     return attempt
 
 

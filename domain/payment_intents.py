@@ -271,13 +271,15 @@ def get_payment_intent_status(ctx: OperationContext, inp: GetPaymentIntentInput)
 
 def status_of(intent: PaymentIntent) -> dict[str, Any]:
     error = intent.last_payment_error or {}
-    return {
+    status = {
         "paymentIntentId": intent.id,
         "status": intent.status,
         "errorCode": error.get("code"),
         "errorMessage": error.get("message"),
-        "customerEmail": intent.receipt_email,  # the platform's PaymentStatusUpdateDto; null when none is known
     }
+    if intent.receipt_email:
+        status["customerEmail"] = intent.receipt_email  # the platform's PaymentStatusUpdateDto, when it is known
+    return status
 
 
 def _naive_utc(value: dt.datetime) -> dt.datetime:

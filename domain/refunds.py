@@ -16,6 +16,7 @@ from models import currency_data as currencies
 from models.base import for_update
 from models.payment_intents import save_with_history
 from models.refunds import HOLDING_STATUSES
+from observability.metrics import REFUNDS_ENDED
 
 OPERATION = "create-refund"
 
@@ -26,8 +27,9 @@ def lock_intent(payment_intent_id: str) -> PaymentIntent | None:
 
 
 def lock_existing_intent(payment_intent_id: str) -> PaymentIntent:
-    """The intent under a row lock where the caller knows it exists (read just before, or named by a refund):
-    intents are never deleted, so a missing one is refused as not found rather than handled as a case."""
+    """The intent under a row lock where the caller knows it exists (read just before, or named by a refund): only
+    retention deletes intents, never one with a refund or a claim in flight, so a missing one is refused as not found
+    rather than handled as a case."""
     intent = lock_intent(payment_intent_id)
     if intent is None:
         raise not_found("payment intent", payment_intent_id)
@@ -102,6 +104,10 @@ def _reserve(claim: idempotency.Claim, inp: CreateRefundInput) -> tuple[Refund, 
         return refund, claim
 
 
+# Where a refund ends: the money went back, or it did not.
+ENDED_STATUSES = ("succeeded", "failed", "canceled")
+
+
 def refund_moves_forward(current: str, new: str) -> bool:
     """An answer (not an event) may only move a refund forward: a replayed answer is older than any event."""
     return new != current and refund_may_move(current, new) and REFUND_RANK[new] > REFUND_RANK[current]
@@ -132,6 +138,8 @@ def apply_refund_status(
         save_with_history(intent, cause=cause)
     if intent is not None:
         payment_events.refund_changed(refund, intent, before)
+    if status in ENDED_STATUSES and status != before:
+        REFUNDS_ENDED.labels(status).inc()  # a failed one is alerted on (PaymentsRefundErrors)
     return True
 
 

@@ -23,6 +23,7 @@ from models import PaymentIntent, Refund, WebhookEvent, statements, utcnow, writ
 from models.base import for_update
 from models.payment_intents import save_with_history
 from models.refunds import HOLDING_STATUSES
+from observability.metrics import WEBHOOK_WAIT_SECONDS
 
 TOLERANCE_S = 300
 # A verified event may wait this long in the queue before its worker checks the signature again.
@@ -236,6 +237,9 @@ def process_stripe_webhook(ctx: OperationContext, inp: ProcessStripeWebhookInput
     """Verify the signature (the worker trusts no unverified body), store the event once, apply it in the same
     transaction."""
     event = verify_webhook(inp.payload, inp.signature, tolerance_s=tolerance_for(ctx.received_at))
+    if ctx.received_at is not None:
+        # How long it waited for a worker: the webhook backlog's age as the workers see it.
+        WEBHOOK_WAIT_SECONDS.observe(max(0.0, time.time() - ctx.received_at))
     stored = ingest_event(event)
     return {"eventId": event["id"], "type": event["type"], "duplicate": not stored}
 

@@ -46,14 +46,30 @@ def _cart_total(items: Any) -> tuple[int, str] | None:
     return total, items[0]["currency"]
 
 
+def _payer_of_an_order(payload: dict[str, Any]) -> str | None:
+    """The PRD's create names an order or subscription, no payer: each is a customer of its own (its intents and
+    cards kept together), never merged with another's."""
+    for field, kind in (("orderId", "order"), ("subscriptionId", "subscription")):
+        value = payload.get(field)
+        if isinstance(value, str) and value:
+            return f"{kind}:{value}"
+    return None
+
+
 def _create_payment_intent(payload: dict[str, Any], settings: Settings, customer: str | None) -> dict[str, Any]:
-    # The PRD's dialect (the order service): amountCents is our amount.
+    # The PRD's dialect (the order service): amountCents is our amount, and no payer is named.
+    if "amountCents" in payload and "customerId" not in payload and "customerDetails" not in payload:
+        payer = customer or _payer_of_an_order(payload)
+        if payer is not None:
+            payload["customerId"] = payer
     _renamed(payload, "amountCents", "amount")
     # The web app's dialect: a cart priced by the caller, and who pays (the platform has no customer id here).
     cart = _cart_total(payload.get("items"))
     if cart is not None:
         payload.setdefault("amount", cart[0])
         payload.setdefault("currency", cart[1])
+        # As the original service: the checkout only authorises; the order service captures when the order ships.
+        payload.setdefault("captureMethod", "manual")
     details = payload.get("customerDetails")
     email = details.get("email") if isinstance(details, dict) else None
     if "customerId" not in payload and isinstance(email, str) and email.strip():

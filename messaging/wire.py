@@ -20,7 +20,7 @@ from typing import Any
 from confluent_kafka import Message
 
 from domain.schemas import parse_input
-from errors import OperationError
+from errors import OperationError, PicklableError
 from messaging.config import dlq_topic
 from registry import OPERATIONS
 
@@ -74,7 +74,7 @@ class Request:
         return self.meta["traceId"]
 
 
-class PoisonMessage(Exception):
+class PoisonMessage(PicklableError):
     """A message that cannot become a request: answered with `error` when it has a key, and dead-lettered."""
 
     def __init__(self, reason: str, error: OperationError, trace_id: str, reply: dict[str, Any] | None) -> None:

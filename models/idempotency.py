@@ -11,7 +11,7 @@ class IdempotencyRecord(BaseModel):
     key_hash = CharField(max_length=64, unique=True)
     operation = CharField(max_length=64)
     fingerprint = CharField(max_length=64)  # sha256 of the operation and its canonical request
-    state = CharField(max_length=16)  # in_flight | completed | retryable
+    state = CharField(max_length=16, index=True)  # in_flight | completed | retryable (indexed: migration 011)
     owner = CharField(max_length=255)  # the Celery task id executing it; a redelivery has the same id
     # The one execution running it now (a redelivery shares the owner, not this), live while its heartbeat renews
     # execution_until; NULL between a task's retries, so the owner's next execution takes it at once.

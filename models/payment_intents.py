@@ -49,6 +49,9 @@ class PaymentIntent(PaymentIntentColumns):
     # Where Stripe sends the receipt (personal data: kept here only, never in the history, events or logs).
     receipt_email = CharField(max_length=254, null=True)
 
+    class Meta:
+        indexes = ((("created_at",), False),)  # retention walks the aged intents by it (migration 011)
+
     def to_payload(self, attempts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """The PaymentIntent of DESIGN.md §Payloads (without `clientSecret`, never stored), with its attempts
         (read here unless the caller already has them)."""

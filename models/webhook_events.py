@@ -17,3 +17,6 @@ class WebhookEvent(BaseModel):
     error = TextField(null=True)
     received_at = UTCDateTimeField(default=utcnow)
     processed_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("received_at",), False),)  # retention deletes the aged events by it (migration 011)

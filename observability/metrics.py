@@ -60,7 +60,28 @@ JANITOR_ITEMS = Counter(
     "retried next pass.",
     ["kind", "outcome"],
 )
+RETENTION_ROWS = Counter(
+    "payments_retention_rows_total",
+    "Rows retention moved out of the hot tables, by table and action (archived, or deleted without an archive).",
+    ["table", "action"],
+)
 
+PAYMENT_ATTEMPTS = Counter(
+    "payments_payment_attempts_total",
+    "Payment attempts (a confirm or a capture) that ended, by operation and how: succeeded or failed (a decline "
+    "included). Counted where the attempt is settled, once per attempt.",
+    ["operation", "status"],
+)
+REFUNDS_ENDED = Counter(
+    "payments_refunds_ended_total",
+    "Refunds that reached an end, by status: succeeded, or failed or canceled (the money did not go back).",
+    ["status"],
+)
+WEBHOOK_WAIT_SECONDS = Histogram(
+    "payments_webhook_wait_seconds",
+    "Time from a door receiving a Stripe event to a worker applying it (how long it waited in the queue).",
+    buckets=(0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
+)
 
 HTTP_REQUESTS = Counter(
     "payments_http_requests_total",

@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
@@ -17,6 +18,45 @@ log = logging.getLogger("observability.metrics")
 
 # Queue depth is read from the broker at most this often: a scrape (or many) costs no broker connection each.
 QUEUE_DEPTH_TTL_S = 5.0
+# RabbitMQ's answer to a passive declare of a queue nobody declared yet (it closes the channel).
+AMQP_NOT_FOUND = 404
+
+
+def queue_depths(connection: Any, queues: Iterable[str]) -> dict[str, int]:
+    """Tasks waiting in each queue, asked as the broker can answer: LLEN of its lists on Redis, a passive declare
+    on RabbitMQ. `connection` is a kombu Connection (Celery's)."""
+    if connection.transport.driver_type == "redis":
+        return _redis_depths(connection.default_channel, list(queues))
+    return _amqp_depths(connection, list(queues))
+
+
+def _redis_depths(channel: Any, queues: list[str]) -> dict[str, int]:
+    # kombu's Redis transport refuses a passive declare of an empty queue (its list does not exist then), and keeps
+    # a queue as one list per priority step (`name`, `name\x06\x163`, …: kombu's own naming, _q_for_pri).
+    lists = {queue: [channel._q_for_pri(queue, step) for step in channel.priority_steps] for queue in queues}
+    with channel.conn_or_acquire() as client, client.pipeline() as pipe:
+        for names in lists.values():
+            for name in names:
+                pipe.llen(name)  # the client adds the transport's global_keyprefix, if one is set
+        sizes = iter(pipe.execute())
+    return {queue: sum(int(next(sizes)) for _ in names) for queue, names in lists.items()}
+
+
+def _amqp_depths(connection: Any, queues: list[str]) -> dict[str, int]:
+    depths: dict[str, int] = {}
+    channel = connection.channel()
+    try:
+        for queue in queues:
+            try:
+                depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+            except connection.channel_errors as exc:
+                if getattr(exc, "code", None) != AMQP_NOT_FOUND:
+                    raise
+                depths[queue] = 0  # not declared yet (no worker has started on it): nothing waits there
+                channel = connection.channel()  # the refusal closed the channel
+    finally:
+        channel.close()
+    return depths
 
 
 class QueueDepthCollector(Collector):
@@ -44,8 +84,7 @@ class QueueDepthCollector(Collector):
         self.broker_reads += 1
         try:
             with app.connection_for_read() as conn:
-                channel = conn.default_channel
-                return {q: channel.queue_declare(queue=q, passive=True).message_count for q in QUEUES}
+                return queue_depths(conn, QUEUES)
         except Exception as exc:  # a scrape must not fail because the broker is away
             log.warning("queue depth unavailable: %s", type(exc).__name__)
             return None

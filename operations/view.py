@@ -30,6 +30,8 @@ KAFKA_TIMEOUT_S = 2.0
 STRIPE_PROBE_S = 5.0
 # What becomes of a stored Stripe event (domain/webhooks.py): each shown, at 0 too.
 WEBHOOK_STATUSES = ("received", "processed", "unmatched", "ignored", "stale")
+# Stored events not applied yet: the webhook backlog.
+WEBHOOK_WAITING = ("received", "unmatched")
 # Fields whose change a timeline shows, in this order (the payload's names).
 TIMELINE_FIELDS = (
     "status",
@@ -139,10 +141,21 @@ def webhooks(now: dt.datetime) -> dict[str, Any]:
     counts = WebhookEvent.select(WebhookEvent.status, fn.COUNT(WebhookEvent.id)).group_by(WebhookEvent.status)
     # tuples() yields (status, count) rows; types-peewee types it as yielding the model.
     by_status |= dict(cast(Iterable[tuple[str, int]], counts.tuples()))
-    last = WebhookEvent.select(fn.MAX(WebhookEvent.received_at)).scalar()
-    if isinstance(last, str):  # SQLite answers an aggregate of a datetime column as text
-        last = dt.datetime.fromisoformat(last)
-    return {"by_status": by_status, "last_received_at": last, "last_received_age_s": _age_s(last, now)}
+    last = _moment(WebhookEvent.select(fn.MAX(WebhookEvent.received_at)).scalar())
+    # Stored and not applied yet: the backlog the janitor works through (unmatched: their intent not here yet).
+    waiting = WebhookEvent.status.in_(WEBHOOK_WAITING)
+    oldest = _moment(WebhookEvent.select(fn.MIN(WebhookEvent.received_at)).where(waiting).scalar())
+    return {
+        "by_status": by_status,
+        "last_received_at": last,
+        "last_received_age_s": _age_s(last, now),
+        "backlog_oldest_s": _age_s(oldest, now),
+    }
+
+
+def _moment(value: dt.datetime | str | None) -> dt.datetime | None:
+    # SQLite answers an aggregate of a datetime column as text.
+    return dt.datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 def dead_letters() -> dict[str, int] | None:
@@ -300,6 +313,11 @@ class OpsCollector(Collector):
             for status, n in view["webhooks"]["by_status"].items():
                 events.add_metric([status], n)
             yield events
+            yield GaugeMetricFamily(
+                "payments_webhook_backlog_oldest_seconds",
+                "Age of the oldest stored Stripe event not applied yet (received or unmatched; 0: none).",
+                value=view["webhooks"].get("backlog_oldest_s") or 0.0,
+            )
             age = view["webhooks"]["last_received_age_s"]
             if age is not None:
                 yield GaugeMetricFamily(

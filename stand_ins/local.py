@@ -177,6 +177,7 @@ class Endpoints:
     stripe_api: str
     stripe_key: str
     stripe_is_local: bool
+    sockets: str  # the Socket.IO door (its namespace is /finance-payments)
 
 
 def endpoints(settings: Settings, var: Path) -> Endpoints:
@@ -189,4 +190,5 @@ def endpoints(settings: Settings, var: Path) -> Endpoints:
         stripe_api=settings.stripe_api_url,
         stripe_key=made["stripe_key"] if local_stripe else settings.stripe_secret_key,
         stripe_is_local=local_stripe,
+        sockets=f"http://127.0.0.1:{settings.socket_port}",
     )

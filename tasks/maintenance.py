@@ -1,4 +1,5 @@
-"""Periodic work run by Celery beat (Procfile `beat`): the janitor and the webhook sweeper."""
+"""Periodic work run by Celery beat (Procfile `beat`): the janitor, the webhook sweeper, the events pruner and
+retention."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any, TypeVar
 
 from models import unit_of_work
 from observability.logs import log_context, reset_log_context
+from settings import get_settings
 from tasks.app import app
 
 log = logging.getLogger("tasks.maintenance")
@@ -16,6 +18,7 @@ JANITOR = "payments.janitor"
 SWEEPER = "payments.sweep-stripe-events"
 PRUNER = "payments.prune-events"
 STRIPE_PROBE = "payments.probe-stripe"
+RETENTION = "payments.retention"
 
 T = TypeVar("T")
 
@@ -54,6 +57,24 @@ def prune_events() -> int:
     from domain.payment_events import prune_published
 
     return _beat_pass("prune-events", prune_published, "events pruned: %d")
+
+
+# Past its time budget a run stops between batches; the limits only catch one stuck on the database.
+_RETENTION_LIMIT_S = get_settings().retention_time_budget_s + 300
+
+
+@app.task(
+    name=RETENTION,
+    acks_late=True,
+    ignore_result=True,
+    soft_time_limit=_RETENTION_LIMIT_S,
+    time_limit=_RETENTION_LIMIT_S + 60,
+)
+def run_retention() -> dict[str, Any]:
+    """Archive and delete what the PRD's retention says is old enough (domain/retention.py), when RETENTION_ENABLED."""
+    from domain import retention
+
+    return _beat_pass("retention", lambda: retention.run().as_dict(), "retention pass: %s")
 
 
 @app.task(name=STRIPE_PROBE, acks_late=False, soft_time_limit=10, time_limit=15)

@@ -102,7 +102,7 @@ def test_janitor_and_sweep_commands_run_a_pass(run):
 def test_version_and_every_operator_command_are_listed(run):
     assert run("--version").output.startswith("payments, version ")
     listed = run("--help").output
-    for command in ("claims", "dlq", "events", "janitor", "webhooks"):
+    for command in ("claims", "dlq", "events", "janitor", "retention", "webhooks"):
         assert command in listed
     assert "unmatched" in run("webhooks", "--help").output and "replay" in run("dlq", "--help").output
 
@@ -151,3 +151,45 @@ def test_webhooks_unmatched_lists_events_that_name_a_payment_not_known_here(run,
 def test_webhooks_sweep_shows_its_progress(run):
     swept = run("webhooks", "sweep", "--hours", "0.01")
     assert swept.exit_code == 0 and "Stripe's events checked" in swept.stderr
+
+
+def test_retention_dry_run_says_per_kind_and_month_what_it_would_move_and_moves_nothing(run, mariadb, tmp_path):
+    import datetime as dt
+
+    from models import PaymentIntent, unit_of_work
+    from tests.domain.test_retention import MARCH, OLD_AGE, make_intent
+
+    with unit_of_work():
+        aged = [make_intent(created) for created in MARCH[:2]]
+        kept = make_intent(MARCH[2], refunds=((dt.datetime(2023, 5, 1), "succeeded"),))
+    try:
+        result = run("retention", "--dry-run", "--as-of", "2024-06-15T12:00")
+        assert result.exit_code == 0, result.output
+        lines = result.stdout.splitlines()
+        assert lines[0] == "retention as of 2024-06-15 12:00 UTC (dry run: nothing moved)"
+        assert lines[1].startswith("payment intents created before 2023-06-15: 2 would be archived to ")
+        assert lines[1].endswith("payment-intents (2023-03: 2)")
+        assert lines[2] == "  with 4 history snapshots, 2 attempts, 0 refunds"
+        assert lines[3] == "  aged payment intents kept: 1 with a refund younger than 5 years"
+        assert lines[4] == "webhook events received before 2024-03-17: 0 would be deleted"
+        with unit_of_work():
+            assert PaymentIntent.select().where(PaymentIntent.id.in_([*aged, kept])).count() == 3  # nothing moved
+        as_json = json.loads(run("retention", "--dry-run", "--as-of", "2024-06-15T12:00", "--json").stdout)
+        assert as_json["intentsByMonth"] == {"2023-03": 2} and as_json["dryRun"] is True
+    finally:
+        from models import PaymentAttempt, Refund, ZtrackingPaymentIntent
+
+        with unit_of_work():  # the rows made here: never seen by another test of the session's database
+            for column in (
+                ZtrackingPaymentIntent.version_date,
+                PaymentAttempt.created_at,
+                Refund.created_at,
+                PaymentIntent.created_at,
+            ):
+                column.model.delete().where(column < OLD_AGE).execute()
+
+
+def test_retention_refuses_to_run_while_off_and_as_of_without_dry_run(run):
+    off = run("retention")
+    assert off.exit_code == 1 and "skipped: RETENTION_ENABLED is off" in off.stdout
+    assert run("retention", "--as-of", "2024-01-01").exit_code == 2  # a usage error: only a dry run looks ahead

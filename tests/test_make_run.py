@@ -1,5 +1,5 @@
-"""`make run` in a fresh copy with no backing settings: ready, the demo passes over both doors, Ctrl-C leaves
-nothing behind, and a second `make run` finds the data again."""
+"""`make run` in a fresh copy with no backing settings: ready, the demo passes over both doors and as the platform's
+checkout, Ctrl-C leaves nothing behind, and a second `make run` finds the data again."""
 
 from __future__ import annotations
 
@@ -124,12 +124,23 @@ def test_make_run_demo_stop_and_restart_keeps_the_data(copy, tmp_path):
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert "== REST" in demo.stdout and "== Kafka" in demo.stdout and "demo finished" in demo.stdout
         intent_id = re.search(r"paid\s+(vypi_\w+)", demo.stdout).group(1)
+        # The third run, the platform's checkout: the web app's cart and confirm over Socket.IO authorise, the order
+        # service's capture over Kafka pays, and PaymentSucceeded reaches the order service.
+        assert "== Platform" in demo.stdout
+        checkout_id = re.search(r"checkout\s+(vypi_\w+)\s+29\.99 USD", demo.stdout).group(1)
+        assert re.search(r"confirmed\s+success=True\s+requires_capture", demo.stdout), demo.stdout
+        assert re.search(r"capture\s+sent by the order service under OrderService-\d{13}-0\.\d+", demo.stdout)
+        assert re.search(rf"PaymentSucceeded\s+consumed: paymentIntentId {checkout_id}", demo.stdout), demo.stdout
+        assert re.search(r"pushed\s+to the web app's socket: .*succeeded", demo.stdout), demo.stdout
         # The Socket.IO door: a browser's token from the API, a socket that reads the demo's payment, the demo page.
         sockets = f"http://127.0.0.1:{ports['sockets']}"
         assert f"{sockets}/demo/" in first_log.read_text()
         services.wait_until(lambda: requests.get(f"{sockets}/readyz", timeout=2).ok, 60, "the Socket.IO door")
         auth = {"Authorization": f"Bearer {api_key}"}
         owner = requests.get(f"{base}/payment-intents/{intent_id}", headers=auth, timeout=60).json()["customerId"]
+        paid = requests.get(f"{base}/payment-intents/{checkout_id}", headers=auth, timeout=60).json()
+        assert (paid["status"], paid["amountReceived"], paid["captureMethod"]) == ("succeeded", 2999, "manual")
+        assert [a["operation"] for a in paid["attempts"]] == ["confirm", "capture"]  # captured once
         token = requests.post(f"{base}/socket-tokens", json={"customerId": owner}, headers=auth, timeout=30).json()
         browser = SocketClient(sockets, token=token["token"]).connect()
         try:
@@ -138,6 +149,12 @@ def test_make_run_demo_stop_and_restart_keeps_the_data(copy, tmp_path):
         finally:
             browser.close()
         assert requests.get(f"{sockets}/demo/", timeout=10).status_code == 200  # test keys: the demo page is on
+        # Redis is the broker here: the operator page reads its queues (kombu refuses a passive declare of an empty
+        # Redis queue, and the page said the broker did not answer).
+        ops = requests.get(f"{base}/ops/", headers=auth, timeout=60)
+        assert ops.status_code == 200 and 'id="queues"' in ops.text
+        assert "unknown: the broker does not answer" not in ops.text
+        assert re.search(r"<td>payments</td><td class=\"n\">\d+</td>", ops.text), ops.text
         # `payments` from a second terminal, with no settings either, reaches the very services `make run` started.
         check = subprocess.run(
             [str(copy / ".venv" / "bin" / "python"), "-c", "from cli import main; main()", "check"],

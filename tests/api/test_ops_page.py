@@ -55,6 +55,7 @@ def test_every_number_of_the_ops_page_is_also_a_metric(client, anonymous):
         "payments_claims",
         "payments_claims_oldest_seconds",
         "payments_webhook_events",
+        "payments_webhook_backlog_oldest_seconds",
         "payments_outbox_waiting",
         "payments_outbox_waiting_oldest_seconds",
         "payments_queue_depth",
@@ -64,7 +65,16 @@ def test_every_number_of_the_ops_page_is_also_a_metric(client, anonymous):
         dict(labels)["dependency"]: value for (name, labels), value in found.items() if name == "payments_dependency_up"
     }
     assert set(up) == {"database", "broker", "worker", "stripe", "kafka"} and up["database"] == 1.0
-    for section in ("readiness", "queues", "outbox", "claims", "webhooks", "dead-letters", "intents"):
+    for section in (
+        "readiness",
+        "queues",
+        "outbox",
+        "claims",
+        "webhooks",
+        "webhook-backlog",
+        "dead-letters",
+        "intents",
+    ):
         assert f'id="{section}"' in page
     # Without Kafka the page says so rather than failing; with it, each dead-letter topic is counted.
     if up["kafka"] == 0.0:
@@ -80,7 +90,11 @@ def test_a_payments_timeline_shows_each_version_its_cause_and_change_with_refund
     text = page.text
     assert "create-payment-intent" in text and "capture-payment-intent" in text and "create-refund" in text
     assert "requires_capture → <strong>succeeded</strong>" in text  # the capture's change
-    assert "amountRefunded: 0 → <strong>1000</strong>" in text
+    assert "amountRefunded: 0.00 USD → <strong>10.00 USD</strong>" in text
+    # Money in the currency's major unit, times as UTC <time> elements.
+    assert '<td class="n" id="amount">41.00 USD</td>' in text and '<td class="n">10.00 USD</td>' in text
+    assert '<time datetime="' in text and ' UTC">' in text
+    assert "41.00 USD" in client.get("/ops/").text
     assert text.count("<td>capture</td>") == 1 and text.count("<td>confirm</td>") == 1
     assert client.get("/ops/intents/vypi_nothing_here").status_code == 404
     assert client.get("/ops/intents/not an id").status_code == 404
@@ -93,18 +107,26 @@ def test_the_ops_page_in_chromium_shows_a_payment_made_here_with_no_console_erro
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             # As a person logs in: the key typed into the browser's Basic prompt (no header set by hand).
-            context = browser.new_context(http_credentials={"username": "operator", "password": API_KEY})
+            context = browser.new_context(
+                http_credentials={"username": "operator", "password": API_KEY}, locale="en-US", timezone_id="Asia/Tokyo"
+            )
             page = context.new_page()
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(str(e)))
             page.goto(f"{api_url}/ops/")
             expect(page.locator("#readiness")).to_contain_text("database")
             expect(page.locator("#intents")).to_contain_text(intent["id"])
+            expect(page.locator("#intents")).to_contain_text("41.00 USD")
             (LOG_DIR / "ops").mkdir(exist_ok=True)
             page.screenshot(path=str(LOG_DIR / "ops" / "ops-page.png"), full_page=True)
             page.click(f"text={intent['id']}")
             expect(page.locator("#status")).to_have_text("succeeded")
-            expect(page.locator("#refunds")).to_contain_text("1000")
+            expect(page.locator("#refunds")).to_contain_text("10.00 USD")
+            expect(page.locator("#amount")).to_have_text("41.00 USD")
+            # Times in the operator's zone (Tokyo here), UTC on hover.
+            first = page.locator("#timeline time").first
+            expect(first).to_contain_text("GMT+9")
+            assert first.get_attribute("title").endswith(" UTC")
             expect(page.locator("#timeline")).to_contain_text("capture-payment-intent")
             page.screenshot(path=str(LOG_DIR / "ops" / "ops-intent-timeline.png"), full_page=True)
             assert page.locator('meta[http-equiv="refresh"]').count() == 1  # it refreshes itself

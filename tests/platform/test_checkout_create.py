@@ -52,6 +52,8 @@ def test_a_checkout_is_priced_from_its_cart_and_answers_what_the_web_app_reads(c
     assert response.status_code == 201, response.text
     intent = response.json()
     assert intent["amount"] == 2 * 1250 + 499 and intent["currency"] == "usd"
+    # As the original service: the confirm authorises, the order service captures when the order ships.
+    assert intent["captureMethod"] == "manual"
     assert CREATED_FIELDS <= intent.keys()
     assert intent["success"] is True and intent["paymentIntentId"] == intent["id"]
     assert intent["totalAmount"] == intent["originalAmount"] == 2999 and intent["amountUnit"] == "cents"
@@ -126,6 +128,11 @@ def test_an_amount_that_is_not_the_carts_total_is_refused(client):
     body = {**checkout(email()), "amount": 100, "currency": "usd"}
     error = assert_error(client.post("/payment-intents", json=body), 400, "validation_error")["error"]
     assert "total" in str(error["details"])
+
+
+def test_a_checkout_that_names_its_capture_method_keeps_it(client):
+    intent = client.post("/payment-intents", json={**checkout(email()), "captureMethod": "automatic"}).json()
+    assert intent["captureMethod"] == "automatic"
 
 
 def test_the_prds_amount_cents_and_order_id_create_an_intent(client, stripe_api):

@@ -98,3 +98,31 @@ def test_the_table_is_read_as_written():
         "topics": {"create-refund"},
         "fields": ["paymentIntentId", "amountCents", "reason", "traceId"],
     }
+
+
+def test_every_request_dto_has_a_contract_test_named_after_it():
+    """tests/platform/test_contract.py replays each request fixture: a test `test_<dto>_dto…` per request DTO."""
+    import ast
+
+    tree = ast.parse((HERE / "test_contract.py").read_text())
+    tests = [node.name for node in tree.body if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")]
+    requests = [dto for dto in sorted(DTO_FILES) if fixture(dto)["role"] == "request"]
+    assert len(requests) == 16
+    missing = [
+        dto
+        for dto in requests
+        if not any(
+            name.startswith("test_" + dto.removesuffix(".ts").replace("-", "_").replace(".", "_")) for name in tests
+        )
+    ]
+    assert missing == []
+
+
+def test_the_repository_readme_summarises_every_request_dto():
+    """The README's "As the platform's original service" table names each request DTO (details stay here)."""
+    readme = (HERE.parents[1] / "README.md").read_text()
+    section = readme.split("### As the platform's original service", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    named = {dto for line in rows for dto in re.findall(r"`([a-z-]+\.dto\.ts)`", line.split("|")[1])}
+    assert named == {dto for dto in DTO_FILES if fixture(dto)["role"] == "request"}
+    assert "tests/platform/README.md" in section and "What is not supported" in section
