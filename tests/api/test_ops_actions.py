@@ -230,7 +230,7 @@ def test_in_chromium_a_person_logs_in_refunds_part_and_a_double_click_refunds_on
             page.click("#confirm-button")
             expect(page.locator("#done")).to_contain_text("refund by alice")
             expect(page.locator("#done")).to_contain_text("ok")
-            expect(page.locator("#refunds")).to_contain_text("450")
+            expect(page.locator("#refunds")).to_contain_text("4.50 USD")
             expect(page.locator("#audit")).to_contain_text("opsNote")
             page.screenshot(path=str(LOG_DIR / "ops" / "ops-actions.png"), full_page=True)
 
