@@ -282,14 +282,18 @@ def act(action: str) -> BaseResponse:
         return _refused(400, "Refused", "The confirmation is not valid or too old: start the action again.")
     if signed.get("action") != action or signed.get("operator") != operator.name or signed.get("formKey") != key:
         return _refused(400, "Refused", "The confirmation is for another action: start the action again.")
-    row = run(action, operation_name, signed, operator.name)
+    try:
+        row = run(action, operation_name, signed, operator.name)
+    except OperationError as exc:
+        return _refused(exc.status, "Refused", exc.message)
     if signed.get("intent") and action != "republish-event":
         return redirect(url_for("ops.intent", payment_intent_id=signed["intent"], done=row.id) + "#audit")
     return redirect(url_for("ops.audit_entry", audit_id=row.id))
 
 
 def run(action: str, operation_name: str | None, signed: dict[str, Any], operator: str) -> Any:
-    """Run a confirmed action once per form key, with its audit row; returns the row."""
+    """Run a confirmed action once per form key, with its audit row; returns the row (OperationError
+    `idempotency_key_reused`: the form's key already stands for another action)."""
     scoped_key = f"ops:{operator}:{signed['formKey']}"
     row, first = audit.begin(
         operator=operator,
@@ -301,6 +305,11 @@ def run(action: str, operation_name: str | None, signed: dict[str, Any], operato
         trace_id=g.trace_id,
     )
     operation = OPERATIONS[operation_name] if operation_name else None
+    if not first and (row.action, row.target, row.params) != (action, signed["target"], signed["payload"]):
+        # The same form sent again with other values (its page restored by Back, then edited): not its action.
+        raise OperationError(
+            "idempotency_key_reused", "This form was used for another action already: reload the page and start again."
+        )
     if not first and (operation is None or not operation.mutating):
         return row  # done (or being done) by the first submit: a tool or a read runs once per form
     try:

@@ -319,3 +319,19 @@ def test_a_declined_attempt_is_retried_from_the_page_under_the_registrys_rules(o
     assert "invalid_state" in done.text  # the registry's rule: a declined card is retried only with another one
     (row,) = audit_rows(payment_intent_id=intent_id)
     assert (row.action, row.outcome) == ("retry", "invalid_state") and "declined" in row.answer["message"]
+
+
+def test_a_form_sent_again_with_another_amount_is_refused_not_run_as_a_second_action(ops_url, api, stripe_api):
+    intent = paid_and_refunded(api, stripe_api)
+    alice = operator_session(ops_url, "alice")
+    page = alice.get(f"{ops_url}/ops/intents/{intent['id']}").text
+    form = form_of(page, "refund-form")
+    first = alice.post(f"{ops_url}/ops/actions/refund", data={**form, "amount": "1.00"})
+    assert alice.post(f"{ops_url}/ops/actions/refund", data=confirm_fields(first.text)).status_code == 200
+    # Back to the form (its key unchanged), another amount, confirmed: the key already stands for the first refund.
+    second = alice.post(f"{ops_url}/ops/actions/refund", data={**form, "amount": "2.00"})
+    refused = alice.post(f"{ops_url}/ops/actions/refund", data=confirm_fields(second.text))
+    assert refused.status_code == 422 and "reload the page" in refused.text
+    assert sorted(r["amount"] for r in refunds_of(api, intent["id"])) == [100, 1000]
+    (row,) = audit_rows(payment_intent_id=intent["id"])
+    assert (row.params["amount"], row.outcome) == (100, "ok")
