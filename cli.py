@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-from typing import Any
 
 import click
 
@@ -204,6 +203,20 @@ def unmatched(as_json: bool) -> None:
     )
 
 
+@main.command("ops-user", help="Print an OPS_USERS entry for NAME (the password asked twice, stored only as its hash).")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["act", "read"]), default="read", show_default=True, help="act: may act.")
+@click.password_option(help="The password (asked when not given).")
+def ops_user(name: str, role: str, password: str) -> None:
+    from werkzeug.security import generate_password_hash
+
+    from doors.auth import CALLER_NAME
+
+    if not CALLER_NAME.fullmatch(name):
+        raise click.BadParameter("a letter, then letters, digits, _ . - (at most 64)", param_hint="NAME")
+    click.echo(f"{name}:{generate_password_hash(password)}:{role}")
+
+
 @main.group(help="Idempotency claims: the requests being run, and those nobody is finishing.")
 def claims() -> None:
     pass
@@ -237,51 +250,15 @@ def dlq() -> None:
     pass
 
 
-def _dead_letters(topic: str) -> list[Any]:
-    """Every message of `<topic>-dlq`, read from the start without committing anything."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-    from messaging.config import common_config, dlq_topic
-
-    settings = get_settings()
-    name = dlq_topic(topic)
-    consumer = Consumer(
-        {**common_config(settings), "group.id": f"{settings.kafka_group}-cli", "enable.auto.commit": False}
-    )
-    try:
-        metadata = consumer.list_topics(name, timeout=10)
-        partitions = metadata.topics[name].partitions if name in metadata.topics else {}
-        found = []
-        for partition in sorted(partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
-            if high <= low:
-                continue
-            consumer.assign([TopicPartition(name, partition, OFFSET_BEGINNING)])
-            while True:
-                message = consumer.poll(10)
-                if message is None or message.error():
-                    break
-                found.append(message)
-                offset = message.offset()
-                if offset is None or offset >= high - 1:  # None never comes with a message that is not an error
-                    break
-        return found
-    finally:
-        consumer.close()
-
-
-def _headers(message: Any) -> dict[str, bytes]:
-    return {k: v for k, v in (message.headers() or [])}
-
-
 @dlq.command("list", help="The dead letters of TOPIC (a request topic, e.g. create-payment-intent).")
 @click.argument("topic")
 def dlq_list(topic: str) -> None:
+    from messaging.dead_letters import dead_letters, headers_of
     from observability.logs import scrub
 
-    messages = _dead_letters(topic)
+    messages = dead_letters(topic)
     for message in messages:
-        headers = _headers(message)
+        headers = headers_of(message)
         reason = headers.get("dlq-reason", b"?").decode(errors="replace")
         key = (message.key() or b"").decode(errors="replace")
         value = scrub((message.value() or b"").decode(errors="replace"))[:160]
@@ -294,34 +271,16 @@ def dlq_list(topic: str) -> None:
 @click.option("--offset", "offsets", multiple=True, help="PARTITION:OFFSET of one dead letter, from `dlq list`.")
 @click.option("--all", "everything", is_flag=True, help="Every dead letter of the topic.")
 def dlq_replay(topic: str, offsets: tuple[str, ...], everything: bool) -> None:
-    from confluent_kafka import Producer
-
-    from messaging.config import producer_config
+    from messaging.dead_letters import dead_letters, replay
 
     if not offsets and not everything:
         raise click.UsageError("name the dead letters: --offset PARTITION:OFFSET (repeatable), or --all")
     wanted = {tuple(int(part) for part in item.split(":", 1)) for item in offsets}
-    chosen = [m for m in _dead_letters(topic) if everything or (m.partition(), m.offset()) in wanted]
+    chosen = [m for m in dead_letters(topic) if everything or (m.partition(), m.offset()) in wanted]
     if not everything and len(chosen) != len(wanted):
         raise click.UsageError(f"no such dead letter on {topic}-dlq: {sorted(wanted)}")
-    producer = Producer(producer_config(get_settings()))
-    failed: list[str] = []
     with click.progressbar(chosen, label=f"replaying to {topic}", file=sys.stderr) as messages:
-        for message in messages:
-            # produce() takes the wider header type (a list is invariant), hence the annotation.
-            headers: list[tuple[str, str | bytes | None]] = [
-                (k, v) for k, v in _headers(message).items() if not k.startswith(("dlq-", "kafka_dlt-"))
-            ]
-            headers.append(
-                ("dlq-replayed-from", f"{message.topic()}[{message.partition()}]@{message.offset()}".encode())
-            )
-
-            def delivered(err: Any, _msg: Any, where: str = f"{message.partition()}:{message.offset()}") -> None:
-                if err is not None:
-                    failed.append(where)
-
-            producer.produce(topic, value=message.value(), key=message.key(), headers=headers, on_delivery=delivered)
-    producer.flush(30)
+        failed = replay(topic, messages)
     click.echo(f"{len(chosen) - len(failed)} sent back to {topic}" + (f"; failed: {failed}" if failed else ""))
     sys.exit(1 if failed else 0)
 

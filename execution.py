@@ -16,10 +16,26 @@ _stripe_may_have_acted: ContextVar[bool] = ContextVar("stripe_may_have_acted", d
 _replayed: ContextVar[bool] = ContextVar("replayed", default=False)
 
 
-def begin_execution() -> None:
+# The operator a support action of the /ops/ page runs for (None: any other caller): its ztracking causes name them.
+_actor: ContextVar[str | None] = ContextVar("actor", default=None)
+
+
+def begin_execution(actor: str | None = None) -> None:
     """A task starts an execution: nothing has been sent to Stripe by it yet, nothing replayed."""
     _stripe_may_have_acted.set(False)
     _replayed.set(False)
+    _actor.set(actor)
+
+
+def end_execution() -> None:
+    """The task is done: the next task of this thread (a janitor's pass too) acts for nobody in particular."""
+    _actor.set(None)
+
+
+def cause_of(cause: str) -> str:
+    """A ztracking cause as this execution writes it: `ops:<operator>:<cause>` for an operator's action."""
+    actor = _actor.get()
+    return f"ops:{actor}:{cause}" if actor else cause
 
 
 def note_replayed() -> None:

@@ -229,6 +229,11 @@ class Settings:
     retention_idempotency_hours: int = 24
     retention_batch: int = 500
     retention_time_budget_s: int = 1800
+    # The operator page's own people (api/ops_auth.py): `name:<werkzeug password hash>:act|read` entries; API
+    # callers' page scopes (`caller name=ops:act|ops:read`; unlisted: ops:read); the secret signing its session.
+    ops_users: tuple[str, ...] = field(default=(), repr=False)
+    ops_key_scopes: tuple[str, ...] = ()
+    ops_secret: str = field(default="", repr=False)
 
     @property
     def published_event_topics(self) -> list[str]:
@@ -377,6 +382,9 @@ def load_settings() -> Settings:
         retention_time_budget_s=config(
             "RETENTION_TIME_BUDGET_S", default=1800, cast=_at_least(1, "RETENTION_TIME_BUDGET_S", "a second")
         ),
+        ops_users=tuple(u for u in config("OPS_USERS", default="", cast=Csv()) if u),
+        ops_key_scopes=tuple(s for s in config("OPS_KEY_SCOPES", default="", cast=Csv()) if s),
+        ops_secret=config("OPS_SECRET", default=""),
     )
 
 

@@ -14,6 +14,8 @@ from flask import Flask, Response, g, request
 from api.errors import error_response, register_error_handlers
 from api.limits import install_limits
 from api.ops import ops
+from api.ops_actions import csrf
+from api.ops_auth import operator_of, session_secret
 from api.routes import resource_blueprints
 from api.socket_tokens import socket_tokens
 from api.system import docs, system
@@ -119,6 +121,25 @@ def token_caller(verifier: JwtVerifier, token: str, endpoint: str) -> Response |
     return None
 
 
+def _ops_operator(settings: Settings, verifier: JwtVerifier | None) -> Response | None:
+    """The operator page's caller (an OPS_USERS person or an API key), or a 401 a browser answers with its prompt."""
+    header = request.headers.get("Authorization", "")
+    operator = operator_of(header, settings)
+    if operator is not None:
+        g.operator, g.caller_key_id = operator, operator.caller_id
+        return None
+    token = bearer(header)
+    if verifier is not None and looks_like_jwt(token):
+        return token_caller(verifier, token, request.endpoint or "")  # 401 invalid_token, or 403: not a token's page
+    refused = error_response(
+        "unauthorized", "Log in: a name and password of OPS_USERS, or an API key (Authorization: Bearer <key>)."
+    )
+    # One challenge per header: Chromium offers its Basic prompt only for a header that is Basic's alone.
+    refused.headers["WWW-Authenticate"] = f"Basic {REALM}"
+    refused.headers.add("WWW-Authenticate", f"Bearer {REALM}")
+    return refused
+
+
 def create_app(settings: Settings | None = None, config: dict[str, Any] | None = None) -> Flask:
     """Build the app from settings; tests pass their own."""
     from models import bind_database
@@ -128,6 +149,15 @@ def create_app(settings: Settings | None = None, config: dict[str, Any] | None =
     settings = settings or get_settings()
     app = Flask(__name__, static_folder=None)
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY, JSON_SORT_KEYS=False, API_KEYS=settings.api_keys)
+    # The operator page's session (its CSRF token only: who acts is the Authorization of each request).
+    app.config.update(
+        SECRET_KEY=session_secret(settings) or None,
+        SESSION_COOKIE_NAME="vyp_ops",
+        SESSION_COOKIE_PATH="/ops",
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_HTTPONLY=True,
+        WTF_CSRF_CHECK_DEFAULT=False,  # checked by the operator page's forms only: the API takes no cookie
+    )
     app.config.update(config or {})
     app.json.sort_keys = False  # type: ignore[attr-defined]
     configure_logging(settings, "web")
@@ -146,20 +176,20 @@ def create_app(settings: Settings | None = None, config: dict[str, Any] | None =
         endpoint = request.endpoint or ""
         if not endpoint or endpoint in PUBLIC_ENDPOINTS or endpoint.startswith(PUBLIC_BLUEPRINTS):
             return None
+        if endpoint.startswith("ops."):
+            return _ops_operator(settings, verifier)
         g.caller_key_id = caller_key_id(tuple(app.config["API_KEYS"]))
         if g.caller_key_id is None:
             # Not an API key (those are checked first, so a key that happens to have dots still works): a JWT?
             token = bearer(request.headers.get("Authorization", ""))
             if verifier is not None and looks_like_jwt(token):
                 return token_caller(verifier, token, endpoint)
-            # The operator page is opened in a browser: offer it Basic (the API key as the password) too.
-            challenge = 'Bearer, Basic realm="vy-finance-payments"' if endpoint.startswith("ops.") else "Bearer"
             return error_response(
                 "unauthorized",
                 "A valid API key is required: Authorization: Bearer <key>."
                 if verifier is None
                 else "A valid API key or OAuth2 access token is required: Authorization: Bearer <key or token>.",
-                headers={"WWW-Authenticate": challenge},
+                headers={"WWW-Authenticate": "Bearer"},
             )
         return None
 
@@ -183,6 +213,7 @@ def create_app(settings: Settings | None = None, config: dict[str, Any] | None =
     app.register_blueprint(docs)
     app.register_blueprint(socket_tokens)
     app.register_blueprint(ops)
+    csrf.init_app(app)  # the operator page's forms (WTF_CSRF_CHECK_DEFAULT off: each ops POST calls protect())
     for blueprint in resource_blueprints():
         app.register_blueprint(blueprint)
     # After the authentication hook: the limits count per caller.

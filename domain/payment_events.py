@@ -278,12 +278,23 @@ def prune_published(now: dt.datetime | None = None) -> int:
     )
 
 
-def replay(since: dt.datetime, until: dt.datetime | None = None, types: tuple[str, ...] = ()) -> int:
-    """Publish again the events that occurred in [since, until) (for a consumer that lost its data): they go out
-    in their order, with their eventIds. Returns how many."""
-    query = PaymentEvent.update(published_at=None).where(PaymentEvent.occurred_at >= since)
+def replay(
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    types: tuple[str, ...] = (),
+    event_ids: tuple[str, ...] = (),
+) -> int:
+    """Publish again the events that occurred in [since, until) (for a consumer that lost its data), or those named by
+    `event_ids` (the operator page's re-publish): they go out in their order, with their eventIds. Returns how many."""
+    if since is None and not event_ids:
+        raise ValueError("name a window (since) or the events (event_ids)")
+    query = PaymentEvent.update(published_at=None)
+    if since is not None:
+        query = query.where(PaymentEvent.occurred_at >= since)
     if until is not None:
         query = query.where(PaymentEvent.occurred_at < until)
     if types:
         query = query.where(PaymentEvent.type.in_(types))
+    if event_ids:
+        query = query.where(PaymentEvent.event_id.in_(event_ids))
     return query.execute()

@@ -162,10 +162,12 @@ def run_operation(
     received_at: float | None = None,
     door: str = "rest",
     customer_scope: str | None = None,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """The task's envelope, or OperationError('timeout' | 'outcome_unknown' | 'service_unavailable').
 
-    Any door of a web process uses it (REST, Socket.IO); `customer_scope` limits the task to one customer's records.
+    Any door of a web process uses it (REST, Socket.IO, the operator page); `customer_scope` limits the task to one
+    customer's records; `actor` (the operator page's) names the operator in the ztracking causes the task writes.
     """
     from tasks.operations import TASKS
 
@@ -173,6 +175,8 @@ def run_operation(
     meta: dict[str, Any] = {"traceId": trace_id, "idempotencyKey": idempotency_key, "door": door}
     if customer_scope is not None:
         meta["customerScope"] = customer_scope
+    if actor is not None:
+        meta["actor"] = actor
     if received_at is not None:
         meta["receivedAt"] = received_at
     replies = rest_replies()

@@ -4,6 +4,7 @@ from models.base import bind_database, database, unit_of_work, utcnow, write_tra
 from models.currencies import Currency
 from models.customers import Customer
 from models.idempotency import IdempotencyRecord
+from models.ops_audit import OpsAudit
 from models.payment_attempts import PaymentAttempt
 from models.payment_events import OutboxLease, OutboxPublisher, PaymentEvent
 from models.payment_intents import PaymentIntent, ZtrackingPaymentIntent
@@ -24,6 +25,7 @@ ALL_MODELS = [
     PaymentEvent,
     OutboxPublisher,
     OutboxLease,
+    OpsAudit,
 ]
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "Currency",
     "Customer",
     "IdempotencyRecord",
+    "OpsAudit",
     "OutboxLease",
     "OutboxPublisher",
     "PaymentAttempt",

@@ -6,6 +6,7 @@ from typing import Any
 
 from peewee import AutoField, BigIntegerField, CharField, IntegerField, TextField
 
+from execution import cause_of
 from models import statements
 from models.base import BaseModel, JSONField, MoneyField, UTCDateTimeField, iso, utcnow
 from models.payment_attempts import attempts_of
@@ -126,7 +127,7 @@ def save_with_history(intent: PaymentIntent, cause: str, *, create: bool = False
         payment_intent_id=intent.id,
         ztracking_version=intent.ztracking_version,
         version_date=now,
-        cause=cause[:255],
+        cause=cause_of(cause)[:255],
         **snapshot,
     )
     statements.insert([row])

@@ -197,6 +197,25 @@ def outbox(now: dt.datetime) -> dict[str, Any]:
     return {"backlog": backlog, "oldest_s": oldest}
 
 
+def recent_events(limit: int = 20) -> list[dict[str, Any]]:
+    """The newest payment events of the outbox, published or waiting, each of which an operator may re-publish."""
+    from models import PaymentEvent
+    from models.base import iso
+
+    rows = PaymentEvent.select().order_by(PaymentEvent.id.desc()).limit(limit)
+    return [
+        {
+            "eventId": row.event_id,
+            "type": row.type,
+            "paymentIntentId": row.payment_intent_id,
+            "occurredAt": iso(row.occurred_at),
+            "publishedAt": iso(row.published_at),
+            "attempts": row.publish_attempts,
+        }
+        for row in rows
+    ]
+
+
 def _read() -> dict[str, Any]:
     from models import utcnow
     from operations.metrics import QUEUE_DEPTH

@@ -18,7 +18,13 @@ from domain.context import OperationContext
 from domain.idempotency import IN_USE
 from domain.schemas import parse_input
 from errors import OperationError, PaceExceeded, TransientError
-from execution import begin_execution, note_stripe_may_have_acted, stripe_may_have_acted, was_replayed
+from execution import (
+    begin_execution,
+    end_execution,
+    note_stripe_may_have_acted,
+    stripe_may_have_acted,
+    was_replayed,
+)
 from models import unit_of_work
 from observability import metrics
 from observability.logs import log_context, reset_log_context
@@ -79,7 +85,9 @@ class OperationTask(celery.Task):
             final_attempt=self.request.retries - busy >= self.max_retries,
             received_at=float(received_at) if isinstance(received_at, (int, float)) else None,
         )
-        begin_execution()
+        # Only the operator page's door names an actor (no other door copies a caller's fields into meta).
+        actor = meta.get("actor") if meta.get("door") == "ops" else None
+        begin_execution(actor if isinstance(actor, str) and actor else None)
         if meta.get("stripeMayHaveActed"):
             note_stripe_may_have_acted()  # an earlier attempt of this task sent Stripe a mutating request
         door = str(meta.get("door") or "unknown")
@@ -113,6 +121,7 @@ class OperationTask(celery.Task):
             metrics.OPERATIONS.labels(self.operation.name, door, outcome).inc()
             log.info("operation finished: %s in %.0f ms", outcome, (time.monotonic() - started) * 1000)
         finally:
+            end_execution()
             reset_log_context(tokens)
         return envelope
 

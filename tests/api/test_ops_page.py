@@ -31,7 +31,12 @@ def paid_and_refunded(client, stripe_api) -> dict:
 
 def test_the_ops_page_needs_the_api_key_and_offers_a_browser_basic(api_url, anonymous, client):
     refused = anonymous.get("/ops/")
-    assert refused.status_code == 401 and "Basic" in refused.headers["WWW-Authenticate"]
+    # One challenge per header: a browser offers its prompt only for a header that is Basic's alone.
+    challenges = refused.raw.headers.getlist("WWW-Authenticate")
+    assert refused.status_code == 401 and challenges == [
+        'Basic realm="vy-finance-payments"',
+        'Bearer realm="vy-finance-payments"',
+    ]
     as_password = base64.b64encode(f"operator:{API_KEY}".encode()).decode()
     page = anonymous.get("/ops/", headers={"Authorization": f"Basic {as_password}"})
     assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
@@ -101,8 +106,9 @@ def test_the_ops_page_in_chromium_shows_a_payment_made_here_with_no_console_erro
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
+            # As a person logs in: the key typed into the browser's Basic prompt (no header set by hand).
             context = browser.new_context(
-                extra_http_headers={"Authorization": f"Bearer {API_KEY}"}, locale="en-US", timezone_id="Asia/Tokyo"
+                http_credentials={"username": "operator", "password": API_KEY}, locale="en-US", timezone_id="Asia/Tokyo"
             )
             page = context.new_page()
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)

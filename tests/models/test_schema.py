@@ -35,6 +35,7 @@ def test_migrations_apply_once_then_are_a_no_op_on_sqlite(tmp_path):
         "009_binary_identifiers",
         "010_checkout_items",
         "011_retention_indexes",
+        "012_ops_audit",
     ]
     assert migrate(db) == []
     assert pending_migrations(db) == []
@@ -111,7 +112,7 @@ def test_the_binary_identifiers_migration_alters_a_database_holding_rows(databas
         assert db.execute_sql(before, ("Alice",)).fetchone()[0] == 1  # the old collation: Alice is alice
 
         assert ("customer", "platform_customer_id") in textual_id_columns(db)  # positive control of the check
-        assert migrate(db) == ["009_binary_identifiers", "010_checkout_items", "011_retention_indexes"]
+        assert migrate(db) == ["009_binary_identifiers", "010_checkout_items", "011_retention_indexes", "012_ops_audit"]
         assert textual_id_columns(db) == []
 
         assert db.execute_sql(before, ("Alice",)).fetchone()[0] == 0
