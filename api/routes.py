@@ -13,6 +13,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from pydantic.alias_generators import to_camel
 
 from api.errors import error_response, from_envelope_error
+from domain.answers import widen_envelope
 from domain.schemas import parse_input
 from domain.webhook_signature import verify_webhook
 from domain.webhooks import TOLERANCE_S
@@ -103,6 +104,7 @@ def _refuse_item_prices(operation: Operation, payload: dict[str, Any]) -> None:
 
 
 def respond(operation: Operation, envelope: dict[str, Any], caller_key: str | None) -> Response:
+    envelope = widen_envelope(operation.name, envelope)  # the platform's field names beside ours
     if "error" in envelope:
         error = envelope["error"]
         if error.get("code") == "outcome_unknown" and caller_key:

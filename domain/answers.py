@@ -1,8 +1,9 @@
 """What the platform reads in an answer, added beside ours (answers are supersets: nothing of ours changes).
 
 The platform (GitHub jazzyrana29/vyarna-copy) reads its original service's field names: the gateway resolves on a
-truthy `response`, the web app reads `paymentIntentId`, `clientSecret`, `success`… Applied to every answer of an
-operation, a replayed one too, on every door.
+truthy `response`, the web app reads `paymentIntentId`, `clientSecret`, `success`… Applied by every door to every answer
+of an operation, a replayed one too (REST and Socket.IO as they answer, Kafka as the worker writes the reply); what
+a task returns and stores stays in our dialect alone.
 """
 
 from __future__ import annotations
@@ -125,6 +126,13 @@ WIDENERS: dict[str, Widen] = {
     "create-payment-method": _payment_method,
     "list-payment-methods": _page_of(_payment_method),
 }
+
+
+def widen_envelope(operation: str, envelope: dict[str, Any]) -> dict[str, Any]:
+    """A task's envelope as a door answers it to the platform: its `response` widened, an error as it is."""
+    if "response" not in envelope:
+        return envelope
+    return {**envelope, "response": widen(operation, envelope["response"])}
 
 
 def widen(operation: str, answer: Any) -> Any:

@@ -28,6 +28,7 @@ from typing import Any
 import socketio
 from flask import Flask, Response, abort, jsonify, send_from_directory
 
+from domain.answers import widen_envelope
 from domain.schemas import parse_input, platform_id_problem
 from doors.auth import bearer, key_id, socket_token_claims
 from doors.dispatch import run_operation
@@ -292,7 +293,8 @@ class SocketDoor:
         # The gateway's trace id rides along with the payload: taken out before it is validated.
         presented = payload.pop("traceId", None) if isinstance(payload, dict) else None
         trace_id = presented if isinstance(presented, str) and TRACE_ID.fullmatch(presented) else str(uuid.uuid4())
-        return enveloped(self._run(caller, operation, payload, trace_id), trace_id)
+        # The platform's field names beside ours, as the web app reads them.
+        return enveloped(widen_envelope(operation.name, self._run(caller, operation, payload, trace_id)), trace_id)
 
     def _run(self, caller: Caller, operation: Operation, payload: Any, trace_id: str) -> dict[str, Any]:
         if payload is None:

@@ -13,7 +13,6 @@ from peewee import InterfaceError, OperationalError
 from playhouse.pool import MaxConnectionsExceeded
 
 import stripe_pacing
-from domain.answers import widen
 from domain.context import OperationContext
 from domain.idempotency import IN_USE
 from domain.schemas import parse_input
@@ -110,7 +109,7 @@ class OperationTask(celery.Task):
                 }
                 raise self.retry(args=[payload, waiting], countdown=random.uniform(0.5, 1.0), max_retries=UNBOUNDED)
             try:
-                replies.deliver(envelope, {**meta, "traceId": trace_id})
+                replies.deliver(envelope, {**meta, "traceId": trace_id}, self.operation.name)
             except Exception as exc:
                 # An accepted request must end in a reply: try again (the outcome replays) until it goes out.
                 log.warning("reply not delivered, retrying: %s", type(exc).__name__)
@@ -183,9 +182,7 @@ class OperationTask(celery.Task):
                 if scope is not None:
                     # A browser's token: only its own customer's records, before anything reaches Stripe.
                     check_scope(self.operation.name, inp, str(scope))
-                answer = self.operation.resolve_handler()(ctx, inp)
-                # The platform's field names beside ours, on first answers and replays alike.
-                return {"response": widen(self.operation.name, answer)}
+                return {"response": self.operation.resolve_handler()(ctx, inp)}
         except OperationError as exc:
             return {"error": exc.to_error()}
         # A pool that stayed full (MaxConnectionsExceeded, a ValueError) is as transient as a database gone away:

@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from domain.answers import widen_envelope
 from settings import get_settings
 
 log = logging.getLogger("tasks")
@@ -26,17 +27,18 @@ def _rest_client() -> redis.Redis:
     return redis.Redis.from_url(get_settings().result_backend, socket_keepalive=True)
 
 
-def deliver(envelope: dict[str, Any], meta: dict[str, Any]) -> None:
-    """Send the envelope to where the request asked for its answer."""
+def deliver(envelope: dict[str, Any], meta: dict[str, Any], operation: str | None = None) -> None:
+    """Send the envelope to where the request asked for its answer (`operation`'s, named for its Kafka reply)."""
     reply = meta.get("reply")
     if not reply:
         return
     if "channel" in reply:
-        _publish_rest(envelope, reply)
+        _publish_rest(envelope, reply)  # the web process's door answers it in the platform's names too
         return
     from messaging.replies import publish_reply  # only workers that serve Kafka load the producer
 
-    publish_reply(envelope, meta)
+    # The Kafka door's answer is written here: with the platform's field names beside ours.
+    publish_reply(widen_envelope(operation, envelope) if operation else envelope, meta)
 
 
 REST_RETRY_PAUSE_S = (0.05, 1.0)
