@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from doors.platform import translate
 from domain import idempotency
+from doors.platform import translate
 from errors import OperationError
 from models import IdempotencyRecord, PaymentAttempt, PaymentIntent, PaymentMethod
 from settings import get_settings

@@ -22,7 +22,7 @@ def value(dto: str, **fields: Any) -> dict[str, Any]:
 
 
 def platform_key(service: str = "FinancePaymentsKafkaService") -> str:
-    """A Kafka key as the platform's own client makes it (encodeKafkaMessage): `<class>-<Date.now()>-<Math.random()>`."""
+    """A Kafka key as the platform's client makes it (encodeKafkaMessage): `<class>-<Date.now()>-<Math.random()>`."""
     return f"{service}-{int(time.time() * 1000)}-{random.random()}"
 
 
