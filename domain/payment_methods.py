@@ -158,7 +158,7 @@ def vault_for_intent(
     found by its Stripe id. A method of another customer, here or at Stripe, is not found: never charged."""
     vaulted = PaymentMethod.get_or_none(PaymentMethod.stripe_payment_method_id == stripe_payment_method_id)
     if vaulted is not None and vaulted.customer_id != customer_id:
-        raise _not_usable(stripe_payment_method_id)
+        raise _not_usable()
     if vaulted is not None and vaulted.deleted_at is not None:
         raise OperationError("invalid_state", "This payment method was deleted; make a new one with Stripe.js.")
     if vaulted is not None:
@@ -167,7 +167,7 @@ def vault_for_intent(
     stripe_method = stripe_client.retrieve_payment_method(stripe_payment_method_id)
     owner = stripe_method.get("customer")
     if owner and owner != stripe_customer_id:
-        raise _not_usable(stripe_payment_method_id)  # someone else's card: never charged, never said whose
+        raise _not_usable()  # someone else's card: never charged, never said whose
     if stripe_method.get("type") != "card":
         raise OperationError(
             "validation_error",
@@ -199,11 +199,11 @@ def vault_for_intent(
                 card_fingerprint=card.get("fingerprint"),
             )
     if method.customer_id != customer_id or method.deleted_at is not None:
-        raise _not_usable(stripe_payment_method_id)
+        raise _not_usable()
     return method
 
 
-def _not_usable(stripe_payment_method_id: str) -> OperationError:
+def _not_usable() -> OperationError:
     return OperationError(
         "not_found",
         "No payment method with this id can pay for this customer.",
