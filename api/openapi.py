@@ -518,15 +518,29 @@ def _body_without_path_params(operation: Operation) -> dict[str, Any]:
     optional (and the body too) when every field is."""
     schema = operation.schema.model_json_schema(by_alias=True)
     taken = set(path_params(operation))
+    defs = schema.get("$defs", {})
     body = {
         "type": "object",
         "additionalProperties": False,
-        "properties": {name: spec for name, spec in schema["properties"].items() if name not in taken},
+        "properties": {name: _inlined(spec, defs) for name, spec in schema["properties"].items() if name not in taken},
     }
     required = [name for name in schema.get("required", []) if name not in taken]
     if required:
         body["required"] = required
     return {"required": bool(required), "content": {"application/json": {"schema": body}}}
+
+
+def _inlined(value: Any, defs: dict[str, Any]) -> Any:
+    """`value` with its `#/$defs/…` references replaced by what they name (a confirm's `shipping`): this body is
+    built apart from the components, so a reference to the model's own `$defs` would point nowhere."""
+    if isinstance(value, dict):
+        ref = value.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inlined(defs[ref.removeprefix("#/$defs/")], defs)
+        return {key: _inlined(item, defs) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_inlined(item, defs) for item in value]
+    return value
 
 
 def _system_paths() -> dict[str, Any]:
@@ -644,6 +658,21 @@ def _describe_fields(document: dict[str, Any]) -> None:
                 if "description" not in param and param["name"] in FIELD_DOCS:
                     param["description"] = FIELD_DOCS[param["name"]]
             body = spec.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
-            for name, prop in body.get("properties", {}).items():
-                if "description" not in prop and name in FIELD_DOCS:
-                    prop["description"] = FIELD_DOCS[name]
+            _describe_properties(body)
+
+
+def _describe_properties(schema: Any) -> None:
+    """A request body's properties and those of the objects it nests (inlined: a confirm's `shipping`)."""
+    if isinstance(schema, list):
+        for item in schema:
+            _describe_properties(item)
+        return
+    if not isinstance(schema, dict):
+        return
+    for name, prop in schema.get("properties", {}).items():
+        if isinstance(prop, dict) and "description" not in prop and name in FIELD_DOCS:
+            prop["description"] = FIELD_DOCS[name]
+        _describe_properties(prop)
+    for key in ("anyOf", "oneOf", "allOf", "items"):
+        if key in schema:
+            _describe_properties(schema[key])

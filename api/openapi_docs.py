@@ -110,6 +110,20 @@ FIELD_DOCS: dict[str, str] = {
     "state": "State or region.",
     "street": "Street and number.",
     "zip": "Postal code.",
+    "receiptEmail": "Where Stripe mails the receipt (kept on the intent for it; never logged, hashed elsewhere).",
+    "returnUrl": "Where Stripe sends the browser back after 3-D Secure: https (http only for localhost, 127.0.0.1).",
+    "setupFutureUsage": "Keep the card for later payments by Stripe's rules: off_session or on_session.",
+    "shipping": "Who receives the goods and where, in Stripe's shape (sent to Stripe; hashed in stored requests).",
+    "name": "The recipient's full name.",
+    "line1": "Street address, first line.",
+    "line2": "Street address, second line.",
+    "postal_code": "Postal code.",
+    "phone": "The recipient's phone number.",
+    "ifCaptured": (
+        "What a capture of a payment captured already answers: `refuse` (invalid_state; refund it instead) or"
+        " `answer` (the payment as it stands, for senders that fire and forget). The platform's own services get"
+        " `answer`."
+    ),
     "data": "This page's records.",
     "declineCode": "The bank's decline code, when the card was declined.",
     "deleted": "Always true: the card is detached and forgotten.",
@@ -140,7 +154,10 @@ FIELD_DOCS: dict[str, str] = {
     "operation": "`confirm` or `capture`.",
     "orderId": "The platform's order this pays for.",
     "paymentIntentId": "A payment intent of the service (Stripe's pi_… id is accepted where it says so).",
-    "paymentMethodId": "A vaulted card of the service (vypm_…).",
+    "paymentMethodId": (
+        "A vaulted card of the service (vypm_…). The platform's confirm may send Stripe's pm_… here: it is read as"
+        " stripePaymentMethodId."
+    ),
     "reason": "Why the refund was made (Stripe's reasons).",
     "refundId": "A refund of the service (vyre_…).",
     "retryOf": "The attempt this one retried.",
@@ -148,12 +165,18 @@ FIELD_DOCS: dict[str, str] = {
     "startingAfter": "An id of this list: the page just after it (mutually exclusive with endingBefore).",
     "status": "Where it stands in Stripe's lifecycle.",
     "stripePaymentIntentId": "Stripe's id of the payment intent (pi_…).",
-    "stripePaymentMethodId": "Stripe's id of the card, made by Stripe.js in the browser (pm_…).",
+    "stripePaymentMethodId": (
+        "Stripe's id of the card, made by Stripe.js in the browser (pm_…); a confirm vaults it for the intent's"
+        " customer (not as the default) and pays with it."
+    ),
     "stripeRefundId": "Stripe's id of the refund (re_…).",
     "subscriptionId": "The platform's subscription this pays for.",
     "token": "Signed; the browser passes it as auth {token} to the Socket.IO door.",
     "traceId": "The trace of the request (X-Trace-Id).",
-    "type": "The kind of object or event.",
+    "type": (
+        "The kind of object or event. On create-payment-method, what the caller says the card is (card, apple_pay,"
+        " google_pay; ach is refused: cards only; other: unchecked), checked against Stripe."
+    ),
     "updatedAt": "When it last changed (UTC).",
     "versionDate": "When this version was made (UTC).",
     "ztrackingVersion": "The intent's version: 1 when created, one more per change.",

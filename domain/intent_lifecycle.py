@@ -14,10 +14,14 @@ from typing import Any
 import stripe_client
 from domain import idempotency, payment_attempts, payment_events, stripe_outcomes
 from domain.context import OperationContext
+from domain.customers import ensure_stripe_customer
 from domain.intent_state import apply_stripe_intent, intent_may_move
 from domain.payment_intents import capture_deadline_of, status_of, vaulted_method
+from domain.payment_methods import vault_for_intent
+from domain.personal_data import digest
 from domain.refunds import lock_existing_intent, refundable_amount
 from domain.schemas import (
+    DIGEST_FIELD,
     CancelPaymentIntentInput,
     CapturePaymentIntentInput,
     ConfirmPaymentIntentInput,
@@ -25,7 +29,7 @@ from domain.schemas import (
     SyncPaymentIntentInput,
 )
 from errors import OperationError, PicklableError, not_found
-from models import PaymentAttempt, PaymentIntent, write_transaction
+from models import PaymentAttempt, PaymentIntent, PaymentMethod, write_transaction
 from models.payment_intents import save_with_history
 
 CONFIRM = "confirm-payment-intent"
@@ -39,6 +43,8 @@ CONFIRMED = ("requires_capture", "processing", "succeeded")
 CANCELABLE = ("requires_payment_method", "requires_confirmation", "requires_action", "requires_capture")
 # Reads of Stripe an answer or a sync makes while the row keeps changing under it (a webhook applied meanwhile).
 FRESH_READS = 3
+# A confirm's Stripe options that are personal data (an e-mail, a name, an address): recorded as a keyed hash only.
+PERSONAL_STRIPE_OPTIONS = ("receipt_email", "shipping")
 
 Answer = Callable[[PaymentIntent, PaymentAttempt | None], dict[str, Any]]
 
@@ -249,30 +255,71 @@ def _where_it_stands(
     return None
 
 
+def _recorded_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The confirm's Stripe options as recorded before the call: personal data as its keyed hash only."""
+    return {
+        name: {DIGEST_FIELD: digest(value)} if name in PERSONAL_STRIPE_OPTIONS else value
+        for name, value in options.items()
+    }
+
+
+def _with_personal_data(params: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """The recorded parameters with the personal data in place of its hash, from the request (its fingerprint
+    matched the recorded one, so it is the same data)."""
+    sent = dict(params)
+    for name in PERSONAL_STRIPE_OPTIONS:
+        recorded = params.get(name)
+        if not isinstance(recorded, dict) or set(recorded) != {DIGEST_FIELD}:
+            continue
+        value = options.get(name)
+        if value is None or digest(value) != recorded[DIGEST_FIELD]:
+            raise OperationError("internal_error", "The personal data of this confirm is not known any more.")
+        sent[name] = value
+    return sent
+
+
+def _method_to_confirm(
+    claim: idempotency.Claim, intent: PaymentIntent, payment_method_id: str | None, stripe_payment_method_id: str | None
+) -> PaymentMethod:
+    """Ours (named, the intent's, else the customer's default), or the browser's `pm_…` vaulted for the customer."""
+    if stripe_payment_method_id is None:
+        method = vaulted_method(intent.customer_id, payment_method_id or intent.payment_method_id, default=True)
+        assert method is not None
+        return method
+    stripe_customer_id = intent.stripe_customer_id or ensure_stripe_customer(intent.customer_id).stripe_customer_id
+    assert stripe_customer_id is not None  # ensure_stripe_customer returns the row with its Stripe Customer
+    return vault_for_intent(claim, CONFIRM, intent.customer_id, stripe_customer_id, stripe_payment_method_id)
+
+
 def run_confirm(
     claim: idempotency.Claim,
     payment_intent_id: str,
     payment_method_id: str | None,
     *,
+    stripe_payment_method_id: str | None = None,
+    options: dict[str, Any] | None = None,
     retry_of: str | None = None,
     answer: Answer = intent_answer,
 ) -> dict[str, Any]:
-    """Confirm the intent for a claim (a confirm, or a retry of a failed one); its attempt is the claim's resource."""
+    """Confirm the intent for a claim (a confirm, or a retry of a failed one); its attempt is the claim's resource.
+
+    `options`: Stripe's confirm parameters beside the payment method (receipt_email, return_url,
+    setup_future_usage, shipping), personal data included: recorded only as its hash, brought again by a retry."""
+    options = options or {}
     attempt = PaymentAttempt.get_or_none(PaymentAttempt.id == claim.resource_id)
     resumed = attempt is not None
     intent = _intent(payment_intent_id)
     if attempt is None:
-        stands = _where_it_stands(claim, intent, payment_method_id)
+        stands = _where_it_stands(claim, intent, payment_method_id or stripe_payment_method_id)
         if stands is not None:
             return _with_client_secret(stands, None)
-        method = vaulted_method(intent.customer_id, payment_method_id or intent.payment_method_id, default=True)
-        assert method is not None
+        method = _method_to_confirm(claim, intent, payment_method_id, stripe_payment_method_id)
         before = stripe_client.retrieve_payment_intent(_stripe_id(intent))
         charge = before.get("latest_charge")
         with write_transaction():
             intent = lock_existing_intent(intent.id)
             # Checked again under the lock: a confirm that settled the intent meanwhile answers for this one too.
-            stands = _where_it_stands(claim, intent, payment_method_id)
+            stands = _where_it_stands(claim, intent, payment_method_id or stripe_payment_method_id)
             if stands is None:
                 payment_attempts.refuse_if_another_is_running(intent, "confirm")
                 attempt = payment_attempts.open_attempt(
@@ -281,7 +328,7 @@ def run_confirm(
                 claim = idempotency.start_stripe_call(
                     claim,
                     {
-                        "params": {"payment_method": method.stripe_payment_method_id},
+                        "params": {"payment_method": method.stripe_payment_method_id, **_recorded_options(options)},
                         "before": {
                             "status": before["status"],
                             "latestCharge": charge if isinstance(charge, str) else None,
@@ -289,14 +336,16 @@ def run_confirm(
                         "paymentMethodId": method.id,
                     },
                 )
-                if intent.payment_method_id != method.id:
+                receipt_email = options.get("receipt_email", intent.receipt_email)
+                if intent.payment_method_id != method.id or intent.receipt_email != receipt_email:
                     intent.payment_method_id = method.id
+                    intent.receipt_email = receipt_email  # where Stripe mails the receipt (the status answers it)
                     save_with_history(intent, cause=f"{CONFIRM}:{attempt.id}:payment-method")
         if stands is not None:
             return _with_client_secret(stands, None)  # after the commit: no Stripe call under the row lock
     assert attempt is not None
     recorded = claim.recorded_stripe_params()
-    params, before = recorded["params"], recorded["before"]
+    params, before = _with_personal_data(recorded["params"], options), recorded["before"]
     stripe_id = _stripe_id(intent)
     seen = None if resumed else intent.ztracking_version  # a resumed attempt's answer may be an old replay
     try:
@@ -334,13 +383,21 @@ def run_confirm(
 
 def confirm_payment_intent(ctx: OperationContext, inp: ConfirmPaymentIntentInput) -> dict[str, Any]:
     """Confirm with the intent's (or the given) payment method, once per key; an intent already confirmed answers
-    where it stands, one that needs 3-D Secure answers `nextAction` and the client secret."""
+    where it stands, one that needs 3-D Secure answers `nextAction` and the client secret. A `pm_…` the browser
+    made (`stripePaymentMethodId`) is vaulted for the intent's customer first (not as the default), so the attempt,
+    the intent and a later retry name it by our id."""
     return idempotency.execute_once(
         ctx,
         CONFIRM,
         inp.canonical(),
         "payment_attempt",
-        lambda claim: run_confirm(claim, inp.payment_intent_id, inp.payment_method_id),
+        lambda claim: run_confirm(
+            claim,
+            inp.payment_intent_id,
+            inp.payment_method_id,
+            stripe_payment_method_id=inp.stripe_payment_method_id,
+            options=inp.stripe_options(),
+        ),
         _replay,
     )
 
@@ -389,13 +446,20 @@ def run_capture(
     *,
     retry_of: str | None = None,
     answer: Answer = intent_answer,
+    if_captured: str = "refuse",
 ) -> dict[str, Any]:
-    """Capture all or part of an authorisation for a claim; what is not captured is released."""
+    """Capture all or part of an authorisation for a claim; what is not captured is released. With `if_captured`
+    "answer", an intent captured already (by an earlier capture, or at its confirm) answers as it stands."""
     attempt = PaymentAttempt.get_or_none(PaymentAttempt.id == claim.resource_id)
     intent = _intent(payment_intent_id)
     if attempt is None:
         with write_transaction():
             intent = lock_existing_intent(intent.id)
+            if intent.status == "succeeded" and if_captured == "answer" and amount_to_capture is None:
+                # A fire-and-forget sender's repeat: nothing is sent to Stripe, the captured intent is the answer.
+                payload = intent.to_payload()
+                idempotency.finish(claim, {"response": payload})
+                return payload
             if intent.status != "requires_capture":
                 hint = " It was captured already; refund it to give money back." if intent.status == "succeeded" else ""
                 raise OperationError(
@@ -433,7 +497,7 @@ def capture_payment_intent(ctx: OperationContext, inp: CapturePaymentIntentInput
         CAPTURE,
         inp.canonical(),
         "payment_attempt",
-        lambda claim: run_capture(claim, inp.payment_intent_id, inp.amount_to_capture),
+        lambda claim: run_capture(claim, inp.payment_intent_id, inp.amount_to_capture, if_captured=inp.if_captured),
     )
 
 

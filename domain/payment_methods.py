@@ -8,6 +8,7 @@ import stripe_client
 from domain import idempotency, stripe_outcomes
 from domain.context import OperationContext
 from domain.customers import ensure_stripe_customer, find_customer, lock_customer
+from domain.ids import new_id
 from domain.pages import checked_page
 from domain.schemas import CreatePaymentMethodInput, DeletePaymentMethodInput, ListPaymentMethodsInput
 from errors import OperationError, not_found
@@ -62,6 +63,7 @@ def finish_create(claim: idempotency.Claim, inp: CreatePaymentMethodInput) -> di
         raise OperationError("invalid_state", "This payment method was deleted; vault a new one.")
     # Checked before anything is created: a refused request writes nothing, here or at Stripe.
     stripe_method = stripe_client.retrieve_payment_method(inp.stripe_payment_method_id)
+    check_declared_type(inp.type, stripe_method)
     owner = stripe_method.get("customer")
     known = find_customer(inp.customer_id)
     if owner and (known is None or owner != known.stripe_customer_id):
@@ -116,6 +118,97 @@ def finish_create(claim: idempotency.Claim, inp: CreatePaymentMethodInput) -> di
         payload = method.to_payload()
         idempotency.finish(claim, {"response": payload})
     return payload
+
+
+# What the caller may say a Stripe card is: a plain card, or the wallet Stripe says it came from.
+WALLETS = ("apple_pay", "google_pay")
+
+
+def check_declared_type(declared: str | None, stripe_method: dict[str, Any]) -> None:
+    """Refuse a declared type (the platform's `type`) that Stripe's method contradicts, before anything is written.
+
+    The service charges cards only (its intents take `card`): Apple Pay and Google Pay are cards with a wallet at
+    Stripe, and are vaulted; ACH (a bank account) is not. `other`, or none, declares nothing to check."""
+    if declared in (None, "other"):
+        return
+    if declared == "ach":
+        raise _type_refused("ach: the service vaults and charges cards only (Apple Pay and Google Pay are cards)")
+    stripe_type = stripe_method.get("type")
+    wallet = ((stripe_method.get("card") or {}).get("wallet") or {}).get("type")
+    if stripe_type != "card":
+        raise _type_refused(f"{declared}: Stripe says this payment method is {stripe_type}, not a card")
+    if declared in WALLETS and wallet != declared:
+        raise _type_refused(f"{declared}: Stripe says this card is {wallet or 'not from a wallet'}")
+
+
+def _type_refused(message: str) -> OperationError:
+    return OperationError(
+        "validation_error",
+        "The type does not match the payment method at Stripe.",
+        {"fields": [{"field": "type", "message": message, "type": "type_mismatch"}]},
+    )
+
+
+def vault_for_intent(
+    claim: idempotency.Claim, operation: str, customer_id: str, stripe_customer_id: str, stripe_payment_method_id: str
+) -> PaymentMethod:
+    """The vaulted method of a `pm_…` the browser made with Stripe.js for this intent's customer: vaulted here (not
+    as the default) and attached to the customer's Stripe Customer when it is not yet. Every step may be repeated
+    (a retry, a crash between them): a method attached to this customer is not attached again, and a vaulted one is
+    found by its Stripe id. A method of another customer, here or at Stripe, is not found: never charged."""
+    vaulted = PaymentMethod.get_or_none(PaymentMethod.stripe_payment_method_id == stripe_payment_method_id)
+    if vaulted is not None and vaulted.customer_id != customer_id:
+        raise _not_usable()
+    if vaulted is not None and vaulted.deleted_at is not None:
+        raise OperationError("invalid_state", "This payment method was deleted; make a new one with Stripe.js.")
+    if vaulted is not None:
+        return vaulted
+    # Read before anything is written: a refused method writes nothing, here or at Stripe.
+    stripe_method = stripe_client.retrieve_payment_method(stripe_payment_method_id)
+    owner = stripe_method.get("customer")
+    if owner and owner != stripe_customer_id:
+        raise _not_usable()  # someone else's card: never charged, never said whose
+    if stripe_method.get("type") != "card":
+        raise OperationError(
+            "validation_error",
+            "Only a card can pay (Apple Pay and Google Pay are cards).",
+            {"fields": [{"field": "paymentMethodId", "message": "not a card", "type": "type_mismatch"}]},
+        )
+    if owner is None:
+        with stripe_outcomes.repeatable_by_nature(claim):
+            stripe_client.attach_payment_method(
+                stripe_payment_method_id, stripe_customer_id, idempotency_key=claim.stripe_key(operation, "attach")
+            )
+    card = stripe_method.get("card") or {}
+    with write_transaction():
+        lock_customer(customer_id)
+        # Checked again under the customer's lock: a concurrent vault of the same method may have won.
+        method = for_update(
+            PaymentMethod.select().where(PaymentMethod.stripe_payment_method_id == stripe_payment_method_id)
+        ).first()
+        if method is None:
+            method = PaymentMethod.create(
+                id=new_id("payment_method"),
+                customer_id=customer_id,
+                stripe_payment_method_id=stripe_payment_method_id,
+                type="card",
+                card_brand=card.get("brand"),
+                card_last4=card.get("last4"),
+                card_exp_month=card.get("exp_month"),
+                card_exp_year=card.get("exp_year"),
+                card_fingerprint=card.get("fingerprint"),
+            )
+    if method.customer_id != customer_id or method.deleted_at is not None:
+        raise _not_usable()
+    return method
+
+
+def _not_usable() -> OperationError:
+    return OperationError(
+        "not_found",
+        "No payment method with this id can pay for this customer.",
+        {"fields": ["paymentMethodId"]},
+    )
 
 
 def create_payment_method(ctx: OperationContext, inp: CreatePaymentMethodInput) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -240,14 +241,114 @@ CancellationReason = Literal["duplicate", "fraudulent", "requested_by_customer",
 Timestamp = Annotated[dt.datetime, Strict(False)]
 
 
+LOCAL_HOSTS = ("localhost", "127.0.0.1")
+
+
+def _check_return_url(value: str) -> str:
+    # Where Stripe sends the browser after 3-D Secure: https only, but a developer's own machine may use http.
+    parts = urlsplit(value)
+    if not parts.netloc or parts.username is not None or parts.password is not None:
+        raise ValueError("an absolute URL with a host")
+    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOCAL_HOSTS):
+        return value
+    raise ValueError("https only (http only for localhost or 127.0.0.1)")
+
+
+ReturnUrl = Annotated[
+    str,
+    StringConstraints(min_length=8, max_length=2048, pattern=r"^[^\s\x00-\x1f\x7f]+$"),
+    AfterValidator(_check_return_url),
+]
+
+
+class StripeShape(OperationInput):
+    """An object passed to Stripe as it is: Stripe's own snake_case names, as the platform's DTO sends them."""
+
+    model_config = ConfigDict(alias_generator=None)
+
+
+class ShippingAddress(StripeShape):
+    """Stripe's `shipping.address` (the platform's ShippingAddressDto; line2 too, which Stripe takes)."""
+
+    line1: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    line2: Text | None = None
+    city: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    state: Text | None = None
+    postal_code: Annotated[str, StringConstraints(min_length=1, max_length=20)]
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$")]  # ISO 3166-1 alpha-2
+
+
+class Shipping(StripeShape):
+    """Stripe's `shipping` of a PaymentIntent (the platform's ShippingDto): who receives the goods, and where."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    address: ShippingAddress
+    phone: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
+
+
+# Fields of a confirm that are personal data: kept in a stored request (and recorded Stripe parameters) as a hash.
+CONFIRM_PERSONAL = {"receiptEmail": "receipt_email", "shipping": "shipping"}
+# Fields a confirm sends to Stripe as they are (beside the payment method), by their Stripe names.
+CONFIRM_STRIPE_NAMES = {
+    "receiptEmail": "receipt_email",
+    "returnUrl": "return_url",
+    "setupFutureUsage": "setup_future_usage",
+    "shipping": "shipping",
+}
+
+
 class ConfirmPaymentIntentInput(OperationInput):
     payment_intent_id: ObjectId
     payment_method_id: ObjectId | None = None  # ours; default: the intent's, else the customer's default
+    # A `pm_…` Stripe.js made in the browser (the platform's web app): vaulted for the intent's customer, then used.
+    stripe_payment_method_id: StripePaymentMethodId | None = None
+    receipt_email: Email | None = None  # Stripe mails the receipt there (personal data: see personal_data)
+    return_url: ReturnUrl | None = None  # where Stripe sends the browser back after 3-D Secure
+    setup_future_usage: Literal["off_session", "on_session"] | None = None
+    shipping: Shipping | None = None
+
+    @model_validator(mode="after")
+    def _one_payment_method(self) -> ConfirmPaymentIntentInput:
+        if self.payment_method_id and self.stripe_payment_method_id:
+            raise ValueError("give paymentMethodId or stripePaymentMethodId, not both")
+        return self
+
+    def canonical(self) -> dict[str, Any]:
+        # Absent new fields leave the fingerprint as it was before they existed (a key claimed then still matches).
+        canonical = super().canonical()
+        for name in ("stripePaymentMethodId", *CONFIRM_STRIPE_NAMES):
+            if canonical.get(name) is None:
+                canonical.pop(name, None)
+        for name in CONFIRM_PERSONAL:
+            if name in canonical:
+                # Stored with the idempotency key: a keyed hash tells two requests apart without keeping who it is.
+                canonical[name] = {DIGEST_FIELD: digest(canonical[name])}
+        return canonical
+
+    def stripe_options(self) -> dict[str, Any]:
+        """What the confirm sends to Stripe beside the payment method, by Stripe's names (personal data included)."""
+        given = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return {stripe: given[name] for name, stripe in CONFIRM_STRIPE_NAMES.items() if name in given}
 
 
 class CapturePaymentIntentInput(OperationInput):
     payment_intent_id: ObjectId
     amount_to_capture: Amount | None = None  # at most amountCapturable; default: all of it
+    # A capture of an intent captured already: refused (invalid_state, "refund it"), or, for senders that fire
+    # and forget and repeat (the platform's order service), answered with the intent as it stands.
+    if_captured: Literal["refuse", "answer"] = "refuse"
+
+    @model_validator(mode="after")
+    def _answer_only_a_full_capture(self) -> CapturePaymentIntentInput:
+        if self.if_captured == "answer" and self.amount_to_capture is not None:
+            raise ValueError("ifCaptured answer is for a capture of the whole authorisation (no amountToCapture)")
+        return self
+
+    def canonical(self) -> dict[str, Any]:
+        canonical = super().canonical()
+        if canonical.get("ifCaptured") == "refuse":
+            canonical.pop("ifCaptured")  # the default: the fingerprint of a key claimed before it existed
+        return canonical
 
 
 class CancelPaymentIntentInput(OperationInput):
@@ -319,10 +420,21 @@ class ProcessStripeWebhookInput(OperationInput):
     signature: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 
 
+# What the caller says the method is (the platform's PaymentMethodDto `type`, lower-cased): checked against Stripe.
+PAYMENT_METHOD_TYPES = ("card", "apple_pay", "google_pay", "ach", "other")
+
+
 class CreatePaymentMethodInput(OperationInput):
     customer_id: PlatformId
     stripe_payment_method_id: StripePaymentMethodId
     set_as_default: bool = False
+    type: Literal[PAYMENT_METHOD_TYPES] | None = None  # type: ignore[valid-type]
+
+    def canonical(self) -> dict[str, Any]:
+        canonical = super().canonical()
+        if canonical.get("type") is None:
+            canonical.pop("type", None)  # absent: the fingerprint of a key claimed before it existed
+        return canonical
 
 
 class ListPaymentMethodsInput(Cursors):

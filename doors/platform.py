@@ -9,6 +9,7 @@ schema to refuse (never silently preferred). What the platform reads in the answ
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,8 @@ from settings import Settings
 
 # The platform's own idempotency field, in the body of its requests (the web app's create may carry one).
 IDEMPOTENCY_FIELD = "idempotencyKey"
+STRIPE_PAYMENT_METHOD_PREFIX = "pm_"
+CAPTURE = "capture-payment-intent"
 
 # (payload, settings, the caller's own customer when a customer token scopes it) → the payload in our dialect
 Translator = Callable[[dict[str, Any], Settings, str | None], dict[str, Any]]
@@ -78,16 +81,102 @@ def _create_payment_intent(payload: dict[str, Any], settings: Settings, customer
     return payload
 
 
-TRANSLATORS: dict[str, Translator] = {
-    "create-payment-intent": _create_payment_intent,
+def _confirm_payment_intent(payload: dict[str, Any], settings: Settings, customer: str | None) -> dict[str, Any]:
+    # The web app's paymentMethodId is the `pm_…` Stripe.js made in the browser; ours are vypm_….
+    method = payload.get("paymentMethodId")
+    if isinstance(method, str) and method.startswith(STRIPE_PAYMENT_METHOD_PREFIX):
+        _renamed(payload, "paymentMethodId", "stripePaymentMethodId")
+    return payload
+
+
+# The key the platform's Kafka client (libs/ez-utils/src/utils/kafka.ts encodeKafkaMessage) gives every message it
+# sends: `<class name>-<Date.now()>-<Math.random()>`, e.g. OrderService-1733457000000-0.90210387.
+PLATFORM_MESSAGE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9]*-[0-9]{12,14}-(0|0\.[0-9]+|[1-9](\.[0-9]+)?e-[0-9]+)$")
+
+
+def sent_by_platform(message_key: str | None) -> bool:
+    """Whether a Kafka message's key is one the platform's own services make (never one of our callers' keys)."""
+    return message_key is not None and PLATFORM_MESSAGE_KEY.fullmatch(message_key) is not None
+
+
+def _platform_capture(payload: dict[str, Any]) -> dict[str, Any]:
+    # The order service fires a capture at every READY_TO_SHIP and reads no answer, each under a new message key;
+    # the gateway's REST capture follows its confirm. A repeat of a capture done answers the captured intent.
+    if "amountToCapture" not in payload:
+        payload.setdefault("ifCaptured", "answer")
+    return payload
+
+
+# The platform's RefundDto reasons; OTHER is no reason Stripe knows, so none is sent.
+REFUND_REASONS = {"REQUESTED_BY_CUSTOMER": "requested_by_customer", "FRAUD": "fraudulent", "OTHER": None}
+
+
+def _create_refund(payload: dict[str, Any], settings: Settings, customer: str | None) -> dict[str, Any]:
+    _renamed(payload, "amountCents", "amount")
+    reason = payload.get("reason")
+    if isinstance(reason, str) and reason in REFUND_REASONS:
+        mapped = REFUND_REASONS[reason]
+        if mapped is None:
+            del payload["reason"]
+        else:
+            payload["reason"] = mapped
+    return payload
+
+
+# The platform's PaymentMethodDto types, in ours (checked against what Stripe says the method is).
+PAYMENT_METHOD_TYPES = {
+    "CARD": "card",
+    "ACH": "ach",
+    "APPLE_PAY": "apple_pay",
+    "GOOGLE_PAY": "google_pay",
+    "OTHER": "other",
 }
 
 
-def translate(operation: str, payload: Any, settings: Settings, *, customer: str | None = None) -> Any:
+def _create_payment_method(payload: dict[str, Any], settings: Settings, customer: str | None) -> dict[str, Any]:
+    _renamed(payload, "personId", "customerId")
+    _renamed(payload, "externalId", "stripePaymentMethodId")
+    _renamed(payload, "isDefault", "setAsDefault")
+    kind = payload.get("type")
+    if isinstance(kind, str) and kind in PAYMENT_METHOD_TYPES:
+        payload["type"] = PAYMENT_METHOD_TYPES[kind]
+    if isinstance(payload.get("details"), dict) or payload.get("details", False) is None:
+        # The card's facts are read from Stripe, never taken from the caller.
+        del payload["details"]
+    return payload
+
+
+def _list_payment_methods(payload: dict[str, Any], settings: Settings, customer: str | None) -> dict[str, Any]:
+    _renamed(payload, "personId", "customerId")
+    return payload
+
+
+TRANSLATORS: dict[str, Translator] = {
+    "create-payment-intent": _create_payment_intent,
+    "confirm-payment-intent": _confirm_payment_intent,
+    "create-refund": _create_refund,
+    "create-payment-method": _create_payment_method,
+    "list-payment-methods": _list_payment_methods,
+}
+
+
+def translate(
+    operation: str,
+    payload: Any,
+    settings: Settings,
+    *,
+    customer: str | None = None,
+    message_key: str | None = None,
+) -> Any:
     """The request in our dialect (a copy; the caller's object is not changed). Anything not a JSON object is left
-    for the door to refuse. `customer`: the caller's own customer, when a customer token scopes the caller."""
+    for the door to refuse. `customer`: the caller's own customer, when a customer token scopes the caller;
+    `message_key`: the Kafka message's key (the platform's own services key theirs in one shape)."""
+    if not isinstance(payload, dict):
+        return payload
+    if operation == CAPTURE and sent_by_platform(message_key):
+        return _platform_capture(dict(payload))
     translator = TRANSLATORS.get(operation)
-    if translator is None or not isinstance(payload, dict):
+    if translator is None:
         return payload
     return translator(dict(payload), settings, customer)
 

@@ -8,6 +8,7 @@ it publishes the reply, so the relay's pace does not depend on Stripe's.
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import time
@@ -167,13 +168,15 @@ class Relay:
             log.warning("rewound %d partitions to messages not handed over", len(to_rewind))
             time.sleep(REWIND_PAUSE_S)
 
-    def _platform_dialect(self, topic: str, payload: dict[str, Any]) -> dict[str, Any]:
-        return translate(topic, payload, self.settings)
+    def _platform_dialect(self, raw_key: bytes | None, topic: str, payload: dict[str, Any]) -> dict[str, Any]:
+        # The message key tells the platform's own services apart (they key every message in one shape).
+        key = raw_key.decode("utf-8", "replace") if raw_key else None
+        return translate(topic, payload, self.settings, message_key=key)
 
     def handle(self, message: Message, state: PartitionProgress, offset: int) -> list[Delivery]:
         """Hand one message over: a request to its task, poison to its error reply and dead-letter copy."""
         try:
-            request = wire.decode_request(message, self._platform_dialect)
+            request = wire.decode_request(message, functools.partial(self._platform_dialect, message.key()))
         except wire.PoisonMessage as poison:
             return self._dead_letter(message, poison)
         tokens = log_context(trace_id=request.trace_id, operation=request.operation)
