@@ -183,3 +183,13 @@ def test_rest_can_refuse_carts_priced_by_the_caller(worker):
         api = Client(base)
         error = assert_error(api.post("/payment-intents", json=checkout(email())), 400, "validation_error")
         assert "REST_ITEM_PRICED_CREATES" in error["error"]["message"]
+
+
+def test_the_operator_page_shows_the_cart_an_intent_was_priced_from(client):
+    intent = client.post("/payment-intents", json=checkout(email())).json()
+    page = client.get(f"/ops/intents/{intent['id']}")
+    assert page.status_code == 200
+    cart = page.text[page.text.index('id="cart"') :]
+    for item in intent["items"]:
+        assert item["id"] in cart
+    assert "12.50 USD" in cart and "25.00 USD" in cart and "4.99 USD" in cart  # a price and its line, as money
