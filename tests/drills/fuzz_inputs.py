@@ -75,6 +75,27 @@ metadata = st.one_of(
 )
 
 
+emails = st.one_of(st.emails(), st.sampled_from(["a@b", "@x.io", "x@y.z\u202e", "Ada@Example.COM"]))
+cart_items = st.fixed_dictionaries(
+    {
+        "id": st.one_of(st.uuids().map(str), hostile_text),
+        "quantity": st.one_of(st.integers(-2, 20), json_values),
+        "priceCents": st.one_of(st.integers(-100, 10**9), json_values),
+        "currency": st.one_of(st.sampled_from(CURRENCIES), json_values),
+    }
+)
+customer_details = st.fixed_dictionaries(
+    {"email": st.one_of(emails, hostile_text, json_values)},
+    optional={
+        "firstName": hostile_text,
+        "lastName": hostile_text,
+        "address": st.one_of(
+            st.dictionaries(st.sampled_from(["street", "city", "zip", "country"]), hostile_text), json_values
+        ),
+    },
+)
+
+
 def field_strategies(customers: list[str], intents: list[str], methods: list[str]) -> dict[str, Any]:
     """Plausible values for each field name, mixed with hostile ones; some known ids so work really runs."""
     known_customers = st.sampled_from(customers) if customers else hostile_text
@@ -106,6 +127,19 @@ def field_strategies(customers: list[str], intents: list[str], methods: list[str
         "createdLt": st.one_of(st.sampled_from(["2999-01-01T00:00:00+02:00", "1e309"]), json_values),
         "endingBefore": st.one_of(ids, st.none(), json_values),
         "attemptId": st.one_of(st.from_regex(r"\Avyat_[A-Za-z0-9]{1,30}\Z"), ids, json_values),
+        # The platform's dialect (doors/platform.py): its cart, its person, its confirm's extras.
+        "items": st.one_of(st.lists(cart_items, max_size=4), json_values),
+        "customerDetails": st.one_of(customer_details, json_values),
+        "receiptEmail": st.one_of(emails, hostile_text, json_values),
+        "returnUrl": st.one_of(
+            st.sampled_from(["https://shop.example/done", "http://127.0.0.1/x", "javascript:1"]),
+            hostile_text,
+            json_values,
+        ),
+        "setupFutureUsage": st.one_of(st.sampled_from(["off_session", "on_session", "OFF"]), json_values),
+        "shipping": st.one_of(st.fixed_dictionaries({"name": hostile_text, "address": json_values}), json_values),
+        "ifCaptured": st.one_of(st.sampled_from(["refuse", "answer", "ANSWER"]), json_values),
+        "type": st.one_of(st.sampled_from(["CARD", "ACH", "APPLE_PAY", "GOOGLE_PAY", "OTHER", "card"]), json_values),
     }
 
 
