@@ -281,6 +281,17 @@ def limits_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) if len(lines) > 2 else "(no limiter phase in this run)"
 
 
+def limiter_cost_line(cost: dict[str, Any] | None) -> str:
+    """bench/limiter_cost.py's figure: the door's CPU per request with the limiter off and on, in process."""
+    if not cost:
+        return "(the limiter's in-process cost was not measured in this run)"
+    return (
+        f"In process (bench/limiter_cost.py, the door with its task stubbed, {cost['requests_per_round']} requests a "
+        f"round, best of rounds, counted in {cost['storage']}): **{cost['off_ms']:.3f} → {cost['on_ms']:.3f} ms CPU "
+        f"per request, +{cost['added_ms']:.3f} ms** for the limiter at {cost['limit']}."
+    )
+
+
 def steps_table(results: list[dict[str, Any]]) -> str:
     lines = [
         "| name | offered /s | done /s | p50 | p95 | p99 | max | errors | met |",
@@ -490,6 +501,8 @@ one check per request) against the default phase's R1 with it off, at the highes
 process's CPU per request is the limiter's share of the door; a shared machine moves it by a few tenths either way.
 
 {limits_table(results)}
+
+{limiter_cost_line(payload.get("limiter_cost"))}
 
 ## Every step
 

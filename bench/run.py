@@ -193,7 +193,24 @@ class Run:
                 if phase.patched and not self.prepare_patched_tree():
                     continue
                 self.run_phase(phase)
+            if self.o.variants and not self.o.smoke and (self.o.only is None or "limiter-cost" in self.o.only):
+                self.limiter_cost = self.measure_limiter_cost()
         return self.results
+
+    def measure_limiter_cost(self) -> dict[str, Any] | None:
+        """Issue 27: the per-caller limiter's CPU per REST request, in process (bench/limiter_cost.py), counted in
+        this run's Redis as deployed."""
+        env = {**self.base_env(), "LOG_STREAM_LEVEL": "ProdStandard"}
+        storage = f"redis://127.0.0.1:6379/{self.redis_dbs[0]}"
+        argv = [PYTHON, "-m", "bench.limiter_cost", "--storage", storage]
+        done = subprocess.run(argv, cwd=self.o.root, env=env, capture_output=True, text=True, timeout=300, check=False)
+        lines = [line for line in done.stdout.splitlines() if line.startswith('{"requests_per_round"')]
+        if done.returncode != 0 or not lines:
+            self.notes.append(f"The limiter's cost was not measured (exit {done.returncode})")
+            return None
+        cost: dict[str, Any] = json.loads(lines[-1])
+        self.log(f"limiter: {cost['off_ms']} -> {cost['on_ms']} ms CPU per REST request")
+        return cost
 
     def prepare_patched_tree(self) -> bool:
         """The service tree plus bench/proposals/*.patch, made once per run (what was left out goes in the notes)."""
@@ -763,6 +780,7 @@ def main(argv: list[str] | None = None) -> int:
 
         concurrency = capacity.process_concurrency(options.root, settings.get_settings().payments_concurrency)
         extra = {
+            "limiter_cost": getattr(run, "limiter_cost", None),
             "partition_moves": run.moves,
             "concurrency": concurrency,
             "capacity": capacity.model(results, concurrency),
