@@ -45,7 +45,11 @@ def test_a_burst_past_a_callers_limit_is_429_rate_limited_and_other_callers_and_
 def test_webhooks_have_their_own_limit_per_source_and_forged_ones_do_not_use_it(worker):
     from tests.conftest import WEBHOOK_SECRET
 
-    env = {"RATE_LIMIT_SERVER": "", "RATE_LIMIT_WEBHOOKS": "4/minute", "KAFKA_GROUP": f"vyp-limits-{uuid.uuid4().hex[:8]}"}
+    env = {
+        "RATE_LIMIT_SERVER": "",
+        "RATE_LIMIT_WEBHOOKS": "4/minute",
+        "KAFKA_GROUP": f"vyp-limits-{uuid.uuid4().hex[:8]}",
+    }
     with running_api("api-webhook-limits.log", **env) as base:
         anonymous = Client(base, key=None)
 

@@ -84,9 +84,9 @@ def test_a_callers_own_limit_from_rate_limit_callers_applies_to_it_alone(dispatc
     ok = app.test_client().get("/refunds/vyre_x", headers={"Authorization": f"Bearer {KEYS['orders']}"})
     assert ok.status_code == 200 and ok.headers["RateLimit-Limit"] == "100"  # the others keep the default
     # An empty entry lifts that caller's limit: no counting, no RateLimit headers.
-    assert burst(make_app(rate_limit_server="2/minute", rate_limit_callers={"batch": ""}), KEYS["batch"], 5) == [
-        200
-    ] * 5
+    assert (
+        burst(make_app(rate_limit_server="2/minute", rate_limit_callers={"batch": ""}), KEYS["batch"], 5) == [200] * 5
+    )
 
 
 def test_rate_limit_callers_can_set_a_limit_while_the_server_default_is_off(dispatched):
@@ -147,7 +147,7 @@ def test_rate_limit_server_falls_back_to_the_old_rate_limit_then_the_default(mon
 def test_a_malformed_limit_is_refused_at_start_with_its_setting_named(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     try:
-        with pytest.raises(ValueError, match="RATE_LIMIT_CALLERS|not a rate limit"):
+        with pytest.raises(ValueError, match=r"RATE_LIMIT_CALLERS|not a rate limit"):
             settings_module.reload_settings()
     finally:
         monkeypatch.undo()
