@@ -1,6 +1,7 @@
 """Per-caller rate limits (flask-limiter, counted in the service's Redis so every web process shares them).
 
-RATE_LIMIT applies to each caller (its name or key, as idempotency scopes it); Stripe's webhooks have their own,
+Every REST caller is a server (an API key or an OAuth2 client): RATE_LIMIT_SERVER each, or its own RATE_LIMIT_CALLERS
+entry (doors/limits.py), counted by its name or key as idempotency scopes it; Stripe's webhooks have their own,
 RATE_LIMIT_WEBHOOKS, per source address. Over a limit: 429 `rate_limited` with `Retry-After` and the RateLimit-*
 headers. Health, readiness, metrics and the documents are never limited. Redis away: the limits fail open (a
 payment is never refused because the counter is unreachable) and each process counts in memory meanwhile.
@@ -13,7 +14,7 @@ from flask_limiter import HeaderNames, Limiter, RequestLimit
 from flask_limiter.util import get_remote_address
 
 from api.errors import error_response
-from doors.limits import storage_uri
+from doors.limits import any_caller_limited, server_limit, storage_uri
 from settings import Settings
 
 WEBHOOK_ENDPOINT = "webhooks.process-stripe-webhook"
@@ -39,12 +40,19 @@ def _breached(limit: RequestLimit) -> Response:
 
 def install_limits(app: Flask, settings: Settings) -> Limiter | None:
     """Limit every route but the public ones; call after the authentication hook is registered."""
-    if not settings.rate_limit and not settings.rate_limit_webhooks:
+    callers_limited = any_caller_limited(settings)
+    if not callers_limited and not settings.rate_limit_webhooks:
         return None
+
+    def caller_limit() -> str:
+        # Read per request: a caller named in RATE_LIMIT_CALLERS has its own limit (an empty one: none).
+        return server_limit(g.get("caller_key_id"), settings)
+
     limiter = Limiter(
         _caller,
         app=app,
-        default_limits=[settings.rate_limit] if settings.rate_limit else [],
+        default_limits=[caller_limit] if callers_limited else [],
+        default_limits_exempt_when=lambda: not caller_limit(),
         storage_uri=storage_uri(settings),
         storage_options={"socket_connect_timeout": 1, "socket_timeout": 1},
         strategy="moving-window",
@@ -77,6 +85,6 @@ def install_limits(app: Flask, settings: Settings) -> Limiter | None:
         app.view_functions[WEBHOOK_ENDPOINT] = limiter.limit(  # type: ignore[assignment]
             settings.rate_limit_webhooks, key_func=_webhook_source, deduct_when=lambda r: r.status_code != 400
         )(view)
-    elif settings.rate_limit:
+    elif callers_limited:
         limiter.exempt(app.view_functions[WEBHOOK_ENDPOINT])
     return limiter

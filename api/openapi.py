@@ -412,7 +412,7 @@ def security(scope: str) -> list[dict[str, list[str]]]:
 
 
 RATE_LIMIT_HEADERS: dict[str, dict[str, Any]] = {
-    "RateLimit-Limit": {"description": "Requests allowed in the window (RATE_LIMIT).", "schema": {"type": "integer"}},
+    "RateLimit-Limit": {"description": "Requests allowed in the window (its limit).", "schema": {"type": "integer"}},
     "RateLimit-Remaining": {"description": "Requests left in the window.", "schema": {"type": "integer"}},
     "RateLimit-Reset": {
         "description": "When the window resets (epoch seconds).",
@@ -609,7 +609,8 @@ def openapi_document() -> dict[str, Any]:
                 "version": package_version(),
                 "description": "Payments over Stripe. Every operation is also a Kafka topic and a Socket.IO event "
                 "with the same payload. Lists page with startingAfter / endingBefore and answer nextCursor; "
-                "over RATE_LIMIT a caller gets 429 rate_limited.",
+                "over its rate limit (RATE_LIMIT_SERVER, RATE_LIMIT_CALLERS, RATE_LIMIT_CUSTOMER) a caller gets "
+                "429 rate_limited.",
             },
             "servers": [{"url": "/", "description": "This instance (the document is served by the API it describes)."}],
             "paths": paths,

@@ -218,6 +218,80 @@ def moves_table(moves: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def low_rate_table(results: list[dict[str, Any]]) -> str:
+    """Issue 27: each Kafka workload's light step (before its warm-up) beside its sustained step, and the check."""
+    from bench.workloads import LOW_RATE_TAIL_MARGIN_MS
+
+    lines = [
+        "| workload | low rate /s | p50 | p95 | p99 | max | errors | sustained /s | p99 there "
+        f"| low-rate tail ≤ sustained p99 + {LOW_RATE_TAIL_MARGIN_MS:.0f} ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |",
+    ]
+    for r in results:
+        low = r.get("low_rate")
+        if not low:
+            continue
+        passed = [s for s in r["steps"] if s["slo_met"]]
+        higher = passed[-1] if passed else (r["steps"][0] if r["steps"] else None)
+        bound = higher["p99_ms"] + LOW_RATE_TAIL_MARGIN_MS if higher and higher["p99_ms"] is not None else None
+        met = bound is not None and low["p99_ms"] is not None and low["p99_ms"] <= bound
+        lines.append(
+            f"| {r['name']} | {low['rate']:.0f} | {_fmt(low['p50_ms'])} | {_fmt(low['p95_ms'])} "
+            f"| {_fmt(low['p99_ms'])} | {_fmt(low['max_ms'])} | {low['errors']}/{low['sent']} "
+            f"| {_fmt(higher and higher['rate'], 0)} | {_fmt(higher and higher['p99_ms'])} "
+            f"| {'met' if met else 'NOT met'} ({_fmt(low['p99_ms'])} vs {_fmt(bound)} ms) |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else "(no low-rate step in this run)"
+
+
+def limits_table(results: list[dict[str, Any]]) -> str:
+    """Issue 27: what the per-caller limiter costs a request: R1 with the limit on against R1 with it off, at the
+    highest rate both sustained (the web process's CPU per request, and the latency)."""
+    by_name = {r["name"]: r for r in results}
+    lines = [
+        "| workload | rate /s (both met) | web CPU ms/request, off → on | added ms | p50 ms, off → on "
+        "| p99 ms, off → on |",
+        "| --- | ---: | --- | ---: | --- | --- |",
+    ]
+    for on in results:
+        if not on["name"].endswith("+limits"):
+            continue
+        off = by_name.get(on["name"][: -len("+limits")])
+        if off is None:
+            continue
+        met_off = {s["rate"]: s for s in off["steps"] if s["slo_met"]}
+        common = [s for s in on["steps"] if s["slo_met"] and s["rate"] in met_off]
+        if not common:
+            lines.append(f"| {off['name']} | - | no rate met by both | - | - | - |")
+            continue
+        step_on = max(common, key=lambda s: s["rate"])
+        step_off = met_off[step_on["rate"]]
+
+        def web_ms(step: dict[str, Any]) -> float | None:
+            web = sum(v for k, v in (step.get("cpu_s") or {}).items() if k.split("-")[0] == "web")
+            return web * 1000 / step["ok"] if step.get("ok") else None
+
+        cost_off, cost_on = web_ms(step_off), web_ms(step_on)
+        added = cost_on - cost_off if cost_on is not None and cost_off is not None else None
+        lines.append(
+            f"| {off['name']} | {step_on['rate']:.0f} | {_fmt(cost_off, 2)} → {_fmt(cost_on, 2)} | {_fmt(added, 2)} "
+            f"| {_fmt(step_off['p50_ms'])} → {_fmt(step_on['p50_ms'])} "
+            f"| {_fmt(step_off['p99_ms'])} → {_fmt(step_on['p99_ms'])} |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else "(no limiter phase in this run)"
+
+
+def limiter_cost_line(cost: dict[str, Any] | None) -> str:
+    """bench/limiter_cost.py's figure: the door's CPU per request with the limiter off and on, in process."""
+    if not cost:
+        return "(the limiter's in-process cost was not measured in this run)"
+    return (
+        f"In process (bench/limiter_cost.py, the door with its task stubbed, {cost['requests_per_round']} requests a "
+        f"round, best of rounds, counted in {cost['storage']}): **{cost['off_ms']:.3f} → {cost['on_ms']:.3f} ms CPU "
+        f"per request, +{cost['added_ms']:.3f} ms** for the limiter at {cost['limit']}."
+    )
+
+
 def steps_table(results: list[dict[str, Any]]) -> str:
     lines = [
         "| name | offered /s | done /s | p50 | p95 | p99 | max | errors | met |",
@@ -254,6 +328,7 @@ def write(
         "stripe_latency_ms": options.stripe_latency_ms,
         "stripe_rate_limit": stripe_rate_limit(options.env),
         "step_s": options.step_s,
+        "low_rate_s": getattr(options, "low_rate_s", None),
         "env_overrides": options.env,
         "notes": notes,
         "results": summary,
@@ -409,6 +484,25 @@ per create is measured on a shared machine (other users' work included), and the
 shared with everything else: the model extrapolates linearly and ignores contention.
 
 {capacity.table(models)}
+
+## Kafka door at light traffic (issue 27)
+
+Each Kafka workload (R2 at 20/s, W2 at 5/s) first runs one step of {payload.get("low_rate_s") or 20:.0f} s, before its
+warm-up, on processes that have not answered it yet: the first requests after a start count, as an outside caller's
+do after a deploy. The check: its p99 is no more than the margin (bench/workloads.py LOW_RATE_TAIL_MARGIN_MS) above
+the p99 at the sustained, higher rate — less traffic cannot take longer; the margin is the shared machine's noise.
+
+{low_rate_table(results)}
+
+## What the per-caller limiter costs (issue 27)
+
+R1 with the per-caller limit on (`RATE_LIMIT_SERVER`, the default: a moving window counted in the service's Redis,
+one check per request) against the default phase's R1 with it off, at the highest rate both sustained. The web
+process's CPU per request is the limiter's share of the door; a shared machine moves it by a few tenths either way.
+
+{limits_table(results)}
+
+{limiter_cost_line(payload.get("limiter_cost"))}
 
 ## Every step
 

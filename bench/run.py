@@ -47,7 +47,7 @@ from bench.stack import (
     start_tansu,
     wait_until,
 )
-from bench.workloads import WORKLOADS, Phase, Workload, phases
+from bench.workloads import LOW_RATE_STEP_S, WORKLOADS, Phase, Workload, phases
 
 # The Procfile lines the service phase starts: the publisher too, since a create writes three outbox events.
 SERVICE_PROCESSES = ("web", "worker", "reads", "relay", "publisher")
@@ -85,6 +85,7 @@ class Options:
     move_rate: float = 100.0  # R2 at a rate one relay and one reads worker sustain on this machine
     move_before_s: float = 5.0  # steady load before the relay is signalled
     move_after_s: float = 20.0  # …and after: longer than the session timeout (6 s) and the rejoin it causes
+    low_rate_s: float = LOW_RATE_STEP_S  # the Kafka workloads' light-traffic step (issue 27); 0: none
 
 
 class Run:
@@ -119,7 +120,10 @@ class Run:
                 "LOG_STREAM_LEVEL": "ProdStandard",
                 # The Procfile's `python` and `gunicorn` are those of the venv running the bench.
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-                # One caller drives every load: the per-caller limits are measured elsewhere (tests/api).
+                # One caller drives every load: the per-caller limits are off (their cost: the R1+limits phase,
+                # tests/api for their behaviour).
+                "RATE_LIMIT_SERVER": "",
+                "RATE_LIMIT_CUSTOMER": "",
                 "RATE_LIMIT": "",
                 "RATE_LIMIT_WEBHOOKS": "",
                 # The stand-in (bench/fake_stripe.py) enforces no Stripe rate limit, so the service does not pace
@@ -189,7 +193,24 @@ class Run:
                 if phase.patched and not self.prepare_patched_tree():
                     continue
                 self.run_phase(phase)
+            if self.o.variants and not self.o.smoke and (self.o.only is None or "limiter-cost" in self.o.only):
+                self.limiter_cost = self.measure_limiter_cost()
         return self.results
+
+    def measure_limiter_cost(self) -> dict[str, Any] | None:
+        """Issue 27: the per-caller limiter's CPU per REST request, in process (bench/limiter_cost.py), counted in
+        this run's Redis as deployed."""
+        env = {**self.base_env(), "LOG_STREAM_LEVEL": "ProdStandard"}
+        storage = f"redis://127.0.0.1:6379/{self.redis_dbs[0]}"
+        argv = [PYTHON, "-m", "bench.limiter_cost", "--storage", storage]
+        done = subprocess.run(argv, cwd=self.o.root, env=env, capture_output=True, text=True, timeout=300, check=False)
+        lines = [line for line in done.stdout.splitlines() if line.startswith('{"requests_per_round"')]
+        if done.returncode != 0 or not lines:
+            self.notes.append(f"The limiter's cost was not measured (exit {done.returncode})")
+            return None
+        cost: dict[str, Any] = json.loads(lines[-1])
+        self.log(f"limiter: {cost['off_ms']} -> {cost['on_ms']} ms CPU per REST request")
+        return cost
 
     def prepare_patched_tree(self) -> bool:
         """The service tree plus bench/proposals/*.patch, made once per run (what was left out goes in the notes)."""
@@ -386,11 +407,14 @@ class Run:
         waited = self.settle(service)
         if waited > 2:
             self.notes.append(f"Before {tag}: waited {waited:.0f} s for the service to finish the previous backlog")
+        low_rate = None
         if self.o.smoke:
             rates, step_s, stop = (SMOKE_RATE,), SMOKE_STEP_S, False
         else:
             rates = self.o.rates.get(tag, self.o.rates.get(workload.name, workload.rates))
             step_s, stop = self.o.step_s, True
+            if not phase.suffix:  # the default phase's processes; the variants would only repeat it
+                low_rate = self.low_rate_step(workload, endpoints, tag)
             # Warm at the first rate: pools and keep-alive connections grow here, not in the first measured step.
             warm = self.load_spec(workload, endpoints, (min(rates[0], 100),), 3, False)
             warm["slo_p99_ms"] = 1e9
@@ -409,7 +433,20 @@ class Run:
             self.stop_profilers(profilers)
         result = self.summarise(workload, phase, tag, outcome, service)
         result["db_background_statements_per_s"] = quiet.get("Questions")
+        if low_rate is not None:
+            result["low_rate"] = low_rate
         return result
+
+    def low_rate_step(self, workload: Workload, endpoints: dict[str, str], tag: str) -> dict[str, Any] | None:
+        """Issue 27: one light step before the warm-up, so the first requests the service answers count, as an
+        outside caller's do after a deploy; its whole step is measured whatever its p99."""
+        if not workload.low_rate or self.o.low_rate_s <= 0:
+            return None
+        spec = self.load_spec(workload, endpoints, (workload.low_rate,), self.o.low_rate_s, False)
+        spec["slo_p99_ms"] = 1e9
+        self.log(f"{tag}: low-rate step, {workload.low_rate:g}/s for {self.o.low_rate_s:g} s")
+        steps = self.run_load(spec, f"{tag}-low")["steps"]
+        return steps[0] if steps else None
 
     def summarise(self, workload: Workload, phase: Phase, tag: str, outcome: dict, service: list[str]) -> dict:
         steps = outcome["steps"]
@@ -674,6 +711,9 @@ def parse_args(argv: list[str] | None) -> Options:
         "--no-variants", action="store_true", help="only the default phases (no scale-out, moves, proposals): an A/B"
     )
     parser.add_argument("--move-rate", type=float, default=100.0, help="R2+move: the steady rate while relays move")
+    parser.add_argument(
+        "--low-rate-s", type=float, default=LOW_RATE_STEP_S, help="the Kafka workloads' light step (s); 0: none"
+    )
     args = parser.parse_args(argv)
     return Options(
         smoke=args.smoke,
@@ -689,6 +729,7 @@ def parse_args(argv: list[str] | None) -> Options:
         report_only=args.report,
         variants=not args.no_variants,
         move_rate=args.move_rate,
+        low_rate_s=args.low_rate_s,
     )
 
 
@@ -739,6 +780,7 @@ def main(argv: list[str] | None = None) -> int:
 
         concurrency = capacity.process_concurrency(options.root, settings.get_settings().payments_concurrency)
         extra = {
+            "limiter_cost": getattr(run, "limiter_cost", None),
             "partition_moves": run.moves,
             "concurrency": concurrency,
             "capacity": capacity.model(results, concurrency),

@@ -119,20 +119,38 @@ def enveloped(envelope: dict[str, Any], trace_id: str | None = None) -> dict[str
 
 
 class SocketLimits:
-    """RATE_LIMIT per caller over the socket door too (a token or a key), counted where the REST limits are."""
+    """The per-caller limits over the socket door too, counted where the REST limits are: a customer token's
+    RATE_LIMIT_CUSTOMER (one browser), an API key's RATE_LIMIT_SERVER or its own RATE_LIMIT_CALLERS entry."""
 
     def __init__(self, settings: Settings) -> None:
-        from limits import parse_many, storage, strategies
+        from limits import storage, strategies
 
         from doors.limits import storage_uri
 
-        self.items = parse_many(settings.rate_limit) if settings.rate_limit else []
+        self.settings = settings
         self.limiter = strategies.MovingWindowRateLimiter(storage.storage_from_string(storage_uri(settings)))
         self.namespace = f"vyp-limits:{settings.kafka_group}:socket"
+        self._parsed: dict[str, list[Any]] = {}  # by limit string: a handful (the defaults, RATE_LIMIT_CALLERS)
 
-    def allow(self, scope: str) -> bool:
+    def _items(self, limit: str) -> list[Any]:
+        from limits import parse_many
+
+        if limit not in self._parsed:
+            self._parsed[limit] = parse_many(limit) if limit else []
+        return self._parsed[limit]
+
+    def limit_of(self, caller: Caller) -> str:
+        """The limit this caller's requests count against ('' for none)."""
+        from doors.limits import server_limit
+
+        if caller.kind == "customer":
+            return self.settings.rate_limit_customer
+        return server_limit(caller.scope, self.settings)
+
+    def allow(self, caller: Caller) -> bool:
         try:
-            return all(self.limiter.hit(item, self.namespace, scope) for item in self.items)
+            items = self._items(self.limit_of(caller))
+            return all(self.limiter.hit(item, self.namespace, caller.scope) for item in items)
         except Exception as exc:  # the counters' Redis away: fail open, as REST does
             log.warning("socket rate limit not counted (%s)", type(exc).__name__)
             return True
@@ -316,8 +334,8 @@ class SocketDoor:
             return error_envelope(
                 "rate_limited", f"At most {MAX_IN_FLIGHT} requests at once per socket; wait for an answer."
             )
-        if not self.limits.allow(caller.scope):
-            return error_envelope("rate_limited", "Too many requests from this caller (RATE_LIMIT); slow down.")
+        if not self.limits.allow(caller):
+            return error_envelope("rate_limited", "Too many requests from this caller; slow down.")
         caller_key = scoped = None
         if operation.mutating:
             caller_key = key or f"auto-{uuid.uuid4()}"

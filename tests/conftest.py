@@ -60,7 +60,8 @@ def pytest_configure(config: pytest.Config) -> None:
             "TASK_MAX_RETRIES": "3",
             # The suite (fuzzing, drills) is one caller sending thousands of requests: the limits are tested on
             # their own (tests/api/test_rate_limits.py), with their own settings.
-            "RATE_LIMIT": "100000/second",
+            "RATE_LIMIT_SERVER": "100000/second",
+            "RATE_LIMIT_CUSTOMER": "100000/second",
             "RATE_LIMIT_WEBHOOKS": "100000/second",
             # The suite's localstripe enforces no rate limit: the pacing runs on every call, far above its pace
             # (drill 22 paces against a stand-in that refuses, with the test mode's default).

@@ -424,7 +424,7 @@ def test_rate_limits_count_per_token_client(jwks_file, provider, dispatched):
         oauth_issuer=ISSUER,
         oauth_audience=AUDIENCE,
         oauth_jwks_file=str(jwks_file),
-        rate_limit="3/minute",
+        rate_limit_server="3/minute",
         rate_limit_storage="memory://",
     )
     http = app.test_client()

@@ -18,7 +18,7 @@ def test_a_burst_past_a_callers_limit_is_429_rate_limited_and_other_callers_and_
     keys = (f"burst-{uuid.uuid4().hex[:8]}", f"calm-{uuid.uuid4().hex[:8]}")
     env = {
         "API_KEYS": f"burst:{keys[0]},calm:{keys[1]}",
-        "RATE_LIMIT": "25/minute",
+        "RATE_LIMIT_SERVER": "25/minute",
         "RATE_LIMIT_WEBHOOKS": "",
         "KAFKA_GROUP": f"vyp-limits-{uuid.uuid4().hex[:8]}",  # its own counters (the key prefix), whatever ran before
     }
@@ -45,7 +45,11 @@ def test_a_burst_past_a_callers_limit_is_429_rate_limited_and_other_callers_and_
 def test_webhooks_have_their_own_limit_per_source_and_forged_ones_do_not_use_it(worker):
     from tests.conftest import WEBHOOK_SECRET
 
-    env = {"RATE_LIMIT": "", "RATE_LIMIT_WEBHOOKS": "4/minute", "KAFKA_GROUP": f"vyp-limits-{uuid.uuid4().hex[:8]}"}
+    env = {
+        "RATE_LIMIT_SERVER": "",
+        "RATE_LIMIT_WEBHOOKS": "4/minute",
+        "KAFKA_GROUP": f"vyp-limits-{uuid.uuid4().hex[:8]}",
+    }
     with running_api("api-webhook-limits.log", **env) as base:
         anonymous = Client(base, key=None)
 
@@ -73,12 +77,14 @@ def test_webhooks_have_their_own_limit_per_source_and_forged_ones_do_not_use_it(
         assert Client(base).get("/payment-methods").status_code == 400
 
 
-def test_the_socket_door_counts_each_callers_requests_against_rate_limit_too():
+def test_the_socket_door_counts_each_callers_requests_against_its_limit_too():
     import dataclasses
 
     from settings import get_settings
-    from socket_door.server import SocketLimits
+    from socket_door.server import Caller, SocketLimits
 
-    limits = SocketLimits(dataclasses.replace(get_settings(), rate_limit="3/minute", rate_limit_storage="memory://"))
-    assert [limits.allow("c-one") for _ in range(4)] == [True, True, True, False]
-    assert limits.allow("c-two")  # each caller its own budget
+    limits = SocketLimits(
+        dataclasses.replace(get_settings(), rate_limit_customer="3/minute", rate_limit_storage="memory://")
+    )
+    assert [limits.allow(Caller("c-one", customer="a")) for _ in range(4)] == [True, True, True, False]
+    assert limits.allow(Caller("c-two", customer="b"))  # each caller its own budget

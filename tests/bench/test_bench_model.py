@@ -157,3 +157,48 @@ def test_round_two_puts_each_target_workload_beside_round_one_and_says_what_is_m
     # R2's rate target is a share of the same run's Kafka ceiling: 0.8 x 600 = 480/s, not reached at 300/s.
     assert ">= 0.8 x ceiling (480/s)" in rows[1] and rows[1].endswith("| yes, no |")
     assert len(rows) == 2  # a workload missing from either run has no row
+
+
+def _step(rate: float, p99: float, met: bool = True, **more: object) -> dict:
+    return {
+        "rate": rate,
+        "p50_ms": p99 / 2,
+        "p95_ms": p99 * 0.9,
+        "p99_ms": p99,
+        "max_ms": p99,
+        "errors": 0,
+        "sent": 100,
+        "ok": 100,
+        "slo_met": met,
+        **more,
+    }
+
+
+def test_the_low_rate_check_sets_the_light_steps_p99_against_the_sustained_steps_plus_the_margin():
+    tailed = {"name": "R2", "low_rate": _step(20, 480.0), "steps": [_step(50, 42.0), _step(100, 198.0, met=False)]}
+    clean = {"name": "W2", "low_rate": _step(5, 383.3), "steps": [_step(10, 362.3), _step(20, 371.3)]}
+    text = report.low_rate_table([tailed, clean, {"name": "R1", "steps": [_step(100, 9.0)]}])
+    assert "| R2 | 20 |" in text and "| 50 | 42.0 | NOT met (480.0 vs 142.0 ms) |" in text
+    assert "| 20 | 371.3 | met (383.3 vs 471.3 ms) |" in text
+    assert "| R1 |" not in text  # no light step: not in the table
+
+
+def test_the_limiter_table_compares_web_cpu_at_the_highest_rate_both_runs_met():
+    off = {"name": "R1", "steps": [_step(100, 9.0, cpu_s={"web": 0.2}), _step(200, 12.0, cpu_s={"web": 0.4})]}
+    on = {
+        "name": "R1+limits",
+        "steps": [_step(100, 9.5, cpu_s={"web": 0.25}), _step(200, 70.0, met=False, cpu_s={"web": 0.6})],
+    }
+    text = report.limits_table([off, on])
+    assert "| R1 | 100 | 2.00 → 2.50 | 0.50 |" in text
+    line = report.limiter_cost_line(
+        {
+            "requests_per_round": 2000,
+            "storage": "redis://h/1",
+            "off_ms": 0.428,
+            "on_ms": 0.9,
+            "added_ms": 0.472,
+            "limit": "5000/second",
+        }
+    )
+    assert "0.428 → 0.900 ms CPU per request, +0.472 ms" in line
