@@ -31,6 +31,9 @@ REDIS_URL = ""
 
 _created: dict[str, str] = {}
 
+# The doors' stacks every folder shares (one Tansu, one relay, one REST door per run).
+pytest_plugins = ["tests.support.stacks"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     LOG_DIR.mkdir(parents=True, exist_ok=True)

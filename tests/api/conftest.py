@@ -1,12 +1,11 @@
-"""The REST door under a real WSGI server (gunicorn, gevent), in front of the real worker."""
+"""The REST door under a real WSGI server (gunicorn, gevent), in front of the real worker (its `api_url`, `client`
+and `anonymous` fixtures: tests/support/stacks.py, shared by every folder)."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 import requests
 
 from tests.conftest import API_KEY, LOG_DIR
@@ -25,12 +24,6 @@ def running_api(log_name: str, **env: str) -> Iterator[str]:
         services.stop(proc)
 
 
-@pytest.fixture(scope="session")
-def api_url(worker: Path) -> Iterator[str]:
-    with running_api("api.log") as base:
-        yield base
-
-
 class Client(requests.Session):
     """requests against the API with the test's bearer key."""
 
@@ -43,13 +36,3 @@ class Client(requests.Session):
     def request(self, method: str, url: str, *args, **kwargs) -> requests.Response:  # type: ignore[override]
         kwargs.setdefault("timeout", 90)
         return super().request(method, self.base + url, *args, **kwargs)
-
-
-@pytest.fixture()
-def client(api_url: str) -> Client:
-    return Client(api_url)
-
-
-@pytest.fixture()
-def anonymous(api_url: str) -> Client:
-    return Client(api_url, key=None)
