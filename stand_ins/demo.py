@@ -242,18 +242,14 @@ def order_service_consumer(ends: Endpoints, topic: str) -> Consumer:
     return consumer
 
 
-def platform_checkout(ends: Endpoints) -> str:
-    """The platform's checkout, as its web app and order service (GitHub jazzyrana29/vyarna-copy) send it."""
-    person = str(uuid.uuid4())  # the platform's person id: the web app's userId
-    print("\n== Platform: the web app's checkout over Socket.IO, the order service's capture over Kafka")
-    client, pushes = web_app(ends, person)
-    try:
-        email = f"ada.{uuid.uuid4().hex[:8]}@example.com"
-        cart = [
+def checkout_body(email: str) -> dict[str, Any]:
+    """The web app's create (create-payment-intent-payload.dto.ts): a two-line cart of 29.99 USD and who pays."""
+    return {
+        "items": [
             {"id": str(uuid.uuid4()), "quantity": 2, "priceCents": 1250, "currency": "USD"},
             {"id": str(uuid.uuid4()), "quantity": 1, "priceCents": 499, "currency": "USD"},
-        ]
-        details = {
+        ],
+        "customerDetails": {
             "firstName": "Ada",
             "lastName": "Lovelace",
             "email": email,
@@ -264,8 +260,20 @@ def platform_checkout(ends: Endpoints) -> str:
                 "zip": "97201",
                 "country": "US",
             },
-        }
-        created = emit(client, "create-payment-intent", {"items": cart, "customerDetails": details})
+        },
+    }
+
+
+def platform_checkout(ends: Endpoints) -> str:
+    """The platform's checkout, as its web app and order service (GitHub jazzyrana29/vyarna-copy) send it."""
+    person = str(uuid.uuid4())  # the platform's person id: the web app's userId
+    print("\n== Platform: the web app's checkout over Socket.IO, the order service's capture over Kafka")
+    client, pushes = web_app(ends, person)
+    try:
+        email = f"ada.{uuid.uuid4().hex[:8]}@example.com"
+        body = checkout_body(email)
+        cart = body["items"]
+        created = emit(client, "create-payment-intent", body)
         intent_id = created["paymentIntentId"]
         print(
             f"checkout     {intent_id}  {created['totalAmount'] / 100:.2f} {created['currency'].upper()}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from domain.answers import CONFIRM_SUCCEEDED, amount_unit, widen
+from domain.schemas import INTENT_STATUSES
 
 INTENT = {
     "id": "vypi_1",
@@ -36,18 +37,7 @@ def test_a_create_answers_the_platforms_created_dto_with_no_coupon():
     assert widened["totalAmount"] == widened["originalAmount"] == 5000
 
 
-@pytest.mark.parametrize(
-    "status",
-    [
-        "requires_payment_method",
-        "requires_confirmation",
-        "requires_action",
-        "processing",
-        "requires_capture",
-        "succeeded",
-        "canceled",
-    ],
-)
+@pytest.mark.parametrize("status", INTENT_STATUSES)
 def test_a_confirm_succeeds_only_when_paid_or_waiting_for_its_capture_or_the_browser(status):
     error = (
         {"code": "card_declined", "message": "Your card was declined."} if status == "requires_payment_method" else None

@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from domain.personal_data import email_customer_id
+from stand_ins.demo import checkout_body
 from tests.api.conftest import Client, running_api
 from tests.api.test_rest_api import assert_error
 from tests.conftest import make_card
@@ -23,27 +24,9 @@ def email() -> str:
     return f"Ada.{uuid.uuid4().hex[:10]}@Example.com"
 
 
-def checkout(address: str, items: list[dict] | None = None) -> dict:
-    """The body the web app's StripePaymentForm sends (create-payment-intent-payload.dto.ts)."""
-    return {
-        "items": items
-        or [
-            {"id": str(uuid.uuid4()), "quantity": 2, "priceCents": 1250, "currency": "USD"},
-            {"id": str(uuid.uuid4()), "quantity": 1, "priceCents": 499, "currency": "USD"},
-        ],
-        "customerDetails": {
-            "firstName": "Ada",
-            "lastName": "Lovelace",
-            "email": address,
-            "address": {
-                "street": "12 Harbour Road",
-                "city": "Portland",
-                "state": "OR",
-                "zip": "97201",
-                "country": "US",
-            },
-        },
-    }
+def checkout(address: str) -> dict:
+    """The body the web app's StripePaymentForm sends (create-payment-intent-payload.dto.ts), as the demo sends it."""
+    return checkout_body(address)
 
 
 def test_a_checkout_is_priced_from_its_cart_and_answers_what_the_web_app_reads(client, stripe_api):
