@@ -54,6 +54,13 @@ class MoneyField(BigIntegerField):
     """An amount in the currency's minor unit (integer cents), as Stripe."""
 
 
+class LongTextField(TextField):
+    """Up to 16 MB on MariaDB, MySQL and TiDB (MEDIUMTEXT: TEXT stops at 64 KB), TEXT on SQLite: for values whose
+    size the service accepts beyond 64 KB (a Stripe event of up to 1 MB)."""
+
+    field_type = "MEDIUMTEXT"
+
+
 class JSONField(TextField):
     """JSON in a TEXT column, portable across SQLite, MariaDB and TiDB."""
 

@@ -2,7 +2,7 @@
 
 from peewee import BigIntegerField, CharField, TextField
 
-from models.base import BaseModel, UTCDateTimeField, utcnow
+from models.base import BaseModel, LongTextField, UTCDateTimeField, utcnow
 
 
 class WebhookEvent(BaseModel):
@@ -11,7 +11,7 @@ class WebhookEvent(BaseModel):
     event_created = BigIntegerField()
     object_id = CharField(max_length=255, null=True, index=True)
     # The payload as Stripe sent it, less `client_secret` values (invariant 6).
-    payload = TextField()
+    payload = LongTextField()  # up to MAX_WEBHOOK_PAYLOAD (1 MB): MEDIUMTEXT (migration 013)
     # received → processed | ignored | stale | unmatched | failed
     status = CharField(max_length=16, default="received")
     error = TextField(null=True)

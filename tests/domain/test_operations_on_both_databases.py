@@ -244,3 +244,14 @@ def test_an_event_that_outruns_its_intent_is_applied_once_the_intent_is_stored(d
     stored = WebhookEvent.get_by_id(json.loads(early["event"]["payload"])["id"])
     assert stored.status == "processed"
     assert call("get-payment-intent", {"paymentIntentId": intent["id"]})["status"] == "canceled"
+
+
+def test_a_stripe_event_near_the_doors_1_mb_limit_is_stored_whole(domain_db, stripe_api):
+    """TEXT held 64 KB on MariaDB: a larger event Stripe signed was an internal error (drill 10 found it)."""
+    intent = call("create-payment-intent", {"customerId": "dom-big", "amount": 900, "currency": "usd"})
+    bulky = {"id": intent["stripePaymentIntentId"], "status": "processing", "description": "x" * 900_000}
+    big = event("payment_intent.processing", bulky)
+    assert len(big["payload"]) > 64 * 1024
+    assert call("process-stripe-webhook", big)["duplicate"] is False
+    stored = WebhookEvent.get(WebhookEvent.object_id == intent["stripePaymentIntentId"])
+    assert json.loads(stored.payload)["data"]["object"]["description"] == bulky["description"]  # nothing cut

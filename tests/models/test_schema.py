@@ -36,6 +36,7 @@ def test_migrations_apply_once_then_are_a_no_op_on_sqlite(tmp_path):
         "010_checkout_items",
         "011_retention_indexes",
         "012_ops_audit",
+        "013_long_payloads",
     ]
     assert migrate(db) == []
     assert pending_migrations(db) == []
@@ -112,7 +113,13 @@ def test_the_binary_identifiers_migration_alters_a_database_holding_rows(databas
         assert db.execute_sql(before, ("Alice",)).fetchone()[0] == 1  # the old collation: Alice is alice
 
         assert ("customer", "platform_customer_id") in textual_id_columns(db)  # positive control of the check
-        assert migrate(db) == ["009_binary_identifiers", "010_checkout_items", "011_retention_indexes", "012_ops_audit"]
+        assert migrate(db) == [
+            "009_binary_identifiers",
+            "010_checkout_items",
+            "011_retention_indexes",
+            "012_ops_audit",
+            "013_long_payloads",
+        ]
         assert textual_id_columns(db) == []
 
         assert db.execute_sql(before, ("Alice",)).fetchone()[0] == 0
