@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from api.ops_format import money, when
 from domain.schemas import OBJECT_ID_PATTERN
 from operations import audit
-from operations.view import OPS_TTL_S, intent_timeline, recent_events, snapshot
+from operations.view import OPS_TTL_S, intent_timeline, recent_events, recent_intents, snapshot
 
 ops = Blueprint("ops", __name__, template_folder="templates", url_prefix="/ops")
 RECENT = 20
@@ -32,11 +32,8 @@ def _age(seconds: float | None) -> str:
 
 
 def _recent() -> list[dict[str, Any]] | None:
-    from models import PaymentIntent
-
     try:
-        rows = PaymentIntent.select().order_by(PaymentIntent.id.desc()).limit(RECENT)
-        return [row.to_payload([]) for row in rows]
+        return recent_intents(RECENT)
     except Exception:  # the database away: the readiness table says so
         return None
 

@@ -32,7 +32,7 @@ from doors.dispatch import run_operation
 from errors import OperationError
 from models.currency_data import exponent
 from observability import metrics
-from operations import audit
+from operations import audit, view
 from registry import OPERATIONS
 
 log = logging.getLogger("ops")
@@ -75,12 +75,9 @@ class Plan:
 
 
 def _intent(payment_intent_id: str) -> Any:
-    from models import PaymentIntent, unit_of_work
-
     if not re.fullmatch(OBJECT_ID_PATTERN, payment_intent_id or ""):
         raise OperationError("not_found", "No payment intent has this id.")
-    with unit_of_work():
-        intent = PaymentIntent.get_or_none(PaymentIntent.id == payment_intent_id)
+    intent = view.record("intent", payment_intent_id)
     if intent is None:
         raise OperationError("not_found", "No payment intent has this id.")
     return intent
@@ -149,11 +146,7 @@ def plan_cancel(form: Any) -> Plan:
 
 
 def plan_retry(form: Any) -> Plan:
-    from models import PaymentAttempt, unit_of_work
-
-    attempt_id = str(form.get("attemptId", ""))
-    with unit_of_work():
-        attempt = PaymentAttempt.get_or_none(PaymentAttempt.id == attempt_id) if attempt_id else None
+    attempt = view.record("attempt", str(form.get("attemptId", "")))
     if attempt is None:
         raise OperationError("not_found", "No payment attempt has this id.")
     intent = _intent(attempt.payment_intent_id)
@@ -187,11 +180,7 @@ def plan_replay(form: Any) -> Plan:
 
 
 def plan_republish(form: Any) -> Plan:
-    from models import PaymentEvent, unit_of_work
-
-    event_id = str(form.get("eventId", ""))
-    with unit_of_work():
-        event = PaymentEvent.get_or_none(PaymentEvent.event_id == event_id) if event_id else None
+    event = view.record("event", str(form.get("eventId", "")))
     if event is None:
         raise OperationError("not_found", "No payment event has this id.")
     says = [

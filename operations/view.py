@@ -197,6 +197,25 @@ def outbox(now: dt.datetime) -> dict[str, Any]:
     return {"backlog": backlog, "oldest_s": oldest}
 
 
+def recent_intents(limit: int) -> list[dict[str, Any]]:
+    """The newest payment intents, newest first (their attempts left out: the list shows none)."""
+    from models import PaymentIntent
+
+    rows = PaymentIntent.select().order_by(PaymentIntent.id.desc()).limit(limit)
+    return [row.to_payload([]) for row in rows]
+
+
+def record(kind: str, record_id: str) -> Any:
+    """One payment intent, attempt or outbox event by its id (the operator's forms name them), or None."""
+    from models import PaymentAttempt, PaymentEvent, PaymentIntent, unit_of_work
+
+    key = {"intent": PaymentIntent.id, "attempt": PaymentAttempt.id, "event": PaymentEvent.event_id}[kind]
+    if not record_id:
+        return None
+    with unit_of_work():
+        return key.model.get_or_none(key == record_id)
+
+
 def recent_events(limit: int = 20) -> list[dict[str, Any]]:
     """The newest payment events of the outbox, published or waiting, each of which an operator may re-publish."""
     from models import PaymentEvent
