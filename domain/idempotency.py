@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from peewee import Expression, IntegrityError, fn
+from peewee import Expression, IntegrityError
 
 from domain.context import OperationContext
 from domain.ids import new_id
@@ -223,14 +223,30 @@ def _this_execution(claim_: Claim) -> list[Expression]:
     return [IdempotencyRecord.id == claim_.record_id, IdempotencyRecord.owner == claim_.owner, token]
 
 
-def _held(claim_: Claim) -> list[Expression]:
-    """The claim is still this execution's: not completed, given back or taken over by another execution."""
-    return [*_this_execution(claim_), IdempotencyRecord.state == "in_flight"]
+def _held_by(record_id: Any, owner: Any, *token: Any) -> list[Expression]:
+    """`_held` with its values given apart (for a compiled statement): no token = a claim without one."""
+    execution = IdempotencyRecord.execution_token == token[0] if token else IdempotencyRecord.execution_token.is_null()
+    return [
+        IdempotencyRecord.id == record_id,
+        IdempotencyRecord.owner == owner,
+        execution,
+        IdempotencyRecord.state == "in_flight",
+    ]
 
 
 def _update_held(claim_: Claim, **values: Any) -> bool:
     """Change the record only while this execution holds it; False once it no longer does."""
-    return bool(IdempotencyRecord.update(updated_at=utcnow(), **values).where(*_held(claim_)).execute())
+    token = () if claim_.execution is None else (claim_.execution,)
+    changed = statements.update(
+        f"held-{len(token)}",
+        IdempotencyRecord,
+        {"updated_at": utcnow(), **values},
+        _held_by,
+        claim_.record_id,
+        claim_.owner,
+        *token,
+    )
+    return bool(changed)
 
 
 def complete(claim_: Claim, outcome: dict[str, Any]) -> bool:
@@ -302,7 +318,7 @@ def start_stripe_call(claim_: Claim, params: dict[str, Any] | None = None) -> Cl
     Committed with the caller's transaction or on its own; only the holder may (`ClaimLost` otherwise). From here on
     the claim is the janitor's to resolve if abandoned, and a failure is an unknown outcome for the caller.
     """
-    values: dict[str, Any] = {"stripe_started_at": fn.COALESCE(IdempotencyRecord.stripe_started_at, utcnow())}
+    values: dict[str, Any] = {"stripe_started_at": statements.IfUnset(utcnow())}  # the first attempt's time stays
     if params is not None:
         values["stripe_params"] = params
     if not _update_held(claim_, **values):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from peewee import AutoField, Database, Model, ModelSelect
+from peewee import AutoField, Database, Expression, Model, ModelSelect, Node, Value, fn
 
 from models.base import database
 
@@ -33,8 +33,23 @@ class _Insert:
     fields: tuple[Any, ...]  # the peewee fields, in the order of the statement's columns
 
 
+@dataclass(frozen=True)
+class _Update:
+    sql: str
+    slots: tuple[tuple[int | None, Any], ...]  # per parameter: the value at this index (set, then where), or a constant
+    fields: tuple[Any, ...]  # the peewee field of each set value, to convert it as peewee would
+
+
+@dataclass(frozen=True)
+class IfUnset:
+    """An update's value that keeps what the column holds already, if anything (SET c = COALESCE(c, value))."""
+
+    value: Any
+
+
 _selects: dict[tuple[type, str], _Select] = {}
 _inserts: dict[tuple[type, type, tuple[str, ...], int], _Insert] = {}
+_updates: dict[tuple[type, str, type, tuple[str, ...]], _Update] = {}
 
 
 _MARKED = "\x00vyp-statement-parameter-"
@@ -74,6 +89,40 @@ def first(key: str, build: Callable[..., ModelSelect[_M]], *values: str) -> _M |
     """The first row of `select(...)` (build the query with its own LIMIT 1), or None."""
     rows = select(key, build, *values)
     return rows[0] if rows else None
+
+
+def update(
+    key: str, model: type[Model], values: dict[str, Any], where: Callable[..., list[Expression]], *where_values: Any
+) -> int:
+    """UPDATE `model` SET `values` WHERE `where(*where_values)`; returns the rows changed. The shape (the conditions
+    `where` builds, by `key`, and the columns set) is compiled once. Set values are converted by their fields as
+    peewee's update would (JSON, datetimes); the condition's values are sent as they are, so give them as stored.
+    `IfUnset(value)` keeps a value the column holds already. A statement setting another expression (a value the
+    database computes) runs through peewee as it is."""
+    db = _db()
+    if any(isinstance(v, Node) for v in values.values()):
+        # A value computed by the database (COALESCE, a column) is part of the SQL, not a parameter: peewee's path.
+        return int(model.update(values).where(*where(*where_values)).execute())
+    names = tuple(f"{n}?" if isinstance(v, IfUnset) else n for n, v in values.items())
+    shape = (type(db), key, model, names)
+    compiled = _updates.get(shape)
+    if compiled is None:
+        markers = [_marker(i) for i in range(len(names) + len(where_values))]
+        # converter=False: the markers reach the parameters untouched (a JSON field would quote them otherwise).
+        sets: dict[Any, Node] = {}
+        for i, (name, value) in enumerate(values.items()):
+            field, slot = model._meta.fields[name], Value(markers[i], converter=False, unpack=False)
+            sets[field] = fn.COALESCE(field, slot) if isinstance(value, IfUnset) else slot
+        conditions = where(*(Value(m, converter=False) for m in markers[len(names) :]))
+        sql, params = model.update(sets).where(*conditions).sql()
+        slots = tuple((markers.index(p), None) if p in markers else (None, p) for p in params)
+        if sorted(i for i, _ in slots if i is not None) != list(range(len(markers))):
+            raise ValueError(f"statement {key}: each value must appear exactly once among its parameters")
+        compiled = _updates.setdefault(shape, _Update(sql, slots, tuple(model._meta.fields[n] for n in values)))
+    plain = [v.value if isinstance(v, IfUnset) else v for v in values.values()]
+    given = [field.db_value(v) for field, v in zip(compiled.fields, plain, strict=True)] + list(where_values)
+    params = [given[i] if i is not None else constant for i, constant in compiled.slots]
+    return int(db.rows_affected(db.execute_sql(compiled.sql, params)))
 
 
 def insert(instances: list[_M]) -> None:

@@ -155,3 +155,47 @@ def test_a_select_that_transforms_its_value_is_refused_rather_than_cached_with_t
             lambda i: PaymentIntent.select().where(PaymentIntent.id == i, PaymentIntent.customer_id.contains(i)),
             "x",
         )
+
+
+def _record(owner: str, **changes: Any) -> IdempotencyRecord:
+    now = dt.datetime(2030, 1, 2, 3, 4, 5)  # one time for every record, so that two compare equal
+    fields: dict[str, Any] = {
+        "key_hash": uuid.uuid4().hex,
+        "resource_id": new_id("refund"),
+        "operation": "create-refund",
+        "fingerprint": "f",
+        "state": "in_flight",
+        "owner": owner,
+        "request": {"x": 1},
+        "trace_id": "t",
+        "locked_until": now,
+        "expires_at": now,
+    }
+    return IdempotencyRecord.create(**{**fields, **changes})
+
+
+def _owned(record_id: Any, owner: Any) -> list[Any]:
+    return [IdempotencyRecord.id == record_id, IdempotencyRecord.owner == owner]
+
+
+def test_a_compiled_update_writes_what_peewee_update_writes_and_counts_the_rows(domain_db):
+    ours, theirs = _record("o"), _record("o")
+    values = {"state": "completed", "outcome": {"response": {"id": "vyre_1", "nested": [1, 2]}}, "updated_at": utcnow()}
+    assert statements.update("owned", IdempotencyRecord, values, _owned, ours.id, "o") == 1
+    IdempotencyRecord.update(**values).where(*_owned(theirs.id, "o")).execute()
+    _same_but(
+        _stored(IdempotencyRecord, ours.id), _stored(IdempotencyRecord, theirs.id), "id", "key_hash", "resource_id"
+    )
+    assert _stored(IdempotencyRecord, ours.id)["outcome"] == {"response": {"id": "vyre_1", "nested": [1, 2]}}
+    # The same compiled shape with other values: another row's owner does not match, nothing changes.
+    assert statements.update("owned", IdempotencyRecord, {**values, "state": "retryable"}, _owned, ours.id, "x") == 0
+    assert _stored(IdempotencyRecord, ours.id)["state"] == "completed"
+
+
+def test_an_if_unset_value_keeps_what_the_column_holds_already(domain_db):
+    record, first, later = _record("o"), dt.datetime(2030, 1, 1, 0, 0, 0), dt.datetime(2031, 1, 1, 0, 0, 0)
+    for when in (first, later):
+        values = {"stripe_started_at": statements.IfUnset(when), "updated_at": when}
+        assert statements.update("owned", IdempotencyRecord, values, _owned, record.id, "o") == 1
+    stored = _stored(IdempotencyRecord, record.id)
+    assert (stored["stripe_started_at"], stored["updated_at"]) == (first, later)

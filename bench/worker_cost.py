@@ -1,0 +1,143 @@
+"""What one create costs the payments worker's own code, in process: `python -m bench.worker_cost [--creates N]`.
+
+The create-payment-intent task (W1's request: a seeded customer's default card, `confirm: true`) run through
+Celery's `apply` in this process against the benchmark's Stripe stand-in answering at once, on a database of its
+own: CPU time of this process per create (process_time, so a busy shared machine stretches wall time, not this),
+best of interleaved rounds. What the broker, the door and the reply add is not in it; the bench's W1/W2 phases
+measure those end to end. `--profile FILE` writes the functions with the most CPU time (cProfile on process_time)
+for FINDINGS.md; py-spy can be pointed at this process as well (`py-spy record -p PID`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pymysql
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_stand_in(port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.fake_stripe", "--port", str(port), "--latency-ms", "0"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the Stripe stand-in did not start")
+
+
+def _creates(customers: list[str], count: int, run: str, start: int) -> float:
+    """CPU ms per create over `count` creates run one after the other."""
+    from tasks.operations import TASKS
+
+    task = TASKS["create-payment-intent"]
+    began = time.process_time()
+    for i in range(start, start + count):
+        body = {
+            "customerId": customers[i % len(customers)],
+            "amount": 1000 + i % 500,
+            "currency": "usd",
+            "confirm": True,
+        }
+        meta = {"idempotencyKey": f"cost-{run}-{i}", "traceId": f"t{i}", "door": "rest"}
+        envelope = task.apply(args=[body, meta]).get()
+        if "response" not in envelope:
+            raise RuntimeError(f"a create failed: {envelope.get('error')}")
+    return (time.process_time() - began) * 1000 / count
+
+
+def measure(creates: int = 300, rounds: int = 3, profile: Path | None = None) -> dict[str, Any]:
+    """Best-of-rounds CPU per create; with `profile`, the top functions by CPU time of one more round."""
+    database = f"vyp_cost_{uuid.uuid4().hex[:8]}"
+    port = _free_port()
+    admin = pymysql.connect(host="127.0.0.1", user="root", password="")
+    admin.cursor().execute(f"CREATE DATABASE {database}")
+    os.environ.update(
+        {
+            "TIDB_HOST": "127.0.0.1",
+            "TIDB_PORT": "3306",
+            "TIDB_USER": "root",
+            "TIDB_PASSWORD": "",
+            "TIDB_DATABASE": database,
+            "TIDB_ENABLE_SSL": "false",
+            "STRIPE_API_BASE": f"http://127.0.0.1:{port}",
+            "STRIPE_SECRET_KEY": "sk_test_worker_cost",
+            "STRIPE_RATE_LIMIT": "0",
+            "LOG_STREAM_LEVEL": "ProdStandard",
+        }
+    )
+    stand_in = _start_stand_in(port)
+    try:
+        from bench.seed import seed_rows
+        from models import bind_database
+        from settings import get_settings
+
+        settings = get_settings()
+        customers = seed_rows(settings, 20, 0)["customers"]
+        bind_database(settings)
+        run = uuid.uuid4().hex[:6]
+        _creates(customers, 30, run, 0)  # warm: connections, caches, imports
+        figures = [_creates(customers, creates, run, 1000 + r * creates) for r in range(rounds)]
+        top = ""
+        if profile is not None:
+            profiler = cProfile.Profile(time.process_time)
+            profiler.enable()
+            _creates(customers, creates, run, 100_000)
+            profiler.disable()
+            profiler.dump_stats(profile.with_suffix(".prof"))  # for pstats' callers and callees
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(40)
+            pstats.Stats(profiler, stream=out).sort_stats("cumtime").print_stats(60)
+            profile.write_text(out.getvalue())
+            top = str(profile)
+        return {
+            "creates_per_round": creates,
+            "cpu_ms_per_create": round(min(figures), 3),
+            "rounds": figures,
+            "profile": top,
+        }
+    finally:
+        stand_in.terminate()
+        stand_in.wait(10)
+        admin.cursor().execute(f"DROP DATABASE {database}")
+        admin.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.worker_cost", description=__doc__.splitlines()[0])
+    parser.add_argument("--creates", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", type=Path, help="write cProfile's top functions (CPU time) here")
+    args = parser.parse_args()
+    print(json.dumps(measure(args.creates, args.rounds, args.profile)))
+
+
+if __name__ == "__main__":
+    main()
