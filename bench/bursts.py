@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
+from bench import fake_stripe
 from bench.load import Requests, Step, arrivals, check_loopback, percentile
 from bench.workloads import Phase
 
@@ -39,6 +40,7 @@ BURST_S = 3.0
 DRAIN_BOUND_S = 120.0  # a request not answered by then counts as unanswered
 # The smoke run checks the harness only, in its service phase (unpaced, the stand-in unlimited): a few creates.
 SMOKE_BURST_RATE, SMOKE_BURST_S = 8.0, 1.0
+WARM_RATE, WARM_S = 5.0, 2.0  # before a measured burst: below any pace
 PACED = (("STRIPE_RATE_LIMIT", str(BURST_LIMIT)),)
 UNPACED = (("STRIPE_RATE_LIMIT", "0"),)
 
@@ -242,22 +244,19 @@ def measure(run: Run, phase: Phase, endpoints: dict[str, str], service: list[str
     """One burst against the phase's processes, the stand-in limited meanwhile; its figures into `run.bursts`."""
     tag = "burst-smoke" if smoke else phase.tag(BURST)
     settings = {**dict(phase.env), **run.o.env}  # as service_env merges them: --env wins
-    paced_at = settings.get("STRIPE_RATE_LIMIT", "").strip()
+    # The bench's default is the stand-in's (no limit: not paced); "" is the key's default (paced, 25/s in test mode).
+    paced_at = settings.get("STRIPE_RATE_LIMIT", str(fake_stripe.RATE_LIMIT_PER_S)).strip()
     paced = paced_at != "0"
     limit = 0 if smoke else BURST_LIMIT
     rate, duration = (SMOKE_BURST_RATE, SMOKE_BURST_S) if smoke else (BURST_FACTOR * BURST_LIMIT, BURST_S)
     if not smoke:
+        # Warm, below the pace and the stand-in unlimited: the pools and connections of fresh processes grow here,
+        # so that the drain time is the pace's, not a cold start's.
+        run_process(run, {**spec_base(run, endpoints), "rate": WARM_RATE, "duration_s": WARM_S}, f"{tag}-warmup", 60)
         run.settle(service)
     requeued_before, retried_before = worker_lines(run, REQUEUED), worker_lines(run, RETRIED)
     load_avg = round(os.getloadavg()[0], 1)
-    spec = {
-        "base_url": endpoints["rest"],
-        "api_key": run.secrets["API_KEYS"],
-        "data": run.data,
-        "rate": rate,
-        "duration_s": duration,
-        "drain_bound_s": DRAIN_BOUND_S,
-    }
+    spec = {**spec_base(run, endpoints), "rate": rate, "duration_s": duration}
     run.log(f"{tag}: {rate:g} creates/s for {duration:g} s, stand-in limit {limit or 'none'}, paced at {paced_at}")
     stand_in(run.stripe_base, limit)
     try:
@@ -287,6 +286,15 @@ def measure(run: Run, phase: Phase, endpoints: dict[str, str], service: list[str
     }
     run.log(f"{tag}: {json.dumps({k: v for k, v in result.items() if k not in ('name', 'wall_start', 'wall_end')})}")
     run.bursts.append(result)
+
+
+def spec_base(run: Run, endpoints: dict[str, str]) -> dict[str, Any]:
+    return {
+        "base_url": endpoints["rest"],
+        "api_key": run.secrets["API_KEYS"],
+        "data": run.data,
+        "drain_bound_s": DRAIN_BOUND_S,
+    }
 
 
 def run_process(run: Run, spec: dict[str, Any], tag: str, bound_s: float) -> dict[str, Any]:
