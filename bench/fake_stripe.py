@@ -1,11 +1,18 @@
 """A Stripe stand-in for the benchmark: answers the calls the service makes after a fixed latency, in constant time.
 
-`python -m bench.fake_stripe --port 8431 --latency-ms 300`
+`python -m bench.fake_stripe --port 8431 --latency-ms 300 [--rate-limit N]`
 
 localstripe cannot be the target of a load test: it slows down with every object it stores. This server keeps
 only a dict of the PaymentIntents it made (for retrieve), so every call costs the same however long the run.
 Object shapes follow Stripe's (and stand_ins/localstripe_server.py): `client_secret`, `amount_received`,
 `amount_capturable`, `status`, `latest_charge`.
+
+A rate limit (issue 27's bursts, bench/bursts.py): `--rate-limit N`, or `POST /_config/rate_limit {"perSecond": N}`
+while it runs, refuses more than N calls a second per account (API key) as Stripe does, with Stripe's 429 and
+`rate_limit` body, at once and before anything is made (the same answer as stand_ins/localstripe_server.py's). `GET
+/_config/rate_limit` answers the limit, the calls it admitted and refused, the most admitted in one second, and the
+PaymentIntents made per caller's intent (metadata `vy_payment_intent_id`) and per idempotency key; a POST also
+starts every count afresh.
 """
 
 from __future__ import annotations
@@ -24,8 +31,11 @@ from typing import Any
 from aiohttp import web
 
 # Calls per second it refuses above, per account: none (0), unlike Stripe (25/s test, 100/s live); the bench runs
-# the service unpaced to match and says so in RESULTS.md.
+# the service unpaced to match and says so in RESULTS.md. The burst phases (bench/bursts.py) set one while they run.
 RATE_LIMIT_PER_S = 0
+# Stripe's answer to a call over the account's limit (docs.stripe.com/error-codes: `rate_limit`); the SDK raises
+# RateLimitError for any 429. As stand_ins/localstripe_server.py answers it.
+RATE_LIMIT_MESSAGE = "Too many requests hit the API too quickly. We recommend an exponential backoff of your requests."
 MAX_KEPT_INTENTS = 200_000  # bounded memory however long the run; older intents are forgotten
 _counter = itertools.count(1)
 
@@ -66,13 +76,57 @@ def payment_method(pm_id: str, customer: str | None) -> dict[str, Any]:
     }
 
 
+class AccountRateLimit:
+    """Stripe's per-account limit: a token bucket of `per_second` tokens refilled at `per_second` a second, one
+    bucket per API key (0: no limit), as stand_ins/localstripe_server.py's. Counts what it admitted and refused."""
+
+    def __init__(self, per_second: int = 0, clock: Any = time.monotonic) -> None:
+        self.per_second = per_second
+        self.clock = clock
+        self.buckets: dict[str, tuple[float, float]] = {}  # account -> (tokens, when counted)
+        self.admitted = 0
+        self.refused = 0
+        self._second = (0, 0)  # (a clock second, calls admitted in it)
+        self.peak_per_second = 0  # the most admitted in one clock second: whether the burst reached the limit
+
+    def admit(self, account: str) -> bool:
+        now = self.clock()
+        if self.per_second > 0:
+            tokens, then = self.buckets.get(account, (float(self.per_second), now))
+            tokens = min(float(self.per_second), tokens + (now - then) * self.per_second)
+            if tokens < 1:
+                self.buckets[account] = (tokens, now)
+                self.refused += 1
+                return False
+            self.buckets[account] = (tokens - 1, now)
+        self.admitted += 1
+        second, count = self._second
+        self._second = (int(now), count + 1 if second == int(now) else 1)
+        self.peak_per_second = max(self.peak_per_second, self._second[1])
+        return True
+
+
 class FakeStripe:
     """The routes of the calls stripe_client.py makes, each answered after `latency_s`."""
 
-    def __init__(self, latency_s: float) -> None:
+    def __init__(self, latency_s: float, rate_limit: int = RATE_LIMIT_PER_S) -> None:
         self.latency_s = latency_s
         self.intents: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.calls = 0
+        self.limit = AccountRateLimit(rate_limit)
+        # The PaymentIntents made for each of the service's intents, and per idempotency key: Stripe makes one per
+        # key (a repeat is a replay), so two keys for one of our intents is a second payment. Bounded like intents.
+        self.creates_by_intent: OrderedDict[str, set[str]] = OrderedDict()
+        self.creates_by_key: dict[str, int] = {}
+
+    @web.middleware
+    async def rate_limited(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Over the account's limit: Stripe's 429 at once, before anything is made (safe to repeat)."""
+        if request.path.startswith("/v1/") and not self.limit.admit(request.headers.get("Authorization", "")):
+            response = _error(429, RATE_LIMIT_MESSAGE, code="rate_limit")
+            response.headers["Stripe-Should-Retry"] = "true"
+            return response
+        return await handler(request)
 
     async def _wait(self) -> None:
         self.calls += 1
@@ -80,7 +134,7 @@ class FakeStripe:
             await asyncio.sleep(self.latency_s)
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self.rate_limited])
         app.router.add_post("/v1/customers", self.create_customer)
         app.router.add_post("/v1/customers/{id}", self.update_customer)
         app.router.add_post("/v1/payment_intents", self.create_intent)
@@ -89,10 +143,47 @@ class FakeStripe:
         app.router.add_post("/v1/payment_methods/{id}/attach", self.attach_method)
         app.router.add_post("/v1/payment_methods/{id}/detach", self.detach_method)
         app.router.add_get("/_stats", self.stats)
+        app.router.add_get("/_config/rate_limit", self.rate_limit_counts)
+        app.router.add_post("/_config/rate_limit", self.set_rate_limit)
         return app
 
     async def stats(self, request: web.Request) -> web.Response:
         return _json({"calls": self.calls, "intents": len(self.intents)})
+
+    def counts(self) -> dict[str, Any]:
+        keys_per_intent = [len(keys) for keys in self.creates_by_intent.values()]
+        return {
+            "perSecond": self.limit.per_second,
+            "admitted": self.limit.admitted,
+            "refused": self.limit.refused,
+            "peakPerSecond": self.limit.peak_per_second,
+            "intentsCreated": len(self.creates_by_intent),  # our intents Stripe made at least one PaymentIntent for
+            "intentsCreatedTwice": sum(1 for n in keys_per_intent if n > 1),  # …under two keys or more
+            "createCalls": sum(self.creates_by_key.values()),  # admitted creates, replays of a key included
+            "createKeys": len(self.creates_by_key),
+        }
+
+    async def rate_limit_counts(self, request: web.Request) -> web.Response:
+        return _json(self.counts())
+
+    async def set_rate_limit(self, request: web.Request) -> web.Response:
+        """{"perSecond": N}: the limit from now on (0: none); every count starts again."""
+        body = await request.json()
+        self.limit = AccountRateLimit(int(body.get("perSecond", 0)))
+        self.creates_by_intent.clear()
+        self.creates_by_key.clear()
+        return _json(self.counts())
+
+    def count_create(self, form: dict[str, str], headers: Any) -> None:
+        key = headers.get("Idempotency-Key") or ""
+        self.creates_by_key[key] = self.creates_by_key.get(key, 0) + 1
+        ours = form.get("metadata[vy_payment_intent_id]")
+        if ours:
+            self.creates_by_intent.setdefault(ours, set()).add(key)
+            if len(self.creates_by_intent) > MAX_KEPT_INTENTS:
+                self.creates_by_intent.popitem(last=False)
+        if len(self.creates_by_key) > MAX_KEPT_INTENTS:
+            self.creates_by_key.pop(next(iter(self.creates_by_key)))
 
     async def create_customer(self, request: web.Request) -> web.Response:
         form = _form(await request.post())
@@ -108,6 +199,7 @@ class FakeStripe:
 
     async def create_intent(self, request: web.Request) -> web.Response:
         form = _form(await request.post())
+        self.count_create(form, request.headers)
         await self._wait()
         try:
             amount = int(form["amount"])
@@ -174,12 +266,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--latency-ms", type=float, default=300.0)
+    parser.add_argument("--rate-limit", type=int, default=RATE_LIMIT_PER_S, help="calls/s per account; 0: none")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))  # loopback only: nothing off this machine
-    web.run_app(FakeStripe(args.latency_ms / 1000).app(), sock=sock, access_log=None, print=None, backlog=2048)
+    web.run_app(
+        FakeStripe(args.latency_ms / 1000, args.rate_limit).app(), sock=sock, access_log=None, print=None, backlog=2048
+    )
 
 
 if __name__ == "__main__":

@@ -344,7 +344,8 @@ def write(
 
 
 def stripe_rate_limit(env: dict[str, str]) -> str:
-    """The Stripe rate limit of the run: the stand-in enforces none; the service paces at STRIPE_RATE_LIMIT."""
+    """The Stripe rate limit of the run: the stand-in enforces none (but in the burst phases, which set their own);
+    the service paces at STRIPE_RATE_LIMIT."""
     from bench.fake_stripe import RATE_LIMIT_PER_S
 
     paced = env.get("STRIPE_RATE_LIMIT", str(RATE_LIMIT_PER_S)).strip()
@@ -354,7 +355,7 @@ def stripe_rate_limit(env: dict[str, str]) -> str:
         service = "paces at its test key's default, 25/s"
     else:
         service = f"paces at STRIPE_RATE_LIMIT={paced}/s"
-    return f"the stand-in enforces no Stripe rate limit; the service {service}"
+    return f"the stand-in enforces no Stripe rate limit (but in the burst phases); the service {service}"
 
 
 def rerender(out_dir: Path) -> None:
@@ -363,7 +364,7 @@ def rerender(out_dir: Path) -> None:
 
 
 def render(payload: dict[str, Any], out_dir: Path) -> None:
-    from bench import capacity
+    from bench import bursts, capacity
 
     before, after, results = payload["machine"], payload["machine_after"], payload["results"]
     moves = payload.get("partition_moves", [])
@@ -504,6 +505,7 @@ process's CPU per request is the limiter's share of the door; a shared machine m
 
 {limiter_cost_line(payload.get("limiter_cost"))}
 
+{bursts.section(payload)}
 ## Every step
 
 {steps_table(results)}

@@ -26,7 +26,7 @@ from typing import Any
 
 import requests
 
-from bench import capacity, fake_stripe, report
+from bench import bursts, capacity, fake_stripe, report
 from bench.moves import held_partitions, move_figures
 from bench.stack import (
     PYTHON,
@@ -99,6 +99,7 @@ class Run:
         self.monitor = Monitor()
         self.results: list[dict[str, Any]] = []
         self.moves: list[dict[str, Any]] = []
+        self.bursts: list[dict[str, Any]] = []  # issue 27: bench/bursts.py's figures
         self.started: dict[str, tuple[str, dict[str, str], Path]] = {}  # label -> (command, env, tree), to restart
         self.notes: list[str] = []
         self.secrets = {
@@ -330,6 +331,9 @@ class Run:
                     f"Idle CPU of phase {phase.name} (cores busy, 3 s with no load): "
                     + ", ".join(f"{k} {v / 3:.2f}" for k, v in sorted(idle.items()) if v > 0.005)
                 )
+            if bursts.is_burst(phase):
+                bursts.measure(self, phase, endpoints, service)
+                return
             if phase.move:
                 self.measure_moves(phase, endpoints, service)
                 return
@@ -337,6 +341,8 @@ class Run:
                 workload = WORKLOADS[name]
                 result = self.measure(workload, phase, endpoints, service)
                 self.results.append(result)
+            if self.o.smoke and self.o.only is None and phase.kind == "service" and phase.default_broker:
+                bursts.measure(self, phase, endpoints, service, smoke=True)  # the burst's harness, a few creates
 
     def load_spec(
         self,
@@ -773,6 +779,8 @@ def main(argv: list[str] | None = None) -> int:
         if options.smoke:
             expected = [p.tag(n) for p in phases(options.brokers, options.only, variants=False) for n in p.workloads]
             check_smoke(results, expected)
+            if options.only is None:
+                bursts.check_smoke(run.bursts)
             print(f"smoke: {len(results)} workloads answered in {elapsed:.0f} s")
             return 0
         options.out_dir.mkdir(parents=True, exist_ok=True)
@@ -782,6 +790,7 @@ def main(argv: list[str] | None = None) -> int:
         extra = {
             "limiter_cost": getattr(run, "limiter_cost", None),
             "partition_moves": run.moves,
+            "bursts": run.bursts,
             "concurrency": concurrency,
             "capacity": capacity.model(results, concurrency),
         }

@@ -228,6 +228,10 @@ def phases(brokers: tuple[str, ...], only: set[str] | None, variants: bool = Tru
                     move=True,
                 )
             )
+            # Issue 27: a burst above Stripe's rate limit, paced and (the control) unpaced: bench/bursts.py.
+            from bench import bursts  # here: bursts builds on Phase
+
+            planned += bursts.phases(broker)
     result = []
     for phase in planned:
         kept = tuple(n for n in phase.workloads if only is None or n in only or phase.tag(n) in only)
