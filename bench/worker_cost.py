@@ -53,28 +53,31 @@ def _start_stand_in(port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("the Stripe stand-in did not start")
 
 
-def _creates(customers: list[str], count: int, run: str, start: int) -> float:
-    """CPU ms per create over `count` creates run one after the other."""
+def _creates(rows: dict[str, list[str]], count: int, run: str, start: int, operation: str = "create") -> float:
+    """CPU ms per task over `count` tasks run one after the other: W1's creates, or R1's reads."""
     from tasks.operations import TASKS
 
-    task = TASKS["create-payment-intent"]
+    task = TASKS["create-payment-intent" if operation == "create" else "get-payment-intent"]
+    customers, intents = rows["customers"], rows["intents"]
     began = time.process_time()
     for i in range(start, start + count):
-        body = {
-            "customerId": customers[i % len(customers)],
-            "amount": 1000 + i % 500,
-            "currency": "usd",
-            "confirm": True,
-        }
+        body: dict[str, Any] = (
+            {"customerId": customers[i % len(customers)], "amount": 1000 + i % 500, "currency": "usd", "confirm": True}
+            if operation == "create"
+            else {"paymentIntentId": intents[i % len(intents)]}
+        )
         meta = {"idempotencyKey": f"cost-{run}-{i}", "traceId": f"t{i}", "door": "rest"}
         envelope = task.apply(args=[body, meta]).get()
         if "response" not in envelope:
-            raise RuntimeError(f"a create failed: {envelope.get('error')}")
+            raise RuntimeError(f"a {operation} failed: {envelope.get('error')}")
     return (time.process_time() - began) * 1000 / count
 
 
-def measure(creates: int = 300, rounds: int = 3, profile: Path | None = None) -> dict[str, Any]:
-    """Best-of-rounds CPU per create; with `profile`, the top functions by CPU time of one more round."""
+def measure(
+    creates: int = 300, rounds: int = 3, profile: Path | None = None, operation: str = "create"
+) -> dict[str, Any]:
+    """Best-of-rounds CPU per task (`create` or `read`); with `profile`, the top functions by CPU time of one more
+    round."""
     database = f"vyp_cost_{uuid.uuid4().hex[:8]}"
     port = _free_port()
     admin = pymysql.connect(host="127.0.0.1", user="root", password="")
@@ -100,16 +103,16 @@ def measure(creates: int = 300, rounds: int = 3, profile: Path | None = None) ->
         from settings import get_settings
 
         settings = get_settings()
-        customers = seed_rows(settings, 20, 0)["customers"]
+        rows = seed_rows(settings, 20, 200)
         bind_database(settings)
         run = uuid.uuid4().hex[:6]
-        _creates(customers, 30, run, 0)  # warm: connections, caches, imports
-        figures = [_creates(customers, creates, run, 1000 + r * creates) for r in range(rounds)]
+        _creates(rows, 30, run, 0, operation)  # warm: connections, caches, imports
+        figures = [_creates(rows, creates, run, 1000 + r * creates, operation) for r in range(rounds)]
         top = ""
         if profile is not None:
             profiler = cProfile.Profile(time.process_time)
             profiler.enable()
-            _creates(customers, creates, run, 100_000)
+            _creates(rows, creates, run, 100_000, operation)
             profiler.disable()
             profiler.dump_stats(profile.with_suffix(".prof"))  # for pstats' callers and callees
             out = io.StringIO()
@@ -135,8 +138,9 @@ def main() -> None:
     parser.add_argument("--creates", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", type=Path, help="write cProfile's top functions (CPU time) here")
+    parser.add_argument("--operation", choices=("create", "read"), default="create", help="W1's create or R1's get")
     args = parser.parse_args()
-    print(json.dumps(measure(args.creates, args.rounds, args.profile)))
+    print(json.dumps(measure(args.creates, args.rounds, args.profile, args.operation)))
 
 
 if __name__ == "__main__":

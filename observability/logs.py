@@ -24,18 +24,26 @@ EMAIL_PATTERN = (
 # What must never be written: card numbers, client secrets, Stripe keys, webhook secrets, bearer tokens, and the
 # e-mail addresses of the people who pay (personal data: domain/personal_data.py).
 CARD_NUMBER = re.compile(r"\b(?:\d[ -]?){12,18}\d\b")
+# Each pattern with the words one of which it cannot match without (lower-cased): a line holding none of them
+# skips the pattern, so an ordinary line costs a few substring tests instead of eight regex scans (0.14 ms a line).
 SECRET_PATTERNS = [
-    (re.compile(r"\b(pi|seti)_[A-Za-z0-9]+_secret_[A-Za-z0-9]+"), "[client-secret]"),
-    (re.compile(r"\b(sk|rk)_(test|live)_[A-Za-z0-9_]+"), "[stripe-key]"),
-    (re.compile(r"\bwhsec_[A-Za-z0-9_]+"), "[webhook-secret]"),
-    (re.compile(r"(?i)(bearer\s+)[^\s\"',]+"), r"\1[api-key]"),
+    (re.compile(r"\b(pi|seti)_[A-Za-z0-9]+_secret_[A-Za-z0-9]+"), "[client-secret]", ("_secret_",)),
+    (re.compile(r"\b(sk|rk)_(test|live)_[A-Za-z0-9_]+"), "[stripe-key]", ("k_test_", "k_live_")),
+    (re.compile(r"\bwhsec_[A-Za-z0-9_]+"), "[webhook-secret]", ("whsec_",)),
+    (re.compile(r"(?i)(bearer\s+)[^\s\"',]+"), r"\1[api-key]", ("bearer",)),
     # A JWT without its "Bearer" (an access token, a customer token): its header always starts `eyJ` (`{"`).
-    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), "[jwt]"),
-    (re.compile(r"(?i)(\"?(?:cvc|cvv|card_?number|number)\"?\s*[:=]\s*\"?)[^\s\"',}]+"), r"\1[redacted]"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), "[jwt]", ("eyj",)),
+    (
+        re.compile(r"(?i)(\"?(?:cvc|cvv|card_?number|number)\"?\s*[:=]\s*\"?)[^\s\"',}]+"),
+        r"\1[redacted]",
+        ("cvc", "cvv", "number"),
+    ),
     # Linear on any input: a match starts only where a run of address characters starts (the lookbehind), and
     # every part is bounded; an unanchored `[^…]+@` rescanned each long run from every position (quadratic).
-    (re.compile(EMAIL_PATTERN), "[email]"),
+    (re.compile(EMAIL_PATTERN), "[email]", ("@",)),
 ]
+_DIGITS = str.maketrans("", "", "0123456789")
+CARD_MIN_DIGITS = 13  # CARD_NUMBER's shortest match
 
 
 def _luhn_valid(digits: str) -> bool:
@@ -54,9 +62,13 @@ def _mask_card(match: re.Match[str]) -> str:
 
 def scrub(text: str) -> str:
     """The text with every secret-looking value replaced."""
-    text = CARD_NUMBER.sub(_mask_card, text)
-    for pattern, replacement in SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
+    if len(text) - len(text.translate(_DIGITS)) >= CARD_MIN_DIGITS:
+        text = CARD_NUMBER.sub(_mask_card, text)
+    lowered = text.lower()
+    for pattern, replacement, needs in SECRET_PATTERNS:
+        if any(word in lowered for word in needs):
+            text = pattern.sub(replacement, text)
+            lowered = text.lower()  # the next guards test the text as it is now
     return text
 
 
