@@ -364,7 +364,7 @@ def rerender(out_dir: Path) -> None:
 
 
 def render(payload: dict[str, Any], out_dir: Path) -> None:
-    from bench import bursts, capacity
+    from bench import bursts, capacity, goals
 
     before, after, results = payload["machine"], payload["machine_after"], payload["results"]
     moves = payload.get("partition_moves", [])
@@ -506,6 +506,10 @@ process's CPU per request is the limiter's share of the door; a shared machine m
 {limiter_cost_line(payload.get("limiter_cost"))}
 
 {bursts.section(payload)}
+## Issue 27's goals, from this run
+
+{goals.table(payload)}
+
 ## Every step
 
 {steps_table(results)}

@@ -196,6 +196,8 @@ class Run:
                 self.run_phase(phase)
             if self.o.variants and not self.o.smoke and (self.o.only is None or "limiter-cost" in self.o.only):
                 self.limiter_cost = self.measure_limiter_cost()
+            if not self.o.smoke and (self.o.only is None or "worker-cost" in self.o.only):
+                self.worker_cost = self.measure_in_process("bench.worker_cost", '{"operation"')
         return self.results
 
     def measure_limiter_cost(self) -> dict[str, Any] | None:
@@ -212,6 +214,20 @@ class Run:
         cost: dict[str, Any] = json.loads(lines[-1])
         self.log(f"limiter: {cost['off_ms']} -> {cost['on_ms']} ms CPU per REST request")
         return cost
+
+    def measure_in_process(self, module: str, starts: str) -> dict[str, Any] | None:
+        """A figure measured in a process of its own (a module printing one JSON line), on this tree."""
+        env = {**self.base_env(), "LOG_STREAM_LEVEL": "ProdStandard"}
+        done = subprocess.run(
+            [PYTHON, "-m", module], cwd=self.o.root, env=env, capture_output=True, text=True, timeout=600, check=False
+        )
+        lines = [line for line in done.stdout.splitlines() if line.startswith(starts)]
+        if done.returncode != 0 or not lines:
+            self.notes.append(f"{module} did not measure (exit {done.returncode})")
+            return None
+        figure: dict[str, Any] = json.loads(lines[-1])
+        self.log(f"{module}: {figure}")
+        return figure
 
     def prepare_patched_tree(self) -> bool:
         """The service tree plus bench/proposals/*.patch, made once per run (what was left out goes in the notes)."""
@@ -789,6 +805,7 @@ def main(argv: list[str] | None = None) -> int:
         concurrency = capacity.process_concurrency(options.root, settings.get_settings().payments_concurrency)
         extra = {
             "limiter_cost": getattr(run, "limiter_cost", None),
+            "worker_cost": getattr(run, "worker_cost", None),
             "partition_moves": run.moves,
             "bursts": run.bursts,
             "concurrency": concurrency,
