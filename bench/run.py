@@ -203,24 +203,14 @@ class Run:
     def measure_limiter_cost(self) -> dict[str, Any] | None:
         """Issue 27: the per-caller limiter's CPU per REST request, in process (bench/limiter_cost.py), counted in
         this run's Redis as deployed."""
-        env = {**self.base_env(), "LOG_STREAM_LEVEL": "ProdStandard"}
         storage = f"redis://127.0.0.1:6379/{self.redis_dbs[0]}"
-        argv = [PYTHON, "-m", "bench.limiter_cost", "--storage", storage]
-        done = subprocess.run(argv, cwd=self.o.root, env=env, capture_output=True, text=True, timeout=300, check=False)
-        lines = [line for line in done.stdout.splitlines() if line.startswith('{"requests_per_round"')]
-        if done.returncode != 0 or not lines:
-            self.notes.append(f"The limiter's cost was not measured (exit {done.returncode})")
-            return None
-        cost: dict[str, Any] = json.loads(lines[-1])
-        self.log(f"limiter: {cost['off_ms']} -> {cost['on_ms']} ms CPU per REST request")
-        return cost
+        return self.measure_in_process("bench.limiter_cost", '{"requests_per_round"', "--storage", storage)
 
-    def measure_in_process(self, module: str, starts: str) -> dict[str, Any] | None:
+    def measure_in_process(self, module: str, starts: str, *args: str) -> dict[str, Any] | None:
         """A figure measured in a process of its own (a module printing one JSON line), on this tree."""
         env = {**self.base_env(), "LOG_STREAM_LEVEL": "ProdStandard"}
-        done = subprocess.run(
-            [PYTHON, "-m", module], cwd=self.o.root, env=env, capture_output=True, text=True, timeout=600, check=False
-        )
+        argv = [PYTHON, "-m", module, *args]
+        done = subprocess.run(argv, cwd=self.o.root, env=env, capture_output=True, text=True, timeout=600, check=False)
         lines = [line for line in done.stdout.splitlines() if line.startswith(starts)]
         if done.returncode != 0 or not lines:
             self.notes.append(f"{module} did not measure (exit {done.returncode})")
