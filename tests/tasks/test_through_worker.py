@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import WEBHOOK_SECRET, make_card
 from tests.support.stripe_objects import refunds_of
-from tests.support.webhooks import sign
+from tests.support.webhooks import intent_event, sign
 
 pytestmark = pytest.mark.integration
 
@@ -258,32 +258,10 @@ def test_payment_method_errors(dispatch, stripe_api):
     assert dispatch("list-payment-methods", {"customerId": "c", "limit": 101})["error"]["code"] == "validation_error"
 
 
-def intent_event(event_id: str, stripe_intent_id: str, status: str, created: int, amount: int = 10_000) -> str:
-    return json.dumps(
-        {
-            "id": event_id,
-            "object": "event",
-            "type": f"payment_intent.{ {'succeeded': 'succeeded', 'canceled': 'canceled'}.get(status, 'processing') }",
-            "created": created,
-            "data": {
-                "object": {
-                    "id": stripe_intent_id,
-                    "object": "payment_intent",
-                    "status": status,
-                    "amount": amount,
-                    "amount_received": amount if status == "succeeded" else 0,
-                    "amount_capturable": 0,
-                    "client_secret": f"{stripe_intent_id}_secret_webhookcopy",
-                }
-            },
-        }
-    )
-
-
 def test_a_webhook_delivered_five_times_concurrently_is_applied_once(dispatch):
     created = dispatch("create-payment-intent", {"customerId": customer(), "amount": 700, "currency": "usd"})
     intent = created["response"]
-    payload = intent_event(f"evt_{uuid.uuid4().hex}", intent["stripePaymentIntentId"], "processing", int(time.time()))
+    payload = intent_event(intent["stripePaymentIntentId"], "processing", int(time.time()))
     header = sign(payload, WEBHOOK_SECRET)
     with ThreadPoolExecutor(5) as pool:
         answers = list(
@@ -298,7 +276,7 @@ def test_a_webhook_delivered_five_times_concurrently_is_applied_once(dispatch):
 def test_bad_or_stale_signatures_are_refused_and_store_nothing(dispatch, mariadb):
     from models import WebhookEvent
 
-    payload = intent_event(f"evt_{uuid.uuid4().hex}", "pi_x", "succeeded", int(time.time()))
+    payload = intent_event("pi_x", "succeeded", int(time.time()))
     tampered = payload.replace('"amount": 10000', '"amount": 1')
     stale = sign(payload, WEBHOOK_SECRET, timestamp=int(time.time()) - 301)
     for body, header in (
@@ -315,8 +293,8 @@ def test_bad_or_stale_signatures_are_refused_and_store_nothing(dispatch, mariadb
 def test_an_older_event_after_a_newer_one_does_not_move_the_status_back(dispatch, stripe_api):
     intent = paid_intent(dispatch, stripe_api)
     now = int(time.time())
-    newer = intent_event(f"evt_{uuid.uuid4().hex}", intent["stripePaymentIntentId"], "succeeded", now)
-    older = intent_event(f"evt_{uuid.uuid4().hex}", intent["stripePaymentIntentId"], "processing", now - 30)
+    newer = intent_event(intent["stripePaymentIntentId"], "succeeded", now)
+    older = intent_event(intent["stripePaymentIntentId"], "processing", now - 30)
     for payload in (newer, older):
         assert "response" in dispatch(
             "process-stripe-webhook", {"payload": payload, "signature": sign(payload, WEBHOOK_SECRET)}
