@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
+
 from tests.support.local_http import QuietHandler, serving
 
 EMPTY_LIST = {"object": "list", "data": [], "has_more": False}
@@ -53,3 +55,22 @@ def scripted_stripe(
 
     with serving(Handler, "scripted-stripe") as port:
         yield f"http://127.0.0.1:{port}", seen
+
+
+@contextmanager
+def service_stripe(monkeypatch: pytest.MonkeyPatch, **settings: str) -> Iterator[Callable[[str], None]]:
+    """Yields `point(base)`: the service's Stripe client then calls `base`, with these other settings (e.g.
+    STRIPE_TIMEOUT_S); on leaving, the settings and the client are the environment's again."""
+    import settings as service_settings
+    import stripe_client
+
+    def point(base: str) -> None:
+        for name, value in {"STRIPE_API_BASE": base, **settings}.items():
+            monkeypatch.setenv(name, value)
+        service_settings.reload_settings()
+        stripe_client.reset_client()
+
+    yield point
+    monkeypatch.undo()
+    service_settings.reload_settings()
+    stripe_client.reset_client()

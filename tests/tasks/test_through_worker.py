@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -124,15 +125,21 @@ def test_unknown_payment_method_is_not_found(dispatch):
     assert envelope["error"]["code"] == "not_found"
 
 
+def keyed_create(dispatch, stripe_api, amount: int) -> tuple[str, Callable[[], dict]]:
+    """A new customer with a default card, and `send()`: its confirmed create of `amount` USD, under one key."""
+    customer_id = customer()
+    vault(dispatch, stripe_api, customer_id)
+    payload = {"customerId": customer_id, "amount": amount, "currency": "usd", "confirm": True}
+    key = f"once-{uuid.uuid4()}"
+    return customer_id, lambda: dispatch("create-payment-intent", payload, key=key)
+
+
 def test_one_key_sent_three_times_makes_one_intent_and_the_same_answer(dispatch, stripe_api, mariadb):
     from models import PaymentIntent
 
-    customer_id = customer()
-    vault(dispatch, stripe_api, customer_id)
-    payload = {"customerId": customer_id, "amount": 4200, "currency": "usd", "confirm": True}
-    key = f"retry-{uuid.uuid4()}"
+    customer_id, send = keyed_create(dispatch, stripe_api, 4200)
     before = count_stripe_intents(stripe_api)
-    answers = [dispatch("create-payment-intent", payload, key=key) for _ in range(3)]
+    answers = [send() for _ in range(3)]
     assert answers[0]["response"] == answers[1]["response"] == answers[2]["response"]
     assert [a.get("replayed") for a in answers] == [None, True, True]  # the retries say they are replays
     assert count_stripe_intents(stripe_api) == before + 1
@@ -142,19 +149,16 @@ def test_one_key_sent_three_times_makes_one_intent_and_the_same_answer(dispatch,
 def test_one_key_sent_concurrently_makes_one_intent_and_retries_get_the_same_answer(dispatch, stripe_api, mariadb):
     from models import PaymentIntent
 
-    customer_id = customer()
-    vault(dispatch, stripe_api, customer_id)
-    payload = {"customerId": customer_id, "amount": 4300, "currency": "usd", "confirm": True}
-    key = f"race-{uuid.uuid4()}"
+    customer_id, send = keyed_create(dispatch, stripe_api, 4300)
     before = count_stripe_intents(stripe_api)
     with ThreadPoolExecutor(3) as pool:
-        answers = list(pool.map(lambda _: dispatch("create-payment-intent", payload, key=key), range(3)))
+        answers = list(pool.map(lambda _: send(), range(3)))
     successes = [a["response"] for a in answers if "response" in a]
     in_use = [a for a in answers if a.get("error", {}).get("code") == "idempotency_key_in_use"]
     assert len(successes) + len(in_use) == 3 and successes
     assert all(s == successes[0] for s in successes)
     # The caller retries its 409s with the same key and gets the first result.
-    assert dispatch("create-payment-intent", payload, key=key)["response"] == successes[0]
+    assert send()["response"] == successes[0]
     assert count_stripe_intents(stripe_api) == before + 1
     assert PaymentIntent.select().where(PaymentIntent.customer_id == customer_id).count() == 1
 
