@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import pytest
 
 from tests.drills.conftest import API_KEY
-from tests.drills.helpers import customer, invariant_violations, paid_intent, stripe_intents, stripe_refunds_of, vault
+from tests.drills.helpers import customer, invariant_violations, paid_intent, vault
 from tests.drills.report import report
+from tests.support.stripe_objects import intents_of_customers, refunds_of
 from tests.support.stripe_proxy import (
     ACT_THEN_500,
     FAIL_WHILE_EXECUTING,
@@ -149,7 +150,7 @@ def run_intent_case(case: Case, api, stripe_api, proxy) -> dict:
         customer_id,
         "fault",
     )
-    objects = stripe_intents(stripe_api, lambda m: m.get("vy_customer_id") == customer_id)
+    objects = intents_of_customers(stripe_api, [customer_id])
     return {**result, "customer_id": customer_id, "objects": len(objects)}
 
 
@@ -175,7 +176,7 @@ def test_stripe_faults_on_create_are_retried_with_one_key_where_safe_never_where
     state = key_state(stack, exhausted["key"])
     assert state == "retryable", state
     retry = api.post("/payment-intents", json=exhausted["body"], headers={"Idempotency-Key": exhausted["key"]})
-    objects = stripe_intents(stripe_api, lambda m: m.get("vy_customer_id") == exhausted["customer_id"])
+    objects = intents_of_customers(stripe_api, [exhausted["customer_id"]])
     report(
         "6",
         "caller retries the exhausted create with the same key once Stripe is back",
@@ -211,7 +212,7 @@ def run_refund_case(case: Case, api, stripe_api, proxy) -> dict:
     result = post_under_faults(
         case, api, proxy, ("/refunds", body), "/v1/refunds", "payment_intent", stripe_id, "fault-refund"
     )
-    return {**result, "intent": intent, "objects": len(stripe_refunds_of(stripe_api, stripe_id))}
+    return {**result, "intent": intent, "objects": len(refunds_of(stripe_api, stripe_id))}
 
 
 def test_stripe_faults_on_refunds_hold_or_give_back_the_amount_and_never_refund_twice(stack, api, stripe_api, proxy):
@@ -242,7 +243,7 @@ def test_stripe_faults_on_refunds_hold_or_give_back_the_amount_and_never_refund_
 
     exhausted = results[-1]
     retry = api.post("/refunds", json=exhausted["body"], headers={"Idempotency-Key": exhausted["key"]})
-    at_stripe = stripe_refunds_of(stripe_api, exhausted["intent"]["stripePaymentIntentId"])
+    at_stripe = refunds_of(stripe_api, exhausted["intent"]["stripePaymentIntentId"])
     report(
         "6",
         "caller retries the exhausted refund with the same key once Stripe is back",
