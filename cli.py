@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
@@ -15,6 +17,29 @@ def _bind() -> None:
     from models import bind_database
 
     bind_database(get_settings())
+
+
+def _group(name: str, help: str) -> click.Group:
+    """A group of sub-commands of `payments` (it does nothing of its own)."""
+    group = click.Group(name, help=help)
+    main.add_command(group)
+    return group
+
+
+@contextmanager
+def _operation() -> Iterator[None]:
+    """The database bound and one unit of work around a domain call; a refusal (OperationError) ends the command
+    with its code and message on stderr and exit status 1."""
+    from errors import OperationError
+    from models import unit_of_work
+
+    _bind()
+    try:
+        with unit_of_work():
+            yield
+    except OperationError as exc:
+        click.echo(f"{exc.code}: {exc.message}", err=True)
+        sys.exit(1)
 
 
 @click.group(help="Operate vy-finance-payments. Settings come from the environment and .env, as for the service.")
@@ -50,19 +75,12 @@ def history(payment_intent_id: str, as_json: bool) -> None:
     from domain.context import OperationContext
     from domain.payment_intents import get_payment_intent_history
     from domain.schemas import GetPaymentIntentInput, parse_input
-    from errors import OperationError
-    from models import unit_of_work
 
-    _bind()
     ctx = OperationContext(trace_id="cli", scoped_key="cli", owner="cli")
-    try:
-        with unit_of_work():
-            rows = get_payment_intent_history(
-                ctx, parse_input(GetPaymentIntentInput, {"paymentIntentId": payment_intent_id})
-            )
-    except OperationError as exc:
-        click.echo(f"{exc.code}: {exc.message}", err=True)
-        sys.exit(1)
+    with _operation():
+        rows = get_payment_intent_history(
+            ctx, parse_input(GetPaymentIntentInput, {"paymentIntentId": payment_intent_id})
+        )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -74,25 +92,16 @@ def history(payment_intent_id: str, as_json: bool) -> None:
         )
 
 
-@main.group(help="Stored Stripe webhook events.")
-def webhooks() -> None:
-    pass
+webhooks = _group("webhooks", "Stored Stripe webhook events.")
 
 
 @webhooks.command("replay", help="Apply a stored event again (safe: a stale or repeated event changes nothing).")
 @click.argument("event_id")
 def replay(event_id: str) -> None:
     from domain.webhooks import replay_event
-    from errors import OperationError
-    from models import unit_of_work
 
-    _bind()
-    try:
-        with unit_of_work():
-            status = replay_event(event_id)
-    except OperationError as exc:
-        click.echo(f"{exc.code}: {exc.message}", err=True)
-        sys.exit(1)
+    with _operation():
+        status = replay_event(event_id)
     click.echo(f"{event_id}: {status}")
 
 
@@ -217,9 +226,7 @@ def ops_user(name: str, role: str, password: str) -> None:
     click.echo(f"{name}:{generate_password_hash(password)}:{role}")
 
 
-@main.group(help="Idempotency claims: the requests being run, and those nobody is finishing.")
-def claims() -> None:
-    pass
+claims = _group("claims", "Idempotency claims: the requests being run, and those nobody is finishing.")
 
 
 @claims.command("stuck", help="Claims nobody is finishing (the janitor's backlog), oldest first. Exit 1 if any.")
@@ -245,9 +252,7 @@ def claims_stuck(as_json: bool) -> None:
     sys.exit(1 if stuck["count"] else 0)
 
 
-@main.group(help="Dead-lettered Kafka requests (`<topic>-dlq`): what the relay could not read.")
-def dlq() -> None:
-    pass
+dlq = _group("dlq", "Dead-lettered Kafka requests (`<topic>-dlq`): what the relay could not read.")
 
 
 @dlq.command("list", help="The dead letters of TOPIC (a request topic, e.g. create-payment-intent).")
@@ -293,9 +298,7 @@ def _outbox_backlog() -> tuple[int, float]:
         return outbox_backlog()
 
 
-@main.group(help="The payment events outbox (published by `python -m event_publisher`).")
-def events() -> None:
-    pass
+events = _group("events", "The payment events outbox (published by `python -m event_publisher`).")
 
 
 @events.command(name="backlog", help="How many events wait to be published, and how old the oldest is.")

@@ -9,6 +9,7 @@ one ztracking snapshot naming its cause. Confirms and captures are payment attem
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import stripe_client
@@ -99,6 +100,19 @@ def _read_again_if_moved(intent: PaymentIntent, read_at_version: int | None, rea
     return reads_left > 0 and (read_at_version is None or intent.ztracking_version != read_at_version)
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """What `_record` stores whatever Stripe's view turns out to be: the key's claim, the intent, the cause of its
+    snapshot, the attempt to settle, how to answer, and the error (if any) the operation ends in."""
+
+    claim: idempotency.Claim
+    intent_id: str
+    cause: str
+    attempt: PaymentAttempt | None
+    answer: Answer
+    error: OperationError | None
+
+
 def _record(
     claim: idempotency.Claim,
     intent_id: str,
@@ -115,11 +129,10 @@ def _record(
     A late answer never moves the status back: if the row changed since Stripe answered (a webhook told something
     newer), or when that is unknown, the intent is read again from Stripe and that is applied instead.
     """
+    outcome = _Outcome(claim, intent_id, cause, attempt, answer, error)
     for reads_left in range(FRESH_READS, 0, -1):
         try:
-            return _record_read(
-                claim, intent_id, stripe_intent, cause, attempt, answer, error, read_at_version, reads_left - 1
-            )
+            return _record_read(outcome, stripe_intent, read_at_version, reads_left - 1)
         except _RowMoved as moved:
             stripe_intent = stripe_client.retrieve_payment_intent(moved.stripe_payment_intent_id)
             read_at_version = moved.version
@@ -127,19 +140,12 @@ def _record(
 
 
 def _record_read(
-    claim: idempotency.Claim,
-    intent_id: str,
-    stripe_intent: dict[str, Any],
-    cause: str,
-    attempt: PaymentAttempt | None,
-    answer: Answer,
-    error: OperationError | None,
-    read_at_version: int | None,
-    reads_left: int,
+    outcome: _Outcome, stripe_intent: dict[str, Any], read_at_version: int | None, reads_left: int
 ) -> dict[str, Any]:
+    claim, cause, attempt, answer, error = outcome.claim, outcome.cause, outcome.attempt, outcome.answer, outcome.error
     deadline = capture_deadline_of(stripe_intent)
     with write_transaction():
-        intent = lock_existing_intent(intent_id)
+        intent = lock_existing_intent(outcome.intent_id)
         if _read_again_if_moved(intent, read_at_version, reads_left):
             raise _RowMoved(intent)  # nothing written yet: the transaction rolls back
         before = intent.status

@@ -5,28 +5,20 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from domain.schemas import INTENT_STATUSES
 from models import PaymentIntent
 from models.payment_intents import intent_payload
 
+
+def _every_status_but(*statuses: str) -> set[str]:
+    return set(INTENT_STATUSES) - set(statuses)
+
+
 # Where each PaymentIntent status may go next (Stripe's lifecycle); terminal ones go nowhere.
 INTENT_TRANSITIONS = {
-    "requires_payment_method": {
-        "requires_confirmation",
-        "requires_action",
-        "processing",
-        "requires_capture",
-        "succeeded",
-        "canceled",
-    },
-    "requires_confirmation": {
-        "requires_payment_method",
-        "requires_action",
-        "processing",
-        "requires_capture",
-        "succeeded",
-        "canceled",
-    },
-    "requires_action": {"requires_payment_method", "processing", "requires_capture", "succeeded", "canceled"},
+    "requires_payment_method": _every_status_but("requires_payment_method"),
+    "requires_confirmation": _every_status_but("requires_confirmation"),
+    "requires_action": _every_status_but("requires_action", "requires_confirmation"),
     "processing": {"requires_payment_method", "requires_capture", "succeeded", "canceled"},
     "requires_capture": {"succeeded", "canceled"},
     "succeeded": set(),

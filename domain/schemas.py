@@ -223,6 +223,17 @@ class CreatePaymentIntentInput(OperationInput):
         return self
 
 
+def _not_both(first: str, second: str) -> Any:
+    """A model validator: the fields `first` and `second` (snake_case) may be given one or the other, not both."""
+
+    def one_or_the_other(model: BaseModel) -> BaseModel:
+        if getattr(model, first) and getattr(model, second):
+            raise ValueError(f"give {to_camel(first)} or {to_camel(second)}, not both")
+        return model
+
+    return model_validator(mode="after")(one_or_the_other)
+
+
 class GetPaymentIntentInput(OperationInput):
     payment_intent_id: ObjectId
 
@@ -307,11 +318,7 @@ class ConfirmPaymentIntentInput(OperationInput):
     setup_future_usage: Literal["off_session", "on_session"] | None = None
     shipping: Shipping | None = None
 
-    @model_validator(mode="after")
-    def _one_payment_method(self) -> ConfirmPaymentIntentInput:
-        if self.payment_method_id and self.stripe_payment_method_id:
-            raise ValueError("give paymentMethodId or stripePaymentMethodId, not both")
-        return self
+    _one_payment_method = _not_both("payment_method_id", "stripe_payment_method_id")
 
     def canonical(self) -> dict[str, Any]:
         # Absent new fields leave the fingerprint as it was before they existed (a key claimed then still matches).
@@ -362,11 +369,7 @@ class Cursors(OperationInput):
     starting_after: ObjectId | None = None
     ending_before: ObjectId | None = None
 
-    @model_validator(mode="after")
-    def _one_cursor(self) -> Cursors:
-        if self.starting_after and self.ending_before:
-            raise ValueError("give startingAfter or endingBefore, not both")
-        return self
+    _one_cursor = _not_both("starting_after", "ending_before")
 
 
 class ListPaymentIntentsInput(Cursors):

@@ -49,6 +49,26 @@ class KeysUnavailable(Exception):
     """The identity provider's keys cannot be read now (503): the token may be fine."""
 
 
+# What PyJWT's errors are told as: the first entry whose error matches (a subclass before its base).
+_DECODE_ERRORS: tuple[tuple[type[Exception], type[Exception], str], ...] = (
+    (jwt.ExpiredSignatureError, TokenRefused, "the token has expired"),
+    (jwt.InvalidAudienceError, TokenRefused, "the token is not for this API (aud)"),
+    (jwt.InvalidIssuerError, TokenRefused, "the token is from another issuer (iss)"),
+    (jwt.InvalidSignatureError, TokenRefused, "the token's signature is not valid"),
+    (Exception, TokenRefused, "the token is not valid"),
+)
+_JWKS_ERRORS: tuple[tuple[type[Exception], type[Exception], str], ...] = (
+    (jwt.PyJWKClientConnectionError, KeysUnavailable, "the identity provider's JWKS cannot be fetched"),
+    (jwt.PyJWKSetError, KeysUnavailable, "the identity provider's JWKS has no usable key"),
+    (jwt.PyJWKClientError, TokenRefused, "the token's key (kid) is not the identity provider's"),
+)
+
+
+def _told_as(error: Exception, table: tuple[tuple[type[Exception], type[Exception], str], ...]) -> Exception:
+    """The refusal `table` gives for `error` (the error itself when no entry matches)."""
+    return next((told(message) for kind, told, message in table if isinstance(error, kind)), error)
+
+
 @dataclass(frozen=True)
 class TokenCaller:
     caller_id: str  # `oauth:<issuer hash>:<client>`: scopes idempotency keys and rate limits
@@ -225,18 +245,10 @@ class JwtVerifier:
                 leeway=self.leeway_s,
                 options={"require": ["exp", "iss", "aud"]},
             )
-        except jwt.ExpiredSignatureError:
-            raise TokenRefused("the token has expired") from None
-        except jwt.InvalidAudienceError:
-            raise TokenRefused("the token is not for this API (aud)") from None
-        except jwt.InvalidIssuerError:
-            raise TokenRefused("the token is from another issuer (iss)") from None
         except jwt.MissingRequiredClaimError as missing:
             raise TokenRefused(f"the token has no {missing.claim!r} claim") from None
-        except jwt.InvalidSignatureError:
-            raise TokenRefused("the token's signature is not valid") from None
-        except (jwt.PyJWTError, ValueError, TypeError):
-            raise TokenRefused("the token is not valid") from None
+        except (jwt.PyJWTError, ValueError, TypeError) as invalid:
+            raise _told_as(invalid, _DECODE_ERRORS) from None
         client = next((v for v in (claims.get(c) for c in CLIENT_CLAIMS) if isinstance(v, str) and v), None)
         if client is None:
             raise TokenRefused("the token names no client (client_id, azp or sub)")
@@ -248,12 +260,8 @@ class JwtVerifier:
         if self._client is not None:
             try:
                 jwk = self._client.get_signing_key(kid)
-            except jwt.PyJWKClientConnectionError:
-                raise KeysUnavailable("the identity provider's JWKS cannot be fetched") from None
-            except jwt.PyJWKSetError:
-                raise KeysUnavailable("the identity provider's JWKS has no usable key") from None
-            except jwt.PyJWKClientError:
-                raise TokenRefused("the token's key (kid) is not the identity provider's") from None
+            except (jwt.PyJWKClientError, jwt.PyJWKSetError) as failed:
+                raise _told_as(failed, _JWKS_ERRORS) from None
         elif self._file is not None:
             found = self._file.key(kid)
             if found is None:

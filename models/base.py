@@ -75,10 +75,21 @@ class JSONField(TextField):
         return json.loads(value)
 
 
+def camel_case(column: str) -> str:
+    """A column's name as the payloads spell it: `payment_intent_id` → `paymentIntentId`."""
+    first, *rest = column.split("_")
+    return first + "".join(word.capitalize() for word in rest)
+
+
 class BaseModel(Model):
     class Meta:
         database = database
         legacy_table_names = False
+
+    def columns_as_payload(self, *columns: str) -> dict[str, Any]:
+        """These columns under their payload names (camelCase), in this order; times as `iso` gives them."""
+        values = ((column, getattr(self, column)) for column in columns)
+        return {camel_case(c): iso(v) if isinstance(v, dt.datetime) else v for c, v in values}
 
 
 class PaymentsMySQLDatabase(PooledMySQLDatabase):

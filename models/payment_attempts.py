@@ -7,7 +7,7 @@ from typing import Any
 from peewee import BigIntegerField, CharField, IntegerField
 
 from models import statements
-from models.base import BaseModel, UTCDateTimeField, iso, utcnow
+from models.base import BaseModel, UTCDateTimeField, utcnow
 
 
 class PaymentAttempt(BaseModel):
@@ -30,16 +30,18 @@ class PaymentAttempt(BaseModel):
     def to_payload(self) -> dict[str, Any]:
         return {
             "attemptId": self.id,
-            "attemptNumber": self.attempt_number,
-            "operation": self.operation,
-            "status": self.status,
-            "paymentMethodId": self.payment_method_id,
-            "amount": self.amount,
-            "errorCode": self.error_code,
-            "errorMessage": self.error_message,
-            "retryOf": self.retry_of,
-            "createdAt": iso(self.created_at),
-            "updatedAt": iso(self.updated_at),
+            **self.columns_as_payload(
+                "attempt_number",
+                "operation",
+                "status",
+                "payment_method_id",
+                "amount",
+                "error_code",
+                "error_message",
+                "retry_of",
+                "created_at",
+                "updated_at",
+            ),
         }
 
 

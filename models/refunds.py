@@ -6,7 +6,7 @@ from typing import Any
 
 from peewee import BigIntegerField, CharField, IntegerField
 
-from models.base import BaseModel, JSONField, MoneyField, UTCDateTimeField, iso, utcnow
+from models.base import BaseModel, JSONField, MoneyField, UTCDateTimeField, utcnow
 
 # A refund in these states holds its amount against the intent's refundable balance.
 HOLDING_STATUSES = ("pending", "requires_action", "succeeded")
@@ -33,15 +33,9 @@ class Refund(BaseModel):
     def to_payload(self) -> dict[str, Any]:
         """The Refund of DESIGN.md §Payloads."""
         return {
-            "id": self.id,
-            "paymentIntentId": self.payment_intent_id,
-            "amount": self.amount,
-            "currency": self.currency,
-            "status": self.status,
-            "reason": self.reason,
-            "failureReason": self.failure_reason,
+            **self.columns_as_payload(
+                "id", "payment_intent_id", "amount", "currency", "status", "reason", "failure_reason"
+            ),
             "metadata": self.metadata or {},
-            "stripeRefundId": self.stripe_refund_id,
-            "createdAt": iso(self.created_at),
-            "updatedAt": iso(self.updated_at),
+            **self.columns_as_payload("stripe_refund_id", "created_at", "updated_at"),
         }

@@ -31,168 +31,117 @@ CONFIG_PREFIX = "payments-config"
 
 # The custom resources' shape: what the service relies on, not the operators' whole schemas (kubernetes-validate
 # holds only the core API's). additionalProperties false at the levels written here catches a misspelled field.
-_meta = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
+_STRING = {"type": "string"}
+
+
+def _closed(properties: dict[str, Any], required: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    """An object that allows only the properties named (and requires those in `required`)."""
+    schema: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": properties, **extra}
+    if required is not None:
+        schema["required"] = required
+    return schema
+
+
+def _array_of(items: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"type": "array", "items": items, **extra}
+
+
+def _strings(*names: str) -> dict[str, Any]:
+    return {name: _STRING for name in names}
+
+
+def _custom_resource(spec: dict[str, Any]) -> dict[str, Any]:
+    """A custom resource with a name and the spec given."""
+    metadata = {"type": "object", "required": ["name"], "properties": _strings("name")}
+    return {"type": "object", "required": ["metadata", "spec"], "properties": {"metadata": metadata, "spec": spec}}
+
+
 CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
-    ("keda.sh/v1alpha1", "ScaledObject"): {
-        "type": "object",
-        "required": ["metadata", "spec"],
-        "properties": {
-            "metadata": _meta,
-            "spec": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["scaleTargetRef", "minReplicaCount", "maxReplicaCount", "triggers"],
-                "properties": {
-                    "scaleTargetRef": {
+    ("keda.sh/v1alpha1", "ScaledObject"): _custom_resource(
+        _closed(
+            {
+                "scaleTargetRef": _closed(_strings("name", "kind"), ["name"]),
+                "minReplicaCount": {"type": "integer", "minimum": 1},
+                "maxReplicaCount": {"type": "integer", "minimum": 1},
+                "cooldownPeriod": {"type": "integer"},
+                "pollingInterval": {"type": "integer"},
+                "triggers": _array_of(
+                    _closed(
+                        {
+                            "type": {"enum": ["rabbitmq", "kafka", "prometheus"]},
+                            "metadata": {"type": "object", "additionalProperties": _STRING},
+                            "authenticationRef": {
+                                "type": "object",
+                                "required": ["name"],
+                                "properties": _strings("name"),
+                            },
+                        },
+                        ["type", "metadata"],
+                    ),
+                    minItems=1,
+                ),
+            },
+            ["scaleTargetRef", "minReplicaCount", "maxReplicaCount", "triggers"],
+        )
+    ),
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): _custom_resource(
+        _closed(
+            {"secretTargetRef": _array_of(_closed(_strings("parameter", "name", "key"), ["parameter", "name", "key"]))}
+        )
+    ),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): _custom_resource(
+        _closed(
+            {
+                "selector": {"type": "object", "required": ["matchLabels"]},
+                "podTargetLabels": _array_of(_STRING),
+                "endpoints": _array_of(_closed(_strings("port", "path", "interval"), ["port"]), minItems=1),
+            },
+            ["selector", "endpoints"],
+        )
+    ),
+    ("monitoring.coreos.com/v1", "PrometheusRule"): _custom_resource(
+        _closed(
+            {
+                "groups": _array_of(
+                    {
                         "type": "object",
-                        "required": ["name"],
-                        "additionalProperties": False,
-                        "properties": {"name": {"type": "string"}, "kind": {"type": "string"}},
-                    },
-                    "minReplicaCount": {"type": "integer", "minimum": 1},
-                    "maxReplicaCount": {"type": "integer", "minimum": 1},
-                    "cooldownPeriod": {"type": "integer"},
-                    "pollingInterval": {"type": "integer"},
-                    "triggers": {
-                        "type": "array",
-                        "minItems": 1,
-                        "items": {
-                            "type": "object",
-                            "required": ["type", "metadata"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "type": {"enum": ["rabbitmq", "kafka", "prometheus"]},
-                                "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
-                                "authenticationRef": {
-                                    "type": "object",
-                                    "required": ["name"],
-                                    "properties": {"name": {"type": "string"}},
-                                },
-                            },
-                        },
-                    },
-                },
-            },
-        },
-    },
-    ("keda.sh/v1alpha1", "TriggerAuthentication"): {
-        "type": "object",
-        "required": ["metadata", "spec"],
-        "properties": {
-            "metadata": _meta,
-            "spec": {
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {
-                    "secretTargetRef": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["parameter", "name", "key"],
-                            "additionalProperties": False,
-                            "properties": {k: {"type": "string"} for k in ("parameter", "name", "key")},
-                        },
-                    }
-                },
-            },
-        },
-    },
-    ("monitoring.coreos.com/v1", "ServiceMonitor"): {
-        "type": "object",
-        "required": ["metadata", "spec"],
-        "properties": {
-            "metadata": _meta,
-            "spec": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["selector", "endpoints"],
-                "properties": {
-                    "selector": {"type": "object", "required": ["matchLabels"]},
-                    "podTargetLabels": {"type": "array", "items": {"type": "string"}},
-                    "endpoints": {
-                        "type": "array",
-                        "minItems": 1,
-                        "items": {
-                            "type": "object",
-                            "required": ["port"],
-                            "additionalProperties": False,
-                            "properties": {k: {"type": "string"} for k in ("port", "path", "interval")},
-                        },
-                    },
-                },
-            },
-        },
-    },
-    ("monitoring.coreos.com/v1", "PrometheusRule"): {
-        "type": "object",
-        "required": ["metadata", "spec"],
-        "properties": {
-            "metadata": _meta,
-            "spec": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["groups"],
-                "properties": {
-                    "groups": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["name", "rules"],
-                            "properties": {
-                                "name": {"type": "string"},
-                                "rules": {
-                                    "type": "array",
-                                    "items": {
-                                        "type": "object",
-                                        "required": ["expr"],
-                                        "oneOf": [{"required": ["alert"]}, {"required": ["record"]}],
-                                        "additionalProperties": False,
-                                        "properties": {
-                                            "alert": {"type": "string"},
-                                            "record": {"type": "string"},
-                                            "expr": {"type": "string"},
-                                            "for": {"type": "string"},
-                                            "labels": {"type": "object"},
-                                            "annotations": {"type": "object"},
-                                        },
+                        "required": ["name", "rules"],
+                        "properties": {
+                            "name": _STRING,
+                            "rules": _array_of(
+                                _closed(
+                                    {
+                                        **_strings("alert", "record", "expr", "for"),
+                                        "labels": {"type": "object"},
+                                        "annotations": {"type": "object"},
                                     },
-                                },
-                            },
+                                    ["expr"],
+                                    oneOf=[{"required": ["alert"]}, {"required": ["record"]}],
+                                )
+                            ),
                         },
                     }
-                },
+                )
             },
-        },
-    },
-    ("external-secrets.io/v1", "ExternalSecret"): {
-        "type": "object",
-        "required": ["metadata", "spec"],
-        "properties": {
-            "metadata": _meta,
-            "spec": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["secretStoreRef", "target", "data"],
-                "properties": {
-                    "refreshInterval": {"type": "string"},
-                    "secretStoreRef": {"type": "object", "required": ["name", "kind"]},
-                    "target": {"type": "object", "required": ["name"]},
-                    "data": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["secretKey", "remoteRef"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "secretKey": {"type": "string"},
-                                "remoteRef": {"type": "object", "required": ["key"]},
-                            },
-                        },
-                    },
-                },
+            ["groups"],
+        )
+    ),
+    ("external-secrets.io/v1", "ExternalSecret"): _custom_resource(
+        _closed(
+            {
+                "refreshInterval": _STRING,
+                "secretStoreRef": {"type": "object", "required": ["name", "kind"]},
+                "target": {"type": "object", "required": ["name"]},
+                "data": _array_of(
+                    _closed(
+                        {"secretKey": _STRING, "remoteRef": {"type": "object", "required": ["key"]}},
+                        ["secretKey", "remoteRef"],
+                    )
+                ),
             },
-        },
-    },
+            ["secretStoreRef", "target", "data"],
+        )
+    ),
 }
 
 

@@ -10,6 +10,7 @@ import requests
 
 from tests.conftest import API_KEY, LOG_DIR
 from tests.support import services
+from tests.support.rest import BearerSession
 
 
 @contextlib.contextmanager
@@ -24,15 +25,8 @@ def running_api(log_name: str, **env: str) -> Iterator[str]:
         services.stop(proc)
 
 
-class Client(requests.Session):
+class Client(BearerSession):
     """requests against the API with the test's bearer key."""
 
     def __init__(self, base: str, key: str | None = API_KEY) -> None:
-        super().__init__()
-        self.base = base
-        if key:
-            self.headers["Authorization"] = f"Bearer {key}"
-
-    def request(self, method: str, url: str, *args, **kwargs) -> requests.Response:  # type: ignore[override]
-        kwargs.setdefault("timeout", 90)
-        return super().request(method, self.base + url, *args, **kwargs)
+        super().__init__(base, key)

@@ -80,21 +80,25 @@ def test_a_generated_client_round_trips_every_operation(generated, api_url, stri
     def key() -> str:
         return f"gen-{uuid.uuid4()}"
 
-    def send(tag: str, operation: str, status: int, body: str, data: dict[str, Any], **kwargs: Any) -> Any:
-        """A mutating operation: its body as its generated model, under a new idempotency key."""
+    def send(operation: str, status: int, data: dict[str, Any], **kwargs: Any) -> Any:
+        """A mutating operation: its body as its generated model, under a new idempotency key. The generator files
+        an operation under its tag (the path's first segment) and names the body of a path with an id `…Body`."""
+        op = OPERATIONS[operation]
+        tag = op.path.split("/")[1].replace("-", "_")
+        body = op.schema.__name__.replace("Input", "Body") if "<" in op.path else op.schema.__name__
         return call(tag, operation, status, body=model(body, data), idempotency_key=key(), **kwargs)
 
     owner = f"gen-{uuid.uuid4().hex[:10]}"
     token = call("socket_tokens", "create-socket-token", 200, body=model("SocketTokenInput", {"customerId": owner}))
     assert token.parsed.customer_id == owner and token.parsed.expires_in == 900
     vault = {"customerId": owner, "stripePaymentMethodId": make_card(stripe_api), "setAsDefault": True}
-    method = send("payment_methods", "create-payment-method", 201, "CreatePaymentMethodInput", vault).parsed
+    method = send("create-payment-method", 201, vault).parsed
     assert method.card.last4 == "4242" and method.is_default
     page = call("payment_methods", "list-payment-methods", 200, customer_id=owner).parsed
     assert [m.id for m in page.data] == [method.id] and page.has_more is False and page.next_cursor is None
 
     create = {"customerId": owner, "amount": 2500, "currency": "usd", "captureMethod": "manual", "confirm": True}
-    created = send("payment_intents", "create-payment-intent", 201, "CreatePaymentIntentInput", create)
+    created = send("create-payment-intent", 201, create)
     intent = created.parsed
     assert intent.status == "requires_capture" and created.headers["location"] == f"/payment-intents/{intent.id}"
     assert call("payment_intents", "get-payment-intent", 200, payment_intent_id=intent.id).parsed.amount == 2500
@@ -103,17 +107,13 @@ def test_a_generated_client_round_trips_every_operation(generated, api_url, stri
     history = call("payment_intents", "get-ztracking-payment-intent", 200, payment_intent_id=intent.id).parsed
     assert [h.ztracking_version for h in history][:1] == [1]
     captured = send(
-        "payment_intents",
         "capture-payment-intent",
         200,
-        "CapturePaymentIntentBody",
         {"amountToCapture": 2000},
         payment_intent_id=intent.id,
     ).parsed
     assert (captured.status, captured.amount_received) == ("succeeded", 2000)
-    refund = send(
-        "refunds", "create-refund", 201, "CreateRefundInput", {"paymentIntentId": intent.id, "amount": 500}
-    ).parsed
+    refund = send("create-refund", 201, {"paymentIntentId": intent.id, "amount": 500}).parsed
     assert call("refunds", "get-refund", 200, refund_id=refund.id).parsed.status == "succeeded"
     refunds = call("payment_intents", "list-refunds", 200, payment_intent_id=intent.id).parsed
     assert [r.id for r in refunds.data] == [refund.id]
@@ -121,24 +121,18 @@ def test_a_generated_client_round_trips_every_operation(generated, api_url, stri
     assert synced.status == "succeeded"
 
     later = {"customerId": owner, "amount": 900, "currency": "usd"}
-    unpaid = send("payment_intents", "create-payment-intent", 201, "CreatePaymentIntentInput", later).parsed
+    unpaid = send("create-payment-intent", 201, later).parsed
     confirmed = send(
-        "payment_intents",
         "confirm-payment-intent",
         200,
-        "ConfirmPaymentIntentBody",
         {"paymentMethodId": method.id},
         payment_intent_id=unpaid.id,
     ).parsed
     assert confirmed.status == "succeeded"
-    held = send(
-        "payment_intents", "create-payment-intent", 201, "CreatePaymentIntentInput", {**create, "amount": 700}
-    ).parsed
+    held = send("create-payment-intent", 201, {**create, "amount": 700}).parsed
     canceled = send(
-        "payment_intents",
         "cancel-payment-intent",
         200,
-        "CancelPaymentIntentBody",
         {"cancellationReason": "abandoned"},
         payment_intent_id=held.id,
     ).parsed
@@ -148,12 +142,10 @@ def test_a_generated_client_round_trips_every_operation(generated, api_url, stri
 
     # An error is an answer too: a decline, then its retry with the same card, read back as ErrorBody.
     declined_card = {"customerId": owner, "stripePaymentMethodId": make_card(stripe_api, DECLINED)}
-    bad = send("payment_methods", "create-payment-method", 201, "CreatePaymentMethodInput", declined_card).parsed
+    bad = send("create-payment-method", 201, declined_card).parsed
     declined = send(
-        "payment_intents",
         "create-payment-intent",
         402,
-        "CreatePaymentIntentInput",
         {**later, "paymentMethodId": bad.id, "confirm": True},
     ).parsed
     assert declined.error.code == "card_declined"

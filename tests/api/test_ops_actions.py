@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 from werkzeug.security import generate_password_hash
 
 from tests.api.conftest import Client, running_api
-from tests.api.test_ops_page import CHROMIUM, paid_and_refunded
+from tests.api.test_ops_page import authorised_intent, chromium_page, paid_and_refunded
 from tests.conftest import API_KEY, LOG_DIR
 
 pytestmark = pytest.mark.integration
@@ -141,13 +141,7 @@ def test_the_registry_money_rules_hold_on_the_page_a_refund_too_large_is_refused
 
 
 def test_a_sync_and_a_cancel_from_the_page_name_their_operator_in_the_audit_trail(ops_url, api, stripe_api):
-    from tests.conftest import make_card
-
-    owner = f"ops-{uuid.uuid4().hex[:10]}"
-    method = {"customerId": owner, "stripePaymentMethodId": make_card(stripe_api), "setAsDefault": True}
-    assert api.post("/payment-methods", json=method).status_code == 201
-    create = {"customerId": owner, "amount": 1500, "currency": "jpy", "captureMethod": "manual", "confirm": True}
-    intent = api.post("/payment-intents", json=create).json()
+    intent = authorised_intent(api, stripe_api, 1500, "jpy")
     alice = operator_session(ops_url, "alice")
     page = alice.get(f"{ops_url}/ops/intents/{intent['id']}").text
     review = alice.post(f"{ops_url}/ops/actions/cancel", data=form_of(page, "cancel-form"))
@@ -211,65 +205,56 @@ def test_an_outbox_event_is_re_published_from_the_page_once_per_form(ops_url, ap
 def test_in_chromium_a_person_logs_in_refunds_part_and_a_double_click_refunds_once(ops_url, api, stripe_api):
     intent = paid_and_refunded(api, stripe_api)
     problems: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            # The way a person logs in: the browser answers the 401's Basic challenge with what they typed.
-            context = browser.new_context(http_credentials={"username": "alice", "password": USERS["alice"][0]})
-            page = context.new_page()
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
-            assert page.goto(f"{ops_url}/ops/intents/{intent['id']}").status == 200
-            expect(page.locator("#operator")).to_contain_text("alice (may act)")
-            page.fill("#refund-form input[name=amount]", "4.50")
-            page.fill("#refund-form input[name=note]", "partial, by phone")
-            page.click("#refund-form button[type=submit]")
-            expect(page.locator("#what")).to_have_text(f"Refund 4.50 USD to customer {intent['customerId']}.")
-            (LOG_DIR / "ops").mkdir(exist_ok=True)
-            page.screenshot(path=str(LOG_DIR / "ops" / "ops-confirm-refund.png"), full_page=True)
-            page.click("#confirm-button")
-            expect(page.locator("#done")).to_contain_text("refund by alice")
-            expect(page.locator("#done")).to_contain_text("ok")
-            expect(page.locator("#refunds")).to_contain_text("4.50 USD")
-            expect(page.locator("#audit")).to_contain_text("opsNote")
-            page.screenshot(path=str(LOG_DIR / "ops" / "ops-actions.png"), full_page=True)
+    with chromium_page("alice", USERS["alice"][0], problems) as (browser, context, page):
+        assert page.goto(f"{ops_url}/ops/intents/{intent['id']}").status == 200
+        expect(page.locator("#operator")).to_contain_text("alice (may act)")
+        page.fill("#refund-form input[name=amount]", "4.50")
+        page.fill("#refund-form input[name=note]", "partial, by phone")
+        page.click("#refund-form button[type=submit]")
+        expect(page.locator("#what")).to_have_text(f"Refund 4.50 USD to customer {intent['customerId']}.")
+        (LOG_DIR / "ops").mkdir(exist_ok=True)
+        page.screenshot(path=str(LOG_DIR / "ops" / "ops-confirm-refund.png"), full_page=True)
+        page.click("#confirm-button")
+        expect(page.locator("#done")).to_contain_text("refund by alice")
+        expect(page.locator("#done")).to_contain_text("ok")
+        expect(page.locator("#refunds")).to_contain_text("4.50 USD")
+        expect(page.locator("#audit")).to_contain_text("opsNote")
+        page.screenshot(path=str(LOG_DIR / "ops" / "ops-actions.png"), full_page=True)
 
-            page.fill("#refund-form input[name=amount]", "1.25")
-            page.click("#refund-form button[type=submit]")
-            expect(page.locator("#what")).to_contain_text("Refund 1.25 USD")
-            fields = {
-                name: page.locator(f"#confirm input[name={name}]").input_value()
-                for name in ("csrf_token", "formKey", "confirm")
-            }
-            page.dblclick("#confirm-button")
-            expect(page.locator("#done")).to_contain_text("refund by alice")
-            # And a resubmit of the very same confirmation (a reload of the POST), in this session.
-            replayed = context.request.post(f"{ops_url}/ops/actions/refund", form=fields)
-            assert replayed.status == 200
-            # A POST without the session's CSRF token, from this logged-in browser: refused.
-            forged = context.request.post(
-                f"{ops_url}/ops/actions/refund",
-                form={"formKey": uuid.uuid4().hex, "paymentIntentId": intent["id"], "amount": "2.00"},
-            )
-            assert forged.status == 400 and "CSRF" in forged.text()
+        page.fill("#refund-form input[name=amount]", "1.25")
+        page.click("#refund-form button[type=submit]")
+        expect(page.locator("#what")).to_contain_text("Refund 1.25 USD")
+        fields = {
+            name: page.locator(f"#confirm input[name={name}]").input_value()
+            for name in ("csrf_token", "formKey", "confirm")
+        }
+        page.dblclick("#confirm-button")
+        expect(page.locator("#done")).to_contain_text("refund by alice")
+        # And a resubmit of the very same confirmation (a reload of the POST), in this session.
+        replayed = context.request.post(f"{ops_url}/ops/actions/refund", form=fields)
+        assert replayed.status == 200
+        # A POST without the session's CSRF token, from this logged-in browser: refused.
+        forged = context.request.post(
+            f"{ops_url}/ops/actions/refund",
+            form={"formKey": uuid.uuid4().hex, "paymentIntentId": intent["id"], "amount": "2.00"},
+        )
+        assert forged.status == 400 and "CSRF" in forged.text()
 
-            wrong = browser.new_context(http_credentials={"username": "alice", "password": "not-hers"})
-            assert wrong.new_page().goto(f"{ops_url}/ops/").status == 401
-            wrong.close()
-            # A read-only person: no actions on the page, and a POST refused.
-            reader = browser.new_context(http_credentials={"username": "bob", "password": USERS["bob"][0]})
-            reader_page = reader.new_page()
-            assert reader_page.goto(f"{ops_url}/ops/intents/{intent['id']}").status == 200
-            expect(reader_page.locator("#read-only")).to_be_visible()
-            assert reader_page.locator("#refund-form").count() == 0
-            refused = reader.request.post(
-                f"{ops_url}/ops/actions/refund",
-                form={"formKey": uuid.uuid4().hex, "paymentIntentId": intent["id"], "amount": "2.00"},
-            )
-            assert refused.status == 403
-            reader.close()
-        finally:
-            browser.close()
+        wrong = browser.new_context(http_credentials={"username": "alice", "password": "not-hers"})
+        assert wrong.new_page().goto(f"{ops_url}/ops/").status == 401
+        wrong.close()
+        # A read-only person: no actions on the page, and a POST refused.
+        reader = browser.new_context(http_credentials={"username": "bob", "password": USERS["bob"][0]})
+        reader_page = reader.new_page()
+        assert reader_page.goto(f"{ops_url}/ops/intents/{intent['id']}").status == 200
+        expect(reader_page.locator("#read-only")).to_be_visible()
+        assert reader_page.locator("#refund-form").count() == 0
+        refused = reader.request.post(
+            f"{ops_url}/ops/actions/refund",
+            form={"formKey": uuid.uuid4().hex, "paymentIntentId": intent["id"], "amount": "2.00"},
+        )
+        assert refused.status == 403
+        reader.close()
     assert problems == []
     assert sorted(r["amount"] for r in refunds_of(api, intent["id"])) == [125, 450, 1000]
     rows = audit_rows(payment_intent_id=intent["id"])
@@ -280,13 +265,8 @@ def test_in_chromium_a_person_logs_in_refunds_part_and_a_double_click_refunds_on
 
 
 def test_a_partial_capture_from_the_page_captures_what_was_confirmed(ops_url, api, stripe_api):
-    from tests.conftest import make_card
-
-    owner = f"ops-{uuid.uuid4().hex[:10]}"
-    method = {"customerId": owner, "stripePaymentMethodId": make_card(stripe_api), "setAsDefault": True}
-    assert api.post("/payment-methods", json=method).status_code == 201
-    create = {"customerId": owner, "amount": 5000, "currency": "eur", "captureMethod": "manual", "confirm": True}
-    intent = api.post("/payment-intents", json=create).json()
+    intent = authorised_intent(api, stripe_api, 5000, "eur")
+    owner = intent["customerId"]
     alice = operator_session(ops_url, "alice")
     page = alice.get(f"{ops_url}/ops/intents/{intent['id']}").text
     review = alice.post(f"{ops_url}/ops/actions/capture", data={**form_of(page, "capture-form"), "amount": "30"})

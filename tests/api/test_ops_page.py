@@ -6,9 +6,12 @@ from __future__ import annotations
 import base64
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from tests.api.test_metrics import samples
 from tests.conftest import API_KEY, LOG_DIR, make_card
@@ -18,12 +21,35 @@ pytestmark = pytest.mark.integration
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
-def paid_and_refunded(client, stripe_api) -> dict:
+def authorised_intent(client, stripe_api, amount: int = 4100, currency: str = "usd") -> dict:
+    """A manual-capture intent confirmed with a new customer's default card: authorised, not captured yet."""
     owner = f"ops-{uuid.uuid4().hex[:10]}"
     method = {"customerId": owner, "stripePaymentMethodId": make_card(stripe_api), "setAsDefault": True}
     assert client.post("/payment-methods", json=method).status_code == 201
-    create = {"customerId": owner, "amount": 4100, "currency": "usd", "captureMethod": "manual", "confirm": True}
-    intent = client.post("/payment-intents", json=create).json()
+    create = {"customerId": owner, "amount": amount, "currency": currency, "captureMethod": "manual", "confirm": True}
+    return client.post("/payment-intents", json=create).json()
+
+
+@contextmanager
+def chromium_page(
+    username: str, password: str, problems: list[str], **options: Any
+) -> Iterator[tuple[Browser, BrowserContext, Page]]:
+    """Chromium logged in as a person logs in: the browser answers the 401's Basic challenge with what they typed
+    (no header set by hand). Every console error and page error is added to `problems`."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            context = browser.new_context(http_credentials={"username": username, "password": password}, **options)
+            page = context.new_page()
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            yield browser, context, page
+        finally:
+            browser.close()
+
+
+def paid_and_refunded(client, stripe_api) -> dict:
+    intent = authorised_intent(client, stripe_api)
     assert client.post(f"/payment-intents/{intent['id']}/capture", json={"amountToCapture": 3000}).status_code == 200
     assert client.post("/refunds", json={"paymentIntentId": intent["id"], "amount": 1000}).status_code == 201
     return intent
@@ -103,35 +129,25 @@ def test_a_payments_timeline_shows_each_version_its_cause_and_change_with_refund
 def test_the_ops_page_in_chromium_shows_a_payment_made_here_with_no_console_error(api_url, client, stripe_api):
     intent = paid_and_refunded(client, stripe_api)
     problems: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            # As a person logs in: the key typed into the browser's Basic prompt (no header set by hand).
-            context = browser.new_context(
-                http_credentials={"username": "operator", "password": API_KEY}, locale="en-US", timezone_id="Asia/Tokyo"
-            )
-            page = context.new_page()
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
-            page.goto(f"{api_url}/ops/")
-            expect(page.locator("#readiness")).to_contain_text("database")
-            expect(page.locator("#intents")).to_contain_text(intent["id"])
-            expect(page.locator("#intents")).to_contain_text("41.00 USD")
-            (LOG_DIR / "ops").mkdir(exist_ok=True)
-            page.screenshot(path=str(LOG_DIR / "ops" / "ops-page.png"), full_page=True)
-            page.click(f"text={intent['id']}")
-            expect(page.locator("#status")).to_have_text("succeeded")
-            expect(page.locator("#refunds")).to_contain_text("10.00 USD")
-            expect(page.locator("#amount")).to_have_text("41.00 USD")
-            # Times in the operator's zone (Tokyo here), UTC on hover.
-            first = page.locator("#timeline time").first
-            expect(first).to_contain_text("GMT+9")
-            assert first.get_attribute("title").endswith(" UTC")
-            expect(page.locator("#timeline")).to_contain_text("capture-payment-intent")
-            page.screenshot(path=str(LOG_DIR / "ops" / "ops-intent-timeline.png"), full_page=True)
-            assert page.locator('meta[http-equiv="refresh"]').count() == 1  # it refreshes itself
-        finally:
-            browser.close()
+    # The API key typed into the browser's Basic prompt.
+    with chromium_page("operator", API_KEY, problems, locale="en-US", timezone_id="Asia/Tokyo") as (_, _, page):
+        page.goto(f"{api_url}/ops/")
+        expect(page.locator("#readiness")).to_contain_text("database")
+        expect(page.locator("#intents")).to_contain_text(intent["id"])
+        expect(page.locator("#intents")).to_contain_text("41.00 USD")
+        (LOG_DIR / "ops").mkdir(exist_ok=True)
+        page.screenshot(path=str(LOG_DIR / "ops" / "ops-page.png"), full_page=True)
+        page.click(f"text={intent['id']}")
+        expect(page.locator("#status")).to_have_text("succeeded")
+        expect(page.locator("#refunds")).to_contain_text("10.00 USD")
+        expect(page.locator("#amount")).to_have_text("41.00 USD")
+        # Times in the operator's zone (Tokyo here), UTC on hover.
+        first = page.locator("#timeline time").first
+        expect(first).to_contain_text("GMT+9")
+        assert first.get_attribute("title").endswith(" UTC")
+        expect(page.locator("#timeline")).to_contain_text("capture-payment-intent")
+        page.screenshot(path=str(LOG_DIR / "ops" / "ops-intent-timeline.png"), full_page=True)
+        assert page.locator('meta[http-equiv="refresh"]').count() == 1  # it refreshes itself
     assert problems == []
 
 

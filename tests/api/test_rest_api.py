@@ -42,6 +42,12 @@ def paid_intent(client: Client, stripe_api, amount: int = 5000) -> dict:
     return response.json()
 
 
+def pay_with(client: Client, customer_id: str, payment_method_id: str) -> requests.Response:
+    """A 900 USD intent of the customer, confirmed at once with this payment method."""
+    body = {"customerId": customer_id, "amount": 900, "currency": "usd", "confirm": True}
+    return client.post("/payment-intents", json={**body, "paymentMethodId": payment_method_id})
+
+
 def assert_error(response: requests.Response, status: int, code: str) -> dict:
     assert response.status_code == status, response.text
     assert response.headers["Content-Type"].startswith("application/json")
@@ -96,17 +102,7 @@ def test_refunds_create_get_and_refuse_too_much(client, stripe_api):
 def test_a_declined_card_is_402(client, stripe_api):
     customer_id = customer()
     method = vault(client, stripe_api, customer_id, "4000000000000341")
-    response = client.post(
-        "/payment-intents",
-        json={
-            "customerId": customer_id,
-            "amount": 900,
-            "currency": "usd",
-            "confirm": True,
-            "paymentMethodId": method["id"],
-        },
-    )
-    assert_error(response, 402, "card_declined")
+    assert_error(pay_with(client, customer_id, method["id"]), 402, "card_declined")
 
 
 def test_payment_methods_list_with_query_and_delete(client, stripe_api):
@@ -435,16 +431,7 @@ def test_every_success_answer_matches_the_openapi_document(client, stripe_api, a
         "/payment-methods",
         json={"customerId": customer_id, "stripePaymentMethodId": make_card(stripe_api, "4000000000000341")},
     )
-    declined = client.post(
-        "/payment-intents",
-        json={
-            "customerId": customer_id,
-            "amount": 900,
-            "currency": "usd",
-            "confirm": True,
-            "paymentMethodId": declined_pm.json()["id"],
-        },
-    )
+    declined = pay_with(client, customer_id, declined_pm.json()["id"])
     assert declined.status_code == 402
     conforms(declined, "/payment-intents", "POST")
     failed = client.get(f"/payment-intents/{declined.json()['error']['details']['paymentIntentId']}")

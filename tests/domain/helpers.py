@@ -44,11 +44,11 @@ def call(operation: str, payload: dict[str, Any], ctx: OperationContext | None =
     return op.resolve_handler()(ctx or context(), schemas.parse_input(op.schema, payload))
 
 
-def customer_with_card(stripe_api: Any, prefix: str) -> str:
+def customer_with_card(stripe_api: Any, prefix: str, number: str = "4242424242424242") -> str:
     """A new customer whose default card is vaulted, as create-payment-method leaves it: ready to pay."""
     from tests.conftest import make_card
 
     customer_id = f"{prefix}-{uuid.uuid4().hex[:10]}"
-    method = {"customerId": customer_id, "stripePaymentMethodId": make_card(stripe_api), "setAsDefault": True}
+    method = {"customerId": customer_id, "stripePaymentMethodId": make_card(stripe_api, number), "setAsDefault": True}
     call("create-payment-method", method)
     return customer_id

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from errors import OperationError
 from models import PaymentAttempt, ZtrackingPaymentIntent
-from tests.conftest import make_card
-from tests.domain.helpers import call
+from tests.domain.helpers import call, customer_with_card
 
 pytestmark = pytest.mark.integration
 
 
 def authorised(stripe_api, amount: int = 1000) -> dict:
-    customer_id = f"dom-life-{uuid.uuid4().hex[:10]}"
-    call(
-        "create-payment-method",
-        {"customerId": customer_id, "stripePaymentMethodId": make_card(stripe_api), "setAsDefault": True},
-    )
     create = {
-        "customerId": customer_id,
+        "customerId": customer_with_card(stripe_api, "dom-life"),
         "amount": amount,
         "currency": "usd",
         "captureMethod": "manual",

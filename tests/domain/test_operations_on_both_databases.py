@@ -12,18 +12,14 @@ from domain.schemas import CreatePaymentIntentInput
 from errors import OperationError
 from models import IdempotencyRecord, PaymentIntent, Refund, WebhookEvent, ZtrackingPaymentIntent
 from tests.conftest import WEBHOOK_SECRET, make_card
-from tests.domain.helpers import call, context, lapse
+from tests.domain.helpers import call, context, customer_with_card, lapse
 from tests.support.webhooks import sign
 
 pytestmark = pytest.mark.integration
 
 
 def paid_intent(stripe_api, amount: int = 5000) -> dict:
-    customer_id = f"dom-{uuid.uuid4().hex[:10]}"
-    call(
-        "create-payment-method",
-        {"customerId": customer_id, "stripePaymentMethodId": make_card(stripe_api), "setAsDefault": True},
-    )
+    customer_id = customer_with_card(stripe_api, "dom")
     return call(
         "create-payment-intent", {"customerId": customer_id, "amount": amount, "currency": "usd", "confirm": True}
     )

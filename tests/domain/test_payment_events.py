@@ -14,17 +14,14 @@ from errors import OperationError
 from models import PaymentEvent, PaymentIntent, utcnow, write_transaction
 from settings import get_settings
 from tests.conftest import WEBHOOK_SECRET, make_card
-from tests.domain.helpers import call
+from tests.domain.helpers import call, customer_with_card
 from tests.support.webhooks import sign
 
 pytestmark = pytest.mark.integration
 
 
 def vaulted(stripe_api, number: str = "4242424242424242") -> str:
-    customer_id = f"dom-ev-{uuid.uuid4().hex[:10]}"
-    method = {"customerId": customer_id, "stripePaymentMethodId": make_card(stripe_api, number), "setAsDefault": True}
-    call("create-payment-method", method)
-    return customer_id
+    return customer_with_card(stripe_api, "dom-ev", number)
 
 
 def events_of(intent_id: str, *, status_changes: bool = False) -> list[PaymentEvent]:

@@ -14,15 +14,12 @@ import pytest
 from peewee import Model
 
 from domain import retention
-from models import (
-    IdempotencyRecord,
-    PaymentAttempt,
-    PaymentEvent,
-    PaymentIntent,
-    Refund,
-    WebhookEvent,
-    ZtrackingPaymentIntent,
-)
+from models.idempotency import IdempotencyRecord
+from models.payment_attempts import PaymentAttempt
+from models.payment_events import PaymentEvent
+from models.payment_intents import PaymentIntent, ZtrackingPaymentIntent
+from models.refunds import Refund
+from models.webhook_events import WebhookEvent
 from observability.metrics import RETENTION_ROWS
 from settings import get_settings
 

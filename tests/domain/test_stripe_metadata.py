@@ -12,17 +12,13 @@ from domain.payment_intents import _stripe_request
 from domain.schemas import MAX_METADATA_KEYS, CreatePaymentIntentInput, parse_input
 from errors import OperationError
 from models import IdempotencyRecord
-from tests.conftest import make_card
-from tests.domain.helpers import call, context, take
+from tests.domain.helpers import call, context, customer_with_card, take
 
 pytestmark = pytest.mark.integration
 
 
 def vaulted(stripe_api) -> str:
-    customer_id = f"meta-{uuid.uuid4().hex[:10]}"
-    method = {"customerId": customer_id, "stripePaymentMethodId": make_card(stripe_api), "setAsDefault": True}
-    call("create-payment-method", method)
-    return customer_id
+    return customer_with_card(stripe_api, "meta")
 
 
 def test_the_stripe_intent_carries_our_id_as_metadata_local_id_and_a_callers_own_local_id_loses(domain_db, stripe_api):

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 import stripe
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
@@ -28,6 +27,7 @@ from tests.conftest import LOG_DIR, RUN
 from tests.drills.stack import Stack, StackConfig
 from tests.support import kafka, services
 from tests.support.fake_sentry import FakeSentry, fake_sentry
+from tests.support.rest import BearerSession
 from tests.support.stripe_proxy import StripeProxy, stripe_proxy
 from tests.support.tcp_proxy import TcpProxy
 
@@ -47,6 +47,24 @@ API_KEY = f"vyp-drill-key-{RUN}"
 OTHER_API_KEY = f"vyp-drill-other-{RUN}"
 TEST_CARDS = {"4242424242424242": "314", "5555555555554444": "2718", "4000000000000341": "1618"}
 KAFKA_PARTITIONS = 2
+
+
+def local_broker(vhost: str) -> str:
+    """The machine's shared RabbitMQ, on one vhost."""
+    return f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+
+
+def drill_config(name: str, log_dir: Path, sentry: FakeSentry, **settings: Any) -> StackConfig:
+    """A drill stack's settings: the drills' result store, Stripe key, webhook secret, API keys and Sentry unless
+    `settings` name others, and whatever else `settings` name (database, broker, Stripe's address…)."""
+    drills: dict[str, Any] = {
+        "result_backend": DRILL_RESULTS,
+        "stripe_key": STRIPE_KEY,
+        "webhook_secret": WEBHOOK_SECRET,
+        "api_keys": (API_KEY, OTHER_API_KEY),
+        "sentry_dsn": sentry.dsn,
+    }
+    return StackConfig(name=name, log_dir=log_dir, **{**drills, **settings})
 
 
 def size(fast: int, full: int) -> int:
@@ -222,20 +240,16 @@ def stack(
     sentry: FakeSentry,
 ) -> Iterator[Stack]:
     """The drills' service: one worker on every queue, gunicorn, the relay — Stripe through the proxy."""
-    config = StackConfig(
-        name="drills",
-        log_dir=drill_log_dir,
+    config = drill_config(
+        "drills",
+        drill_log_dir,
+        sentry,
         db_name=drill_database,
-        broker_url=f"amqp://guest:guest@127.0.0.1:5672/{drill_vhost}",
-        result_backend=DRILL_RESULTS,
+        broker_url=local_broker(drill_vhost),
         stripe_api_base=proxy.url,
-        stripe_key=STRIPE_KEY,
-        webhook_secret=WEBHOOK_SECRET,
-        api_keys=(API_KEY, OTHER_API_KEY),
         kafka_broker=drill_kafka.address,
         kafka_group=f"vyp-drills-{RUN}",
         kafka_partitions=KAFKA_PARTITIONS,
-        sentry_dsn=sentry.dsn,
         task_max_retries=3,
         stripe_timeout_s=4.0,
     )
@@ -277,6 +291,18 @@ def database_of_its_own(label: str) -> Iterator[Any]:
         services.drop_mariadb_database(name)
 
 
+def service_database_of_its_own(label: str) -> Any:
+    """A module's `service_database` fixture: a database of the module's own (database_of_its_own), made once for
+    the module, that the in-process service then works on."""
+
+    @pytest.fixture(scope="module", name="service_database")
+    def own_database() -> Iterator[Any]:
+        with database_of_its_own(label) as db:
+            yield db
+
+    return own_database
+
+
 @pytest.fixture()
 def service_database(mariadb: Any) -> Any:
     """The database the in-process service works on (a drill may give it one of its own)."""
@@ -310,18 +336,11 @@ def service(
         stripe_client.reset_client()
 
 
-class Api(requests.Session):
-    """HTTP to a stack's API with a bearer key."""
+class Api(BearerSession):
+    """HTTP to a stack's API with the drills' bearer key."""
 
     def __init__(self, base: str, key: str | None = API_KEY) -> None:
-        super().__init__()
-        self.base = base
-        if key:
-            self.headers["Authorization"] = f"Bearer {key}"
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        kwargs.setdefault("timeout", 90)
-        return super().request(method, self.base + url, *args, **kwargs)
+        super().__init__(base, key)
 
 
 @pytest.fixture()

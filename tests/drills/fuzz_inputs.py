@@ -204,10 +204,20 @@ def valid_payloads(operation: str, customers: list[str], intents: list[str], met
         printable_hostile.map(lambda s: s[:500]),
         max_size=3,
     )
+    an_intent = st.one_of(known_intent, valid_ids)
+    a_customer = st.one_of(known_customer, printable_hostile)
+
+    def on_intent(**optional: Any) -> Any:
+        """An operation on one payment intent: its id, and the optional fields given."""
+        return st.fixed_dictionaries({"paymentIntentId": an_intent}, optional=optional)
+
+    def of_customer(**optional: Any) -> Any:
+        return st.fixed_dictionaries({"customerId": a_customer}, optional=optional)
+
     by_operation = {
         "create-payment-intent": st.fixed_dictionaries(
             {
-                "customerId": st.one_of(known_customer, printable_hostile),
+                "customerId": a_customer,
                 "amount": st.integers(100, 99_999_999),
                 "currency": st.sampled_from(["usd", "eur", "gbp", "USD"]),
             },
@@ -218,55 +228,28 @@ def valid_payloads(operation: str, customers: list[str], intents: list[str], met
                 "confirm": st.just(False),
             },
         ),
-        "get-payment-intent": st.fixed_dictionaries({"paymentIntentId": st.one_of(known_intent, valid_ids)}),
-        "get-ztracking-payment-intent": st.fixed_dictionaries({"paymentIntentId": st.one_of(known_intent, valid_ids)}),
-        "create-refund": st.fixed_dictionaries(
-            {"paymentIntentId": st.one_of(known_intent, valid_ids)},
-            optional={
-                "amount": st.integers(1, 500),
-                "reason": st.sampled_from(["duplicate", "fraudulent"]),
-                "metadata": small_metadata,
-            },
+        "get-payment-intent": on_intent(),
+        "get-ztracking-payment-intent": on_intent(),
+        "create-refund": on_intent(
+            amount=st.integers(1, 500), reason=st.sampled_from(["duplicate", "fraudulent"]), metadata=small_metadata
         ),
         "get-refund": st.fixed_dictionaries({"refundId": valid_ids}),
         "process-stripe-webhook": st.fixed_dictionaries({"payload": printable_hostile, "signature": printable_hostile}),
         "create-payment-method": st.fixed_dictionaries(
-            {
-                "customerId": st.one_of(known_customer, printable_hostile),
-                "stripePaymentMethodId": st.from_regex(r"\Apm_[A-Za-z0-9]{1,24}\Z"),
-            },
+            {"customerId": a_customer, "stripePaymentMethodId": st.from_regex(r"\Apm_[A-Za-z0-9]{1,24}\Z")},
             optional={"setAsDefault": st.booleans()},
         ),
-        "list-payment-methods": st.fixed_dictionaries(
-            {"customerId": st.one_of(known_customer, printable_hostile)},
-            optional={"limit": st.integers(1, 100)},
-        ),
+        "list-payment-methods": of_customer(limit=st.integers(1, 100)),
         "delete-payment-method": st.fixed_dictionaries({"paymentMethodId": valid_ids}),
-        "confirm-payment-intent": st.fixed_dictionaries(
-            {"paymentIntentId": st.one_of(known_intent, valid_ids)}, optional={"paymentMethodId": valid_ids}
+        "confirm-payment-intent": on_intent(paymentMethodId=valid_ids),
+        "capture-payment-intent": on_intent(amountToCapture=st.integers(1, 99_999_999)),
+        "cancel-payment-intent": on_intent(cancellationReason=st.sampled_from(["duplicate", "abandoned"])),
+        "get-payment-intent-status": on_intent(),
+        "list-payment-intents": of_customer(
+            limit=st.integers(1, 100), status=st.sampled_from(["succeeded", "canceled"]), orderId=printable_hostile
         ),
-        "capture-payment-intent": st.fixed_dictionaries(
-            {"paymentIntentId": st.one_of(known_intent, valid_ids)},
-            optional={"amountToCapture": st.integers(1, 99_999_999)},
-        ),
-        "cancel-payment-intent": st.fixed_dictionaries(
-            {"paymentIntentId": st.one_of(known_intent, valid_ids)},
-            optional={"cancellationReason": st.sampled_from(["duplicate", "abandoned"])},
-        ),
-        "get-payment-intent-status": st.fixed_dictionaries({"paymentIntentId": st.one_of(known_intent, valid_ids)}),
-        "list-payment-intents": st.fixed_dictionaries(
-            {"customerId": st.one_of(known_customer, printable_hostile)},
-            optional={
-                "limit": st.integers(1, 100),
-                "status": st.sampled_from(["succeeded", "canceled"]),
-                "orderId": printable_hostile,
-            },
-        ),
-        "list-refunds": st.fixed_dictionaries({"paymentIntentId": st.one_of(known_intent, valid_ids)}),
+        "list-refunds": on_intent(),
         "retry-payment-attempt": st.fixed_dictionaries({"attemptId": st.from_regex(r"\Avyat_[A-Za-z0-9]{1,30}\Z")}),
-        "payment-status-update": st.fixed_dictionaries(
-            {"paymentIntentId": st.one_of(known_intent, valid_ids)},
-            optional={"status": printable_hostile, "orderId": printable_hostile},
-        ),
+        "payment-status-update": on_intent(status=printable_hostile, orderId=printable_hostile),
     }
     return by_operation[operation]

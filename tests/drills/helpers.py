@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import requests
 import stripe
 
 from tests.drills.conftest import EVIDENCE, Api, make_card
+from tests.support.kafka import Collector
+from tests.support.stripe_objects import intents_of_customers
 
 HOLDING = ("pending", "requires_action", "succeeded")
 
@@ -129,22 +131,6 @@ def table_counts(sql: Callable[..., list[tuple]]) -> dict[str, int]:
     return {table: sql(f"SELECT COUNT(*) FROM `{table}`")[0][0] for table in tables}
 
 
-def stripe_intents(stripe_api: stripe.StripeClient, predicate: Callable[[dict], bool]) -> list[dict]:
-    """PaymentIntents at Stripe whose metadata `predicate` accepts."""
-    listed = stripe_api.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter()
-    found = []
-    for intent in listed:
-        metadata = intent.metadata.to_dict() if intent.metadata else {}
-        if predicate(metadata):
-            found.append(intent.to_dict())
-    return found
-
-
-def stripe_refunds_of(stripe_api: stripe.StripeClient, stripe_intent_id: str) -> list[dict]:
-    listed = stripe_api.v1.refunds.list(params={"payment_intent": stripe_intent_id, "limit": 100}).auto_paging_iter()
-    return [r.to_dict() for r in listed]
-
-
 def one_intent_per_key(replies: dict[str, list[dict]]) -> tuple[set[str], int]:
     """Kafka answers per request key, all successes: the intents answered, and how many keys got more than one."""
     ids, differing = set(), 0
@@ -160,3 +146,28 @@ def intent_rows(sql: Callable[..., list[tuple]], customers: list[str]) -> int:
     """Payment intents stored for these customers."""
     marks = ",".join(["%s"] * len(customers))
     return sql(f"SELECT COUNT(*) FROM payment_intent WHERE customer_id IN ({marks})", tuple(customers))[0][0]
+
+
+class KafkaCreates(NamedTuple):
+    """What create requests sent over Kafka left: the replies per key, the intents answered, how many keys got
+    more than one, the intents at Stripe and the rows stored."""
+
+    replies: dict[str, list[dict]]
+    ids: set[str]
+    differing: int
+    at_stripe: list[dict]
+    rows: int
+
+
+def kafka_creates(
+    collector: Collector,
+    response_topic: str,
+    keys: list[str],
+    customers: list[str],
+    sql: Callable[..., list[tuple]],
+    stripe_api: stripe.StripeClient,
+) -> KafkaCreates:
+    replies = {key: [r.json() for r in collector.received(key.encode(), response_topic)] for key in keys}
+    ids, differing = one_intent_per_key(replies)
+    at_stripe = intents_of_customers(stripe_api, customers)
+    return KafkaCreates(replies, ids, differing, at_stripe, intent_rows(sql, customers))

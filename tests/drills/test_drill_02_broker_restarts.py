@@ -17,21 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.conftest import RUN
-from tests.drills.conftest import (
-    API_KEY,
-    EVIDENCE,
-    OTHER_API_KEY,
-    STRIPE_KEY,
-    WEBHOOK_SECRET,
-    Api,
-    dump_tables,
-    size,
-)
-from tests.drills.helpers import customer, invariant_violations, remember_secrets, retry_until_final, stripe_intents
+from tests.drills.conftest import API_KEY, EVIDENCE, Api, drill_config, dump_tables, size
+from tests.drills.helpers import customer, invariant_violations, remember_secrets, retry_until_final
 from tests.drills.report import report
-from tests.drills.stack import Stack, StackConfig
+from tests.drills.stack import Stack
 from tests.support import services
 from tests.support.private_servers import PrivateRabbitMQ, PrivateRedis
+from tests.support.stripe_objects import intents_of_customers
 from tests.support.stripe_proxy import Fault
 
 pytestmark = pytest.mark.integration
@@ -49,17 +41,14 @@ def broker_stack(drill_log_dir, proxy, sentry) -> Iterator[tuple[Stack, PrivateR
     try:
         with ThreadPoolExecutor(2) as pool:  # RabbitMQ takes a few seconds: start both at once
             list(pool.map(lambda server: server.start(), (rabbit, redis)))
-        config = StackConfig(
-            name="drill2",
-            log_dir=drill_log_dir,
+        config = drill_config(
+            "drill2",
+            drill_log_dir,
+            sentry,
             db_name=DB,
             broker_url=rabbit.url,
             result_backend=redis.url,
             stripe_api_base=proxy.url,
-            stripe_key=STRIPE_KEY,
-            webhook_secret=WEBHOOK_SECRET,
-            api_keys=(API_KEY, OTHER_API_KEY),
-            sentry_dsn=sentry.dsn,
             task_max_retries=4,
             rest_timeout_ms=8000,  # a door that lost its result subscription answers 504 sooner
             stripe_timeout_s=30.0,  # a slow Stripe is slow, not lost: no unknown outcomes here
@@ -136,7 +125,7 @@ def run_restart_drill(name: str, stack: Stack, server, stripe_api, proxy, count:
         remember_secrets(final)
     stack.wait_ready()
     time.sleep(2.0)  # redelivered duplicates finish
-    at_stripe = stripe_intents(stripe_api, lambda m: m.get("vy_customer_id") in set(buyers))
+    at_stripe = intents_of_customers(stripe_api, buyers)
     rows = stack.sql(
         f"SELECT COUNT(*) FROM payment_intent WHERE customer_id IN ({','.join(['%s'] * count)})", tuple(buyers)
     )[0][0]
@@ -230,7 +219,7 @@ def test_a_second_delivery_of_a_running_task_never_answers_an_error_for_a_paymen
         proxy.clear()
     final = stack.celery().AsyncResult(task_id).get(timeout=30)
     rows = stack.sql("SELECT COUNT(*) FROM payment_intent WHERE customer_id = %s", (buyer,))[0][0]
-    at_stripe = stripe_intents(stripe_api, lambda m: m.get("vy_customer_id") == buyer)
+    at_stripe = intents_of_customers(stripe_api, [buyer])
     creates = [
         s
         for s in proxy.seen[seen_before:]

@@ -19,32 +19,13 @@ import pymysql
 import pytest
 
 from tests.conftest import RUN
-from tests.drills.conftest import (
-    API_KEY,
-    DRILL_RESULTS,
-    EVIDENCE,
-    FULL,
-    OTHER_API_KEY,
-    STRIPE_KEY,
-    WEBHOOK_SECRET,
-    Api,
-    dump_tables,
-    size,
-)
-from tests.drills.helpers import (
-    customer,
-    invariant_violations,
-    paid_intent,
-    remember_secrets,
-    retry_until_final,
-    stripe_intents,
-    stripe_refunds_of,
-    vault,
-)
+from tests.drills.conftest import EVIDENCE, FULL, Api, drill_config, dump_tables, local_broker, size
+from tests.drills.helpers import customer, invariant_violations, paid_intent, remember_secrets, retry_until_final, vault
 from tests.drills.report import report
-from tests.drills.stack import Stack, StackConfig
+from tests.drills.stack import Stack
 from tests.support import services
 from tests.support.private_servers import PrivateMariaDB
+from tests.support.stripe_objects import intents_of_customers, refunds_of
 
 pytestmark = pytest.mark.integration
 
@@ -59,18 +40,14 @@ def db_stack(drill_log_dir, proxy, sentry) -> Iterator[tuple[Stack, PrivateMaria
     try:
         mariadb.start()
         mariadb.create_database(DB)
-        config = StackConfig(
-            name="drill3",
-            log_dir=drill_log_dir,
+        config = drill_config(
+            "drill3",
+            drill_log_dir,
+            sentry,
             db_port=mariadb.port,
             db_name=DB,
-            broker_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
-            result_backend=DRILL_RESULTS,
+            broker_url=local_broker(vhost),
             stripe_api_base=proxy.url,
-            stripe_key=STRIPE_KEY,
-            webhook_secret=WEBHOOK_SECRET,
-            api_keys=(API_KEY, OTHER_API_KEY),
-            sentry_dsn=sentry.dsn,
             task_max_retries=4,
             extra={"DB_POOL_SIZE": "40"},
         )
@@ -172,8 +149,8 @@ def test_a_connection_killed_mid_transaction_rolls_back_whole_and_the_task_retri
         ),
     }
     remember_secrets(finals["create"])
-    refunds_at_stripe = stripe_refunds_of(stripe_api, intent["stripePaymentIntentId"])
-    intents_at_stripe = stripe_intents(stripe_api, lambda m: m.get("vy_customer_id") == new_customer)
+    refunds_at_stripe = refunds_of(stripe_api, intent["stripePaymentIntentId"])
+    intents_at_stripe = intents_of_customers(stripe_api, [new_customer])
     stored = api.get(f"/payment-intents/{intent['id']}").json()
     report(
         "3a",
@@ -275,10 +252,8 @@ def test_a_mariadb_restart_under_load_ends_every_request_once_and_half_writes_no
     created_ids = [
         f.json().get("id") for f, item in zip(finals, requests_to_send, strict=True) if item[0] == "/payment-intents"
     ]
-    at_stripe = stripe_intents(stripe_api, lambda m: m.get("vy_customer_id") in set(buyers))
-    refunded_at_stripe = sum(
-        r["amount"] for p in paid for r in stripe_refunds_of(stripe_api, p["stripePaymentIntentId"])
-    )
+    at_stripe = intents_of_customers(stripe_api, buyers)
+    refunded_at_stripe = sum(r["amount"] for p in paid for r in refunds_of(stripe_api, p["stripePaymentIntentId"]))
     refunded_in_db = sum(api.get(f"/payment-intents/{p['id']}").json()["amountRefunded"] for p in paid)
     codes = [a.status_code for a in first]
     violations = invariant_violations(stack.sql)

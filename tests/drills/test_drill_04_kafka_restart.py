@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from tests.drills.conftest import size
-from tests.drills.helpers import intent_rows, invariant_violations, one_intent_per_key, stripe_intents
+from tests.drills.helpers import invariant_violations, kafka_creates
 from tests.drills.report import report
 from tests.support import services
 
@@ -77,10 +77,9 @@ def test_a_kafka_broker_outage_while_the_relay_runs_ends_with_every_request_answ
     time.sleep(2.0)  # late duplicates, if any, arrive
     crash_lines = [line for line in stack.log_text().splitlines() if "Assertion" in line or "Fatal Python" in line]
 
-    replies = {key: [r.json() for r in collector.received(key.encode(), response_topic)] for key in keys}
-    ids, differing = one_intent_per_key(replies)
-    at_stripe = stripe_intents(stripe_api, lambda m: m.get("vy_customer_id") in set(customers))
-    rows = intent_rows(stack.sql, customers)
+    replies, ids, differing, at_stripe, rows = kafka_creates(
+        collector, response_topic, keys, customers, stack.sql, stripe_api
+    )
     report(
         "4",
         f"Kafka broker unreachable {OUTAGE_S:.0f} s x{outages} (every connection reset, connects refused) mid-stream",

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.drills.conftest import FULL, KAFKA_PARTITIONS, size
-from tests.drills.helpers import intent_rows, invariant_violations, one_intent_per_key, stripe_intents
+from tests.drills.helpers import invariant_violations, kafka_creates
 from tests.drills.report import report
 from tests.support import kafka, services
 
@@ -57,10 +57,9 @@ def test_a_relay_sigkilled_mid_batch_loses_no_request_and_creates_no_intent_twic
     collector.wait(lambda: len(collector.answered(keys, response_topic)) == count, 180, "an answer to every request")
     handed_over_all = handed_over_first + stack.relay.log_text().count("handed over")
 
-    replies = {key: [r.json() for r in collector.received(key.encode(), response_topic)] for key in keys}
-    ids, differing = one_intent_per_key(replies)
-    at_stripe = stripe_intents(stripe_api, lambda m: m.get("vy_customer_id") in set(customers))
-    rows = intent_rows(stack.sql, customers)
+    _, ids, differing, at_stripe, rows = kafka_creates(
+        collector, response_topic, keys, customers, stack.sql, stripe_api
+    )
     report(
         "5a",
         f"relay SIGKILL after {handed_over_first} hand-overs of {count} requests, offsets uncommitted",

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
 
 from tests.drills.conftest import API_KEY
-from tests.drills.helpers import customer, invariant_violations, paid_intent, stripe_intents, stripe_refunds_of, vault
+from tests.drills.helpers import customer, invariant_violations, paid_intent, vault
 from tests.drills.report import report
+from tests.support.stripe_objects import intents_of_customers, refunds_of
 from tests.support.stripe_proxy import (
     ACT_THEN_500,
     FAIL_WHILE_EXECUTING,
@@ -79,60 +81,91 @@ INTENT_CASES = [
 ]
 
 
-def run_intent_case(case: Case, api, stripe_api, proxy) -> dict:
-    customer_id = customer("fault")
-    vault(api, stripe_api, customer_id)
+def run_all(cases: list[Case], run: Callable[[Case], dict], proxy) -> list[dict]:
+    """Every case at once (each on its own customer or intent), the proxy's rules cleared after."""
+    try:
+        with ThreadPoolExecutor(len(cases)) as pool:
+            return list(pool.map(run, cases))
+    finally:
+        proxy.clear()
+
+
+def post_under_faults(
+    case: Case, api, proxy, door: tuple[str, dict], stripe_path: str, form_field: str, form_value: str, key_prefix: str
+) -> dict:
+    """POSTs `door` (path, body) while the proxy fails, with the case's faults, the Stripe requests to `stripe_path`
+    whose form names `form_value` in `form_field`; what was answered and what reached Stripe."""
     proxy.add_rule(
-        lambda method, path, form, cid=customer_id: (
-            method == "POST" and path == "/v1/payment_intents" and form.get("metadata[vy_customer_id]") == [cid]
-        ),
+        lambda method, path, form: method == "POST" and path == stripe_path and form.get(form_field) == [form_value],
         case.faults,
     )
-    key = f"fault-{uuid.uuid4()}"
-    body = {"customerId": customer_id, "amount": 1500, "currency": "usd", "confirm": True}
-    response = api.post("/payment-intents", json=body, headers={"Idempotency-Key": key})
-    attempts = proxy.requests_for(
-        lambda s: s.path == "/v1/payment_intents" and s.form.get("metadata[vy_customer_id]") == [customer_id]
-    )
-    objects = stripe_intents(stripe_api, lambda m: m.get("vy_customer_id") == customer_id)
+    path, body = door
+    key = f"{key_prefix}-{uuid.uuid4()}"
+    response = api.post(path, json=body, headers={"Idempotency-Key": key})
+    attempts = proxy.requests_for(lambda s: s.path == stripe_path and s.form.get(form_field) == [form_value])
     return {
         "case": case,
-        "customer_id": customer_id,
         "key": key,
         "body": body,
         "status": response.status_code,
         "answer": response.json(),
         "attempts": len(attempts),
         "stripe_keys": {s.idempotency_key for s in attempts},
-        "objects": len(objects),
     }
+
+
+def report_case(operation: str, result: dict, **counts: int | str) -> None:
+    case = result["case"]
+    report(
+        "6",
+        f"{operation}, Stripe fault: {case.name} (x{min(len(case.faults), MAX_RETRIES + 1)})",
+        answered=result["status"],
+        code=result["answer"].get("error", {}).get("code", "ok"),
+        stripe_attempts=result["attempts"],
+        stripe_keys=len(result["stripe_keys"]),
+        **counts,
+    )
+
+
+def outcome(result: dict) -> tuple[int, int, int, int]:
+    """Answered status, attempts at Stripe, distinct keys sent, objects Stripe holds: compared with `expected`."""
+    return result["status"], result["attempts"], len(result["stripe_keys"]), result["objects"]
+
+
+def expected(case: Case) -> tuple[int, int, int, int]:
+    return case.expected_status, case.expected_attempts, case.expected_keys, case.expected_objects
+
+
+def run_intent_case(case: Case, api, stripe_api, proxy) -> dict:
+    customer_id = customer("fault")
+    vault(api, stripe_api, customer_id)
+    body = {"customerId": customer_id, "amount": 1500, "currency": "usd", "confirm": True}
+    result = post_under_faults(
+        case,
+        api,
+        proxy,
+        ("/payment-intents", body),
+        "/v1/payment_intents",
+        "metadata[vy_customer_id]",
+        customer_id,
+        "fault",
+    )
+    objects = intents_of_customers(stripe_api, [customer_id])
+    return {**result, "customer_id": customer_id, "objects": len(objects)}
 
 
 def test_stripe_faults_on_create_are_retried_with_one_key_where_safe_never_where_not_and_bounded(
     stack, api, stripe_api, proxy
 ):
-    try:
-        with ThreadPoolExecutor(len(INTENT_CASES)) as pool:
-            results = list(pool.map(lambda case: run_intent_case(case, api, stripe_api, proxy), INTENT_CASES))
-    finally:
-        proxy.clear()
+    results = run_all(INTENT_CASES, lambda case: run_intent_case(case, api, stripe_api, proxy), proxy)
     wrong = []
     for result in results:
         case = result["case"]
         rows = stack.sql("SELECT COUNT(*) FROM payment_intent WHERE customer_id = %s", (result["customer_id"],))[0][0]
-        report(
-            "6",
-            f"create-payment-intent, Stripe fault: {case.name} (x{min(len(case.faults), MAX_RETRIES + 1)})",
-            answered=result["status"],
-            code=result["answer"].get("error", {}).get("code", "ok"),
-            stripe_attempts=result["attempts"],
-            stripe_keys=len(result["stripe_keys"]),
-            intents_at_stripe=result["objects"],
-            intent_rows=rows,
-        )
+        report_case("create-payment-intent", result, intents_at_stripe=result["objects"], intent_rows=rows)
         expected_rows = 1 if case.expected_status == 201 else 0
-        got = (result["status"], result["attempts"], len(result["stripe_keys"]), result["objects"], rows)
-        want = (case.expected_status, case.expected_attempts, case.expected_keys, case.expected_objects, expected_rows)
+        got = (*outcome(result), rows)
+        want = (*expected(case), expected_rows)
         if got != want:
             wrong.append((case.name, "got", got, "want", want))
     assert wrong == []
@@ -143,7 +176,7 @@ def test_stripe_faults_on_create_are_retried_with_one_key_where_safe_never_where
     state = key_state(stack, exhausted["key"])
     assert state == "retryable", state
     retry = api.post("/payment-intents", json=exhausted["body"], headers={"Idempotency-Key": exhausted["key"]})
-    objects = stripe_intents(stripe_api, lambda m: m.get("vy_customer_id") == exhausted["customer_id"])
+    objects = intents_of_customers(stripe_api, [exhausted["customer_id"]])
     report(
         "6",
         "caller retries the exhausted create with the same key once Stripe is back",
@@ -175,35 +208,15 @@ REFUND_CASES = [
 def run_refund_case(case: Case, api, stripe_api, proxy) -> dict:
     intent = paid_intent(api, stripe_api, "fault-refund", amount=5000)
     stripe_id = intent["stripePaymentIntentId"]
-    proxy.add_rule(
-        lambda method, path, form, sid=stripe_id: (
-            method == "POST" and path == "/v1/refunds" and form.get("payment_intent") == [sid]
-        ),
-        case.faults,
-    )
-    key = f"fault-refund-{uuid.uuid4()}"
     body = {"paymentIntentId": intent["id"], "amount": 2000}
-    response = api.post("/refunds", json=body, headers={"Idempotency-Key": key})
-    attempts = proxy.requests_for(lambda s: s.path == "/v1/refunds" and s.form.get("payment_intent") == [stripe_id])
-    return {
-        "case": case,
-        "intent": intent,
-        "key": key,
-        "body": body,
-        "status": response.status_code,
-        "answer": response.json(),
-        "attempts": len(attempts),
-        "stripe_keys": {s.idempotency_key for s in attempts},
-        "objects": len(stripe_refunds_of(stripe_api, stripe_id)),
-    }
+    result = post_under_faults(
+        case, api, proxy, ("/refunds", body), "/v1/refunds", "payment_intent", stripe_id, "fault-refund"
+    )
+    return {**result, "intent": intent, "objects": len(refunds_of(stripe_api, stripe_id))}
 
 
 def test_stripe_faults_on_refunds_hold_or_give_back_the_amount_and_never_refund_twice(stack, api, stripe_api, proxy):
-    try:
-        with ThreadPoolExecutor(len(REFUND_CASES)) as pool:
-            results = list(pool.map(lambda case: run_refund_case(case, api, stripe_api, proxy), REFUND_CASES))
-    finally:
-        proxy.clear()
+    results = run_all(REFUND_CASES, lambda case: run_refund_case(case, api, stripe_api, proxy), proxy)
     wrong = []
     for result in results:
         case, intent = result["case"], result["intent"]
@@ -211,20 +224,15 @@ def test_stripe_faults_on_refunds_hold_or_give_back_the_amount_and_never_refund_
         statuses = [
             row[0] for row in stack.sql("SELECT status FROM refund WHERE payment_intent_id = %s", (intent["id"],))
         ]
-        report(
-            "6",
-            f"create-refund, Stripe fault: {case.name} (x{min(len(case.faults), MAX_RETRIES + 1)})",
-            answered=result["status"],
-            code=result["answer"].get("error", {}).get("code", "ok"),
-            stripe_attempts=result["attempts"],
-            stripe_keys=len(result["stripe_keys"]),
+        report_case(
+            "create-refund",
+            result,
             refunds_at_stripe=result["objects"],
             refund_rows=len(statuses),
             refund_status=",".join(statuses) or "-",
             amount_held_on_intent=refunded,
         )
-        got = (result["status"], result["attempts"], len(result["stripe_keys"]), result["objects"])
-        want = (case.expected_status, case.expected_attempts, case.expected_keys, case.expected_objects)
+        got, want = outcome(result), expected(case)
         if got != want:
             wrong.append((case.name, "got", got, "want", want))
         # Refused for good: the amount is given back. Exhausted or unknown: still held (pending) until settled.
@@ -235,7 +243,7 @@ def test_stripe_faults_on_refunds_hold_or_give_back_the_amount_and_never_refund_
 
     exhausted = results[-1]
     retry = api.post("/refunds", json=exhausted["body"], headers={"Idempotency-Key": exhausted["key"]})
-    at_stripe = stripe_refunds_of(stripe_api, exhausted["intent"]["stripePaymentIntentId"])
+    at_stripe = refunds_of(stripe_api, exhausted["intent"]["stripePaymentIntentId"])
     report(
         "6",
         "caller retries the exhausted refund with the same key once Stripe is back",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -15,34 +14,9 @@ import requests
 from tests.drills.conftest import WEBHOOK_SECRET
 from tests.drills.helpers import customer, paid_intent
 from tests.drills.report import report
-from tests.support.webhooks import sign
+from tests.support.webhooks import intent_event, sign
 
 pytestmark = pytest.mark.integration
-
-KIND = {"succeeded": "succeeded", "canceled": "canceled", "processing": "processing"}
-
-
-def intent_event(stripe_intent_id: str, status: str, created: int, amount: int) -> str:
-    """A Stripe `payment_intent.*` event as Stripe sends it (with a client secret the service must not keep)."""
-    return json.dumps(
-        {
-            "id": f"evt_{uuid.uuid4().hex}",
-            "object": "event",
-            "type": f"payment_intent.{KIND.get(status, 'processing')}",
-            "created": created,
-            "data": {
-                "object": {
-                    "id": stripe_intent_id,
-                    "object": "payment_intent",
-                    "status": status,
-                    "amount": amount,
-                    "amount_received": amount if status == "succeeded" else 0,
-                    "amount_capturable": 0,
-                    "client_secret": f"{stripe_intent_id}_secret_webhookcopy{uuid.uuid4().hex[:8]}",
-                }
-            },
-        }
-    )
 
 
 def post_event(base: str, payload: str | bytes, signature: str | None) -> requests.Response:

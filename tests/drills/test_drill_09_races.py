@@ -10,17 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.drills.conftest import FULL
-from tests.drills.helpers import (
-    customer,
-    invariant_violations,
-    paid_intent,
-    remember_secrets,
-    retry_until_final,
-    stripe_intents,
-    stripe_refunds_of,
-    vault,
-)
+from tests.drills.helpers import customer, invariant_violations, paid_intent, remember_secrets, retry_until_final, vault
 from tests.drills.report import report
+from tests.support.stripe_objects import intents_of_customers, refunds_of
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +45,7 @@ def test_fifty_concurrent_refunds_never_exceed_the_captured_amount_and_match_str
     succeeded = [a.json() for a in answers if a.status_code == 201]
     refused = [a for a in answers if a.status_code == 422 and a.json()["error"]["code"] == "refund_exceeds_amount"]
     stored = api.get(f"/payment-intents/{intent['id']}").json()
-    at_stripe = stripe_refunds_of(stripe_api, intent["stripePaymentIntentId"])
+    at_stripe = refunds_of(stripe_api, intent["stripePaymentIntentId"])
     stripe_total = sum(r["amount"] for r in at_stripe if r["status"] in ("pending", "succeeded"))
     rows = stack.sql(
         "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM refund WHERE payment_intent_id = %s AND status = 'succeeded'",
@@ -102,7 +94,7 @@ def test_twenty_concurrent_creates_with_one_idempotency_key_make_one_intent_and_
     for final in finals:
         remember_secrets(final)
     ids = {f.json().get("id") for f in finals}
-    at_stripe = stripe_intents(stripe_api, lambda m: m.get("vy_customer_id") == customer_id)
+    at_stripe = intents_of_customers(stripe_api, [customer_id])
     rows = stack.sql("SELECT COUNT(*) FROM payment_intent WHERE customer_id = %s", (customer_id,))[0][0]
     report(
         "9b",

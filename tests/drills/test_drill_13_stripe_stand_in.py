@@ -216,6 +216,23 @@ def create_intent(sdk: stripe.StripeClient, customer: str, tag: str, key: str) -
     return sdk.v1.payment_intents.create(params=params, options={"idempotency_key": key})
 
 
+def customer_with_card(sdk: stripe.StripeClient, **customer: Any) -> tuple[str, str]:
+    """A new customer (with the `customer` parameters given) and a Visa test card attached to it: their ids."""
+    customer_id = sdk.v1.customers.create(params=customer).id
+    card = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}
+    method = sdk.v1.payment_methods.create(params={"type": "card", "card": card}).id
+    sdk.v1.payment_methods.attach(method, params={"customer": customer_id})
+    return customer_id, method
+
+
+def paid_by_card(sdk: stripe.StripeClient, amount: int) -> Any:
+    """An intent for `amount` USD confirmed with a new customer's card: succeeded, its charge captured whole."""
+    customer, method = customer_with_card(sdk)
+    return sdk.v1.payment_intents.create(
+        params={"amount": amount, "currency": "usd", "customer": customer, "payment_method": method, "confirm": True}
+    )
+
+
 def intents_of(sdk: stripe.StripeClient, customer: str, **filters: Any) -> list[Any]:
     return list(sdk.v1.payment_intents.list(params={"customer": customer, "limit": 100, **filters}).data)
 
@@ -399,10 +416,7 @@ def shape_mismatches(resource: str, stand_in: dict, example: dict) -> list[str]:
 def test_the_fields_the_service_reads_have_stripes_types_in_the_stand_in_and_in_stripes_examples(stand_in):
     sdk = client(stand_in)
     get = lambda path: requests.get(f"{stand_in}{path}", auth=(KEY, ""), timeout=5).json()  # noqa: E731
-    customer = sdk.v1.customers.create(params={"metadata": {"vy_customer_id": "shape"}}).id
-    card = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}
-    method = sdk.v1.payment_methods.create(params={"type": "card", "card": card}).id
-    sdk.v1.payment_methods.attach(method, params={"customer": customer})
+    customer, method = customer_with_card(sdk, metadata={"vy_customer_id": "shape"})
     sdk.v1.customers.update(customer, params={"invoice_settings": {"default_payment_method": method}})
     intent = sdk.v1.payment_intents.create(
         params={
@@ -435,13 +449,7 @@ def test_the_fields_the_service_reads_have_stripes_types_in_the_stand_in_and_in_
 
 def test_a_refund_sends_refund_created_and_charge_refunded_without_a_refunds_list(stand_in):
     sdk = client(stand_in)
-    customer = sdk.v1.customers.create().id
-    card = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}
-    method = sdk.v1.payment_methods.create(params={"type": "card", "card": card}).id
-    sdk.v1.payment_methods.attach(method, params={"customer": customer})
-    intent = sdk.v1.payment_intents.create(
-        params={"amount": 900, "currency": "usd", "customer": customer, "payment_method": method, "confirm": True}
-    )
+    intent = paid_by_card(sdk, 900)
     refund = sdk.v1.refunds.create(params={"payment_intent": intent.id})
     listed = requests.get(f"{stand_in}/v1/events?limit=100", auth=(KEY, ""), timeout=5).json()["data"]
     objects = {
@@ -472,13 +480,7 @@ def test_listing_intents_filters_by_customer_and_created_newest_first_and_pages(
 
 def test_a_refund_larger_than_what_the_charge_has_left_is_refused_as_stripe_refuses_it(stand_in):
     sdk = client(stand_in)
-    customer = sdk.v1.customers.create().id
-    card = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}
-    method = sdk.v1.payment_methods.create(params={"type": "card", "card": card}).id
-    sdk.v1.payment_methods.attach(method, params={"customer": customer})
-    intent = sdk.v1.payment_intents.create(
-        params={"amount": 1000, "currency": "usd", "customer": customer, "payment_method": method, "confirm": True}
-    )
+    intent = paid_by_card(sdk, 1000)
     sdk.v1.refunds.create(params={"payment_intent": intent.id, "amount": 600})
     with pytest.raises(stripe.InvalidRequestError) as too_much:
         sdk.v1.refunds.create(params={"payment_intent": intent.id, "amount": 401})

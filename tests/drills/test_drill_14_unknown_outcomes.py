@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import stripe
@@ -20,9 +19,10 @@ from domain.schemas import CreatePaymentIntentInput
 from errors import OperationError, TransientError
 from models import IdempotencyRecord, PaymentIntent, Refund, ZtrackingPaymentIntent, utcnow
 from tests.domain.helpers import call, context
-from tests.drills.conftest import database_of_its_own
-from tests.drills.helpers import customer, stripe_intents, stripe_refunds_of, vault, vaulted
+from tests.drills.conftest import service_database_of_its_own
+from tests.drills.helpers import customer, vault, vaulted
 from tests.drills.report import report
+from tests.support.stripe_objects import intents_of_customers, refunds_of
 from tests.support.stripe_proxy import ACT_THEN_500, FAIL_WHILE_EXECUTING, TIMEOUT_AFTER_SENT, Fault, StripeProxy
 
 pytestmark = pytest.mark.integration
@@ -30,16 +30,8 @@ pytestmark = pytest.mark.integration
 SAVED_500 = Fault(FAIL_WHILE_EXECUTING)
 
 
-@pytest.fixture(scope="module")
-def own_database() -> Iterator[object]:
-    """A database of this drill's own: the janitor works on every claim it finds, and here it finds only ours."""
-    with database_of_its_own("drill14") as db:
-        yield db
-
-
-@pytest.fixture()
-def service_database(own_database: object) -> object:
-    return own_database
+# A database of this drill's own: the janitor works on every claim it finds, and here it finds only ours.
+service_database = service_database_of_its_own("drill14")
 
 
 def create_posts(proxy: StripeProxy, customer_id: str) -> list:
@@ -90,7 +82,7 @@ def test_a_500_stripe_saved_after_acting_is_resolved_by_looking_the_intent_up_no
     intent = call(
         "create-payment-intent", {"customerId": customer_id, "amount": 2100, "currency": "usd", "confirm": True}
     )
-    at_stripe = stripe_intents(stripe_api, lambda m: m.get("vy_customer_id") == customer_id)
+    at_stripe = intents_of_customers(stripe_api, [customer_id])
     posts = create_posts(service, customer_id)
     report(
         "14",
@@ -119,12 +111,12 @@ def test_a_500_stripe_did_not_act_on_is_sent_again_under_a_new_derived_key_with_
         "500 with Stripe-Should-Retry: true, then the retry",
         stripe_posts=len(posts),
         keys=len({p.idempotency_key for p in posts}),
-        intents_at_stripe=len(stripe_intents(stripe_api, lambda m: m.get("vy_customer_id") == customer_id)),
+        intents_at_stripe=len(intents_of_customers(stripe_api, [customer_id])),
     )
     assert intent["status"] == "succeeded"
     assert [p.idempotency_key for p in posts] == [posts[0].idempotency_key, posts[0].idempotency_key + "-s2"]
     assert posts[0].body == posts[1].body
-    assert len(stripe_intents(stripe_api, lambda m: m.get("vy_customer_id") == customer_id)) == 1
+    assert len(intents_of_customers(stripe_api, [customer_id])) == 1
 
 
 def test_a_saved_500_with_nothing_found_stays_outcome_unknown_never_a_new_key_until_the_janitor_looks(
@@ -158,7 +150,7 @@ def test_a_saved_500_with_nothing_found_stays_outcome_unknown_never_a_new_key_un
         final=settled.value.code,
     )
     assert settled.value.code == "stripe_error" and settled.value.details["foundAtStripe"] is False
-    assert stripe_intents(stripe_api, lambda m: m.get("vy_customer_id") == customer_id) == []
+    assert intents_of_customers(stripe_api, [customer_id]) == []
 
 
 def test_an_idempotency_error_on_a_refund_is_looked_up_and_never_releases_the_held_amount(service, stripe_api):
@@ -174,7 +166,7 @@ def test_an_idempotency_error_on_a_refund_is_looked_up_and_never_releases_the_he
         answered=raised.value.code,
         refund_status=refund.status,
         amount_held=held,
-        refunds_at_stripe=len(stripe_refunds_of(stripe_api, intent["stripePaymentIntentId"])),
+        refunds_at_stripe=len(refunds_of(stripe_api, intent["stripePaymentIntentId"])),
     )
     assert raised.value.code == "outcome_unknown"
     assert refund.status == "pending" and held == 1500  # still held while unknown
@@ -195,7 +187,7 @@ def test_every_retry_sends_byte_identical_parameters_refund_metadata_order_inclu
     report("14", "refund retried after no answer", posts=len(posts), same_bytes=posts[0].body == posts[-1].body)
     assert refund["status"] == "succeeded"
     assert len(posts) == 2 and posts[0].body == posts[1].body and posts[0].idempotency_key == posts[1].idempotency_key
-    assert [r["amount"] for r in stripe_refunds_of(stripe_api, intent["stripePaymentIntentId"])] == [900]
+    assert [r["amount"] for r in refunds_of(stripe_api, intent["stripePaymentIntentId"])] == [900]
 
 
 # -- point 3: the caller hears "unknown" when it is unknown
@@ -215,7 +207,7 @@ def test_an_unknown_outcome_reaches_rest_callers_as_503_outcome_unknown_with_the
     finally:
         proxy.clear()
     retry = api.post("/payment-intents", json=body, headers={"Idempotency-Key": key})
-    at_stripe = stripe_intents(stripe_api, lambda m: m.get("vy_customer_id") == customer_id)
+    at_stripe = intents_of_customers(stripe_api, [customer_id])
     report(
         "14",
         "REST create whose every Stripe answer was lost",
@@ -259,7 +251,7 @@ def test_an_unknown_outcome_reaches_kafka_callers_as_outcome_unknown_and_a_resen
     gateway.send("create-payment-intent", request, key=key, trace_id=key)  # the gateway's retry, same key
     gateway.flush()
     second = kafka_reply(drill_kafka, key, 2)
-    at_stripe = stripe_intents(stripe_api, lambda m: m.get("vy_customer_id") == customer_id)
+    at_stripe = intents_of_customers(stripe_api, [customer_id])
     report(
         "14",
         "Kafka create whose every Stripe answer was lost, then resent under its key",
@@ -401,10 +393,23 @@ def test_a_late_retry_of_a_key_left_unresolved_past_24_hours_looks_up_and_never_
         IdempotencyRecord.id == record.id
     ).execute()
     retry = call("create-payment-intent", payload, context(key=key))
-    at_stripe = stripe_intents(stripe_api, lambda m: m.get("vy_customer_id") == customer_id)
+    at_stripe = intents_of_customers(stripe_api, [customer_id])
     report("14", "caller retries 25 h later a key whose outcome was never settled", intents_at_stripe=len(at_stripe))
     assert retry["id"] == record.resource_id  # the same request: its resource id was kept
     assert len(at_stripe) == 1 and len(create_posts(service, customer_id)) == 1
+
+
+def pending_refund(intent: dict, stripe_refund_id: str, amount: int, updated_at: dt.datetime) -> Refund:
+    """A USD refund row of `intent` still pending at Stripe, last looked at `updated_at`: the janitor's to settle."""
+    return Refund.create(
+        id=f"vyre_{uuid.uuid4().hex[:12]}",
+        payment_intent_id=intent["id"],
+        stripe_refund_id=stripe_refund_id,
+        amount=amount,
+        currency="usd",
+        status="pending",
+        updated_at=updated_at,
+    )
 
 
 def test_one_failing_item_never_stops_a_janitor_pass_and_is_counted(service, stripe_api):
@@ -413,24 +418,8 @@ def test_one_failing_item_never_stops_a_janitor_pass_and_is_counted(service, str
     first, second = paid(stripe_api, "isolated-a"), paid(stripe_api, "isolated-b")
     real = stripe_api.v1.refunds.create(params={"payment_intent": second["stripePaymentIntentId"], "amount": 400})
     old = utcnow() - dt.timedelta(hours=1)
-    broken = Refund.create(
-        id=f"vyre_{uuid.uuid4().hex[:12]}",
-        payment_intent_id=first["id"],
-        stripe_refund_id=f"re_gone_{uuid.uuid4().hex[:8]}",
-        amount=300,
-        currency="usd",
-        status="pending",
-        updated_at=old - dt.timedelta(minutes=5),
-    )
-    fine = Refund.create(
-        id=f"vyre_{uuid.uuid4().hex[:12]}",
-        payment_intent_id=second["id"],
-        stripe_refund_id=real.id,
-        amount=400,
-        currency="usd",
-        status="pending",
-        updated_at=old,
-    )
+    broken = pending_refund(first, f"re_gone_{uuid.uuid4().hex[:8]}", 300, old - dt.timedelta(minutes=5))
+    fine = pending_refund(second, real.id, 400, old)
     failed_before = JANITOR_ITEMS.labels("refund", "failed")._value.get()
     counts = janitor.run()
     report("14", "janitor pass with one refund Stripe no longer knows", janitor=str(counts))
@@ -447,15 +436,7 @@ def test_pending_refunds_are_asked_about_again_with_backoff_not_every_pass(servi
         lambda method, path, form: method == "GET" and path.startswith(f"/v1/refunds/{real.id}"),
         [Fault("status", 200, still_pending)] * 10,
     )
-    refund = Refund.create(
-        id=f"vyre_{uuid.uuid4().hex[:12]}",
-        payment_intent_id=intent["id"],
-        stripe_refund_id=real.id,
-        amount=500,
-        currency="usd",
-        status="pending",
-        updated_at=utcnow() - dt.timedelta(hours=1),
-    )
+    refund = pending_refund(intent, real.id, 500, utcnow() - dt.timedelta(hours=1))
 
     def asked() -> int:
         return len(service.requests_for(lambda s: s.method == "GET" and s.path.startswith(f"/v1/refunds/{real.id}")))

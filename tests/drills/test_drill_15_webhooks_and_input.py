@@ -24,10 +24,10 @@ from errors import OperationError
 from models import Customer, IdempotencyRecord, PaymentIntent, PaymentMethod, Refund, WebhookEvent, utcnow
 from tests.conftest import RUN, WEBHOOK_SECRET
 from tests.domain.helpers import call, context
-from tests.drills.conftest import DRILL_LOG_DIR, DRILL_RESULTS, make_card
+from tests.drills.conftest import DRILL_LOG_DIR, drill_config, local_broker, make_card
 from tests.drills.helpers import customer, vaulted
 from tests.drills.report import report
-from tests.drills.stack import Stack, StackConfig
+from tests.drills.stack import Stack
 from tests.support import services
 from tests.support.stripe_proxy import Fault
 from tests.support.webhooks import sign
@@ -185,17 +185,16 @@ def test_unmatched_events_are_retried_oldest_first_and_given_up_after_three_days
 def door_without_workers(drill_database: str, sentry) -> Iterator[Stack]:
     """Only the REST door, on a vhost of its own: anything it queues stays there for the drill to count."""
     vhost = services.create_rabbit_vhost(f"vyp_drill15_{RUN}")
-    config = StackConfig(
-        name="drill15-door",
-        log_dir=DRILL_LOG_DIR,
+    config = drill_config(
+        "drill15-door",
+        DRILL_LOG_DIR,
+        sentry,
         db_name=drill_database,
-        broker_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
-        result_backend=DRILL_RESULTS,
+        broker_url=local_broker(vhost),
         stripe_api_base="http://127.0.0.1:9",  # the door never calls Stripe
         stripe_key="sk_test_drill15",
-        webhook_secret=WEBHOOK_SECRET,
+        webhook_secret=WEBHOOK_SECRET,  # the suite's (tests/conftest.py), which this module signs with
         api_keys=("drill15-key",),
-        sentry_dsn=sentry.dsn,
         rest_timeout_ms=3000,
     )
     stack = Stack(config)

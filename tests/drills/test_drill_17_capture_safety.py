@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import requests
@@ -20,7 +19,7 @@ from domain import idempotency, janitor
 from errors import OperationError, TransientError
 from models import IdempotencyRecord, PaymentAttempt, PaymentIntent, utcnow
 from tests.domain.helpers import call, context
-from tests.drills.conftest import database_of_its_own
+from tests.drills.conftest import service_database_of_its_own
 from tests.drills.helpers import vaulted
 from tests.drills.report import report
 from tests.support.stripe_proxy import FAIL_WHILE_EXECUTING, Fault, StripeProxy
@@ -32,15 +31,7 @@ SAVED_500 = Fault(FAIL_WHILE_EXECUTING)
 IDEMPOTENCY_ERROR = Fault.error(400, "idempotency_error")
 
 
-@pytest.fixture(scope="module")
-def own_database() -> Iterator[object]:
-    with database_of_its_own("drill17") as db:
-        yield db
-
-
-@pytest.fixture()
-def service_database(own_database: object) -> object:
-    return own_database
+service_database = service_database_of_its_own("drill17")
 
 
 def authorised(stripe_api: stripe.StripeClient, prefix: str, amount: int = 3000) -> dict:

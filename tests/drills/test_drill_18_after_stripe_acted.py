@@ -10,7 +10,6 @@ Stripe's replay or looks again, and past the retries the janitor looks it up.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import pytest
 
@@ -18,9 +17,10 @@ from domain import idempotency, janitor
 from errors import TransientError
 from models import IdempotencyRecord, PaymentIntent, utcnow
 from tests.domain.helpers import call, context
-from tests.drills.conftest import database_of_its_own
-from tests.drills.helpers import stripe_intents, vaulted
+from tests.drills.conftest import service_database_of_its_own
+from tests.drills.helpers import vaulted
 from tests.drills.report import report
+from tests.support.stripe_objects import intents_of_customers
 from tests.support.stripe_proxy import ACT_THEN_500, TIMEOUT_AFTER_SENT, Fault, StripeProxy
 
 pytestmark = pytest.mark.integration
@@ -34,15 +34,7 @@ REFUSED_READS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def own_database() -> Iterator[object]:
-    with database_of_its_own("drill18") as db:
-        yield db
-
-
-@pytest.fixture()
-def service_database(own_database: object) -> object:
-    return own_database
+service_database = service_database_of_its_own("drill18")
 
 
 def on_charge_read(method: str, path: str, form: dict) -> bool:
@@ -67,7 +59,7 @@ def test_a_refused_charge_read_after_an_authorising_create_is_retried_under_its_
     with pytest.raises(TransientError) as first:
         call("create-payment-intent", authorising(customer_id), ctx)
     intent = call("create-payment-intent", authorising(customer_id), ctx)  # the task's retry, same key
-    at_stripe = stripe_intents(stripe_api, lambda m: m.get("vy_customer_id") == customer_id)
+    at_stripe = intents_of_customers(stripe_api, [customer_id])
     creates = [p for p in posts_to(service, "/v1/payment_intents") if p.form.get("metadata[vy_customer_id]")]
     creates = [p for p in creates if p.form["metadata[vy_customer_id]"] == [customer_id]]
     report(

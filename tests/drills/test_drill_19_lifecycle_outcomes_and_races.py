@@ -15,7 +15,7 @@ import datetime as dt
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,7 +27,7 @@ from domain import idempotency, janitor
 from errors import OperationError, TransientError
 from models import IdempotencyRecord, PaymentAttempt, PaymentIntent, ZtrackingPaymentIntent, utcnow
 from tests.domain.helpers import call, context
-from tests.drills.conftest import database_of_its_own, size
+from tests.drills.conftest import service_database_of_its_own, size
 from tests.drills.helpers import vaulted
 from tests.drills.report import report
 from tests.support.stripe_proxy import ACT_THEN_500, TIMEOUT_AFTER_SENT, Fault, StripeProxy
@@ -37,15 +37,7 @@ pytestmark = pytest.mark.integration
 AMOUNT = 2400
 
 
-@pytest.fixture(scope="module")
-def own_database() -> Iterator[object]:
-    with database_of_its_own("drill19") as db:
-        yield db
-
-
-@pytest.fixture()
-def service_database(own_database: object) -> object:
-    return own_database
+service_database = service_database_of_its_own("drill19")
 
 
 def authorised(stripe_api: stripe.StripeClient, prefix: str) -> dict:

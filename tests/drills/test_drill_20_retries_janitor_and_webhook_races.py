@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,17 +28,17 @@ from errors import OperationError, TransientError
 from models import PaymentAttempt, PaymentEvent, PaymentIntent, PaymentMethod, Refund, ZtrackingPaymentIntent
 from tests.domain.helpers import Killed, call, context
 from tests.drills.conftest import WEBHOOK_SECRET, make_card, size
-from tests.drills.helpers import customer, invariant_violations, paid_intent, stripe_refunds_of, vaulted
+from tests.drills.helpers import customer, invariant_violations, paid_intent, vaulted
 from tests.drills.report import report
-from tests.drills.test_drill_14_unknown_outcomes import (  # noqa: F401  (own_database, service_database: fixtures)
+from tests.drills.test_drill_14_unknown_outcomes import (  # noqa: F401  (service_database: a fixture)
     SAVED_500,
     age,
-    own_database,
     paid,
     record_of,
     service_database,
 )
 from tests.drills.test_drill_15_webhooks_and_input import deliver
+from tests.support.stripe_objects import refunds_of
 from tests.support.stripe_proxy import ACT_THEN_500, TIMEOUT_AFTER_SENT, Fault, StripeProxy
 from tests.support.webhooks import sign
 
@@ -254,12 +255,30 @@ def test_the_janitor_closes_a_card_vaulting_whose_worker_died_before_calling_str
 
 
 def refunds_at_stripe(stripe_api: Any, intent: dict) -> dict[str, int]:
-    return {r["id"]: r["amount"] for r in stripe_refunds_of(stripe_api, intent["stripePaymentIntentId"])}
+    return {r["id"]: r["amount"] for r in refunds_of(stripe_api, intent["stripePaymentIntentId"])}
 
 
 def rows_of(stripe_refund_ids: list[str]) -> dict[str, int]:
     """How many refund rows each Stripe refund has here."""
     return {i: Refund.select().where(Refund.stripe_refund_id == i).count() for i in stripe_refund_ids}
+
+
+def while_stripe_answers(
+    monkeypatch: pytest.MonkeyPatch, name: str, around: Callable[[Callable[[], dict]], dict]
+) -> None:
+    """stripe_client.<name> runs `around(send)` instead: `send()` makes the real call, and what `around` does before
+    or after it happens while the service waits for Stripe's answer."""
+    real = getattr(stripe_client, name)
+
+    def call_around(*args: Any, **kwargs: Any) -> dict:
+        return around(lambda: real(*args, **kwargs))
+
+    monkeypatch.setattr(stripe_client, name, call_around)
+
+
+def dashboard_refund(stripe_api: Any, intent: dict, amount: int) -> Any:
+    """A refund made at Stripe by someone else (the Dashboard): the service learns of it only from webhooks."""
+    return stripe_api.v1.refunds.create(params={"payment_intent": intent["stripePaymentIntentId"], "amount": amount})
 
 
 def charge_of(stripe_api: Any, intent: dict) -> dict:
@@ -271,23 +290,20 @@ def test_a_dashboard_refund_told_by_webhooks_while_a_refund_is_held_is_recorded_
     service, stripe_api, monkeypatch
 ):
     intent = paid(stripe_api, "race-dash-first", amount=5000)
-    real_create = stripe_client.create_refund
     seen: dict[str, Any] = {}
 
-    def dashboard_first(params: dict, *, idempotency_key: str) -> dict:
+    def dashboard_first(send: Callable[[], dict]) -> dict:
         # Our 4000 is held; someone refunds 3000 in the Dashboard, and Stripe tells of it twice, before ours arrives.
-        dashboard = stripe_api.v1.refunds.create(
-            params={"payment_intent": intent["stripePaymentIntentId"], "amount": 3000}
-        )
+        dashboard = dashboard_refund(stripe_api, intent, 3000)
         seen["dashboard"] = dashboard.id
         seen["events"] = [
             deliver("refund.created", dashboard.to_dict()),
             deliver("charge.refunded", charge_of(stripe_api, intent)),
         ]
         seen["held"] = PaymentIntent.get_by_id(intent["id"]).amount_refunded
-        return real_create(params, idempotency_key=idempotency_key)
+        return send()
 
-    monkeypatch.setattr(stripe_client, "create_refund", dashboard_first)
+    while_stripe_answers(monkeypatch, "create_refund", dashboard_first)
     with pytest.raises(OperationError) as refused:
         call("create-refund", {"paymentIntentId": intent["id"], "amount": 4000})
     stored = PaymentIntent.get_by_id(intent["id"])
@@ -315,14 +331,11 @@ def test_a_webhook_naming_our_refund_and_a_dashboard_one_before_our_answer_recor
     service, stripe_api, monkeypatch
 ):
     intent = paid(stripe_api, "race-dash-after", amount=5000)
-    real_create = stripe_client.create_refund
     seen: dict[str, Any] = {}
 
-    def events_before_the_answer(params: dict, *, idempotency_key: str) -> dict:
-        made = real_create(params, idempotency_key=idempotency_key)
-        dashboard = stripe_api.v1.refunds.create(
-            params={"payment_intent": intent["stripePaymentIntentId"], "amount": 1000}
-        )
+    def events_before_the_answer(send: Callable[[], dict]) -> dict:
+        made = send()
+        dashboard = dashboard_refund(stripe_api, intent, 1000)
         seen["dashboard"] = dashboard.id
         # charge.refunded lists both refunds; refund.created tells each; all before our answer is recorded.
         seen["events"] = [
@@ -332,7 +345,7 @@ def test_a_webhook_naming_our_refund_and_a_dashboard_one_before_our_answer_recor
         ]
         return made
 
-    monkeypatch.setattr(stripe_client, "create_refund", events_before_the_answer)
+    while_stripe_answers(monkeypatch, "create_refund", events_before_the_answer)
     refund = call("create-refund", {"paymentIntentId": intent["id"], "amount": 2500})
     stored = PaymentIntent.get_by_id(intent["id"])
     at_stripe = refunds_at_stripe(stripe_api, intent)
@@ -358,11 +371,10 @@ def test_a_success_webhook_landing_during_a_capture_is_one_change_and_one_succee
     service, stripe_api, monkeypatch
 ):
     intent = authorised(stripe_api, "race-capture")
-    real_capture = stripe_client.capture_payment_intent
     seen: dict[str, Any] = {}
 
-    def event_before_the_answer(stripe_id: str, params: dict, *, idempotency_key: str) -> dict:
-        captured = real_capture(stripe_id, params, idempotency_key=idempotency_key)
+    def event_before_the_answer(send: Callable[[], dict]) -> dict:
+        captured = send()
         seen["events"] = [deliver("payment_intent.succeeded", captured, captured["created"] + 5)]
         return captured
 
@@ -371,7 +383,7 @@ def test_a_success_webhook_landing_during_a_capture_is_one_change_and_one_succee
         return [z.cause for z in rows.order_by(ZtrackingPaymentIntent.ztracking_version)]
 
     before = history()
-    monkeypatch.setattr(stripe_client, "capture_payment_intent", event_before_the_answer)
+    while_stripe_answers(monkeypatch, "capture_payment_intent", event_before_the_answer)
     answer = call("capture-payment-intent", {"paymentIntentId": intent["id"]})
     # Stripe's earlier event, of the authorisation, arrives last: it must not move the payment back.
     at_stripe = stripe_api.v1.payment_intents.retrieve(intent["stripePaymentIntentId"]).to_dict()
@@ -428,7 +440,7 @@ def test_refunds_racing_dashboard_refunds_and_their_webhooks_never_exceed_the_ca
         answers = pool.map(refund, range(ours))
         told = pool.map(dashboard, range(theirs))
         answers, told = list(answers), [code for codes in told for code in codes]
-    at_stripe = {r["id"]: r["amount"] for r in stripe_refunds_of(stripe_api, stripe_id) if r["status"] == "succeeded"}
+    at_stripe = {r["id"]: r["amount"] for r in refunds_of(stripe_api, stripe_id) if r["status"] == "succeeded"}
     rows = dict(stack.sql("SELECT stripe_refund_id, COUNT(*) FROM refund WHERE payment_intent_id = %s "
                           "AND stripe_refund_id IS NOT NULL GROUP BY stripe_refund_id", (intent["id"],)))  # fmt: skip
     refunded = api.get(f"/payment-intents/{intent['id']}").json()["amountRefunded"]

@@ -8,6 +8,7 @@ party runs inside the first one's Stripe call, exactly where the race puts it, s
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -135,6 +136,21 @@ def test_a_confirm_that_lost_the_race_answers_the_settled_intent_not_a_refusal_r
 # -- point 6: status never moves backwards through sync or a late answer
 
 
+def answered_with(
+    monkeypatch: pytest.MonkeyPatch, replaced: str, instead: Callable[..., dict], operation: str, intent: dict
+) -> tuple[dict, PaymentIntent]:
+    """`operation` on the intent while stripe_client.<replaced> is `instead`: its answer, and the row after."""
+    monkeypatch.setattr(stripe_client, replaced, instead)
+    answer = call(operation, {"paymentIntentId": intent["id"]})
+    monkeypatch.undo()
+    return answer, PaymentIntent.get_by_id(intent["id"])
+
+
+def report_race(injected: str, told: list[str], row: PaymentIntent, **counts: int | str) -> None:
+    """Drill 18's line for a webhook that raced a read or an answer: how the webhook went, what the row holds."""
+    report("18", injected, webhook=told[0], stored=row.status, **counts)
+
+
 def test_a_sync_read_older_than_a_payment_failed_webhook_never_moves_the_status_back(service, stripe_api, monkeypatch):
     customer_id = declining(stripe_api, "oldsync")
     method = call("list-payment-methods", {"customerId": customer_id})["data"][0]
@@ -155,16 +171,14 @@ def test_a_sync_read_older_than_a_payment_failed_webhook_never_moves_the_status_
         told.append(deliver("payment_intent.payment_failed", read))  # lands while the sync waits on Stripe
         return {**read, "status": "processing", "last_payment_error": None}  # what Stripe said a moment earlier
 
-    monkeypatch.setattr(stripe_client, "retrieve_payment_intent", read_before_the_failure_told_after)
-    synced = call("payment-status-update", {"paymentIntentId": intent["id"]})
-    monkeypatch.undo()
-    row = PaymentIntent.get_by_id(intent["id"])
-    report(
-        "18",
+    synced, row = answered_with(
+        monkeypatch, "retrieve_payment_intent", read_before_the_failure_told_after, "payment-status-update", intent
+    )
+    report_race(
         "a sync's read of processing, with payment_failed applied before the sync's write",
-        webhook=told[0],
+        told,
+        row,
         sync_answer=synced["status"],
-        stored=row.status,
         history=">".join(statuses_of(intent["id"])),
     )
     assert told == ["processed"]
@@ -186,19 +200,17 @@ def test_a_late_confirm_answer_never_moves_back_a_failure_a_webhook_told_first(s
         told.append(deliver("payment_intent.payment_failed", failed))
         return {**failed, "status": "processing", "last_payment_error": None}  # the answer, older news
 
-    monkeypatch.setattr(stripe_client, "confirm_payment_intent", failure_told_before_the_answer)
-    answered = call("confirm-payment-intent", {"paymentIntentId": intent["id"]})
-    monkeypatch.undo()
-    row = PaymentIntent.get_by_id(intent["id"])
+    answered, row = answered_with(
+        monkeypatch, "confirm_payment_intent", failure_told_before_the_answer, "confirm-payment-intent", intent
+    )
     failures = PaymentEvent.select().where(
         PaymentEvent.payment_intent_id == intent["id"], PaymentEvent.type == payment_events.FAILED_PAYMENT
     )
-    report(
-        "18",
+    report_race(
         "confirm answered processing after its payment_failed webhook was applied",
-        webhook=told[0],
+        told,
+        row,
         answer=answered["status"],
-        stored=row.status,
         attempts=",".join(status for _, status, _ in attempts_of(intent["id"])),
         failed_payment_events=failures.count(),
     )

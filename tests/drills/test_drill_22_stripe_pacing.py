@@ -22,11 +22,12 @@ import requests
 import stripe
 
 from tests.conftest import RUN
-from tests.drills.conftest import API_KEY, DRILL_RESULTS, EVIDENCE, FULL, WEBHOOK_SECRET, Api, dump_tables, size
-from tests.drills.helpers import customer, remember_secrets, stripe_intents, vault
+from tests.drills.conftest import API_KEY, EVIDENCE, FULL, Api, drill_config, dump_tables, local_broker, size
+from tests.drills.helpers import customer, remember_secrets, vault
 from tests.drills.report import report
-from tests.drills.stack import Stack, StackConfig
+from tests.drills.stack import Stack
 from tests.support import services
+from tests.support.stripe_objects import intents_of_customers
 
 pytestmark = pytest.mark.integration
 
@@ -62,17 +63,15 @@ def paced(drill_log_dir: Path, sentry) -> Iterator[PacingStack]:
     log = drill_log_dir / "localstripe-drill19.log"
     try:
         with services.localstripe(port, log, "--rate-limit", str(STRIPE_LIMIT)) as base:
-            config = StackConfig(
-                name="drill19",
-                log_dir=drill_log_dir,
+            config = drill_config(
+                "drill19",
+                drill_log_dir,
+                sentry,
                 db_name=db_name,
-                broker_url=f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
-                result_backend=DRILL_RESULTS,
+                broker_url=local_broker(vhost),
                 stripe_api_base=base,
                 stripe_key=SERVICE_KEY,
-                webhook_secret=WEBHOOK_SECRET,
                 api_keys=(API_KEY,),
-                sentry_dsn=sentry.dsn,
                 stripe_rate_limit=SERVICE_LIMIT,
                 stripe_endpoint_rate_limit="25",  # Stripe's default, as in production
             )
@@ -138,7 +137,7 @@ def test_a_burst_of_creates_above_stripes_limit_waits_its_turn_and_every_caller_
     after = stand_in_counts(paced.stripe_base)
     statuses = [a.status_code for a in answers]
     ours = {a.json()["id"] for a in answers if a.status_code == 201}
-    at_stripe = stripe_intents(paced.probe, lambda m: m.get("vy_customer_id") in customers)
+    at_stripe = intents_of_customers(paced.probe, customers)
     per_intent: dict[str, int] = {}
     for intent in at_stripe:
         vy_id = intent["metadata"]["vy_payment_intent_id"]

@@ -9,11 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from event_publisher.publisher import Publisher, outbox_backlog
+from event_publisher.publisher import Publisher
 from models import PaymentEvent, unit_of_work, utcnow
 from settings import get_settings
 from tests.domain.helpers import call, customer_with_card
 from tests.kafka_relay.conftest import fresh_outbox_reader
+from tests.kafka_relay.publishing import drain, publisher_timing_out
 from tests.support import kafka
 
 pytestmark = pytest.mark.integration
@@ -40,16 +41,6 @@ def payments(stripe_api, count: int) -> list[str]:
             call("create-refund", {"paymentIntentId": intent["id"], "amount": 500})
             ids.append(intent["id"])
     return ids
-
-
-def drain(*publishers: Publisher, rounds: int = 200) -> None:
-    for _ in range(rounds):
-        for publisher in publishers:
-            publisher.run_once()
-        with unit_of_work():
-            if outbox_backlog()[0] == 0:
-                return
-    raise AssertionError("the outbox was not drained")
 
 
 def received_by_intent(reader: kafka.Collector, ids: list[str]) -> dict[str, list[dict]]:
@@ -141,10 +132,6 @@ def test_with_kafka_unreachable_events_wait_unpublished_and_go_out_when_it_is_ba
 def test_a_later_event_of_an_intent_never_reaches_kafka_before_an_earlier_one_that_failed(stripe_api, events_topics):
     """One partition fails an intent's first event while the others take their writes (a partition leader away):
     the intent's later events wait for it, so every event's first copy on Kafka comes in the order written."""
-    from confluent_kafka import KafkaError
-
-    from messaging.producer import Delivery
-
     ids = payments(stripe_api, 2)
     with unit_of_work():
         written = {
@@ -155,17 +142,9 @@ def test_a_later_event_of_an_intent_never_reaches_kafka_before_an_earlier_one_th
             for i in ids
         }
     stuck = written[ids[0]][0]
-    publisher = Publisher(get_settings(), owner="one-partition-down")
-    sent = publisher.producer.produce
-
-    def produce(record, deadline):
-        if dict(record.headers)["eventId"] == stuck.encode():
-            failed = Delivery(record)
-            failed(KafkaError(KafkaError._MSG_TIMED_OUT))  # its partition's leader did not answer in time
-            return failed
-        return sent(record, deadline)
-
-    publisher.producer.produce = produce  # the publisher's next producer (after the failure) is a plain one
+    publisher = publisher_timing_out(
+        "one-partition-down", lambda record: dict(record.headers)["eventId"] == stuck.encode()
+    )
     try:
         with unit_of_work():
             _, clean = publisher.run_once()

@@ -12,12 +12,12 @@ import pytest
 
 from domain import payment_events
 from errors import OperationError
-from event_publisher.publisher import Publisher, outbox_backlog
+from event_publisher.publisher import Publisher
 from models import PaymentEvent, unit_of_work
 from settings import get_settings
-from tests.conftest import make_card
-from tests.domain.helpers import call
+from tests.domain.helpers import call, customer_with_card
 from tests.kafka_relay.conftest import fresh_outbox_reader
+from tests.kafka_relay.publishing import drain, publisher_timing_out
 from tests.support import kafka
 
 pytestmark = pytest.mark.integration
@@ -66,19 +66,7 @@ class OrderService:
 
 
 def vaulted(stripe_api, number: str = "4242424242424242") -> str:
-    customer_id = f"plat-ev-{uuid.uuid4().hex[:10]}"
-    method = {"customerId": customer_id, "stripePaymentMethodId": make_card(stripe_api, number), "setAsDefault": True}
-    call("create-payment-method", method)
-    return customer_id
-
-
-def drain(publisher: Publisher, rounds: int = 200) -> None:
-    for _ in range(rounds):
-        publisher.run_once()
-        with unit_of_work():
-            if outbox_backlog()[0] == 0:
-                return
-    raise AssertionError("the outbox was not drained")
+    return customer_with_card(stripe_api, "plat-ev", number)
 
 
 def published(publisher_owner: str) -> None:
@@ -147,10 +135,6 @@ def test_the_order_service_marks_each_order_paid_or_failed_exactly_once_from_the
 def test_a_row_one_of_whose_topics_failed_is_sent_again_whole_and_the_intents_next_event_waits_for_it(
     stripe_api, every_event_topic
 ):
-    from confluent_kafka import KafkaError
-
-    from messaging.producer import Delivery
-
     with unit_of_work():
         create = {"customerId": vaulted(stripe_api), "amount": 2000, "currency": "usd", "confirm": True}
         intent_id = call("create-payment-intent", create)["id"]
@@ -158,17 +142,8 @@ def test_a_row_one_of_whose_topics_failed_is_sent_again_whole_and_the_intents_ne
         succeeded = PaymentEvent.get(
             PaymentEvent.payment_intent_id == intent_id, PaymentEvent.type == payment_events.SUCCEEDED_PAYMENT
         )
-    publisher = Publisher(get_settings(), owner="one-topic-down")
-    sent = publisher.producer.produce
-
-    def produce(record, deadline):
-        if record.topic == "PaymentSucceeded":  # that topic's partition leader does not answer; succeeded-payment does
-            failed = Delivery(record)
-            failed(KafkaError(KafkaError._MSG_TIMED_OUT))
-            return failed
-        return sent(record, deadline)
-
-    publisher.producer.produce = produce  # the publisher's next producer (after the failure) is a plain one
+    # That topic's partition leader does not answer; succeeded-payment's does.
+    publisher = publisher_timing_out("one-topic-down", lambda record: record.topic == "PaymentSucceeded")
     try:
         with unit_of_work():
             _, clean = publisher.run_once()

@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from domain.personal_data import email_customer_id
 from tests.conftest import WEBHOOK_SECRET, make_card
 from tests.support.kafka import Gateway
-from tests.support.lifecycle import DECLINED
+from tests.support.lifecycle import DECLINED, captures_fail_unacted
 from tests.support.sockets import SocketClient
 from tests.support.webhooks import sign
 
@@ -75,6 +74,11 @@ def replayed(gateway: Gateway, dto: str, value: dict[str, Any]) -> dict[str, Any
     reply = gateway.reply(fixture(dto)["topic"], key, timeout=90)
     assert reply["kafkaResponseKey"] == key and reply["traceId"] == value["traceId"], reply
     return reply
+
+
+def answer_to(gateway: Gateway, dto: str, **replaced: Any) -> Any:
+    """The answer to the fixture `dto` (its ids and amounts `replaced`), replayed as the platform sends it."""
+    return answered(replayed(gateway, dto, value_of(dto, **replaced)))
 
 
 def answered(envelope: dict[str, Any]) -> Any:
@@ -212,8 +216,7 @@ def test_confirm_payment_intent_dto(door, request, gateway, relay, stripe_api):
 
 def test_capture_payment_intent_dto(gateway, relay, stripe_api):
     intent = authorised(gateway, stripe_api)
-    value = value_of("capture-payment-intent.dto", paymentIntentId=intent["id"])
-    paid = answered(replayed(gateway, "capture-payment-intent.dto", value))
+    paid = answer_to(gateway, "capture-payment-intent.dto", paymentIntentId=intent["id"])
     # The gateway reads a truthy response; the original answered the attempt: attemptId, nextRetryAt.
     assert paid["attemptId"] and "nextRetryAt" in paid and paid["nextRetryAt"] is None
     assert paid["status"] == "succeeded" and paid["amountReceived"] == CART_TOTAL
@@ -260,11 +263,8 @@ def test_get_payment_refund_dto(gateway, relay, stripe_api):
     assert refund["refundId"] == made["id"] and refund["amountCents"] == 500 and refund["paymentIntentId"] == paid["id"]
 
 
-def test_get_payment_intent_status_dto(gateway, relay, stripe_api):
-    paid = captured(gateway, stripe_api)
-    value = value_of("get-payment-intent-status.dto", paymentIntentId=paid["id"])
-    status = answered(replayed(gateway, "get-payment-intent-status.dto", value))
-    # Typed PaymentStatusUpdateDto by the gateway.
+def assert_paid_status(status: dict[str, Any], paid: dict[str, Any]) -> None:
+    """A PaymentStatus answer about `paid`, captured with the fixtures' customer e-mail."""
     assert (status["paymentIntentId"], status["customerEmail"], status["status"]) == (
         paid["id"],
         "ada@example.com",
@@ -272,18 +272,22 @@ def test_get_payment_intent_status_dto(gateway, relay, stripe_api):
     )
 
 
+def test_get_payment_intent_status_dto(gateway, relay, stripe_api):
+    paid = captured(gateway, stripe_api)
+    status = answer_to(gateway, "get-payment-intent-status.dto", paymentIntentId=paid["id"])
+    assert_paid_status(status, paid)  # typed PaymentStatusUpdateDto by the gateway
+
+
 def test_get_payment_intent_dto(gateway, relay, stripe_api):
     paid = captured(gateway, stripe_api)
-    value = value_of("get-payment-intent.dto", paymentIntentId=paid["id"])
-    intent = answered(replayed(gateway, "get-payment-intent.dto", value))
+    intent = answer_to(gateway, "get-payment-intent.dto", paymentIntentId=paid["id"])
     assert intent["paymentIntentId"] == paid["id"] and intent["externalId"] == paid["stripePaymentIntentId"]
     assert intent["amountCents"] == CART_TOTAL and intent["status"] == "succeeded"
 
 
 def test_get_ztracking_payment_intent_dto(gateway, relay, stripe_api):
     paid = captured(gateway, stripe_api)
-    value = value_of("get-ztracking-payment-intent.dto", paymentIntentId=paid["id"])
-    history = answered(replayed(gateway, "get-ztracking-payment-intent.dto", value))
+    history = answer_to(gateway, "get-ztracking-payment-intent.dto", paymentIntentId=paid["id"])
     assert isinstance(history, list) and {row["paymentIntentId"] for row in history} == {paid["id"]}
     assert history[0]["status"] == "requires_payment_method" and history[-1]["status"] == "succeeded"
     assert all(row["ztrackingVersion"] and row["versionDate"] for row in history)
@@ -291,8 +295,7 @@ def test_get_ztracking_payment_intent_dto(gateway, relay, stripe_api):
 
 def test_create_payment_method_dto(gateway, relay, stripe_api):
     person, pm = str(uuid.uuid4()), make_card(stripe_api)
-    value = value_of("create-payment-method.dto", personId=person, externalId=pm)
-    method = answered(replayed(gateway, "create-payment-method.dto", value))
+    method = answer_to(gateway, "create-payment-method.dto", personId=person, externalId=pm)
     assert method["paymentMethodId"] == method["id"] and method["personId"] == person
     assert method["externalId"] == pm and method["isDefault"] is True
     listed = ours(gateway, "list-payment-methods", {"customerId": person})
@@ -310,8 +313,7 @@ def test_get_payment_methods_dto(gateway, relay, stripe_api):
 
 def test_delete_payment_method_dto(gateway, relay, stripe_api):
     method = vault(gateway, stripe_api, str(uuid.uuid4()))
-    value = value_of("delete-payment-method.dto", paymentMethodId=method["id"])
-    deleted = answered(replayed(gateway, "delete-payment-method.dto", value))
+    deleted = answer_to(gateway, "delete-payment-method.dto", paymentMethodId=method["id"])
     assert deleted == {"id": method["id"], "deleted": True}
 
 
@@ -320,22 +322,13 @@ def test_retry_payment_attempt_dto_of_a_failed_capture_captures(gateway, relay, 
     from models import unit_of_work
 
     intent = authorised(gateway, stripe_api)
-    fault = {
-        "kind": "500_without_acting",
-        "method": "POST",
-        "path_prefix": f"/v1/payment_intents/{intent['stripePaymentIntentId']}/capture",
-    }
-    requests.post(f"{localstripe_url}/_config/faults", json=fault, timeout=10).raise_for_status()
-    try:
+    with captures_fail_unacted(localstripe_url, intent):
         refused(gateway.request("capture-payment-intent", {"paymentIntentId": intent["id"]}, 90), "stripe_error")
-    finally:
-        requests.delete(f"{localstripe_url}/_config/faults", timeout=10)
     with unit_of_work():
         janitor.run(grace=dt.timedelta(0))  # Stripe said it did not act: the attempt is settled failed
     failed = ours(gateway, "get-payment-intent", {"paymentIntentId": intent["id"]})["attempts"][-1]
     assert (failed["operation"], failed["status"]) == ("capture", "failed")
-    value = value_of("retry-payment-attempt.dto", attemptId=failed["attemptId"])
-    retried = answered(replayed(gateway, "retry-payment-attempt.dto", value))
+    retried = answer_to(gateway, "retry-payment-attempt.dto", attemptId=failed["attemptId"])
     # The gateway reads a truthy response: the original answered attemptId, nextRetryAt.
     assert retried["attemptId"] and retried["attemptId"] != failed["attemptId"] and retried["nextRetryAt"] is None
     assert ours(gateway, "get-payment-intent", {"paymentIntentId": intent["id"]})["status"] == "succeeded"
@@ -357,14 +350,8 @@ def test_retry_payment_attempt_dto_of_a_declined_card_is_refused_until_another_c
 def test_payment_status_update_payload_dto(gateway, relay, stripe_api):
     """The gateway's Stripe webhook handler, on a succeeded intent: `paymentIntentId` is its metadata.localId."""
     paid = captured(gateway, stripe_api)
-    value = value_of("payment-status-update-payload.dto", paymentIntentId=paid["id"])
-    update = answered(replayed(gateway, "payment-status-update-payload.dto", value))
-    # The whole response goes to the intent's room as payment-status-update-result.
-    assert (update["paymentIntentId"], update["status"], update["customerEmail"]) == (
-        paid["id"],
-        "succeeded",
-        "ada@example.com",
-    )
+    update = answer_to(gateway, "payment-status-update-payload.dto", paymentIntentId=paid["id"])
+    assert_paid_status(update, paid)  # the whole response goes to the intent's room as payment-status-update-result
 
 
 def test_payment_status_update_payload_dto_of_an_intent_with_no_local_id_is_an_error(gateway, relay):
@@ -377,8 +364,7 @@ def test_payment_status_update_payload_dto_of_an_intent_with_no_local_id_is_an_e
 def test_payment_status_update_dto(gateway, relay, stripe_api):
     """The same handler on payment_intent.payment_failed: its `status` and `error` are not trusted; Stripe is read."""
     intent_id, _ = declined(gateway, stripe_api)
-    value = value_of("payment-status-update.dto", paymentIntentId=intent_id)
-    update = answered(replayed(gateway, "payment-status-update.dto", value))
+    update = answer_to(gateway, "payment-status-update.dto", paymentIntentId=intent_id)
     assert (update["paymentIntentId"], update["status"]) == (intent_id, "requires_payment_method")
     assert update["errorCode"] == "card_declined" and update["customerEmail"] == "ada@example.com"
 
@@ -388,8 +374,7 @@ def test_stripe_webhook_dto(gateway, relay):
     original = value_of("stripe-webhook.dto")
     event_id = f"evt_{uuid.uuid4().hex}"
     payload = original["payload"].replace("evt_1QexampleA1b2", event_id)
-    value = value_of("stripe-webhook.dto", payload=payload, signature=sign(payload, WEBHOOK_SECRET))
-    processed = answered(replayed(gateway, "stripe-webhook.dto", value))
+    processed = answer_to(gateway, "stripe-webhook.dto", payload=payload, signature=sign(payload, WEBHOOK_SECRET))
     assert processed == {"eventId": event_id, "type": "payment_intent.succeeded", "duplicate": False}
 
 

@@ -38,11 +38,28 @@ class Answer:
         return None if self.ok else self.body.get("code")
 
 
-class RestDoor:
-    name = "rest"
+def envelope_answer(operation: str, envelope: dict[str, Any], success_status: int) -> Answer:
+    """What an envelope of the platform's (Kafka's reply, Socket.IO's acknowledgement) answers: a success is
+    `kafkaResponseStatus` true with a `response`, as documented; an error, false with an `error` and its status."""
+    if "response" in envelope:
+        assert envelope["kafkaResponseStatus"] is True, envelope
+        documented(operation, envelope["response"])
+        return Answer(True, envelope["response"], success_status, envelope)
+    assert envelope["kafkaResponseStatus"] is False, envelope
+    return Answer(False, envelope["error"], envelope["error"]["status"], envelope)
+
+
+class Door:
+    """A way to call an operation through one of the service's doors (`name`), with its own client."""
+
+    name: str
 
     def __init__(self, client: Any) -> None:
         self.client = client
+
+
+class RestDoor(Door):
+    name = "rest"
 
     def call(self, operation: str, payload: dict[str, Any], key: str | None = None) -> Answer:
         op = OPERATIONS[operation]
@@ -83,9 +100,5 @@ class KafkaDoor:
         )
         reply = self.gateway.collector.received(key.encode(), f"{operation}-response")[seen].json()
         assert reply["kafkaResponseKey"] == key and reply["traceId"] == trace_id, reply
-        if "response" in reply:
-            assert reply["kafkaResponseStatus"] is True and reply["response"], reply
-            documented(operation, reply["response"])
-            return Answer(True, reply["response"], 200, reply)
-        assert reply["kafkaResponseStatus"] is False, reply
-        return Answer(False, reply["error"], reply["error"]["status"], reply)
+        assert reply.get("response", True), reply  # the gateway resolves only on a truthy response
+        return envelope_answer(operation, reply, 200)

@@ -12,7 +12,8 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.support.local_http import QuietHandler, serving
 
 
 @dataclass
@@ -44,7 +45,7 @@ def fake_sentry() -> Iterator[FakeSentry]:
     """Serve on a free 127.0.0.1 port; `.dsn` is what SENTRY_DNS should hold."""
     sentry = FakeSentry()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
@@ -60,16 +61,6 @@ def fake_sentry() -> Iterator[FakeSentry]:
             self.end_headers()
             self.wfile.write(b"{}")
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="fake-sentry", daemon=True)
-    thread.start()
-    sentry.dsn = f"http://drillpublickey@127.0.0.1:{server.server_address[1]}/1"
-    try:
+    with serving(Handler, "fake-sentry") as port:
+        sentry.dsn = f"http://drillpublickey@127.0.0.1:{port}/1"
         yield sentry
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import requests
@@ -20,6 +21,21 @@ from tests.support.doors import Answer
 CARD = "4242424242424242"
 DECLINED = "4000000000000341"
 THREE_D_SECURE = "4000002500003155"
+
+
+@contextmanager
+def captures_fail_unacted(stripe_url: str, intent: dict[str, Any]) -> Iterator[None]:
+    """While inside: localstripe answers every capture of `intent` with a 500 it did not act on."""
+    fault = {
+        "kind": "500_without_acting",
+        "method": "POST",
+        "path_prefix": f"/v1/payment_intents/{intent['stripePaymentIntentId']}/capture",
+    }
+    requests.post(f"{stripe_url}/_config/faults", json=fault, timeout=10).raise_for_status()
+    try:
+        yield
+    finally:
+        requests.delete(f"{stripe_url}/_config/faults", timeout=10)
 
 
 def _customer() -> str:
@@ -255,16 +271,8 @@ def a_failed_capture_is_retried_as_a_new_attempt(door, stripe_api, stripe_url):
     from models import unit_of_work
 
     intent = _authorised(door, stripe_api, 1100)
-    fault = {
-        "kind": "500_without_acting",
-        "method": "POST",
-        "path_prefix": f"/v1/payment_intents/{intent['stripePaymentIntentId']}/capture",
-    }
-    requests.post(f"{stripe_url}/_config/faults", json=fault, timeout=10).raise_for_status()
-    try:
+    with captures_fail_unacted(stripe_url, intent):
         failed = door.call("capture-payment-intent", {"paymentIntentId": intent["id"]}, f"cap-{uuid.uuid4()}")
-    finally:
-        requests.delete(f"{stripe_url}/_config/faults", timeout=10)
     _refused(failed, 502, "stripe_error")  # Stripe said it did not act: nothing happened, and the caller knows
     with unit_of_work():
         janitor.run(grace=dt_.timedelta(0))

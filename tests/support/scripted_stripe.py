@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import pytest
+
+from tests.support.local_http import QuietHandler, serving
 
 EMPTY_LIST = {"object": "list", "data": [], "has_more": False}
 # (status, body) or (status, body, headers)
@@ -23,7 +25,7 @@ def scripted_stripe(
     seen: list[dict] = []
     posts: list[int] = []
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             request: dict[str, Any] = {
@@ -51,14 +53,24 @@ def scripted_stripe(
 
         do_GET = do_POST = do_DELETE = _answer
 
-        def log_message(self, *args: object) -> None:
-            pass
+    with serving(Handler, "scripted-stripe") as port:
+        yield f"http://127.0.0.1:{port}", seen
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+
+@contextmanager
+def service_stripe(monkeypatch: pytest.MonkeyPatch, **settings: str) -> Iterator[Callable[[str], None]]:
+    """Yields `point(base)`: the service's Stripe client then calls `base`, with these other settings (e.g.
+    STRIPE_TIMEOUT_S); on leaving, the settings and the client are the environment's again."""
+    import settings as service_settings
+    import stripe_client
+
+    def point(base: str) -> None:
+        for name, value in {"STRIPE_API_BASE": base, **settings}.items():
+            monkeypatch.setenv(name, value)
+        service_settings.reload_settings()
+        stripe_client.reset_client()
+
+    yield point
+    monkeypatch.undo()
+    service_settings.reload_settings()
+    stripe_client.reset_client()

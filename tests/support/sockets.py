@@ -11,7 +11,7 @@ from typing import Any
 import socketio
 
 from registry import OPERATIONS
-from tests.support.doors import Answer, documented
+from tests.support.doors import Answer, Door, envelope_answer
 
 NAMESPACE = "/finance-payments"
 
@@ -83,13 +83,12 @@ class SocketClient:
         threading.Thread(target=self.sio.wait, daemon=True).start()
 
 
-class SocketIODoor:
-    """The lifecycle scenarios' door (tests/support/doors.py) over Socket.IO, as a server with an API key."""
+class SocketIODoor(Door):
+    """The lifecycle scenarios' door (tests/support/doors.py) over Socket.IO, as a server with an API key; its client
+    is a SocketClient."""
 
     name = "websocket"
-
-    def __init__(self, client: SocketClient) -> None:
-        self.client = client
+    client: SocketClient
 
     def call(self, operation: str, payload: dict[str, Any], key: str | None = None) -> Answer:
         op = OPERATIONS[operation]
@@ -110,9 +109,4 @@ class SocketIODoor:
             ),
             10,
         )
-        if "response" in envelope:
-            assert envelope["kafkaResponseStatus"] is True, envelope
-            documented(operation, envelope["response"])
-            return Answer(True, envelope["response"], op.success_status, envelope)
-        assert envelope["kafkaResponseStatus"] is False, envelope
-        return Answer(False, envelope["error"], envelope["error"]["status"], envelope)
+        return envelope_answer(operation, envelope, op.success_status)

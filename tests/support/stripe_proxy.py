@@ -18,13 +18,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 import requests
 from requests.structures import CaseInsensitiveDict
 
 from stand_ins.stripe_idempotency import SHOULD_RETRY, Answer, StripeIdempotency, endpoint_acted, stripe_error
+from tests.support.local_http import QuietHandler, serving
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ def stripe_proxy(upstream: str) -> Iterator[StripeProxy]:
     """Run a StripeProxy on a free 127.0.0.1 port; `proxy.url` is its base URL."""
     proxy = StripeProxy(upstream)
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
 
         def _answer(self) -> None:
@@ -252,16 +252,6 @@ def stripe_proxy(upstream: str) -> Iterator[StripeProxy]:
 
         do_GET = do_POST = do_DELETE = _answer
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="stripe-proxy", daemon=True)
-    thread.start()
-    proxy.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving(Handler, "stripe-proxy") as port:
+        proxy.url = f"http://127.0.0.1:{port}"
         yield proxy
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -1,5 +1,5 @@
 """Sign a webhook payload exactly as Stripe does (`t=…,v1=HMAC-SHA256(secret, "t.payload")`), and make a signed
-event about an object."""
+event about an object, or a `payment_intent.*` event's payload."""
 
 from __future__ import annotations
 
@@ -27,3 +27,28 @@ def signed_event(event_type: str, obj: dict, secret: str, created: int | None = 
     }
     payload = json.dumps(event)
     return {"payload": payload, "signature": sign(payload, secret)}
+
+
+def intent_event(stripe_intent_id: str, status: str, created: int, amount: int = 10_000) -> str:
+    """A Stripe `payment_intent.*` event's payload as Stripe sends it (with a client secret the service must not
+    keep); `succeeded` and `canceled` have events of their own, every other status is sent as `processing`."""
+    kind = status if status in ("succeeded", "canceled") else "processing"
+    return json.dumps(
+        {
+            "id": f"evt_{uuid.uuid4().hex}",
+            "object": "event",
+            "type": f"payment_intent.{kind}",
+            "created": created,
+            "data": {
+                "object": {
+                    "id": stripe_intent_id,
+                    "object": "payment_intent",
+                    "status": status,
+                    "amount": amount,
+                    "amount_received": amount if status == "succeeded" else 0,
+                    "amount_capturable": 0,
+                    "client_secret": f"{stripe_intent_id}_secret_webhookcopy{uuid.uuid4().hex[:8]}",
+                }
+            },
+        }
+    )

@@ -10,7 +10,7 @@ import settings
 import stripe_client
 from errors import OperationError, TransientError
 from tasks.base import backoff_with_jitter
-from tests.support.scripted_stripe import scripted_stripe
+from tests.support.scripted_stripe import scripted_stripe, service_stripe
 
 pytestmark = pytest.mark.integration
 
@@ -33,16 +33,8 @@ def error(status_type: str, **extra) -> dict:
 @pytest.fixture()
 def stripe_at(monkeypatch):
     """Point the service's Stripe client at a scripted server for one test."""
-
-    def point(base: str) -> None:
-        monkeypatch.setenv("STRIPE_API_BASE", base)
-        settings.reload_settings()
-        stripe_client.reset_client()
-
-    yield point
-    monkeypatch.undo()
-    settings.reload_settings()
-    stripe_client.reset_client()
+    with service_stripe(monkeypatch) as point:
+        yield point
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,9 @@ import uuid
 
 import pytest
 
-import settings
-import stripe_client
 import stripe_pacing
 from stripe_pacing import MUTATING
-from tests.support.scripted_stripe import scripted_stripe
+from tests.support.scripted_stripe import scripted_stripe, service_stripe
 from tests.tasks.test_retries import INTENT, create_for_new_customer, posts_of
 
 pytestmark = pytest.mark.integration
@@ -21,18 +19,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture()
 def paced_stripe_at(monkeypatch):
     """The service's Stripe at a scripted server, paced at 2 calls/s (one at once) with waits of at most 0.3 s."""
-
-    def point(base: str) -> None:
-        monkeypatch.setenv("STRIPE_API_BASE", base)
-        monkeypatch.setenv("STRIPE_RATE_LIMIT", "2")
-        monkeypatch.setenv("STRIPE_TIMEOUT_S", "0.3")
-        settings.reload_settings()
-        stripe_client.reset_client()
-
-    yield point
-    monkeypatch.undo()
-    settings.reload_settings()
-    stripe_client.reset_client()
+    with service_stripe(monkeypatch, STRIPE_RATE_LIMIT="2", STRIPE_TIMEOUT_S="0.3") as point:
+        yield point
 
 
 def test_a_create_paced_out_of_its_wait_goes_back_to_the_queue_and_is_paid_once_without_spending_retries(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from tests.conftest import WEBHOOK_SECRET, make_card
 from tests.support.stripe_objects import refunds_of
-from tests.support.webhooks import sign
+from tests.support.webhooks import intent_event, sign
 
 pytestmark = pytest.mark.integration
 
@@ -124,15 +125,21 @@ def test_unknown_payment_method_is_not_found(dispatch):
     assert envelope["error"]["code"] == "not_found"
 
 
+def keyed_create(dispatch, stripe_api, amount: int) -> tuple[str, Callable[[], dict]]:
+    """A new customer with a default card, and `send()`: its confirmed create of `amount` USD, under one key."""
+    customer_id = customer()
+    vault(dispatch, stripe_api, customer_id)
+    payload = {"customerId": customer_id, "amount": amount, "currency": "usd", "confirm": True}
+    key = f"once-{uuid.uuid4()}"
+    return customer_id, lambda: dispatch("create-payment-intent", payload, key=key)
+
+
 def test_one_key_sent_three_times_makes_one_intent_and_the_same_answer(dispatch, stripe_api, mariadb):
     from models import PaymentIntent
 
-    customer_id = customer()
-    vault(dispatch, stripe_api, customer_id)
-    payload = {"customerId": customer_id, "amount": 4200, "currency": "usd", "confirm": True}
-    key = f"retry-{uuid.uuid4()}"
+    customer_id, send = keyed_create(dispatch, stripe_api, 4200)
     before = count_stripe_intents(stripe_api)
-    answers = [dispatch("create-payment-intent", payload, key=key) for _ in range(3)]
+    answers = [send() for _ in range(3)]
     assert answers[0]["response"] == answers[1]["response"] == answers[2]["response"]
     assert [a.get("replayed") for a in answers] == [None, True, True]  # the retries say they are replays
     assert count_stripe_intents(stripe_api) == before + 1
@@ -142,19 +149,16 @@ def test_one_key_sent_three_times_makes_one_intent_and_the_same_answer(dispatch,
 def test_one_key_sent_concurrently_makes_one_intent_and_retries_get_the_same_answer(dispatch, stripe_api, mariadb):
     from models import PaymentIntent
 
-    customer_id = customer()
-    vault(dispatch, stripe_api, customer_id)
-    payload = {"customerId": customer_id, "amount": 4300, "currency": "usd", "confirm": True}
-    key = f"race-{uuid.uuid4()}"
+    customer_id, send = keyed_create(dispatch, stripe_api, 4300)
     before = count_stripe_intents(stripe_api)
     with ThreadPoolExecutor(3) as pool:
-        answers = list(pool.map(lambda _: dispatch("create-payment-intent", payload, key=key), range(3)))
+        answers = list(pool.map(lambda _: send(), range(3)))
     successes = [a["response"] for a in answers if "response" in a]
     in_use = [a for a in answers if a.get("error", {}).get("code") == "idempotency_key_in_use"]
     assert len(successes) + len(in_use) == 3 and successes
     assert all(s == successes[0] for s in successes)
     # The caller retries its 409s with the same key and gets the first result.
-    assert dispatch("create-payment-intent", payload, key=key)["response"] == successes[0]
+    assert send()["response"] == successes[0]
     assert count_stripe_intents(stripe_api) == before + 1
     assert PaymentIntent.select().where(PaymentIntent.customer_id == customer_id).count() == 1
 
@@ -258,32 +262,10 @@ def test_payment_method_errors(dispatch, stripe_api):
     assert dispatch("list-payment-methods", {"customerId": "c", "limit": 101})["error"]["code"] == "validation_error"
 
 
-def intent_event(event_id: str, stripe_intent_id: str, status: str, created: int, amount: int = 10_000) -> str:
-    return json.dumps(
-        {
-            "id": event_id,
-            "object": "event",
-            "type": f"payment_intent.{ {'succeeded': 'succeeded', 'canceled': 'canceled'}.get(status, 'processing') }",
-            "created": created,
-            "data": {
-                "object": {
-                    "id": stripe_intent_id,
-                    "object": "payment_intent",
-                    "status": status,
-                    "amount": amount,
-                    "amount_received": amount if status == "succeeded" else 0,
-                    "amount_capturable": 0,
-                    "client_secret": f"{stripe_intent_id}_secret_webhookcopy",
-                }
-            },
-        }
-    )
-
-
 def test_a_webhook_delivered_five_times_concurrently_is_applied_once(dispatch):
     created = dispatch("create-payment-intent", {"customerId": customer(), "amount": 700, "currency": "usd"})
     intent = created["response"]
-    payload = intent_event(f"evt_{uuid.uuid4().hex}", intent["stripePaymentIntentId"], "processing", int(time.time()))
+    payload = intent_event(intent["stripePaymentIntentId"], "processing", int(time.time()))
     header = sign(payload, WEBHOOK_SECRET)
     with ThreadPoolExecutor(5) as pool:
         answers = list(
@@ -298,7 +280,7 @@ def test_a_webhook_delivered_five_times_concurrently_is_applied_once(dispatch):
 def test_bad_or_stale_signatures_are_refused_and_store_nothing(dispatch, mariadb):
     from models import WebhookEvent
 
-    payload = intent_event(f"evt_{uuid.uuid4().hex}", "pi_x", "succeeded", int(time.time()))
+    payload = intent_event("pi_x", "succeeded", int(time.time()))
     tampered = payload.replace('"amount": 10000', '"amount": 1')
     stale = sign(payload, WEBHOOK_SECRET, timestamp=int(time.time()) - 301)
     for body, header in (
@@ -315,8 +297,8 @@ def test_bad_or_stale_signatures_are_refused_and_store_nothing(dispatch, mariadb
 def test_an_older_event_after_a_newer_one_does_not_move_the_status_back(dispatch, stripe_api):
     intent = paid_intent(dispatch, stripe_api)
     now = int(time.time())
-    newer = intent_event(f"evt_{uuid.uuid4().hex}", intent["stripePaymentIntentId"], "succeeded", now)
-    older = intent_event(f"evt_{uuid.uuid4().hex}", intent["stripePaymentIntentId"], "processing", now - 30)
+    newer = intent_event(intent["stripePaymentIntentId"], "succeeded", now)
+    older = intent_event(intent["stripePaymentIntentId"], "processing", now - 30)
     for payload in (newer, older):
         assert "response" in dispatch(
             "process-stripe-webhook", {"payload": payload, "signature": sign(payload, WEBHOOK_SECRET)}
