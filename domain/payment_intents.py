@@ -94,27 +94,7 @@ def _stripe_request(claim: idempotency.Claim, inp: CreatePaymentIntentInput) -> 
         return claim
     method = vaulted_method(inp.customer_id, inp.payment_method_id, default=inp.confirm)  # refused before anything
     customer = ensure_stripe_customer(inp.customer_id, inp.customer_details)
-    params: dict[str, Any] = {
-        "amount": inp.amount,
-        "currency": inp.currency,
-        "customer": customer.stripe_customer_id,
-        "capture_method": inp.capture_method,
-        "payment_method_types": ["card"],
-        "confirm": inp.confirm,
-        "metadata": {
-            **inp.metadata,
-            # The platform gateway's webhook handler routes by it (the original service's name); ours wins over a
-            # caller's own localId, which stays in the intent's answered metadata only.
-            "localId": claim.resource_id,
-            "vy_payment_intent_id": claim.resource_id,
-            "vy_customer_id": inp.customer_id,
-            "vy_trace_id": claim.trace_id,
-            **({"vy_order_id": inp.order_id} if inp.order_id else {}),
-            **({"vy_subscription_id": inp.subscription_id} if inp.subscription_id else {}),
-        },
-    }
-    if inp.description is not None:
-        params["description"] = inp.description
+    params = create_params(inp, customer.stripe_customer_id, claim.resource_id, claim.trace_id)
     if inp.receipt_email is not None:
         # Stripe mails the receipt there. Recorded as a keyed hash: a retry brings the address again (the request's
         # fingerprint covers it), the janitor reads it back from Stripe's intent.
@@ -122,6 +102,34 @@ def _stripe_request(claim: idempotency.Claim, inp: CreatePaymentIntentInput) -> 
     if method is not None:
         params["payment_method"] = method.stripe_payment_method_id
     return idempotency.start_stripe_call(claim, {"params": params, "paymentMethodId": method.id if method else None})
+
+
+def create_params(
+    inp: CreatePaymentIntentInput, stripe_customer_id: str | None, intent_id: str, trace_id: str | None
+) -> dict[str, Any]:
+    """What a create sends Stripe for `inp` and the intent `intent_id`, but its payment method and receipt e-mail."""
+    params: dict[str, Any] = {
+        "amount": inp.amount,
+        "currency": inp.currency,
+        "customer": stripe_customer_id,
+        "capture_method": inp.capture_method,
+        "payment_method_types": ["card"],
+        "confirm": inp.confirm,
+        "metadata": {
+            **inp.metadata,
+            # The platform gateway's webhook handler routes by it (the original service's name); ours wins over a
+            # caller's own localId, which stays in the intent's answered metadata only.
+            "localId": intent_id,
+            "vy_payment_intent_id": intent_id,
+            "vy_customer_id": inp.customer_id,
+            "vy_trace_id": trace_id,
+            **({"vy_order_id": inp.order_id} if inp.order_id else {}),
+            **({"vy_subscription_id": inp.subscription_id} if inp.subscription_id else {}),
+        },
+    }
+    if inp.description is not None:
+        params["description"] = inp.description
+    return params
 
 
 def _with_receipt_email(

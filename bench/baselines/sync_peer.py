@@ -15,6 +15,7 @@ from flask import Flask, Response, jsonify, request
 import stripe_client
 from domain.ids import new_id
 from domain.intent_state import apply_stripe_intent
+from domain.payment_intents import create_params
 from domain.schemas import CreatePaymentIntentInput, parse_input
 from errors import OperationError
 from models import Customer, PaymentIntent, PaymentMethod, bind_database, unit_of_work, write_transaction
@@ -43,15 +44,10 @@ def create_app() -> Flask:
             customer = Customer.get(Customer.platform_customer_id == inp.customer_id)
             method = PaymentMethod.get(PaymentMethod.customer_id == inp.customer_id, PaymentMethod.is_default == True)  # noqa: E712
             intent_id = new_id("payment_intent")
+            # The same parameters the service sends (domain.payment_intents), without its claim around them.
             params = {
-                "amount": inp.amount,
-                "currency": inp.currency,
-                "customer": customer.stripe_customer_id,
-                "capture_method": inp.capture_method,
-                "payment_method_types": ["card"],
-                "confirm": inp.confirm,
+                **create_params(inp, customer.stripe_customer_id, intent_id, None),
                 "payment_method": method.stripe_payment_method_id,
-                "metadata": {"vy_payment_intent_id": intent_id},
             }
             key = request.headers.get("Idempotency-Key") or str(uuid.uuid4())
             stripe_intent = stripe_client.create_payment_intent(params, idempotency_key=f"sync-{key}")
