@@ -486,7 +486,9 @@ class Run:
             if not phase.suffix:  # the default phase's processes; the variants would only repeat it
                 low_rate = self.low_rate_step(workload, endpoints, tag)
             # Warm at the first rate: pools and keep-alive connections grow here, not in the first measured step.
-            warm = self.load_spec(workload, endpoints, (min(rates[0], 100),), 3, False)
+            # At least five requests: a ramp from 0.5/s (the original service's) would warm on one.
+            warm_rate = min(rates[0], 100)
+            warm = self.load_spec(workload, endpoints, (warm_rate,), max(3.0, 5 / warm_rate), False)
             warm["slo_p99_ms"] = 1e9
             self.run_load(warm, f"{tag}-warmup")
         # The shared server's statements with our service idle (the bench's own polling subtracted): what other

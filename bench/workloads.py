@@ -44,7 +44,7 @@ LOW_RATE_TAIL_MARGIN_MS = 100.0
 # a few dozen requests, and so bounds itself to a few minutes.
 CART_P99_MS = 1800.0
 CART_RATES = (10, 25, 50, 75, 100, 125, 150)
-ORIGINAL_RATES = (0.5, 1, 2, 4)
+ORIGINAL_RATES = (0.5, 1, 1.5, 2, 4)
 ORIGINAL_STEP_S = 20.0
 ORIGINAL_RATIO_TARGET = 50.0  # ours over the original on the same phase, kept as features are added
 
