@@ -178,8 +178,9 @@ def build(log: Callable[[str], None] = print) -> Build:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     started = time.monotonic()
-    # npm and node from the PATH; the service's settings never reach npm (nothing of ours in its environment).
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR", "XDG_CACHE_HOME")}
+    # npm and node from the PATH, with the inherited environment (npm's own settings, proxy, CA certificates);
+    # NODE_OPTIONS only ever for the service itself.
+    env = {k: v for k, v in os.environ.items() if k != "NODE_OPTIONS"}
     try:
 
         def read(path: str) -> dict[str, Any]:
