@@ -23,6 +23,7 @@ import hashlib
 import itertools
 import json
 import logging
+import re
 import socket
 import time
 from collections import OrderedDict
@@ -37,6 +38,7 @@ RATE_LIMIT_PER_S = 0
 # RateLimitError for any 429. As stand_ins/localstripe_server.py answers it.
 RATE_LIMIT_MESSAGE = "Too many requests hit the API too quickly. We recommend an exponential backoff of your requests."
 MAX_KEPT_INTENTS = 200_000  # bounded memory however long the run; older intents are forgotten
+MAX_KEPT_CUSTOMERS = 200_000  # …and customers (by e-mail, for the list and search calls)
 _counter = itertools.count(1)
 
 
@@ -58,6 +60,48 @@ def _error(status: int, message: str, kind: str = "invalid_request_error", **ext
 
 def _metadata(form: dict[str, str]) -> dict[str, str]:
     return {key[len("metadata[") : -1]: value for key, value in form.items() if key.startswith("metadata[")}
+
+
+def _address(form: dict[str, str]) -> dict[str, str | None]:
+    fields = ("city", "country", "line1", "line2", "postal_code", "state")
+    return {name: form.get(f"address[{name}]") for name in fields}
+
+
+def customer(customer_id: str, form: dict[str, str]) -> dict[str, Any]:
+    """A Customer as Stripe answers it (fixtures3.json's `customer`), from the create call's form."""
+    return {
+        "id": customer_id,
+        "object": "customer",
+        "address": _address(form) if any(k.startswith("address[") for k in form) else None,
+        "balance": 0,
+        "created": int(time.time()),
+        "currency": None,
+        "default_source": None,
+        "delinquent": False,
+        "description": form.get("description"),
+        "email": form.get("email"),
+        "invoice_prefix": customer_id[-8:].upper(),
+        "invoice_settings": {
+            "custom_fields": None,
+            "default_payment_method": None,
+            "footer": None,
+            "rendering_options": None,
+        },
+        "livemode": False,
+        "metadata": _metadata(form),
+        "name": form.get("name"),
+        "phone": None,
+        "preferred_locales": [],
+        "shipping": None,
+        "tax_exempt": "none",
+        "test_clock": None,
+    }
+
+
+def search_email(query: str) -> str | None:
+    """The e-mail of a Customer search query `email:'…'` (the form the platform's original service sends)."""
+    match = re.fullmatch(r"\s*email\s*:\s*'((?:[^'\\]|\\.)*)'\s*", query)
+    return re.sub(r"\\(.)", r"\1", match.group(1)) if match else None
 
 
 def payment_method(pm_id: str, customer: str | None) -> dict[str, Any]:
@@ -107,11 +151,14 @@ class AccountRateLimit:
 
 
 class FakeStripe:
-    """The routes of the calls stripe_client.py makes, each answered after `latency_s`."""
+    """The routes of the calls stripe_client.py makes, and the platform's original service (bench/baselines/
+    nestjs.py: Customers searched by e-mail), each answered after `latency_s`."""
 
     def __init__(self, latency_s: float, rate_limit: int = RATE_LIMIT_PER_S) -> None:
         self.latency_s = latency_s
         self.intents: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.customers: OrderedDict[str, dict[str, Any]] = OrderedDict()  # by id
+        self.by_email: dict[str, list[str]] = {}  # e-mail as given -> customer ids, oldest first
         self.calls = 0
         self.limit = AccountRateLimit(rate_limit)
         # The PaymentIntents made for each of the service's intents, and per idempotency key: Stripe makes one per
@@ -136,6 +183,8 @@ class FakeStripe:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.rate_limited])
         app.router.add_post("/v1/customers", self.create_customer)
+        app.router.add_get("/v1/customers", self.list_customers)
+        app.router.add_get("/v1/customers/search", self.search_customers)
         app.router.add_post("/v1/customers/{id}", self.update_customer)
         app.router.add_post("/v1/payment_intents", self.create_intent)
         app.router.add_get("/v1/payment_intents/{id}", self.retrieve_intent)
@@ -188,7 +237,36 @@ class FakeStripe:
     async def create_customer(self, request: web.Request) -> web.Response:
         form = _form(await request.post())
         await self._wait()
-        return _json({"id": _new_id("cus"), "object": "customer", "metadata": _metadata(form), "invoice_settings": {}})
+        made = customer(_new_id("cus"), form)
+        self.customers[made["id"]] = made
+        if made["email"]:
+            self.by_email.setdefault(made["email"], []).append(made["id"])
+        if len(self.customers) > MAX_KEPT_CUSTOMERS:
+            _, old = self.customers.popitem(last=False)
+            kept = [i for i in self.by_email.get(old["email"], []) if i != old["id"]]
+            if kept:
+                self.by_email[old["email"]] = kept
+            else:
+                self.by_email.pop(old["email"], None)
+        return _json(made)
+
+    def _with_email(self, email: str | None, limit: str | None) -> list[dict[str, Any]]:
+        """Newest first, as Stripe lists; e-mails compared exactly (Stripe's list is case-sensitive)."""
+        ids = self.by_email.get(email or "", [])
+        found = [self.customers[i] for i in reversed(ids) if i in self.customers]
+        return found[: max(1, min(100, int(limit or 10)))]
+
+    async def list_customers(self, request: web.Request) -> web.Response:
+        await self._wait()
+        found = self._with_email(request.query.get("email"), request.query.get("limit"))
+        return _json({"object": "list", "data": found, "has_more": False, "url": "/v1/customers"})
+
+    async def search_customers(self, request: web.Request) -> web.Response:
+        await self._wait()
+        email = search_email(request.query.get("query", ""))
+        found = self._with_email(email, request.query.get("limit")) if email else []
+        page = {"object": "search_result", "data": found, "has_more": False, "next_page": None}
+        return _json({**page, "url": "/v1/customers/search"})
 
     async def update_customer(self, request: web.Request) -> web.Response:
         form = _form(await request.post())

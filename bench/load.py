@@ -177,6 +177,8 @@ class Requests:
         return payload, sign(payload, self.spec["webhook_secret"])
 
     def kafka(self, i: int) -> dict[str, Any]:
+        if self.spec.get("dialect") == "cart":
+            return cart_create(self.run, i)
         if self.kind == "create-payment-intent":
             customers = self.data["customers"]
             return {
@@ -187,6 +189,33 @@ class Requests:
             }
         ids = self.data["intents"]
         return {"paymentIntentId": ids[i % len(ids)]}
+
+
+def cart_create(run: str, i: int) -> dict[str, Any]:
+    """Issue 27: the web app's create (its cart and who pays), a person never seen before each time: a new Stripe
+    Customer per request, on our side and the original's."""
+    from stand_ins.demo import checkout_body
+
+    return checkout_body(f"bench.{run}.{i}@example.com")
+
+
+# What a caller of the cart create reads (the web app: the client secret for Stripe.js, the id for its room). The
+# original answers `success` even when its Stripe call failed, with no client secret: that is no success here.
+CART_READS = ("clientSecret", "paymentIntentId")
+
+
+def kafka_reply(body: dict[str, Any], reads: tuple[str, ...] = ()) -> tuple[bool, str | None]:
+    """(answered as the caller needs, error) of a reply on a `-response` topic: ours (`error.code`) or the
+    original's (`error` a message)."""
+    response = body.get("response")
+    if response and all(isinstance(response, dict) and response.get(k) for k in reads):
+        return True, None
+    error = body.get("error")
+    if isinstance(error, dict):
+        return False, str(error.get("code"))
+    if error:
+        return False, str(error)[:80]
+    return False, "missing " + "/".join(reads) if response else "no response"
 
 
 def good_reply(kind: str, status: int, body: bytes) -> tuple[bool, str | None]:
@@ -260,11 +289,12 @@ async def run_rest(spec: dict[str, Any], requests: Requests) -> list[Step]:
 class KafkaGateway:
     """A gateway-like client: requests under uuid keys, replies matched by key on the response topic."""
 
-    def __init__(self, bootstrap: str, topic: str, trace: bool = False) -> None:
+    def __init__(self, bootstrap: str, topic: str, trace: bool = False, reads: tuple[str, ...] = ()) -> None:
         from confluent_kafka import Consumer, Producer, TopicPartition
 
         check_loopback(bootstrap)
         self.topic = topic
+        self.reads = reads
         self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 2, "acks": "all"})
         self.consumer = Consumer(
             {
@@ -311,9 +341,7 @@ class KafkaGateway:
                     continue
                 outcome.replies += 1
                 try:
-                    body = json.loads(message.value())
-                    outcome.ok = "response" in body and bool(body["response"])
-                    outcome.error = None if outcome.ok else str(body.get("error", {}).get("code"))
+                    outcome.ok, outcome.error = kafka_reply(json.loads(message.value()), self.reads)
                 except (ValueError, TypeError, AttributeError):
                     outcome.error = "bad reply"
                 outcome.done = now
@@ -344,7 +372,8 @@ class KafkaGateway:
 
 
 async def run_kafka(spec: dict[str, Any], requests: Requests) -> list[Step]:
-    gateway = KafkaGateway(spec["bootstrap"], spec["topic"], trace=bool(spec.get("trace")))
+    reads = CART_READS if spec.get("dialect") == "cart" else ()
+    gateway = KafkaGateway(spec["bootstrap"], spec["topic"], trace=bool(spec.get("trace")), reads=reads)
     steps: list[Step] = []
     counter = 0
 
@@ -411,7 +440,7 @@ async def ramp_steps(spec: dict[str, Any], run_step: Any) -> list[Step]:
 
 def progress(spec: dict[str, Any], summary: dict[str, Any]) -> None:
     print(
-        f"  {spec['name']:<14} {summary['rate']:>6.0f}/s → {summary['throughput_per_s']:>7.1f}/s "
+        f"  {spec['name']:<14} {summary['rate']:>6g}/s → {summary['throughput_per_s']:>7.1f}/s "
         f"p50 {summary['p50_ms']} p99 {summary['p99_ms']} ms, errors {summary['errors']}/{summary['sent']}"
         f"{'' if summary['slo_met'] else '  (broken)'} {summary['error_kinds'] or ''}",
         file=sys.stderr,

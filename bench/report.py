@@ -26,6 +26,15 @@ RATE_TARGETS = {"W1": (250, 600), "W2": (250, 600), "R1": (1000, 50), "H1": (500
 R2_CEILING_SHARE = 0.8  # R2's rate target: this share of the Kafka rig's ceiling (B-kafka-ceiling) of the same run
 
 
+def _commit(original: dict[str, Any] | None) -> str:
+    return f" at {original['commit'][:12]}" if original and original.get("commit") else ""
+
+
+def _per_s(rate: float) -> str:
+    """A rate as before, and a tenth where it is low (the original service's ramp starts at 0.5/s)."""
+    return f"{rate:.0f}" if rate >= 10 else f"{rate:.1f}"
+
+
 def _fmt(value: Any, digits: int = 1) -> str:
     if value is None:
         return "-"
@@ -44,7 +53,7 @@ def table(results: list[dict[str, Any]]) -> str:
     for r in results:
         broke = r.get("broke_at")
         broke_text = (
-            f"{broke['rate']:.0f}/s: {broke['throughput_per_s']:.0f}/s, p99 {_fmt(broke['p99_ms'], 0)}, "
+            f"{broke['rate']:g}/s: {_per_s(broke['throughput_per_s'])}/s, p99 {_fmt(broke['p99_ms'], 0)}, "
             f"{broke['errors']} err"
             if broke
             else "not reached"
@@ -281,6 +290,40 @@ def limits_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) if len(lines) > 2 else "(no limiter phase in this run)"
 
 
+def original_line(results: list[dict[str, Any]], original: dict[str, Any] | None) -> str:
+    """Issue 27's headline: our cart create over Kafka (W3) against the platform's original service (B-nestjs) on
+    the same phase (dialect, new customer per request, stand-in): rates, p99s and their ratio, or why not."""
+    from bench.workloads import ORIGINAL_RATIO_TARGET
+
+    by_name = {r["name"]: r for r in results}
+    ours, theirs = by_name.get("W3"), by_name.get("B-nestjs")
+
+    def side(r: dict[str, Any] | None, who: str) -> str:
+        if r is None:
+            return f"{who}: not in this run"
+        if r["throughput_per_s"]:
+            return f"{who} {_fmt(r['throughput_per_s'])}/s (p99 {_fmt(r['p99_ms'], 0)} ms)"
+        first = r["steps"][0] if r.get("steps") else None
+        if first is None:
+            return f"{who}: no step ran"
+        return (
+            f"{who}: no step within the budget (at {first['rate']:g}/s: {first['throughput_per_s']:g}/s done, "
+            f"p99 {_fmt(first['p99_ms'], 0)} ms, {first['errors']}/{first['sent']} errors)"
+        )
+
+    if theirs is None:
+        if ours is None and original is None:
+            return "(the original service's phase was not in this run)"
+        why = original["note"] if original else "its phase was not in this run"
+        return f"The original service was not measured in this run: {why}. {side(ours, 'Ours (W3)')}."
+    text = f"{side(ours, 'Ours (W3)')} against {side(theirs, 'the original (B-nestjs)')}"
+    if ours and ours["throughput_per_s"] and theirs["throughput_per_s"]:
+        ratio = ours["throughput_per_s"] / theirs["throughput_per_s"]
+        met = "met" if ratio >= ORIGINAL_RATIO_TARGET else "NOT met"
+        return f"**{text}: {ratio:.0f} x the original** (issue 27 keeps it ≥ {ORIGINAL_RATIO_TARGET:.0f} x: {met})."
+    return f"{text}: no ratio (a side sustained no step)."
+
+
 def limiter_cost_line(cost: dict[str, Any] | None) -> str:
     """bench/limiter_cost.py's figure: the door's CPU per request with the limiter off and on, in process."""
     if not cost:
@@ -301,7 +344,7 @@ def steps_table(results: list[dict[str, Any]]) -> str:
         for s in r["steps"]:
             errors = f"{s['errors']}/{s['sent']}" + (f" {s['error_kinds']}" if s["error_kinds"] else "")
             lines.append(
-                f"| {r['name']} | {s['rate']:.0f} | {s['throughput_per_s']:.1f} | {_fmt(s['p50_ms'])} "
+                f"| {r['name']} | {s['rate']:g} | {s['throughput_per_s']:.1f} | {_fmt(s['p50_ms'])} "
                 f"| {_fmt(s['p95_ms'])} | {_fmt(s['p99_ms'])} | {_fmt(s['max_ms'])} | {errors} "
                 f"| {'yes' if s['slo_met'] else 'no'} |"
             )
@@ -394,6 +437,15 @@ Findings, profiles and before/after comparisons follow the measured tables (from
 ```
 {before["free"]}
 ```
+
+## Against the platform's original service (issue 27)
+
+The same phase on both sides: `create-payment-intent` over Kafka in the web app's cart dialect (`items`,
+`customerDetails`), a new customer e-mail per request, on the same Stripe stand-in: the original NestJS service
+(bench/baselines/nestjs.py, built from the platform's monorepo{_commit(payload.get("original_service"))}) as B-nestjs,
+ours as W3; the ratio is of their sustained rates.
+
+{original_line(results, payload.get("original_service"))}
 
 ## Sustained throughput
 

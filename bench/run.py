@@ -27,6 +27,7 @@ from typing import Any
 import requests
 
 from bench import bursts, capacity, fake_stripe, report
+from bench.baselines import nestjs
 from bench.moves import held_partitions, move_figures
 from bench.stack import (
     PYTHON,
@@ -190,8 +191,13 @@ class Run:
             self.log(f"run {self.id}: database {self.database}, vhost {self.vhost}, redis dbs {self.redis_dbs}")
             self.log(report.stripe_rate_limit(self.o.env))
             self.seed()
-            for phase in phases(self.o.brokers, self.o.only, variants=self.o.variants and not self.o.smoke):
+            for phase in phases(
+                self.o.brokers, self.o.only, variants=self.o.variants and not self.o.smoke, original=not self.o.smoke
+            ):
                 if phase.patched and not self.prepare_patched_tree():
+                    continue
+                if phase.kind == "nestjs":
+                    self.run_original_phase(phase)
                     continue
                 self.run_phase(phase)
             if self.o.variants and not self.o.smoke and (self.o.only is None or "limiter-cost" in self.o.only):
@@ -199,6 +205,28 @@ class Run:
             if not self.o.smoke and (self.o.only is None or "worker-cost" in self.o.only):
                 self.worker_cost = self.measure_in_process("bench.worker_cost", '{"operation"')
         return self.results
+
+    # --- the platform's original service (issue 27) ------------------------------------------------------------
+
+    def run_original_phase(self, phase: Phase) -> None:
+        """B-nestjs: the original built (or taken from the cache), then measured like any baseline; a build or a
+        start that fails is recorded (RESULTS.md says why), and the run goes on."""
+        built = nestjs.build(self.log)
+        self.original: dict[str, Any] = {"built": built.ok, "commit": built.commit, "note": built.note}
+        self.log(f"phase {phase.name}: {built.note}")
+        if not built.ok:
+            self.notes.append(f"The original service (B-nestjs) was not measured: {built.note}")
+            return
+        assert built.root is not None
+        self.original_root = built.root
+        try:
+            with mariadb_database(f"vyp_bench_{self.id}_original") as database:
+                self.original_database = database
+                self.run_phase(phase)
+        except Exception as exc:  # its start, its Kafka client, its database: the rest of the run still counts
+            self.original["note"] = f"{built.note}; it did not run: {exc}"
+            self.notes.append(f"The original service (B-nestjs) was not measured: {self.original['note']}")
+            self.log(f"phase {phase.name}: {self.original['note']}")
 
     def measure_limiter_cost(self) -> dict[str, Any] | None:
         """Issue 27: the per-caller limiter's CPU per REST request, in process (bench/limiter_cost.py), counted in
@@ -298,6 +326,24 @@ class Run:
                 self.processes.spawn("direct-relay", [PYTHON, "-m", "bench.baselines.direct_read"], env)
                 names += ["direct-web", "direct-relay"]
                 waits.append(("direct-relay", "partitions assigned"))
+            elif phase.kind == "nestjs":
+                nestjs.create_topics(tansu or "", nestjs.topics_to_create(self.original_root))
+                original_env = nestjs.environment(
+                    clean_environment(self.o.root),
+                    kafka=tansu or "",
+                    stripe_base=self.stripe_base,
+                    database=self.original_database,
+                    port=int(env["APP_PORT"]),
+                    secret_key=self.secrets["STRIPE_SECRET_KEY"],
+                    group=f"vyp-bench-original-{self.id}",
+                    fetch_wait_ms=int(env["KAFKA_CONSUMER_OPT_FETCH_WAIT_MAX_MS"]),
+                )
+                self.processes.spawn("nestjs", nestjs.command(), original_env, cwd=self.original_root)
+                names.append("nestjs")
+                # It listens once its Kafka consumer has joined: about half its 90 s session timeout on Tansu.
+                # A start that failed ends the wait at once: the check below names its log.
+                node = self.processes.groups["nestjs"]
+                wait_until(lambda: not node.running or nestjs.listening(int(env["APP_PORT"])), 180, "nestjs")
             elif phase.kind == "kafka-ceiling":
                 self.processes.spawn("kafka-ceiling", [PYTHON, "-m", "bench.baselines.kafka_ceiling"], env)
                 names.append("kafka-ceiling")
@@ -327,7 +373,8 @@ class Run:
             service = [
                 n
                 for n in self.monitor.watched
-                if base_name(n) in (*SERVICE_PROCESSES, "sync-peer", "direct-web", "direct-relay", "kafka-ceiling")
+                if base_name(n)
+                in (*SERVICE_PROCESSES, "sync-peer", "direct-web", "direct-relay", "kafka-ceiling", "nestjs")
             ]
             if not self.o.smoke:
                 idle_start = time.time()
@@ -374,6 +421,7 @@ class Run:
             "stop_on_break": stop_on_break,
             "pause_s": 0.2 if self.o.smoke else 1.5,
             "data": self.data,
+            "dialect": workload.dialect,
         }
 
     def run_load(self, spec: dict[str, Any], tag: str, during: Callable[[], None] | None = None) -> dict[str, Any]:
@@ -424,11 +472,13 @@ class Run:
             rates, step_s, stop = (SMOKE_RATE,), SMOKE_STEP_S, False
         else:
             rates = self.o.rates.get(tag, self.o.rates.get(workload.name, workload.rates))
-            step_s, stop = self.o.step_s, True
+            step_s, stop = workload.step_s or self.o.step_s, True
             if not phase.suffix:  # the default phase's processes; the variants would only repeat it
                 low_rate = self.low_rate_step(workload, endpoints, tag)
             # Warm at the first rate: pools and keep-alive connections grow here, not in the first measured step.
-            warm = self.load_spec(workload, endpoints, (min(rates[0], 100),), 3, False)
+            # At least five requests: a ramp from 0.5/s (the original service's) would warm on one.
+            warm_rate = min(rates[0], 100)
+            warm = self.load_spec(workload, endpoints, (warm_rate,), max(3.0, 5 / warm_rate), False)
             warm["slo_p99_ms"] = 1e9
             self.run_load(warm, f"{tag}-warmup")
         # The shared server's statements with our service idle (the bench's own polling subtracted): what other
@@ -783,7 +833,8 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.monotonic() - started
         run.log(f"done in {elapsed:.0f} s")
         if options.smoke:
-            expected = [p.tag(n) for p in phases(options.brokers, options.only, variants=False) for n in p.workloads]
+            smoke_phases = phases(options.brokers, options.only, variants=False, original=False)
+            expected = [p.tag(n) for p in smoke_phases for n in p.workloads]
             check_smoke(results, expected)
             if options.only is None:
                 bursts.check_smoke(run.bursts)
@@ -796,6 +847,7 @@ def main(argv: list[str] | None = None) -> int:
         extra = {
             "limiter_cost": getattr(run, "limiter_cost", None),
             "worker_cost": getattr(run, "worker_cost", None),
+            "original_service": getattr(run, "original", None),
             "partition_moves": run.moves,
             "bursts": run.bursts,
             "concurrency": concurrency,

@@ -6,4 +6,6 @@
   hop — what R1 and R2 are compared with.
 - `kafka_ceiling`: a trivial responder answering each request topic straight from its consumer loop — the Kafka
   rig's own ceiling (broker plus client), for W2 and R2.
+- `nestjs`: the platform's original NestJS service, built from its monorepo, on the web app's cart creates over
+  Kafka — what W3 is compared with (issue 27).
 """
