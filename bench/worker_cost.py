@@ -54,18 +54,24 @@ def _start_stand_in(port: int) -> subprocess.Popen[bytes]:
 
 
 def _creates(rows: dict[str, list[str]], count: int, run: str, start: int, operation: str = "create") -> float:
-    """CPU ms per task over `count` tasks run one after the other: W1's creates, or R1's reads."""
+    """CPU ms per task over `count` tasks run one after the other: W1's creates, W3's (cart), or R1's reads."""
+    from doors.platform import translate
+    from settings import get_settings
+    from stand_ins.demo import checkout_body
     from tasks.operations import TASKS
 
-    task = TASKS["create-payment-intent" if operation == "create" else "get-payment-intent"]
-    customers, intents = rows["customers"], rows["intents"]
+    task = TASKS["get-payment-intent" if operation == "read" else "create-payment-intent"]
+    customers, intents, settings = rows["customers"], rows["intents"], get_settings()
     began = time.process_time()
     for i in range(start, start + count):
-        body: dict[str, Any] = (
-            {"customerId": customers[i % len(customers)], "amount": 1000 + i % 500, "currency": "usd", "confirm": True}
-            if operation == "create"
-            else {"paymentIntentId": intents[i % len(intents)]}
-        )
+        body: dict[str, Any]
+        if operation == "create":
+            body = {"customerId": customers[i % len(customers)], "amount": 1000 + i % 500, "currency": "usd"}
+            body["confirm"] = True
+        elif operation == "cart":  # W3's: the web app's cart, a person never seen before (a new Stripe Customer)
+            body = translate("create-payment-intent", checkout_body(f"cost.{run}.{i}@example.com"), settings)
+        else:
+            body = {"paymentIntentId": intents[i % len(intents)]}
         meta = {"idempotencyKey": f"cost-{run}-{i}", "traceId": f"t{i}", "door": "rest"}
         envelope = task.apply(args=[body, meta]).get()
         if "response" not in envelope:
@@ -121,9 +127,10 @@ def measure(
             profile.write_text(out.getvalue())
             top = str(profile)
         return {
-            "creates_per_round": creates,
-            "cpu_ms_per_create": round(min(figures), 3),
-            "rounds": figures,
+            "operation": operation,
+            "tasks_per_round": creates,
+            "cpu_ms_per_task": round(min(figures), 3),
+            "rounds": [round(f, 3) for f in figures],
             "profile": top,
         }
     finally:
@@ -138,7 +145,9 @@ def main() -> None:
     parser.add_argument("--creates", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", type=Path, help="write cProfile's top functions (CPU time) here")
-    parser.add_argument("--operation", choices=("create", "read"), default="create", help="W1's create or R1's get")
+    parser.add_argument(
+        "--operation", choices=("create", "cart", "read"), default="create", help="W1's create, W3's, or R1's get"
+    )
     args = parser.parse_args()
     print(json.dumps(measure(args.creates, args.rounds, args.profile, args.operation)))
 
