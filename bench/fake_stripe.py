@@ -31,6 +31,8 @@ from typing import Any
 
 from aiohttp import web
 
+from stand_ins.rate_limit import AccountRateLimit
+
 # Calls per second it refuses above, per account: none (0), unlike Stripe (25/s test, 100/s live); the bench runs
 # the service unpaced to match and says so in RESULTS.md. The burst phases (bench/bursts.py) set one while they run.
 RATE_LIMIT_PER_S = 0
@@ -118,36 +120,6 @@ def payment_method(pm_id: str, customer: str | None) -> dict[str, Any]:
         "billing_details": {},
         "metadata": {},
     }
-
-
-class AccountRateLimit:
-    """Stripe's per-account limit: a token bucket of `per_second` tokens refilled at `per_second` a second, one
-    bucket per API key (0: no limit), as stand_ins/localstripe_server.py's. Counts what it admitted and refused."""
-
-    def __init__(self, per_second: int = 0, clock: Any = time.monotonic) -> None:
-        self.per_second = per_second
-        self.clock = clock
-        self.buckets: dict[str, tuple[float, float]] = {}  # account -> (tokens, when counted)
-        self.admitted = 0
-        self.refused = 0
-        self._second = (0, 0)  # (a clock second, calls admitted in it)
-        self.peak_per_second = 0  # the most admitted in one clock second: whether the burst reached the limit
-
-    def admit(self, account: str) -> bool:
-        now = self.clock()
-        if self.per_second > 0:
-            tokens, then = self.buckets.get(account, (float(self.per_second), now))
-            tokens = min(float(self.per_second), tokens + (now - then) * self.per_second)
-            if tokens < 1:
-                self.buckets[account] = (tokens, now)
-                self.refused += 1
-                return False
-            self.buckets[account] = (tokens - 1, now)
-        self.admitted += 1
-        second, count = self._second
-        self._second = (int(now), count + 1 if second == int(now) else 1)
-        self.peak_per_second = max(self.peak_per_second, self._second[1])
-        return True
 
 
 class FakeStripe:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.workloads import ORIGINAL_RATIO_TARGET
+
 NESTJS_BASELINE = "B-nestjs"  # the platform's original NestJS service (bench/baselines/nestjs.py)
-NESTJS_RATIO = 50.0  # ours ≥ 50 x the original on the same phase
+NESTJS_RATIO = ORIGINAL_RATIO_TARGET  # ours over the original on the same phase
 WRITE_RATE = 100.0  # Stripe's live-mode limit per account: W1 and W2 sustain it
 WRITE_P99_MARGIN_MS = 300.0  # … with p99 under Stripe's latency + this
 CPU_PER_CREATE_MS = 8.0  # the service's own CPU per create (door or relay, worker, publisher)

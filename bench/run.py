@@ -36,6 +36,7 @@ from bench.stack import (
     Monitor,
     Processes,
     clean_environment,
+    database_env,
     free_port,
     mariadb_database,
     patched_tree,
@@ -131,12 +132,7 @@ class Run:
                 # The stand-in (bench/fake_stripe.py) enforces no Stripe rate limit, so the service does not pace
                 # (RESULTS.md says so); `--env STRIPE_RATE_LIMIT=N` measures the pacing's cost.
                 "STRIPE_RATE_LIMIT": str(fake_stripe.RATE_LIMIT_PER_S),
-                "TIDB_HOST": "127.0.0.1",
-                "TIDB_PORT": "3306",
-                "TIDB_USER": "root",
-                "TIDB_PASSWORD": "",
-                "TIDB_DATABASE": self.database,
-                "TIDB_ENABLE_SSL": "false",
+                **database_env(self.database),
                 "AUTO_SEED": "true",
                 "STRIPE_API_BASE": self.stripe_base,
                 **self.secrets,

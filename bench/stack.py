@@ -137,6 +137,19 @@ class Processes:
 # --- shared services: a fresh database, vhost and Redis index per run ------------------------------------
 
 
+def database_env(database: str) -> dict[str, str]:
+    """The settings that point the service (or the original, which reads the same names) at a database of the
+    shared MariaDB, TLS off as it is here."""
+    return {
+        "TIDB_HOST": str(MARIADB["host"]),
+        "TIDB_PORT": str(MARIADB.get("port", 3306)),
+        "TIDB_USER": str(MARIADB["user"]),
+        "TIDB_PASSWORD": str(MARIADB.get("password", "")),
+        "TIDB_DATABASE": database,
+        "TIDB_ENABLE_SSL": "false",
+    }
+
+
 @contextlib.contextmanager
 def mariadb_database(name: str) -> Iterator[str]:
     conn = pymysql.connect(**MARIADB)

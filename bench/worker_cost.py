@@ -16,41 +16,13 @@ import io
 import json
 import os
 import pstats
-import socket
-import subprocess
-import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-import pymysql
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start_stand_in(port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.fake_stripe", "--port", str(port), "--latency-ms", "0"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the Stripe stand-in did not start")
+from bench.stack import Processes, clean_environment, database_env, mariadb_database, start_fake_stripe
 
 
 def _creates(rows: dict[str, list[str]], count: int, run: str, start: int, operation: str = "create") -> float:
@@ -82,62 +54,56 @@ def _creates(rows: dict[str, list[str]], count: int, run: str, start: int, opera
 def measure(
     creates: int = 300, rounds: int = 3, profile: Path | None = None, operation: str = "create"
 ) -> dict[str, Any]:
-    """Best-of-rounds CPU per task (`create` or `read`); with `profile`, the top functions by CPU time of one more
-    round."""
-    database = f"vyp_cost_{uuid.uuid4().hex[:8]}"
-    port = _free_port()
-    admin = pymysql.connect(host="127.0.0.1", user="root", password="")
-    admin.cursor().execute(f"CREATE DATABASE {database}")
-    os.environ.update(
-        {
-            "TIDB_HOST": "127.0.0.1",
-            "TIDB_PORT": "3306",
-            "TIDB_USER": "root",
-            "TIDB_PASSWORD": "",
-            "TIDB_DATABASE": database,
-            "TIDB_ENABLE_SSL": "false",
-            "STRIPE_API_BASE": f"http://127.0.0.1:{port}",
-            "STRIPE_SECRET_KEY": "sk_test_worker_cost",
-            "STRIPE_RATE_LIMIT": "0",
-            "LOG_STREAM_LEVEL": "ProdStandard",
-        }
-    )
-    stand_in = _start_stand_in(port)
-    try:
-        from bench.seed import seed_rows
-        from models import bind_database
-        from settings import get_settings
+    """Best-of-rounds CPU per task (`create`, `cart` or `read`); with `profile`, the top functions by CPU time of
+    one more round."""
+    with tempfile.TemporaryDirectory() as logs, mariadb_database(f"vyp_cost_{uuid.uuid4().hex[:8]}") as database:
+        processes = Processes(Path(logs))
+        try:
+            stripe_base = start_fake_stripe(processes, clean_environment(), 0)
+            os.environ.update(
+                {
+                    **database_env(database),
+                    "STRIPE_API_BASE": stripe_base,
+                    "STRIPE_SECRET_KEY": "sk_test_worker_cost",
+                    "STRIPE_RATE_LIMIT": "0",
+                    "LOG_STREAM_LEVEL": "ProdStandard",
+                }
+            )
+            return _measure(creates, rounds, profile, operation)
+        finally:
+            processes.stop_all()
 
-        settings = get_settings()
-        rows = seed_rows(settings, 20, 200)
-        bind_database(settings)
-        run = uuid.uuid4().hex[:6]
-        _creates(rows, 30, run, 0, operation)  # warm: connections, caches, imports
-        figures = [_creates(rows, creates, run, 1000 + r * creates, operation) for r in range(rounds)]
-        top = ""
-        if profile is not None:
-            profiler = cProfile.Profile(time.process_time)
-            profiler.enable()
-            _creates(rows, creates, run, 100_000, operation)
-            profiler.disable()
-            profiler.dump_stats(profile.with_suffix(".prof"))  # for pstats' callers and callees
-            out = io.StringIO()
-            pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(40)
-            pstats.Stats(profiler, stream=out).sort_stats("cumtime").print_stats(60)
-            profile.write_text(out.getvalue())
-            top = str(profile)
-        return {
-            "operation": operation,
-            "tasks_per_round": creates,
-            "cpu_ms_per_task": round(min(figures), 3),
-            "rounds": [round(f, 3) for f in figures],
-            "profile": top,
-        }
-    finally:
-        stand_in.terminate()
-        stand_in.wait(10)
-        admin.cursor().execute(f"DROP DATABASE {database}")
-        admin.close()
+
+def _measure(creates: int, rounds: int, profile: Path | None, operation: str) -> dict[str, Any]:
+    from bench.seed import seed_rows
+    from models import bind_database
+    from settings import get_settings
+
+    settings = get_settings()
+    rows = seed_rows(settings, 20, 200)
+    bind_database(settings)
+    run = uuid.uuid4().hex[:6]
+    _creates(rows, 30, run, 0, operation)  # warm: connections, caches, imports
+    figures = [_creates(rows, creates, run, 1000 + r * creates, operation) for r in range(rounds)]
+    top = ""
+    if profile is not None:
+        profiler = cProfile.Profile(time.process_time)
+        profiler.enable()
+        _creates(rows, creates, run, 100_000, operation)
+        profiler.disable()
+        profiler.dump_stats(profile.with_suffix(".prof"))  # for pstats' callers and callees
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(40)
+        pstats.Stats(profiler, stream=out).sort_stats("cumtime").print_stats(60)
+        profile.write_text(out.getvalue())
+        top = str(profile)
+    return {
+        "operation": operation,
+        "tasks_per_round": creates,
+        "cpu_ms_per_task": round(min(figures), 3),
+        "rounds": [round(f, 3) for f in figures],
+        "profile": top,
+    }
 
 
 def main() -> None:

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.stack import database_env
+
 SOURCE_ENV, CACHE_ENV = "VYP_BENCH_NESTJS_SOURCE", "VYP_BENCH_NESTJS_CACHE"
 DEFAULT_SOURCE = Path("/work/.mirror/jazzyrana29+vyarna-copy/repo")
 SERVICE = "services/domain-finance/vy-finance-payments"
@@ -247,12 +249,7 @@ def environment(
         "LOG_STREAM_LEVEL": "1",
         "SENTRY_DNS": "",
         "STRIPE_SECRET_KEY": secret_key,
-        "TIDB_HOST": "127.0.0.1",
-        "TIDB_PORT": "3306",
-        "TIDB_USER": "root",
-        "TIDB_PASSWORD": "",
-        "TIDB_DATABASE": database,
-        "TIDB_ENABLE_SSL": "false",
+        **database_env(database),
         "NODE_OPTIONS": f"--require {PRELOAD}",
         "VYP_BENCH_STRIPE_BASE": stripe_base,
         "VYP_BENCH_KAFKA_FETCH_WAIT_MS": str(fetch_wait_ms),
