@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -298,28 +297,9 @@ def spec_base(run: Run, endpoints: dict[str, str]) -> dict[str, Any]:
 
 
 def run_process(run: Run, spec: dict[str, Any], tag: str, bound_s: float) -> dict[str, Any]:
-    """This module as the load process (as run.run_load starts bench.load), stopped in any case."""
-    from bench.stack import PYTHON, Group
-
-    spec_path = run.run_dir / f"load-{tag}.spec.json"
-    out_path = run.run_dir / f"load-{tag}.out.json"
-    spec_path.write_text(json.dumps(spec))
-    with open(spec_path, "rb") as stdin, open(out_path, "wb") as stdout:
-        proc = subprocess.Popen(
-            [PYTHON, "-m", "bench.bursts"], cwd=run.o.root, stdin=stdin, stdout=stdout, start_new_session=True
-        )
-    name = f"load-{tag}"
-    run.processes.groups[name] = Group(name, proc, out_path)
-    run.monitor.watch_group("load", run.processes.groups[name])
-    try:
-        proc.wait(bound_s)
-    finally:
-        run.monitor.unwatch("load")
-        run.processes.stop(name)
-    if proc.returncode != 0:
-        raise RuntimeError(f"burst load for {tag} failed (exit {proc.returncode})")
-    result: dict[str, Any] = json.loads(out_path.read_text())
-    return result
+    """This module as the load process (run.run_load's process, with this module for bench.load), stopped in any
+    case."""
+    return run.run_load(spec, tag, module="bench.bursts", bound_s=bound_s)
 
 
 def check_smoke(bursts: list[dict[str, Any]]) -> None:

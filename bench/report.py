@@ -26,6 +26,11 @@ RATE_TARGETS = {"W1": (250, 600), "W2": (250, 600), "R1": (1000, 50), "H1": (500
 R2_CEILING_SHARE = 0.8  # R2's rate target: this share of the Kafka rig's ceiling (B-kafka-ceiling) of the same run
 
 
+def md_row(*cells: Any) -> str:
+    """One row of a Markdown table."""
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
 def _commit(original: dict[str, Any] | None) -> str:
     return f" at {original['commit'][:12]}" if original and original.get("commit") else ""
 
@@ -59,12 +64,23 @@ def table(results: list[dict[str, Any]]) -> str:
             else "not reached"
         )
         ratio = f"{r['ratio_to_baseline']:.2f} x {r['baseline']}" if r.get("ratio_to_baseline") else "-"
+        broker = "-" if r["broker_cpu_s_per_op"] is None else _fmt(r["broker_cpu_s_per_op"] * 1000, 2)
         lines.append(
-            f"| {r['name']} | {r['title']} | {_fmt(r['throughput_per_s'])} | {_fmt(r['p50_ms'])} | {_fmt(r['p95_ms'])} "
-            f"| {_fmt(r['p99_ms'])} ({r['slo_p99_ms']:.0f}) | {r['errors']}/{r['sent']} | {broke_text} "
-            f"| {r['cpu_s_per_op'] * 1000:.2f} "
-            f"| {'-' if r['broker_cpu_s_per_op'] is None else _fmt(r['broker_cpu_s_per_op'] * 1000, 2)} "
-            f"| {_fmt(r['peak_rss_mb'])} | {r.get('db_connections_peak', '-')} | {ratio} |"
+            md_row(
+                r["name"],
+                r["title"],
+                _fmt(r["throughput_per_s"]),
+                _fmt(r["p50_ms"]),
+                _fmt(r["p95_ms"]),
+                f"{_fmt(r['p99_ms'])} ({r['slo_p99_ms']:.0f})",
+                f"{r['errors']}/{r['sent']}",
+                broke_text,
+                f"{r['cpu_s_per_op'] * 1000:.2f}",
+                broker,
+                _fmt(r["peak_rss_mb"]),
+                r.get("db_connections_peak", "-"),
+                ratio,
+            )
         )
     return "\n".join(lines)
 
@@ -84,7 +100,7 @@ def cpu_table(results: list[dict[str, Any]]) -> str:
         cells.append(_fmt((r["broker_cpu_s_per_op"] or 0) * 1000, 2) if r["broker_cpu_s_per_op"] is not None else "")
         cells += [_fmt(r["other_cpu_s_per_op"].get(o, 0) * 1000, 2) for o in others]
         cells.append(_fmt(r["machine_cores_busy"], 2))
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(md_row(*cells))
     return "\n".join(lines)
 
 
@@ -102,8 +118,15 @@ def budget_table(results: list[dict[str, Any]], cores: int) -> str:
             continue
         total = r["cpu_s_per_op"] + (r["broker_cpu_s_per_op"] or 0) + sum(r["other_cpu_s_per_op"].values())
         lines.append(
-            f"| {r['name']} | {target:.0f} | {_fmt(r['throughput_per_s'])} | {total * 1000:.2f} "
-            f"| {r['cpu_s_per_op'] * 1000:.2f} | {cores / total:.0f} | {target * total:.1f} |"
+            md_row(
+                r["name"],
+                f"{target:.0f}",
+                _fmt(r["throughput_per_s"]),
+                f"{total * 1000:.2f}",
+                f"{r['cpu_s_per_op'] * 1000:.2f}",
+                f"{cores / total:.0f}",
+                f"{target * total:.1f}",
+            )
         )
     return "\n".join(lines)
 
@@ -153,10 +176,17 @@ def round_two_table(results: list[dict[str, Any]], reference: list[dict[str, Any
         cpu_met = cpu_b <= CPU_TARGETS_MS[name]
         rate_met = rate is not None and b["throughput_per_s"] >= rate and (b["p99_ms"] or 1e9) <= budget
         lines.append(
-            f"| {name} | {_fmt(a['throughput_per_s'], 0)} -> {_fmt(b['throughput_per_s'], 0)} "
-            f"| {_fmt(a['p99_ms'], 0)} -> {_fmt(b['p99_ms'], 0)} | {cpu_a:.2f} -> {cpu_b:.2f} "
-            f"| {(cpu_b / cpu_a - 1) * 100:+.0f} % | {CPU_TARGETS_MS[name]} | {per_process} | {rate_text} "
-            f"| {'yes' if cpu_met else 'no'}, {'yes' if rate_met else 'no'} |"
+            md_row(
+                name,
+                f"{_fmt(a['throughput_per_s'], 0)} -> {_fmt(b['throughput_per_s'], 0)}",
+                f"{_fmt(a['p99_ms'], 0)} -> {_fmt(b['p99_ms'], 0)}",
+                f"{cpu_a:.2f} -> {cpu_b:.2f}",
+                f"{(cpu_b / cpu_a - 1) * 100:+.0f} %",
+                CPU_TARGETS_MS[name],
+                per_process,
+                rate_text,
+                f"{'yes' if cpu_met else 'no'}, {'yes' if rate_met else 'no'}",
+            )
         )
     return "\n".join(lines)
 
@@ -175,7 +205,7 @@ def statements_table(results: list[dict[str, Any]]) -> str:
         background = r.get("db_background_statements_per_s")
         share = background / r["throughput_per_s"] if background is not None and r["throughput_per_s"] else None
         cells.append("-" if background is None else f"{background:.0f}" + (f" (≈ {share:.1f}/op)" if share else ""))
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(md_row(*cells))
     return "\n".join(lines) if len(lines) > 2 else "(the statement counters were not read in this run)"
 
 
@@ -201,9 +231,16 @@ def scale_table(results: list[dict[str, Any]]) -> str:
         by_process = capacity.by_kind(one.get("cpu_s_per_op_by_process", {}))
         busiest = max(by_process, key=lambda n: by_process[n], default="-")
         lines.append(
-            f"| {one['name']} | {SCALED[suffix]} | {_fmt(s1)} | {_fmt(s2)} | {_fmt(s2 / s1 if s1 else None, 2)} "
-            f"| {_fmt(s2 - s1)} | {_fmt(one['machine_cores_busy'], 2)} → {_fmt(r['machine_cores_busy'], 2)} "
-            f"| {busiest} ({_fmt(by_process.get(busiest, 0) * 1000, 2)} ms) |"
+            md_row(
+                one["name"],
+                SCALED[suffix],
+                _fmt(s1),
+                _fmt(s2),
+                _fmt(s2 / s1 if s1 else None, 2),
+                _fmt(s2 - s1),
+                f"{_fmt(one['machine_cores_busy'], 2)} → {_fmt(r['machine_cores_busy'], 2)}",
+                f"{busiest} ({_fmt(by_process.get(busiest, 0) * 1000, 2)} ms)",
+            )
         )
     return "\n".join(lines) if len(lines) > 2 else "(no scale-out phase in this run)"
 
@@ -245,10 +282,18 @@ def low_rate_table(results: list[dict[str, Any]]) -> str:
         bound = higher["p99_ms"] + LOW_RATE_TAIL_MARGIN_MS if higher and higher["p99_ms"] is not None else None
         met = bound is not None and low["p99_ms"] is not None and low["p99_ms"] <= bound
         lines.append(
-            f"| {r['name']} | {low['rate']:.0f} | {_fmt(low['p50_ms'])} | {_fmt(low['p95_ms'])} "
-            f"| {_fmt(low['p99_ms'])} | {_fmt(low['max_ms'])} | {low['errors']}/{low['sent']} "
-            f"| {_fmt(higher and higher['rate'], 0)} | {_fmt(higher and higher['p99_ms'])} "
-            f"| {'met' if met else 'NOT met'} ({_fmt(low['p99_ms'])} vs {_fmt(bound)} ms) |"
+            md_row(
+                r["name"],
+                f"{low['rate']:.0f}",
+                _fmt(low["p50_ms"]),
+                _fmt(low["p95_ms"]),
+                _fmt(low["p99_ms"]),
+                _fmt(low["max_ms"]),
+                f"{low['errors']}/{low['sent']}",
+                _fmt(higher and higher["rate"], 0),
+                _fmt(higher and higher["p99_ms"]),
+                f"{'met' if met else 'NOT met'} ({_fmt(low['p99_ms'])} vs {_fmt(bound)} ms)",
+            )
         )
     return "\n".join(lines) if len(lines) > 2 else "(no low-rate step in this run)"
 
@@ -283,9 +328,14 @@ def limits_table(results: list[dict[str, Any]]) -> str:
         cost_off, cost_on = web_ms(step_off), web_ms(step_on)
         added = cost_on - cost_off if cost_on is not None and cost_off is not None else None
         lines.append(
-            f"| {off['name']} | {step_on['rate']:.0f} | {_fmt(cost_off, 2)} → {_fmt(cost_on, 2)} | {_fmt(added, 2)} "
-            f"| {_fmt(step_off['p50_ms'])} → {_fmt(step_on['p50_ms'])} "
-            f"| {_fmt(step_off['p99_ms'])} → {_fmt(step_on['p99_ms'])} |"
+            md_row(
+                off["name"],
+                f"{step_on['rate']:.0f}",
+                f"{_fmt(cost_off, 2)} → {_fmt(cost_on, 2)}",
+                _fmt(added, 2),
+                f"{_fmt(step_off['p50_ms'])} → {_fmt(step_on['p50_ms'])}",
+                f"{_fmt(step_off['p99_ms'])} → {_fmt(step_on['p99_ms'])}",
+            )
         )
     return "\n".join(lines) if len(lines) > 2 else "(no limiter phase in this run)"
 
@@ -344,9 +394,17 @@ def steps_table(results: list[dict[str, Any]]) -> str:
         for s in r["steps"]:
             errors = f"{s['errors']}/{s['sent']}" + (f" {s['error_kinds']}" if s["error_kinds"] else "")
             lines.append(
-                f"| {r['name']} | {s['rate']:g} | {s['throughput_per_s']:.1f} | {_fmt(s['p50_ms'])} "
-                f"| {_fmt(s['p95_ms'])} | {_fmt(s['p99_ms'])} | {_fmt(s['max_ms'])} | {errors} "
-                f"| {'yes' if s['slo_met'] else 'no'} |"
+                md_row(
+                    r["name"],
+                    f"{s['rate']:g}",
+                    f"{s['throughput_per_s']:.1f}",
+                    _fmt(s["p50_ms"]),
+                    _fmt(s["p95_ms"]),
+                    _fmt(s["p99_ms"]),
+                    _fmt(s["max_ms"]),
+                    errors,
+                    "yes" if s["slo_met"] else "no",
+                )
             )
     return "\n".join(lines)
 

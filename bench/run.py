@@ -420,15 +420,24 @@ class Run:
             "dialect": workload.dialect,
         }
 
-    def run_load(self, spec: dict[str, Any], tag: str, during: Callable[[], None] | None = None) -> dict[str, Any]:
-        """The load generator as a process of its own; bounded by its ramp's length. `during` runs meanwhile."""
+    def run_load(
+        self,
+        spec: dict[str, Any],
+        tag: str,
+        during: Callable[[], None] | None = None,
+        module: str = "bench.load",
+        bound_s: float | None = None,
+    ) -> dict[str, Any]:
+        """A load generator (`module`, reading its spec on stdin) as a process of its own; bounded by its ramp's
+        length or `bound_s`. `during` runs meanwhile."""
         spec_path = self.run_dir / f"load-{tag}.spec.json"
         out_path = self.run_dir / f"load-{tag}.out.json"
         spec_path.write_text(json.dumps(spec))
-        bound = 2 * len(spec["rates"]) * (spec["step_s"] + spec["timeout_s"] + 3 + spec["pause_s"]) + 60
+        if bound_s is None:
+            bound_s = 2 * len(spec["rates"]) * (spec["step_s"] + spec["timeout_s"] + 3 + spec["pause_s"]) + 60
         with open(spec_path, "rb") as stdin, open(out_path, "wb") as stdout:
             proc = subprocess.Popen(
-                [PYTHON, "-m", "bench.load"], cwd=self.o.root, stdin=stdin, stdout=stdout, start_new_session=True
+                [PYTHON, "-m", module], cwd=self.o.root, stdin=stdin, stdout=stdout, start_new_session=True
             )
         group_name = f"load-{tag}"
         from bench.stack import Group
@@ -438,7 +447,7 @@ class Run:
         try:
             if during is not None:
                 during()
-            proc.wait(bound)
+            proc.wait(bound_s)
         finally:
             self.monitor.unwatch("load")
             self.processes.stop(group_name)
