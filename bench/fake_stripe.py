@@ -154,18 +154,22 @@ class FakeStripe:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.rate_limited])
-        app.router.add_post("/v1/customers", self.create_customer)
-        app.router.add_get("/v1/customers", self.list_customers)
-        app.router.add_get("/v1/customers/search", self.search_customers)
-        app.router.add_post("/v1/customers/{id}", self.update_customer)
-        app.router.add_post("/v1/payment_intents", self.create_intent)
-        app.router.add_get("/v1/payment_intents/{id}", self.retrieve_intent)
-        app.router.add_get("/v1/payment_methods/{id}", self.retrieve_method)
-        app.router.add_post("/v1/payment_methods/{id}/attach", self.attach_method)
-        app.router.add_post("/v1/payment_methods/{id}/detach", self.detach_method)
-        app.router.add_get("/_stats", self.stats)
-        app.router.add_get("/_config/rate_limit", self.rate_limit_counts)
-        app.router.add_post("/_config/rate_limit", self.set_rate_limit)
+        app.router.add_routes(
+            [
+                web.post("/v1/customers", self.create_customer),
+                web.get("/v1/customers", self.list_customers),
+                web.get("/v1/customers/search", self.search_customers),
+                web.post("/v1/customers/{id}", self.update_customer),
+                web.post("/v1/payment_intents", self.create_intent),
+                web.get("/v1/payment_intents/{id}", self.retrieve_intent),
+                web.get("/v1/payment_methods/{id}", self.retrieve_method),
+                web.post("/v1/payment_methods/{id}/attach", self.attach_method),
+                web.post("/v1/payment_methods/{id}/detach", self.detach_method),
+                web.get("/_stats", self.stats),
+                web.get("/_config/rate_limit", self.rate_limit_counts),
+                web.post("/_config/rate_limit", self.set_rate_limit),
+            ]
+        )
         return app
 
     async def stats(self, request: web.Request) -> web.Response:

@@ -254,16 +254,17 @@ class Watched:
     names: dict[int, str] = field(default_factory=dict)
 
 
-class Monitor:
-    """Samples CPU seconds (cumulative per watched group) and RSS (peak per process) every `interval` s."""
+class _Sampler:
+    """A thread that samples every `interval` s between start() and stop() (its `_run`)."""
 
-    def __init__(self, interval: float = 0.25) -> None:
+    def __init__(self, name: str, interval: float) -> None:
         self.interval = interval
-        self.watched: dict[str, Watched] = {}
-        self.samples: list[tuple[float, dict[str, float]]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-monitor", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
 
     def start(self) -> None:
         self._thread.start()
@@ -271,6 +272,15 @@ class Monitor:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(5)
+
+
+class Monitor(_Sampler):
+    """Samples CPU seconds (cumulative per watched group) and RSS (peak per process) every `interval` s."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        super().__init__("bench-monitor", interval)
+        self.watched: dict[str, Watched] = {}
+        self.samples: list[tuple[float, dict[str, float]]] = []
 
     def watch_group(self, label: str, group: Group) -> None:
         self._watch(label, group.processes)
@@ -387,25 +397,15 @@ def statements_per_op(before: dict[str, int], after: dict[str, int], polls: int,
     return result
 
 
-class DatabaseConnections:
+class DatabaseConnections(_Sampler):
     """Peak number of MariaDB connections to the run's database (how many the pools really hold), sampled; and the
     server's statement counters at each poll, so that a step's statements can be taken between its start and end."""
 
     def __init__(self, database: str, interval: float = 0.25) -> None:
+        super().__init__("bench-db-connections", interval)
         self.database = database
-        self.interval = interval
         self.peak = 0
         self.samples: list[tuple[float, int, dict[str, int]]] = []  # (wall time, poll number, counters)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-db-connections", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
     def take_peak(self) -> int:
         peak, self.peak = self.peak, 0
