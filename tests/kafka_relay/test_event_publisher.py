@@ -199,3 +199,32 @@ def test_an_intent_of_an_order_is_keyed_by_the_order_so_an_orders_events_share_a
     assert len({m.partition for m in events_topics.received(order_id.encode()) if m.topic == topic}) == 1
     # The positive control: an intent without an order is still keyed by the intent (the tests above).
     assert not [m for i in ids for m in events_topics.received(i.encode()) if m.topic == topic]
+
+
+def test_one_pass_takes_the_events_of_every_shard_it_holds_in_one_select(stripe_api, events_topics, monkeypatch):
+    from models import database
+
+    ids = payments(stripe_api, 6)
+    with unit_of_work():
+        shards = {e.shard for e in PaymentEvent.select().where(PaymentEvent.payment_intent_id.in_(ids))}
+    assert len(shards) > 1  # six intents in one of 16 shards: about one run in a million
+    batches: list[str] = []
+    execute_sql = database.obj.execute_sql
+
+    def counting(sql: str, params=None, *args, **kwargs):  # a spy: every statement still runs
+        if sql.startswith("SELECT `t1`.`id`, `t1`.`event_id`") and "published_at` IS NULL" in sql:
+            batches.append(sql)
+        return execute_sql(sql, params, *args, **kwargs)
+
+    monkeypatch.setattr(database.obj, "execute_sql", counting)
+    publisher = Publisher(get_settings(), owner="one-select")
+    try:
+        sent, clean = publisher.run_once()
+    finally:
+        publisher.close()
+    assert clean and len(batches) == 1  # not one select per shard (16 a pass whatever the load)
+    with unit_of_work():
+        waiting = PaymentEvent.select().where(
+            PaymentEvent.payment_intent_id.in_(ids), PaymentEvent.published_at.is_null()
+        )
+        assert not waiting.exists() and sent >= 6 * 4
