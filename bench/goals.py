@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.report import R2_CEILING_SHARE
 from bench.workloads import ORIGINAL_RATIO_TARGET
 
 NESTJS_BASELINE = "B-nestjs"  # the platform's original NestJS service (bench/baselines/nestjs.py)
@@ -15,7 +16,7 @@ WRITE_RATE = 100.0  # Stripe's live-mode limit per account: W1 and W2 sustain it
 WRITE_P99_MARGIN_MS = 300.0  # … with p99 under Stripe's latency + this
 CPU_PER_CREATE_MS = 8.0  # the service's own CPU per create (door or relay, worker, publisher)
 R1_RATIO = 0.6  # R1 against the direct read path (B-direct-rest)
-R2_RATIO = 0.8  # R2 against the rig's Kafka ceiling (B-kafka-ceiling)
+R2_RATIO = R2_CEILING_SHARE  # R2 against the rig's Kafka ceiling (B-kafka-ceiling)
 READ_P95_MS = 250.0  # the PRD's bound for every read at its sustained rate
 READS = ("R1", "R2", "R3")
 

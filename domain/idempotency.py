@@ -213,40 +213,28 @@ def _execution_live(record: IdempotencyRecord, now: dt.datetime) -> bool:
     return record.execution_token is not None and record.execution_until is not None and record.execution_until > now
 
 
-def _this_execution(claim_: Claim) -> list[Expression]:
-    """The record as this execution left it: same record, same owner, same execution token."""
-    token = (
-        IdempotencyRecord.execution_token == claim_.execution
-        if claim_.execution is not None
-        else IdempotencyRecord.execution_token.is_null()  # a claim taken over from a record without one
-    )
-    return [IdempotencyRecord.id == claim_.record_id, IdempotencyRecord.owner == claim_.owner, token]
+def _execution(record_id: Any, owner: Any, *token: Any) -> list[Expression]:
+    """The record as an execution left it: same record, same owner, same execution token (none given: a claim
+    taken over from a record without one). Values apart from a Claim, so that a compiled statement can take them."""
+    execution = IdempotencyRecord.execution_token == token[0] if token else IdempotencyRecord.execution_token.is_null()
+    return [IdempotencyRecord.id == record_id, IdempotencyRecord.owner == owner, execution]
+
+
+def _execution_of(claim_: Claim) -> tuple[Any, ...]:
+    """`_execution`'s values for this claim."""
+    return (claim_.record_id, claim_.owner, *(() if claim_.execution is None else (claim_.execution,)))
 
 
 def _held_by(record_id: Any, owner: Any, *token: Any) -> list[Expression]:
-    """`_held` with its values given apart (for a compiled statement): no token = a claim without one."""
-    execution = IdempotencyRecord.execution_token == token[0] if token else IdempotencyRecord.execution_token.is_null()
-    return [
-        IdempotencyRecord.id == record_id,
-        IdempotencyRecord.owner == owner,
-        execution,
-        IdempotencyRecord.state == "in_flight",
-    ]
+    """The claim is still this execution's: not completed, given back or taken over by another execution."""
+    return [*_execution(record_id, owner, *token), IdempotencyRecord.state == "in_flight"]
 
 
 def _update_held(claim_: Claim, **values: Any) -> bool:
     """Change the record only while this execution holds it; False once it no longer does."""
-    token = () if claim_.execution is None else (claim_.execution,)
-    changed = statements.update(
-        f"held-{len(token)}",
-        IdempotencyRecord,
-        {"updated_at": utcnow(), **values},
-        _held_by,
-        claim_.record_id,
-        claim_.owner,
-        *token,
-    )
-    return bool(changed)
+    execution = _execution_of(claim_)
+    held = f"held-{len(execution)}"  # with a token or without: two shapes of statement
+    return bool(statements.update(held, IdempotencyRecord, {"updated_at": utcnow(), **values}, _held_by, *execution))
 
 
 def complete(claim_: Claim, outcome: dict[str, Any]) -> bool:
@@ -266,7 +254,11 @@ def finish(claim_: Claim, outcome: dict[str, Any]) -> None:
 
 def stored_by(claim_: Claim) -> bool:
     """This execution stored the claim's outcome (so an error it raised is the answer, not a stale one)."""
-    return IdempotencyRecord.select().where(*_this_execution(claim_), IdempotencyRecord.state == "completed").exists()
+    return (
+        IdempotencyRecord.select()
+        .where(*_execution(*_execution_of(claim_)), IdempotencyRecord.state == "completed")
+        .exists()
+    )
 
 
 def release(claim_: Claim) -> bool:

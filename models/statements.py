@@ -60,6 +60,14 @@ def _marker(index: int) -> str:
     return f"{_MARKED}{index}\x00"
 
 
+def _slots(key: str, markers: list[str], params: list[Any]) -> tuple[tuple[int | None, Any], ...]:
+    """Per parameter of a statement built with `markers`: the index of the caller's value, or the constant."""
+    slots = tuple((markers.index(p), None) if p in markers else (None, p) for p in params)
+    if sorted(i for i, _ in slots if i is not None) != list(range(len(markers))):
+        raise ValueError(f"statement {key}: each value must appear exactly once among its parameters")
+    return slots
+
+
 def _db() -> Database:
     return database.obj
 
@@ -73,9 +81,7 @@ def select(key: str, build: Callable[..., ModelSelect[_M]], *values: str) -> lis
         markers = [_marker(i) for i in range(len(values))]
         query = build(*markers)
         sql, params = query.sql()
-        slots = tuple((markers.index(p), None) if p in markers else (None, p) for p in params)
-        if sorted(i for i, _ in slots if i is not None) != list(range(len(values))):
-            raise ValueError(f"statement {key}: each value must appear exactly once among its parameters")
+        slots = _slots(key, markers, params)
         if any(isinstance(c, str) and _MARKED in c for i, c in slots if i is None):
             # A value used transformed (`contains`, a prefix…) would be kept as the first call's constant.
             raise ValueError(f"statement {key}: a value may only be compared as it is")
@@ -97,12 +103,10 @@ def update(
     """UPDATE `model` SET `values` WHERE `where(*where_values)`; returns the rows changed. The shape (the conditions
     `where` builds, by `key`, and the columns set) is compiled once. Set values are converted by their fields as
     peewee's update would (JSON, datetimes); the condition's values are sent as they are, so give them as stored.
-    `IfUnset(value)` keeps a value the column holds already. A statement setting another expression (a value the
-    database computes) runs through peewee as it is."""
+    `IfUnset(value)` keeps a value the column holds already; any other expression is refused."""
     db = _db()
     if any(isinstance(v, Node) for v in values.values()):
-        # A value computed by the database (COALESCE, a column) is part of the SQL, not a parameter: peewee's path.
-        return int(model.update(values).where(*where(*where_values)).execute())
+        raise ValueError(f"statement {key}: a value the database computes is part of the SQL; use IfUnset or peewee")
     names = tuple(f"{n}?" if isinstance(v, IfUnset) else n for n, v in values.items())
     shape = (type(db), key, model, names)
     compiled = _updates.get(shape)
@@ -115,9 +119,7 @@ def update(
             sets[field] = fn.COALESCE(field, slot) if isinstance(value, IfUnset) else slot
         conditions = where(*(Value(m, converter=False) for m in markers[len(names) :]))
         sql, params = model.update(sets).where(*conditions).sql()
-        slots = tuple((markers.index(p), None) if p in markers else (None, p) for p in params)
-        if sorted(i for i, _ in slots if i is not None) != list(range(len(markers))):
-            raise ValueError(f"statement {key}: each value must appear exactly once among its parameters")
+        slots = _slots(key, markers, params)
         compiled = _updates.setdefault(shape, _Update(sql, slots, tuple(model._meta.fields[n] for n in values)))
     plain = [v.value if isinstance(v, IfUnset) else v for v in values.values()]
     given = [field.db_value(v) for field, v in zip(compiled.fields, plain, strict=True)] + list(where_values)

@@ -199,3 +199,13 @@ def test_an_if_unset_value_keeps_what_the_column_holds_already(domain_db):
         assert statements.update("owned", IdempotencyRecord, values, _owned, record.id, "o") == 1
     stored = _stored(IdempotencyRecord, record.id)
     assert (stored["stripe_started_at"], stored["updated_at"]) == (first, later)
+
+
+def test_a_compiled_update_refuses_a_value_the_database_computes(domain_db):
+    from peewee import fn
+
+    record = _record("o")
+    computed = {"stripe_started_at": fn.COALESCE(IdempotencyRecord.stripe_started_at, utcnow())}
+    with pytest.raises(ValueError, match="IfUnset"):
+        statements.update("owned", IdempotencyRecord, computed, _owned, record.id, "o")
+    assert _stored(IdempotencyRecord, record.id)["stripe_started_at"] is None
